@@ -1,0 +1,172 @@
+/**
+ * Causal scaled-dot-product attention with multi-head, grouped-query and multi-query variants.
+ *
+ * Query head `h` reads key/value head `floor(h / (nHeads / nKvHeads))`: with `nKvHeads = nHeads`
+ * this is multi-head attention (MHA), with `nKvHeads = 1` multi-query attention (MQA), and in
+ * between grouped-query attention (GQA).
+ *
+ * @module
+ */
+import { checkHeads, checkInteger, checkLength, checkMinLength } from "./_checks.ts";
+import { softmax } from "./softmax.ts";
+
+/** Head layout of an attention layer. */
+export interface AttentionShape {
+  /** Number of query heads. */
+  nHeads: number;
+  /** Number of key/value heads; divides `nHeads`. */
+  nKvHeads: number;
+  /** Features per head. */
+  headDim: number;
+}
+
+/**
+ * Full causal attention over a sequence of `seqLen` tokens: `q: (seqLen, nHeads·headDim)`,
+ * `k, v: (seqLen, nKvHeads·headDim)`; returns `(seqLen, nHeads·headDim)`. Token `t` attends to
+ * tokens `0..t`: scores `q·k / sqrt(headDim)`, masked above the diagonal, softmax, weighted sum
+ * of values.
+ *
+ * @example
+ * ```ts
+ * import { attention } from "./attention.ts";
+ * const shape = { nHeads: 1, nKvHeads: 1, headDim: 1 };
+ * // the first token can only see itself
+ * const out = attention(new Float32Array([1, 1]), new Float32Array([1, 2]), new Float32Array([5, 7]), 2, shape);
+ * if (out[0] !== 5) throw new Error("wrong");
+ * ```
+ */
+export function attention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  seqLen: number,
+  shape: AttentionShape,
+): Float32Array {
+  const { nHeads, nKvHeads, headDim } = shape;
+  checkHeads(nHeads, nKvHeads, headDim);
+  checkInteger("seqLen", seqLen);
+  const qDim = nHeads * headDim;
+  const kvDim = nKvHeads * headDim;
+  checkLength("attention q (seqLen*nHeads*headDim)", q, seqLen * qDim);
+  checkLength("attention k (seqLen*nKvHeads*headDim)", k, seqLen * kvDim);
+  checkLength("attention v (seqLen*nKvHeads*headDim)", v, seqLen * kvDim);
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const out = new Float32Array(seqLen * qDim);
+  for (let h = 0; h < nHeads; h++) {
+    const kvHead = Math.floor(h / group);
+    // Scores for all (query, key) pairs of this head, future keys masked out.
+    const scores = new Float32Array(seqLen * seqLen);
+    for (let i = 0; i < seqLen; i++) {
+      for (let j = 0; j < seqLen; j++) {
+        scores[i * seqLen + j] = j > i
+          ? -Infinity
+          : dot(q, i * qDim + h * headDim, k, j * kvDim + kvHead * headDim, headDim) * scale;
+      }
+    }
+    const weights = softmax(scores, seqLen);
+    for (let i = 0; i < seqLen; i++) {
+      for (let d = 0; d < headDim; d++) {
+        let sum = 0;
+        for (let j = 0; j <= i; j++) {
+          sum += weights[i * seqLen + j] * v[j * kvDim + kvHead * headDim + d];
+        }
+        out[i * qDim + h * headDim + d] = sum;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Attention of one new token at position `pos` against a KV cache: `q: (nHeads·headDim)`,
+ * `keys, values: (≥ pos+1, nKvHeads·headDim)` holding positions `0..pos`; returns
+ * `(nHeads·headDim)`. This is the decode path: each step reads the cache instead of
+ * recomputing keys and values of the whole prefix.
+ *
+ * @example
+ * ```ts
+ * import { decodeAttention } from "./attention.ts";
+ * const shape = { nHeads: 1, nKvHeads: 1, headDim: 1 };
+ * // equal scores: the mean of the values
+ * const out = decodeAttention(new Float32Array([0]), new Float32Array([1, 2]), new Float32Array([5, 7]), 1, shape);
+ * if (out[0] !== 6) throw new Error("wrong");
+ * ```
+ */
+export function decodeAttention(
+  q: Float32Array,
+  keys: Float32Array,
+  values: Float32Array,
+  pos: number,
+  shape: AttentionShape,
+): Float32Array {
+  const { nHeads, nKvHeads, headDim } = shape;
+  checkHeads(nHeads, nKvHeads, headDim);
+  checkInteger("pos", pos, 0);
+  const kvDim = nKvHeads * headDim;
+  checkLength("decodeAttention q (nHeads*headDim)", q, nHeads * headDim);
+  checkMinLength("decodeAttention keys ((pos+1)*nKvHeads*headDim)", keys, (pos + 1) * kvDim);
+  checkMinLength("decodeAttention values ((pos+1)*nKvHeads*headDim)", values, (pos + 1) * kvDim);
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const out = new Float32Array(nHeads * headDim);
+  for (let h = 0; h < nHeads; h++) {
+    const kvOffset = Math.floor(h / group) * headDim;
+    const scores = new Float32Array(pos + 1);
+    for (let t = 0; t <= pos; t++) {
+      scores[t] = dot(q, h * headDim, keys, t * kvDim + kvOffset, headDim) * scale;
+    }
+    const weights = softmax(scores);
+    for (let t = 0; t <= pos; t++) {
+      for (let d = 0; d < headDim; d++) {
+        out[h * headDim + d] += weights[t] * values[t * kvDim + kvOffset + d];
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Repeats each of the `nKvHeads` heads of `kv: (seqLen, nKvHeads·headDim)` `repeats` times,
+ * giving `(seqLen, nKvHeads·repeats·headDim)`: how grouped-query attention reduces to multi-head
+ * attention on paper. Kernels never do this copy; it exists to state and test the equivalence.
+ *
+ * @example
+ * ```ts
+ * import { repeatKvHeads } from "./attention.ts";
+ * const out = repeatKvHeads(new Float32Array([1, 2]), 1, 2, 1, 2);
+ * if (out.join() !== "1,1,2,2") throw new Error("wrong");
+ * ```
+ */
+export function repeatKvHeads(
+  kv: Float32Array,
+  seqLen: number,
+  nKvHeads: number,
+  headDim: number,
+  repeats: number,
+): Float32Array {
+  checkInteger("repeats", repeats);
+  checkLength("repeatKvHeads kv (seqLen*nKvHeads*headDim)", kv, seqLen * nKvHeads * headDim);
+  const out = new Float32Array(kv.length * repeats);
+  for (let t = 0; t < seqLen; t++) {
+    for (let h = 0; h < nKvHeads; h++) {
+      const head = kv.subarray((t * nKvHeads + h) * headDim, (t * nKvHeads + h + 1) * headDim);
+      for (let r = 0; r < repeats; r++) {
+        out.set(head, ((t * nKvHeads + h) * repeats + r) * headDim);
+      }
+    }
+  }
+  return out;
+}
+
+function dot(
+  a: Float32Array,
+  aOffset: number,
+  b: Float32Array,
+  bOffset: number,
+  n: number,
+): number {
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += a[aOffset + i] * b[bOffset + i];
+  return sum;
+}

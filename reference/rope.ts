@@ -1,0 +1,99 @@
+/**
+ * Rotary positional embedding (RoPE): rotates pairs of query/key features by an angle
+ * proportional to the token's position, so that q(m)·k(n) depends only on m − n.
+ *
+ * @module
+ */
+import { checkInteger } from "./_checks.ts";
+
+/** Default RoPE base, as in LLaMA 1/2. */
+export const DEFAULT_ROPE_THETA = 10000;
+
+/**
+ * Which features form a rotated pair.
+ * - `"interleaved"`: adjacent pairs (2i, 2i+1), as in Meta's reference code and llama2.c.
+ * - `"half"`: pairs (i, i + headDim/2), the "rotate half" layout of Hugging Face checkpoints.
+ */
+export type RopeLayout = "interleaved" | "half";
+
+/** Options of {@linkcode rope}. */
+export interface RopeOptions {
+  /** Frequency base; 10000 by default. */
+  theta?: number;
+  /** Pairing of features; `"interleaved"` by default. */
+  layout?: RopeLayout;
+}
+
+/**
+ * The per-pair rotation frequencies `theta^(-2i/headDim)` for `i < headDim/2`.
+ *
+ * @example
+ * ```ts
+ * import { ropeFrequencies } from "./rope.ts";
+ * const f = ropeFrequencies(4, 100);
+ * if (f[0] !== 1 || Math.abs(f[1] - 0.1) > 1e-7) throw new Error("wrong");
+ * ```
+ */
+export function ropeFrequencies(headDim: number, theta: number = DEFAULT_ROPE_THETA): Float32Array {
+  checkRopeShape(headDim, theta);
+  const freqs = new Float32Array(headDim / 2);
+  for (let i = 0; i < headDim / 2; i++) freqs[i] = Math.pow(theta, (-2 * i) / headDim);
+  return freqs;
+}
+
+/**
+ * Applies RoPE at position `pos` to every head of `x` (length a multiple of `headDim`: a query
+ * or key vector of one token, all heads side by side). Returns a new array.
+ *
+ * @example
+ * ```ts
+ * import { rope } from "./rope.ts";
+ * // at position 0 nothing turns
+ * const x = new Float32Array([1, 2, 3, 4]);
+ * if (rope(x, 0, 4).join() !== "1,2,3,4") throw new Error("wrong");
+ * ```
+ */
+export function rope(
+  x: Float32Array,
+  pos: number,
+  headDim: number,
+  options: RopeOptions = {},
+): Float32Array {
+  const { theta = DEFAULT_ROPE_THETA, layout = "interleaved" } = options;
+  checkRopeShape(headDim, theta);
+  checkInteger("rope pos", pos, 0);
+  if (x.length % headDim !== 0) {
+    throw new RangeError(
+      `rope x: expected a multiple of headDim ${headDim}, got length ${x.length}`,
+    );
+  }
+  if (layout !== "interleaved" && layout !== "half") {
+    throw new RangeError(`rope layout: expected "interleaved" or "half", got ${String(layout)}`);
+  }
+  const half = headDim / 2;
+  const out = new Float32Array(x.length);
+  for (let head = 0; head < x.length; head += headDim) {
+    for (let i = 0; i < half; i++) {
+      const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+      const cos = Math.cos(angle);
+      const sin = Math.sin(angle);
+      const a = layout === "interleaved" ? head + 2 * i : head + i;
+      const b = layout === "interleaved" ? a + 1 : a + half;
+      out[a] = x[a] * cos - x[b] * sin;
+      out[b] = x[a] * sin + x[b] * cos;
+    }
+  }
+  return out;
+}
+
+function checkRopeShape(headDim: number, theta: number): void {
+  checkInteger("rope headDim", headDim);
+  if (headDim % 2 !== 0) {
+    throw new RangeError(
+      `rope headDim: expected an even number (features rotate in pairs), got ${headDim}`,
+    );
+  }
+  if (!(theta > 0) || !Number.isFinite(theta)) {
+    throw new RangeError(`rope theta: expected a finite number > 0, got ${theta}`);
+  }
+}

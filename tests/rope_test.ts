@@ -1,0 +1,87 @@
+import { expect } from "expect";
+import { Rng, rope, ropeFrequencies } from "../reference/mod.ts";
+
+const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0);
+const norm = (a: Float32Array) => Math.sqrt(dot(a, a));
+
+Deno.test("ropeFrequencies are theta^(-2i/headDim)", () => {
+  const f = ropeFrequencies(8);
+  [1, 10000 ** -0.25, 10000 ** -0.5, 10000 ** -0.75].forEach((v, i) =>
+    expect(f[i]).toBeCloseTo(v, 7)
+  );
+  expect(ropeFrequencies(8, 500000)[1]).toBeCloseTo(500000 ** -0.25, 7);
+});
+
+Deno.test("rope rotates adjacent pairs (interleaved) by pos·freq, by hand", () => {
+  // headDim 4: pair (0,1) at freq 1, pair (2,3) at freq 1/100 (theta 10000)
+  const y = rope(new Float32Array([1, 0, 0, 1]), 2, 4);
+  expect(y[0]).toBeCloseTo(Math.cos(2), 6);
+  expect(y[1]).toBeCloseTo(Math.sin(2), 6);
+  expect(y[2]).toBeCloseTo(-Math.sin(0.02), 6);
+  expect(y[3]).toBeCloseTo(Math.cos(0.02), 6);
+});
+
+Deno.test("rope half layout pairs i with i + headDim/2 and equals interleaved after a permutation", () => {
+  const y = rope(new Float32Array([1, 0, 0, 0]), 2, 4, { layout: "half" });
+  expect(y[0]).toBeCloseTo(Math.cos(2), 6);
+  expect(y[2]).toBeCloseTo(Math.sin(2), 6);
+  const rng = new Rng(7);
+  const headDim = 16;
+  const x = rng.uniformArray(headDim * 3);
+  // permutation taking interleaved positions (2i, 2i+1) to (i, i+half)
+  const perm = (v: Float32Array) => {
+    const out = new Float32Array(v.length);
+    for (let h = 0; h < v.length; h += headDim) {
+      for (let i = 0; i < headDim / 2; i++) {
+        out[h + i] = v[h + 2 * i];
+        out[h + i + headDim / 2] = v[h + 2 * i + 1];
+      }
+    }
+    return out;
+  };
+  const a = perm(rope(x, 9, headDim));
+  const b = rope(perm(x), 9, headDim, { layout: "half" });
+  a.forEach((v, i) => expect(b[i]).toBeCloseTo(v, 6));
+});
+
+Deno.test("rope preserves each head's norm", () => {
+  const rng = new Rng(8);
+  for (const layout of ["interleaved", "half"] as const) {
+    const x = rng.uniformArray(64 * 3);
+    const y = rope(x, 123, 64, { layout });
+    for (let h = 0; h < 3; h++) {
+      expect(norm(y.subarray(h * 64, (h + 1) * 64))).toBeCloseTo(
+        norm(x.subarray(h * 64, (h + 1) * 64)),
+        5,
+      );
+    }
+  }
+});
+
+Deno.test("rope makes q(m)·k(n) depend only on m − n", () => {
+  const rng = new Rng(9);
+  for (const layout of ["interleaved", "half"] as const) {
+    const q = rng.uniformArray(32);
+    const k = rng.uniformArray(32);
+    const at = (m: number, n: number) =>
+      dot(rope(q, m, 32, { layout }), rope(k, n, 32, { layout }));
+    expect(at(7, 3)).toBeCloseTo(at(104, 100), 4);
+    expect(at(5, 5)).toBeCloseTo(dot(q, k), 5);
+    expect(Math.abs(at(7, 3) - at(7, 4))).toBeGreaterThan(1e-4); // and it does depend on m − n
+  }
+});
+
+Deno.test("rope rejects an odd head dimension, a bad layout and a bad position", () => {
+  expect(() => rope(new Float32Array(6), 0, 3)).toThrow(
+    "rope headDim: expected an even number (features rotate in pairs), got 3",
+  );
+  expect(() => rope(new Float32Array(6), 0, 4)).toThrow(
+    "expected a multiple of headDim 4, got length 6",
+  );
+  // deno-lint-ignore no-explicit-any
+  expect(() => rope(new Float32Array(4), 0, 4, { layout: "zigzag" as any })).toThrow("rope layout");
+  expect(() => rope(new Float32Array(4), -1, 4)).toThrow(
+    "rope pos: expected an integer >= 0, got -1",
+  );
+  expect(() => ropeFrequencies(4, 0)).toThrow("rope theta");
+});
