@@ -13,3 +13,4 @@
  * @module
  */
 export * from "./reference/mod.ts";
+export * from "./gpu/mod.ts";

@@ -97,3 +97,34 @@ function checkRopeShape(headDim: number, theta: number): void {
     throw new RangeError(`rope theta: expected a finite number > 0, got ${theta}`);
   }
 }
+
+/**
+ * The rotation table `(maxSeqLen, headDim/2)` of `(cos, sin)` pairs of `pos · freq_i`,
+ * computed in double precision: kernels look angles up instead of evaluating `sin`/`cos` of
+ * large arguments in float32.
+ *
+ * @example
+ * ```ts
+ * import { ropeTable } from "./rope.ts";
+ * const table = ropeTable(4, 2); // positions 0 and 1, two pairs each
+ * if (table[0] !== 1 || table[1] !== 0 || Math.abs(table[4] - Math.cos(1)) > 1e-7) throw new Error("wrong");
+ * ```
+ */
+export function ropeTable(
+  headDim: number,
+  maxSeqLen: number,
+  theta: number = DEFAULT_ROPE_THETA,
+): Float32Array {
+  checkRopeShape(headDim, theta);
+  checkInteger("rope maxSeqLen", maxSeqLen);
+  const half = headDim / 2;
+  const table = new Float32Array(maxSeqLen * headDim);
+  for (let pos = 0; pos < maxSeqLen; pos++) {
+    for (let i = 0; i < half; i++) {
+      const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+      table[(pos * half + i) * 2] = Math.cos(angle);
+      table[(pos * half + i) * 2 + 1] = Math.sin(angle);
+    }
+  }
+  return table;
+}

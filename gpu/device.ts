@@ -1,0 +1,356 @@
+/**
+ * The WebGPU device: adapter and device with the adapter's full limits, cached compute
+ * pipelines, buffer helpers, and WebGPU's silent errors turned into thrown ones.
+ *
+ * @module
+ */
+
+/** A WebGPU failure, carrying the kernel (or operation) it came from. */
+export class GpuError extends Error {
+  /** The kernel or operation that failed. */
+  readonly kernel: string;
+
+  /** Creates an error for `kernel` with a message (the WGSL compiler's, where there is one). */
+  constructor(kernel: string, message: string) {
+    super(`${kernel}: ${message}`);
+    this.name = "GpuError";
+    this.kernel = kernel;
+  }
+}
+
+/** How to reach this project's software adapter on a machine without a GPU. */
+export const NO_ADAPTER_HELP: string =
+  "no WebGPU adapter found. On a Linux machine without a GPU install Mesa's software Vulkan " +
+  "driver: `sudo apt-get install -y mesa-vulkan-drivers libvulkan1` (or pick a backend with " +
+  "DENO_WEBGPU_BACKEND=vulkan|gl).";
+
+/** Options of {@linkcode requestGpu}. */
+export interface RequestGpuOptions {
+  /** The WebGPU entry point; `navigator.gpu` by default (replaceable for tests). */
+  gpu?: GPU;
+  /** Passed to `requestAdapter`. */
+  powerPreference?: GPUPowerPreference;
+}
+
+/** A buffer, or a range of one, as a kernel binding. */
+export type BufferRange = GPUBuffer | GPUBufferBinding;
+
+/** One recorded kernel invocation: a pipeline, its bindings and its workgroup grid. */
+export interface Dispatch {
+  /** Kernel name, for error messages and profiling. */
+  readonly label: string;
+  /** The compute pipeline. */
+  readonly pipeline: GPUComputePipeline;
+  /** Bind group 0. */
+  readonly bindGroup: GPUBindGroup;
+  /** Workgroups in x, y, z. */
+  readonly workgroups: readonly [number, number, number];
+}
+
+const LIMITS_TO_RAISE = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBuffersPerShaderStage",
+] as const;
+
+/**
+ * Requests an adapter and a device with the limits raised to everything the adapter offers
+ * (the defaults cap bindings at 128 MiB and workgroups at 256 invocations). Throws a
+ * {@linkcode GpuError} that says how to get an adapter when there is none.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "./device.ts";
+ * const gpu = await requestGpu();
+ * console.log(gpu.adapterDescription);
+ * ```
+ */
+export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> {
+  const entry = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!entry) {
+    throw new GpuError("requestGpu", `WebGPU is not available in this runtime; ${NO_ADAPTER_HELP}`);
+  }
+  const adapter = await entry.requestAdapter({ powerPreference: options.powerPreference });
+  if (!adapter) throw new GpuError("requestGpu", NO_ADAPTER_HELP);
+  const requiredLimits: Record<string, number> = {};
+  for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
+  const requiredFeatures = (["timestamp-query"] as GPUFeatureName[]).filter((f) =>
+    adapter.features.has(f)
+  );
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const info = adapter.info;
+  const description = [info.description, info.vendor && `vendor ${info.vendor}`, info.architecture]
+    .filter(Boolean)
+    .join(", ");
+  return new Gpu(device, description || "unknown adapter");
+}
+
+/**
+ * A WebGPU device with the helpers every kernel uses: pipelines compiled once and cached by
+ * shader and constants, errors caught and thrown with the kernel's name, buffer upload and
+ * read-back.
+ */
+export class Gpu {
+  /** The underlying device. */
+  readonly device: GPUDevice;
+  /** What the adapter says it is, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+  readonly adapterDescription: string;
+  #pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  #lost: string | undefined;
+  #uncaptured: string[] = [];
+
+  /** Wraps a device (use {@linkcode requestGpu} to get one). */
+  constructor(device: GPUDevice, adapterDescription: string) {
+    this.device = device;
+    this.adapterDescription = adapterDescription;
+    device.lost.then((info) => {
+      this.#lost = `${info.reason}${info.message ? `: ${info.message}` : ""}`;
+    });
+    device.addEventListener("uncapturederror", (event) => {
+      this.#uncaptured.push((event as GPUUncapturedErrorEvent).error.message);
+    });
+  }
+
+  /** The device's limits (the adapter's, as requested). */
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  /** Throws if the device was lost (destroyed, driver reset, out of memory). */
+  checkAlive(what: string): void {
+    if (this.#lost !== undefined) throw new GpuError(what, `GPU device lost (${this.#lost})`);
+  }
+
+  /**
+   * The compute pipeline for `code` with override `constants`, compiled once and cached by
+   * both. A WGSL or validation error rejects with a {@linkcode GpuError} naming `kernel` and
+   * carrying the compiler's message.
+   */
+  pipeline(
+    kernel: string,
+    code: string,
+    constants: Record<string, number> = {},
+  ): Promise<GPUComputePipeline> {
+    this.checkAlive(kernel);
+    const key = `${code}\n${JSON.stringify(constants)}`;
+    let pipeline = this.#pipelines.get(key);
+    if (!pipeline) {
+      pipeline = this.#compile(kernel, code, constants);
+      this.#pipelines.set(key, pipeline);
+      pipeline.catch(() => this.#pipelines.delete(key));
+    }
+    return pipeline;
+  }
+
+  /** Pipelines compiled so far. */
+  get cachedPipelines(): number {
+    return this.#pipelines.size;
+  }
+
+  async #compile(
+    kernel: string,
+    code: string,
+    constants: Record<string, number>,
+  ): Promise<GPUComputePipeline> {
+    const device = this.device;
+    device.pushErrorScope("validation");
+    const module = device.createShaderModule({ label: kernel, code });
+    const pipeline = device.createComputePipeline({
+      label: kernel,
+      layout: "auto",
+      compute: { module, entryPoint: "main", constants },
+    });
+    const error = await device.popErrorScope();
+    if (error) {
+      const info = await module.getCompilationInfo();
+      const wgsl = info.messages.map((m) =>
+        `${m.type} at ${m.lineNum}:${m.linePos}: ${m.message.trim()}`
+      );
+      throw new GpuError(
+        kernel,
+        `${error.message.trim()}${wgsl.length ? `\n${wgsl.join("\n")}` : ""}`,
+      );
+    }
+    return pipeline;
+  }
+
+  /**
+   * Binds `buffers` to the pipeline's group 0 in order (binding i = buffers[i]), checking each
+   * range against the device's storage-binding limit.
+   */
+  dispatch(
+    kernel: string,
+    pipeline: GPUComputePipeline,
+    buffers: readonly BufferRange[],
+    workgroups: readonly [number, number?, number?],
+  ): Dispatch {
+    this.checkAlive(kernel);
+    const maxGroups = this.limits.maxComputeWorkgroupsPerDimension;
+    const grid = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1] as const;
+    if (grid.some((n) => n > maxGroups || n < 1 || !Number.isInteger(n))) {
+      throw new GpuError(
+        kernel,
+        `workgroup grid ${grid.join("x")} exceeds the limit of ${maxGroups} per dimension`,
+      );
+    }
+    const entries = buffers.map((range, binding) => {
+      const resource = "buffer" in range ? range : { buffer: range };
+      const size = resource.size ?? resource.buffer.size - (resource.offset ?? 0);
+      if (size > this.limits.maxStorageBufferBindingSize) {
+        throw new GpuError(
+          kernel,
+          `binding ${binding} is ${size} bytes, over the device's maxStorageBufferBindingSize ` +
+            `(${this.limits.maxStorageBufferBindingSize} bytes); split the tensor`,
+        );
+      }
+      return { binding, resource };
+    });
+    this.device.pushErrorScope("validation");
+    const bindGroup = this.device.createBindGroup({
+      label: kernel,
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+    });
+    // Bind-group validation errors surface at the next submit's error scope (see `submit`).
+    this.device.popErrorScope().then((error) => {
+      if (error) this.#uncaptured.push(`${kernel}: ${error.message}`);
+    });
+    return { label: kernel, pipeline, bindGroup, workgroups: grid };
+  }
+
+  /** A storage buffer (also copy source and destination) of `byteLength` bytes, zeroed. */
+  createBuffer(byteLength: number, label = "buffer"): GPUBuffer {
+    this.checkAlive(label);
+    const size = Math.max(4, Math.ceil(byteLength / 4) * 4);
+    if (size > this.limits.maxBufferSize) {
+      throw new GpuError(
+        label,
+        `buffer of ${size} bytes exceeds the device's maxBufferSize (${this.limits.maxBufferSize})`,
+      );
+    }
+    return this.device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** A new storage buffer holding `data`. */
+  upload(data: Float32Array | Uint32Array | Int32Array, label = "buffer"): GPUBuffer {
+    const buffer = this.createBuffer(data.byteLength, label);
+    this.write(buffer, data);
+    return buffer;
+  }
+
+  /** Writes `data` into `buffer` at byte `offset`. */
+  write(buffer: GPUBuffer, data: Float32Array | Uint32Array | Int32Array, offset = 0): void {
+    this.device.queue.writeBuffer(
+      buffer,
+      offset,
+      data.buffer as ArrayBuffer,
+      data.byteOffset,
+      data.byteLength,
+    );
+  }
+
+  /**
+   * Records `steps` into one compute pass of one command encoder, submits it, and throws any
+   * validation or out-of-memory error with the kernel names. Does not wait for the GPU.
+   */
+  submit(steps: readonly Dispatch[], label = "submit"): Promise<void> {
+    this.checkAlive(label);
+    const device = this.device;
+    device.pushErrorScope("out-of-memory");
+    device.pushErrorScope("validation");
+    const encoder = device.createCommandEncoder({ label });
+    const pass = encoder.beginComputePass({ label });
+    for (const step of steps) {
+      pass.setPipeline(step.pipeline);
+      pass.setBindGroup(0, step.bindGroup);
+      pass.dispatchWorkgroups(...step.workgroups);
+    }
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    return this.#popErrors(label, steps);
+  }
+
+  async #popErrors(label: string, steps: readonly Dispatch[]): Promise<void> {
+    const validation = await this.device.popErrorScope();
+    const memory = await this.device.popErrorScope();
+    const pending = this.#uncaptured.splice(0);
+    const error = validation ?? memory;
+    if (error || pending.length) {
+      const kernels = [...new Set(steps.map((s) => s.label))].join(", ");
+      throw new GpuError(
+        label,
+        `${[error?.message, ...pending].filter(Boolean).join("\n")} (kernels: ${kernels})`,
+      );
+    }
+    this.checkAlive(label);
+  }
+
+  /** Copies `byteLength` bytes from `buffer` at `offset` back to the CPU (one GPU round trip). */
+  async read(
+    buffer: GPUBuffer,
+    byteLength: number = buffer.size,
+    offset = 0,
+  ): Promise<ArrayBuffer> {
+    this.checkAlive("read");
+    const staging = this.device.createBuffer({
+      label: "read-back",
+      size: byteLength,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const encoder = this.device.createCommandEncoder({ label: "read-back" });
+    encoder.copyBufferToBuffer(buffer, offset, staging, 0, byteLength);
+    this.device.queue.submit([encoder.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (error) {
+      this.checkAlive("read");
+      throw error;
+    }
+    const copy = staging.getMappedRange().slice(0);
+    staging.destroy();
+    return copy;
+  }
+
+  /** Reads `length` floats from `buffer` starting at float index `offset`. */
+  async readFloat32(
+    buffer: GPUBuffer,
+    length: number = buffer.size / 4,
+    offset = 0,
+  ): Promise<Float32Array> {
+    return new Float32Array(await this.read(buffer, length * 4, offset * 4));
+  }
+
+  /** Reads `length` unsigned integers from `buffer` starting at index `offset`. */
+  async readUint32(
+    buffer: GPUBuffer,
+    length: number = buffer.size / 4,
+    offset = 0,
+  ): Promise<Uint32Array> {
+    return new Uint32Array(await this.read(buffer, length * 4, offset * 4));
+  }
+
+  /** Resolves when the GPU has finished everything submitted so far. */
+  async finish(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkAlive("finish");
+  }
+
+  /** Destroys the device; the object is unusable afterwards. */
+  destroy(): void {
+    this.device.destroy();
+  }
+}
+
+/** Number of workgroups of `size` needed to cover `n` items. */
+export function groupsFor(n: number, size: number): number {
+  return Math.max(1, Math.ceil(n / size));
+}

@@ -1,0 +1,112 @@
+/**
+ * What every kernel module shares: the compiled-kernel type, the GPU-side decoder state, and
+ * the 1-D grid that covers any number of elements.
+ *
+ * @module
+ */
+import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
+
+/** A compiled kernel for one shape: bind buffers to get a {@linkcode Dispatch} to record. */
+export interface Kernel<Bindings extends string> {
+  /** Kernel name (with its shape), for errors and reports. */
+  readonly name: string;
+  /** Binds named buffers, checked against the device's binding limits. */
+  bind(buffers: Record<Bindings, BufferRange>): Dispatch;
+}
+
+/**
+ * Word indices of the small `u32` state buffer that kernels read instead of CPU-side
+ * arguments, so that a decode step, or many, can be recorded once and replayed: `token` is the
+ * current token id (written by argmax on the GPU), `pos` its position.
+ */
+export const STATE = { token: 0, pos: 1 } as const;
+
+/** Words in the state buffer. */
+export const STATE_WORDS = 4;
+
+/** WGSL declaring the state buffer at `binding` of group 0. */
+export function stateBinding(binding: number): string {
+  return `@group(0) @binding(${binding}) var<storage, read> state: array<u32>;`;
+}
+
+/** Compiles `code` and returns a kernel whose bindings are `names`, in binding order. */
+export async function compileKernel<Name extends string>(
+  gpu: Gpu,
+  name: string,
+  code: string,
+  constants: Record<string, number>,
+  names: readonly Name[],
+  workgroups: readonly [number, number?, number?],
+): Promise<Kernel<Name>> {
+  const pipeline = await gpu.pipeline(name, code, constants);
+  return {
+    name,
+    bind: (buffers) => gpu.dispatch(name, pipeline, names.map((n) => buffers[n]), workgroups),
+  };
+}
+
+/**
+ * A grid of `size`-wide workgroups covering `n` elements, folded into y beyond the per-dimension
+ * limit. Shaders index with {@linkcode LINEAR_INDEX}.
+ */
+export function linearGrid(gpu: Gpu, n: number, size: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(n / size));
+  const maxPerDim = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (groups <= maxPerDim) return [groups, 1];
+  const y = Math.ceil(groups / maxPerDim);
+  if (y > maxPerDim) {
+    throw new GpuError("linearGrid", `${n} elements need more than ${maxPerDim}² workgroups`);
+  }
+  return [Math.ceil(groups / y), y];
+}
+
+/** WGSL computing the element index `i` on a {@linkcode linearGrid}; needs `gid` and `nwg`. */
+export const LINEAR_INDEX = "let i = gid.x + gid.y * nwg.x * WG;";
+
+/** Throws unless `n` is a positive integer, naming the kernel and the field. */
+export function checkDimension(kernel: string, field: string, n: number): void {
+  if (!Number.isInteger(n) || n < 1) {
+    throw new GpuError(kernel, `${field}: expected an integer >= 1, got ${n}`);
+  }
+}
+
+/** Workgroup size of the one-invocation-per-element kernels. */
+export const ELEMENTWISE_WG = 64;
+
+/**
+ * WGSL of a kernel with one invocation per element `i < N` on a {@linkcode linearGrid}:
+ * `bindings` declares the buffers, `body` computes element `i`.
+ */
+export function elementwiseWgsl(bindings: string, body: string): string {
+  return /* wgsl */ `
+override WG: u32 = 64u;
+override N: u32;
+${bindings}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  ${LINEAR_INDEX}
+  if (i >= N) { return; }
+  ${body}
+}`;
+}
+
+/** Compiles an {@linkcode elementwiseWgsl} kernel over `n` elements. */
+export function compileElementwise<Name extends string>(
+  gpu: Gpu,
+  name: string,
+  code: string,
+  n: number,
+  names: readonly Name[],
+  constants: Record<string, number> = {},
+): Promise<Kernel<Name>> {
+  checkDimension(name, "n", n);
+  return compileKernel(
+    gpu,
+    name,
+    code,
+    { WG: ELEMENTWISE_WG, N: n, ...constants },
+    names,
+    linearGrid(gpu, n, ELEMENTWISE_WG),
+  );
+}

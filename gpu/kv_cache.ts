@@ -1,0 +1,59 @@
+/**
+ * KV-cache append: writes the keys and values of `rows` tokens, `(rows, kvDim)` each, into the
+ * per-layer caches `(maxSeqLen, kvDim)` at positions `state.pos + row`. Rows past `maxSeqLen`
+ * are dropped (callers check the length before submitting).
+ *
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel, STATE, stateBinding } from "./kernel.ts";
+
+const WGSL = elementwiseWgsl(
+  `override KV_DIM: u32;
+override MAX_SEQ: u32;
+@group(0) @binding(0) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> v: array<f32>;
+@group(0) @binding(2) var<storage, read_write> keyCache: array<f32>;
+@group(0) @binding(3) var<storage, read_write> valueCache: array<f32>;
+${stateBinding(4)}`,
+  `let pos = state[${STATE.pos}u] + i / KV_DIM;
+  if (pos >= MAX_SEQ) { return; }
+  let at = pos * KV_DIM + i % KV_DIM;
+  keyCache[at] = k[i];
+  valueCache[at] = v[i];`,
+);
+
+/** Shape of a {@linkcode kvAppendKernel}. */
+export interface KvAppendShape {
+  /** Tokens written at once. */
+  rows: number;
+  /** `nKvHeads · headDim`. */
+  kvDim: number;
+  /** Positions each cache holds. */
+  maxSeqLen: number;
+}
+
+/**
+ * Compiles the append. Bindings: `k, v (rows·kvDim)`, `keyCache, valueCache (maxSeqLen·kvDim)`,
+ * `state` (u32; reads `pos`).
+ *
+ * @example
+ * ```ts ignore
+ * const append = await kvAppendKernel(gpu, { rows: 1, kvDim: 288, maxSeqLen: 256 });
+ * await gpu.submit([append.bind({ k, v, keyCache, valueCache, state })]);
+ * ```
+ */
+export function kvAppendKernel(
+  gpu: Gpu,
+  shape: KvAppendShape,
+): Promise<Kernel<"k" | "v" | "keyCache" | "valueCache" | "state">> {
+  const { rows, kvDim, maxSeqLen } = shape;
+  return compileElementwise(
+    gpu,
+    `kvAppend ${rows}x${kvDim}`,
+    WGSL,
+    rows * kvDim,
+    ["k", "v", "keyCache", "valueCache", "state"],
+    { KV_DIM: kvDim, MAX_SEQ: maxSeqLen },
+  );
+}

@@ -1,0 +1,70 @@
+/**
+ * RMSNorm: `out = weight ⊙ x / sqrt(mean(x²) + eps)` over each row of `x: (rows, dim)`.
+ * One workgroup per row: strided sums of squares, then a tree reduction in workgroup memory.
+ *
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { DEFAULT_NORM_EPS } from "../reference/norm.ts";
+
+const WGSL = /* wgsl */ `
+override WG: u32 = 64u; // a power of two: the reduction halves it
+override DIM: u32;
+override EPS: f32;
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> weight: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = wid.x * DIM;
+  var sum = 0.0;
+  for (var i = lid; i < DIM; i += WG) {
+    let v = x[base + i];
+    sum += v * v;
+  }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half /= 2u) {
+    if (lid < half) { partial[lid] += partial[lid + half]; }
+    workgroupBarrier();
+  }
+  let scale = 1.0 / sqrt(partial[0] / f32(DIM) + EPS);
+  for (var i = lid; i < DIM; i += WG) {
+    out[base + i] = weight[i] * (x[base + i] * scale);
+  }
+}`;
+
+/** Shape of an {@linkcode rmsNormKernel}. */
+export interface RmsNormShape {
+  /** Rows (tokens) normalized independently. */
+  rows: number;
+  /** Features per row. */
+  dim: number;
+  /** Added to the mean square; 1e-5 by default. */
+  eps?: number;
+}
+
+/**
+ * Compiles RMSNorm for a shape. Bindings: `x (rows·dim)`, `weight (dim)`, `out (rows·dim)`.
+ *
+ * @example
+ * ```ts ignore
+ * const norm = await rmsNormKernel(gpu, { rows: 1, dim: 288 });
+ * await gpu.submit([norm.bind({ x, weight, out })]);
+ * ```
+ */
+export function rmsNormKernel(
+  gpu: Gpu,
+  shape: RmsNormShape,
+): Promise<Kernel<"x" | "weight" | "out">> {
+  const { rows, dim, eps = DEFAULT_NORM_EPS } = shape;
+  const name = `rmsNorm ${rows}x${dim}`;
+  checkDimension(name, "rows", rows);
+  checkDimension(name, "dim", dim);
+  return compileKernel(gpu, name, WGSL, { WG: 64, DIM: dim, EPS: eps }, ["x", "weight", "out"], [
+    rows,
+  ]);
+}

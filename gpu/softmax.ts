@@ -1,0 +1,64 @@
+/**
+ * Numerically stable softmax over each row of `x: (rows, n)`, one workgroup per row: the row
+ * maximum and then the sum of exponentials are reduced in workgroup memory.
+ *
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+
+const WGSL = /* wgsl */ `
+override WG: u32 = 64u; // a power of two: the reductions halve it
+override N: u32;
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = wid.x * N;
+  var m = -3.402823e38;
+  for (var i = lid; i < N; i += WG) { m = max(m, x[base + i]); }
+  partial[lid] = m;
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half /= 2u) {
+    if (lid < half) { partial[lid] = max(partial[lid], partial[lid + half]); }
+    workgroupBarrier();
+  }
+  let rowMax = partial[0];
+  workgroupBarrier();
+  var sum = 0.0;
+  for (var i = lid; i < N; i += WG) {
+    let e = exp(x[base + i] - rowMax);
+    out[base + i] = e;
+    sum += e;
+  }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half /= 2u) {
+    if (lid < half) { partial[lid] += partial[lid + half]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / partial[0];
+  // Each invocation rescales the entries it wrote itself: no barrier needed on out.
+  for (var i = lid; i < N; i += WG) { out[base + i] *= inv; }
+}`;
+
+/**
+ * Compiles softmax over rows of length `n`. Bindings: `x (rows·n)`, `out (rows·n)`.
+ *
+ * @example
+ * ```ts ignore
+ * const softmax = await softmaxKernel(gpu, { rows: 1, n: 32000 });
+ * await gpu.submit([softmax.bind({ x: logits, out: probs })]);
+ * ```
+ */
+export function softmaxKernel(
+  gpu: Gpu,
+  shape: { rows: number; n: number },
+): Promise<Kernel<"x" | "out">> {
+  const name = `softmax ${shape.rows}x${shape.n}`;
+  checkDimension(name, "rows", shape.rows);
+  checkDimension(name, "n", shape.n);
+  return compileKernel(gpu, name, WGSL, { WG: 64, N: shape.n }, ["x", "out"], [shape.rows]);
+}

@@ -1,0 +1,39 @@
+// Shared set-up of the WebGPU tests: one device per test file, or one clear "ignored" message.
+import { type Gpu, requestGpu } from "../gpu/device.ts";
+
+/** Whether a missing adapter must fail the suite (CI) instead of ignoring the GPU tests. */
+export const requireWebGpu = Deno.env.get("REQUIRE_WEBGPU") === "1" ||
+  Deno.env.get("CI") === "true";
+
+const adapter = await globalThis.navigator?.gpu?.requestAdapter().catch(() => null);
+
+/** True when the GPU tests are ignored here. */
+export const ignoreGpuTests = !adapter && !requireWebGpu;
+
+if (ignoreGpuTests && !(globalThis as { gpuNoticeShown?: boolean }).gpuNoticeShown) {
+  (globalThis as { gpuNoticeShown?: boolean }).gpuNoticeShown = true;
+  console.warn(
+    "WebGPU tests ignored: no adapter. Install Mesa's software driver " +
+      "(apt-get install mesa-vulkan-drivers libvulkan1); set REQUIRE_WEBGPU=1 to make this a failure.",
+  );
+}
+
+let shared: Promise<Gpu> | undefined;
+
+/** The file's shared device, created on first use (fails with the no-adapter help if none). */
+export function testGpu(): Promise<Gpu> {
+  shared ??= requestGpu();
+  return shared;
+}
+
+/** Registers a test that needs WebGPU: ignored without an adapter unless required. */
+export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: ignoreGpuTests,
+    // The shared device and its buffers live across tests by design.
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => fn(await testGpu()),
+  });
+}
