@@ -10,9 +10,9 @@ import { STATE, STATE_WORDS } from "./kernel.ts";
 import { addKernel } from "./add.ts";
 import { argmaxKernel } from "./argmax.ts";
 import { attentionKernel } from "./attention.ts";
-import { embeddingKernel } from "./embedding.ts";
+import { embeddingDispatches, embeddingKernel } from "./embedding.ts";
 import { kvAppendKernel } from "./kv_cache.ts";
-import { matmulKernel } from "./matmul.ts";
+import { matmulDispatches, matmulKernel, uploadMatrix } from "./matmul.ts";
 import { rmsNormKernel } from "./rms_norm.ts";
 import { ropeKernel } from "./rope.ts";
 import { softmaxKernel } from "./softmax.ts";
@@ -24,7 +24,7 @@ import { matmul } from "../reference/matmul.ts";
 import { rmsNorm } from "../reference/norm.ts";
 import { Rng } from "../reference/random.ts";
 import { rope, type RopeLayout, ropeTable } from "../reference/rope.ts";
-import { argmax } from "../reference/sampling.ts";
+import { gumbelSample } from "../reference/sampling.ts";
 import { softmax } from "../reference/softmax.ts";
 import { siluMul } from "../reference/swiglu.ts";
 
@@ -378,10 +378,10 @@ function attentionCase(
   };
 }
 
-function argmaxCase(n: number, ties: boolean): ConformanceCase {
+function argmaxCase(n: number, ties: boolean, temperature = 0): ConformanceCase {
   return {
-    kernel: "argmax",
-    shape: `${n}${ties ? " with ties" : ""}`,
+    kernel: temperature > 0 ? "argmax gumbel" : "argmax",
+    shape: `${n}${ties ? " with ties" : ""}${temperature > 0 ? ` T=${temperature}` : ""}`,
     maxNmse: 0,
     maxAbsError: 0,
     async run(gpu) {
@@ -390,15 +390,93 @@ function argmaxCase(n: number, ties: boolean): ConformanceCase {
         // the maximum three times; the lowest of those ids must win
         for (const i of [n - 1, Math.floor(n / 2), Math.floor(n / 3) + 1]) logits[i] = 2;
       }
-      const kernel = await argmaxKernel(gpu, n);
-      const { raw, guardsIntact } = await runGuarded(gpu, 1, (out) => [
-        kernel.bind({ logits: gpu.upload(logits), result: out }),
-      ]);
+      const seed = 1234;
+      const positions = temperature > 0 ? [0, 1, 2, 77] : [0];
+      const actual: number[] = [];
+      let guardsIntact = true;
+      for (const pos of positions) {
+        const kernel = await argmaxKernel(gpu, n, { temperature, seed });
+        const state = new Uint32Array(STATE_WORDS);
+        state[STATE.pos] = pos;
+        const run = await runGuarded(
+          gpu,
+          STATE_WORDS,
+          (out) => [kernel.bind({ logits: gpu.upload(logits), state: out })],
+          new Float32Array(state.buffer),
+        );
+        actual.push(new Uint32Array(run.raw)[STATE.token]);
+        guardsIntact &&= run.guardsIntact && new Uint32Array(run.raw)[STATE.pos] === pos;
+      }
       return {
-        actual: Float32Array.of(new Uint32Array(raw)[0]),
-        expected: Float32Array.of(argmax(logits)),
+        actual: Float32Array.from(actual),
+        expected: Float32Array.from(
+          positions,
+          (pos) => gumbelSample(logits, temperature, seed, pos),
+        ),
         guardsIntact,
       };
+    },
+  };
+}
+
+function matmulSplitCase(): ConformanceCase {
+  const [rows, outDim, inDim] = [3, 1000, 36];
+  return {
+    kernel: "matmul split",
+    shape: `${rows}x${outDim}x${inDim} in 256-row blocks, last row`,
+    ...PRODUCT,
+    async run(gpu) {
+      const rng = new Rng(4242);
+      const w = rng.uniformArray(outDim * inDim);
+      const x = rng.uniformArray(rows * inDim);
+      const matrix = uploadMatrix(gpu, w, outDim, inDim, {
+        maxBindingBytes: 256 * inDim * 4 + 100,
+      });
+      if (matrix.chunks.length !== 4) {
+        throw new Error(`expected 4 blocks, got ${matrix.chunks.length}`);
+      }
+      const xBuffer = gpu.upload(x);
+      const out = guardedBuffer(gpu, outDim);
+      // only the last token's row, as the decoder's classifier does after a prefill
+      await gpu.submit(
+        await matmulDispatches(gpu, matrix, {
+          rows: 1,
+          x: xBuffer,
+          out: out.range,
+          xOffset: (rows - 1) * inDim,
+        }),
+      );
+      const { values, guardsIntact } = await readGuarded(gpu, out);
+      return {
+        actual: values,
+        expected: matmul(w, x.subarray((rows - 1) * inDim), 1, outDim, inDim),
+        guardsIntact,
+      };
+    },
+  };
+}
+
+function embeddingSplitCase(): ConformanceCase {
+  const [dim, vocabSize] = [8, 300];
+  return {
+    kernel: "embedding split",
+    shape: `4x${dim} vocab ${vocabSize} in 64-row blocks`,
+    maxNmse: 0,
+    maxAbsError: 0,
+    async run(gpu) {
+      const table = new Rng(77).uniformArray(vocabSize * dim);
+      const matrix = uploadMatrix(gpu, table, vocabSize, dim, { maxBindingBytes: 64 * dim * 4 });
+      const tokens = Uint32Array.of(0, 299, 64, 130);
+      const out = guardedBuffer(gpu, tokens.length * dim);
+      await gpu.submit(
+        await embeddingDispatches(gpu, matrix, {
+          rows: tokens.length,
+          tokens: gpu.upload(tokens),
+          out: out.range,
+        }),
+      );
+      const { values, guardsIntact } = await readGuarded(gpu, out);
+      return { actual: values, expected: embedding(table, tokens, dim), guardsIntact };
     },
   };
 }
@@ -482,6 +560,10 @@ export function conformanceCases(): ConformanceCase[] {
     argmaxCase(7, true),
     argmaxCase(4099, true),
     argmaxCase(32000, false),
+    argmaxCase(512, false, 0.8),
+    argmaxCase(32000, false, 1),
+    matmulSplitCase(),
+    embeddingSplitCase(),
   ];
 }
 

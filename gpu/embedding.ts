@@ -6,17 +6,25 @@
  *
  * @module
  */
-import type { Gpu } from "./device.ts";
+import type { BufferRange, Dispatch, Gpu } from "./device.ts";
+import type { GpuMatrix } from "./matmul.ts";
 import { checkDimension, compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
 
 const WGSL = elementwiseWgsl(
   `override DIM: u32;
-override VOCAB: u32;
+override VOCAB: u32;       // rows of the whole table
+override FIRST_ID: u32 = 0u; // id of this block's first row (tables split by rows)
+override BLOCK_ROWS: u32;
 @group(0) @binding(0) var<storage, read> table: array<f32>;
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;`,
   `let token = tokens[i / DIM];
-  out[i] = select(bitcast<f32>(0x7fc00000u), table[token * DIM + i % DIM], token < VOCAB);`,
+  if (token >= VOCAB) {
+    if (FIRST_ID == 0u) { out[i] = bitcast<f32>(0x7fc00000u); } // NaN: loud, never another row
+    return;
+  }
+  if (token < FIRST_ID || token >= FIRST_ID + BLOCK_ROWS) { return; } // another block's row
+  out[i] = table[(token - FIRST_ID) * DIM + i % DIM];`,
 );
 
 /** Shape of an {@linkcode embeddingKernel}. */
@@ -25,8 +33,10 @@ export interface EmbeddingShape {
   rows: number;
   /** Features per token. */
   dim: number;
-  /** Rows of the table. */
+  /** Rows of the whole table. */
   vocabSize: number;
+  /** For a table split by rows: this block's first id and row count (whole table by default). */
+  block?: { firstId: number; rows: number };
 }
 
 /**
@@ -43,12 +53,42 @@ export function embeddingKernel(
   gpu: Gpu,
   shape: EmbeddingShape,
 ): Promise<Kernel<"table" | "tokens" | "out">> {
-  const { rows, dim, vocabSize } = shape;
+  const { rows, dim, vocabSize, block = { firstId: 0, rows: vocabSize } } = shape;
   const name = `embedding ${rows}x${dim} (vocab ${vocabSize})`;
   checkDimension(name, "dim", dim);
   checkDimension(name, "vocabSize", vocabSize);
   return compileElementwise(gpu, name, WGSL, rows * dim, ["table", "tokens", "out"], {
     DIM: dim,
     VOCAB: vocabSize,
+    FIRST_ID: block.firstId,
+    BLOCK_ROWS: block.rows,
   });
+}
+
+/**
+ * Dispatches looking `tokens` up in a table uploaded with `uploadMatrix` (split by rows or
+ * not): one per row block, each writing the rows whose ids it holds.
+ *
+ * @example
+ * ```ts ignore
+ * const table = uploadMatrix(gpu, embeddings, 32000, 4096);
+ * await gpu.submit(await embeddingDispatches(gpu, table, { rows: 1, tokens: state, out: x }));
+ * ```
+ */
+export async function embeddingDispatches(
+  gpu: Gpu,
+  table: GpuMatrix,
+  args: { rows: number; tokens: BufferRange; out: BufferRange },
+): Promise<Dispatch[]> {
+  const dispatches: Dispatch[] = [];
+  for (const chunk of table.chunks) {
+    const kernel = await embeddingKernel(gpu, {
+      rows: args.rows,
+      dim: table.inDim,
+      vocabSize: table.outDim,
+      block: { firstId: chunk.rowStart, rows: chunk.rows },
+    });
+    dispatches.push(kernel.bind({ table: chunk.buffer, tokens: args.tokens, out: args.out }));
+  }
+  return dispatches;
 }

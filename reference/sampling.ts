@@ -166,3 +166,60 @@ function rankByProbability(probs: Float32Array): number[] {
   const ids = Array.from(probs.keys());
   return ids.sort((a, b) => probs[b] - probs[a] || a - b);
 }
+
+/** A 32-bit integer hash (lowbias32): the noise stream of {@linkcode gumbelSample}. */
+function mix32(x: number): number {
+  x >>>= 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/**
+ * Standard Gumbel noise for token `id` at position `pos` under `seed`: a pure function of the
+ * three, so the GPU kernel draws the very same numbers without sharing any generator state.
+ *
+ * @example
+ * ```ts
+ * import { gumbelNoise } from "./sampling.ts";
+ * if (gumbelNoise(1, 2, 3) !== gumbelNoise(1, 2, 3)) throw new Error("not repeatable");
+ * ```
+ */
+export function gumbelNoise(seed: number, pos: number, id: number): number {
+  const bits = mix32(id ^ mix32(pos ^ mix32(seed)));
+  const u = ((bits >>> 8) + 0.5) / 16777216; // 24 bits, strictly inside (0, 1)
+  return -Math.log(-Math.log(u));
+}
+
+/**
+ * Temperature sampling by the Gumbel-max trick: `argmax(logits / temperature + g)` with
+ * {@linkcode gumbelNoise} draws exactly from `softmax(logits / temperature)`, and needs no
+ * sort or prefix sum, so the GPU can do it in the same pass as greedy argmax. Temperature 0 is
+ * plain argmax.
+ *
+ * @example
+ * ```ts
+ * import { argmax, gumbelSample } from "./sampling.ts";
+ * const logits = new Float32Array([0, 3, 1]);
+ * if (gumbelSample(logits, 0, 1, 0) !== argmax(logits)) throw new Error("wrong");
+ * ```
+ */
+export function gumbelSample(
+  logits: Float32Array,
+  temperature: number,
+  seed: number,
+  pos: number,
+): number {
+  if (!(temperature >= 0) || !Number.isFinite(temperature)) {
+    throw new RangeError(`temperature: expected a finite number >= 0, got ${temperature}`);
+  }
+  if (temperature === 0) return argmax(logits);
+  const perturbed = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) {
+    perturbed[i] = logits[i] / temperature + gumbelNoise(seed, pos, i);
+  }
+  return argmax(perturbed);
+}

@@ -1,5 +1,14 @@
 import { expect } from "expect";
-import { argmax, Rng, sample, Sampler, temperatureSoftmax, topK, topP } from "../reference/mod.ts";
+import {
+  argmax,
+  gumbelSample,
+  Rng,
+  sample,
+  Sampler,
+  temperatureSoftmax,
+  topK,
+  topP,
+} from "../reference/mod.ts";
 
 Deno.test("argmax picks the largest logit, ties to the lowest id, and rejects NaN", () => {
   expect(argmax(new Float32Array([-1, 4, 2, 4]))).toBe(1);
@@ -71,5 +80,20 @@ Deno.test("sampling rejects top-p outside (0, 1], bad top-k and negative tempera
   );
   expect(() => temperatureSoftmax(logits, 0)).toThrow(
     "temperature: expected a finite number > 0, got 0",
+  );
+});
+
+Deno.test("gumbelSample draws from softmax(logits / T) and repeats per (seed, pos)", () => {
+  const logits = new Float32Array([1, 0, 2, -1]);
+  const temperature = 0.7;
+  const probs = temperatureSoftmax(logits, temperature);
+  const counts = new Array(4).fill(0);
+  const draws = 20000;
+  for (let pos = 0; pos < draws; pos++) counts[gumbelSample(logits, temperature, 5, pos)]++;
+  counts.forEach((c, i) => expect(Math.abs(c / draws - probs[i])).toBeLessThan(0.015));
+  expect(gumbelSample(logits, temperature, 5, 3)).toBe(gumbelSample(logits, temperature, 5, 3));
+  expect(gumbelSample(logits, 0, 5, 3)).toBe(2);
+  expect(() => gumbelSample(logits, -1, 5, 3)).toThrow(
+    "temperature: expected a finite number >= 0, got -1",
   );
 });
