@@ -1,0 +1,276 @@
+/**
+ * llama2.c checkpoints: the legacy format (seven int32 header fields; negative vocab size for a
+ * separate classifier; an unused RoPE table) and the versioned format (`ak42` magic, version 1,
+ * fp32). Reading validates everything and names the file in every error.
+ *
+ * @module
+ */
+import { headDim, type LlamaConfig, makeConfig } from "./config.ts";
+import {
+  checkWeights,
+  layerTensorSizes,
+  type LayerWeights,
+  type LlamaWeights,
+  parameterCount,
+} from "./weights.ts";
+
+/** The two fp32 layouts llama2.c writes. */
+export type CheckpointFormat = "legacy" | "v1";
+
+/** A checkpoint read into memory. */
+export interface Checkpoint {
+  /** Which layout the file used. */
+  format: CheckpointFormat;
+  /** The configuration from its header (RoPE theta and eps at llama2.c's defaults). */
+  config: LlamaConfig;
+  /** The weights, views into the file's bytes. */
+  weights: LlamaWeights;
+}
+
+/** `ak42` read as a little-endian uint32. */
+export const CHECKPOINT_MAGIC = 0x616b3432;
+const LEGACY_HEADER_BYTES = 7 * 4;
+const V1_HEADER_BYTES = 256;
+const LAYER_ORDER: (keyof LayerWeights)[] = [
+  "attentionNorm",
+  "wq",
+  "wk",
+  "wv",
+  "wo",
+  "ffnNorm",
+  "w1",
+  "w2",
+  "w3",
+];
+const V1_LAYER_ORDER: (keyof LayerWeights)[] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"];
+
+/**
+ * Parses a checkpoint from its bytes; `source` (the file name) prefixes every error. Rejects a
+ * wrong magic or version, a size other than the header implies (expected vs actual bytes),
+ * inconsistent dimensions, and NaN or Inf weights.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { randomWeights } from "./weights.ts";
+ * import { parseCheckpoint, serializeCheckpoint } from "./checkpoint.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 12, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 5, maxSeqLen: 4 });
+ * const bytes = serializeCheckpoint(config, randomWeights(config), "v1");
+ * if (parseCheckpoint(bytes).config.dim !== 8) throw new Error("wrong");
+ * ```
+ */
+export function parseCheckpoint(bytes: Uint8Array, source = "checkpoint"): Checkpoint {
+  if (bytes.byteLength < LEGACY_HEADER_BYTES) {
+    throw new RangeError(
+      `${source}: ${bytes.byteLength} bytes is too short for a llama2.c header (${LEGACY_HEADER_BYTES} bytes)`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = view.getUint32(0, true);
+  if (magic === CHECKPOINT_MAGIC) return parseV1(bytes, view, source);
+  return parseLegacy(bytes, view, source);
+}
+
+function header(view: DataView, offset: number) {
+  const read = (i: number) => view.getInt32(offset + 4 * i, true);
+  return {
+    dim: read(0),
+    hiddenDim: read(1),
+    nLayers: read(2),
+    nHeads: read(3),
+    nKvHeads: read(4),
+    vocabSize: read(5),
+    maxSeqLen: read(6),
+  };
+}
+
+function parseLegacy(bytes: Uint8Array, view: DataView, source: string): Checkpoint {
+  const raw = header(view, 0);
+  const sharedClassifier = raw.vocabSize > 0;
+  const config = makeConfig(
+    { ...raw, vocabSize: Math.abs(raw.vocabSize), sharedClassifier },
+    source,
+  );
+  const ropeTableFloats = config.maxSeqLen * headDim(config); // freq_cis_real and _imag, unused
+  const floats = parameterCount(config) + ropeTableFloats;
+  checkSize(bytes, LEGACY_HEADER_BYTES, floats, source, "legacy");
+  const data = floatView(bytes, LEGACY_HEADER_BYTES, floats);
+  let at = 0;
+  const take = (n: number) => data.subarray(at, at += n);
+  const sizes = layerTensorSizes(config);
+  const tokenEmbedding = take(config.vocabSize * config.dim);
+  const perLayer = Object.fromEntries(
+    LAYER_ORDER.map((name) => [name, take(config.nLayers * sizes[name])]),
+  );
+  const finalNorm = take(config.dim);
+  take(ropeTableFloats);
+  const classifier = sharedClassifier ? tokenEmbedding : take(config.vocabSize * config.dim);
+  const weights = { tokenEmbedding, layers: splitLayers(config, perLayer), finalNorm, classifier };
+  checkWeights(config, weights, source);
+  return { format: "legacy", config, weights };
+}
+
+function parseV1(bytes: Uint8Array, view: DataView, source: string): Checkpoint {
+  if (bytes.byteLength < V1_HEADER_BYTES) {
+    throw new RangeError(
+      `${source}: ${bytes.byteLength} bytes is too short for a version 1 header (${V1_HEADER_BYTES} bytes)`,
+    );
+  }
+  const version = view.getInt32(4, true);
+  if (version !== 1) {
+    throw new RangeError(
+      `${source}: unsupported checkpoint version ${version} (only version 1, fp32, is supported)`,
+    );
+  }
+  const sharedFlag = view.getUint8(8 + 7 * 4);
+  if (sharedFlag > 1) {
+    throw new RangeError(`${source}: shared-classifier flag must be 0 or 1, got ${sharedFlag}`);
+  }
+  const config = makeConfig({ ...header(view, 8), sharedClassifier: sharedFlag === 1 }, source);
+  const floats = parameterCount(config);
+  checkSize(bytes, V1_HEADER_BYTES, floats, source, "version 1");
+  const data = floatView(bytes, V1_HEADER_BYTES, floats);
+  let at = 0;
+  const take = (n: number) => data.subarray(at, at += n);
+  const sizes = layerTensorSizes(config);
+  const attentionNorm = take(config.nLayers * config.dim);
+  const ffnNorm = take(config.nLayers * config.dim);
+  const finalNorm = take(config.dim);
+  const tokenEmbedding = take(config.vocabSize * config.dim);
+  const perLayer: Record<string, Float32Array> = { attentionNorm, ffnNorm };
+  for (const name of V1_LAYER_ORDER) perLayer[name] = take(config.nLayers * sizes[name]);
+  const classifier = config.sharedClassifier ? tokenEmbedding : take(config.vocabSize * config.dim);
+  const weights = { tokenEmbedding, layers: splitLayers(config, perLayer), finalNorm, classifier };
+  checkWeights(config, weights, source);
+  return { format: "v1", config, weights };
+}
+
+function checkSize(
+  bytes: Uint8Array,
+  headerBytes: number,
+  floats: number,
+  source: string,
+  format: string,
+): void {
+  const expected = headerBytes + floats * 4;
+  if (bytes.byteLength !== expected) {
+    const problem = bytes.byteLength < expected ? "truncated" : "longer than its header implies";
+    throw new RangeError(
+      `${source}: ${format} checkpoint is ${problem}: expected ${expected} bytes, got ${bytes.byteLength}`,
+    );
+  }
+}
+
+function floatView(bytes: Uint8Array, offset: number, floats: number): Float32Array {
+  const start = bytes.byteOffset + offset;
+  if (start % 4 === 0) return new Float32Array(bytes.buffer, start, floats);
+  return new Float32Array(bytes.slice(offset, offset + floats * 4).buffer); // unaligned: copy
+}
+
+function splitLayers(config: LlamaConfig, perLayer: Record<string, Float32Array>): LayerWeights[] {
+  const sizes = layerTensorSizes(config);
+  return Array.from({ length: config.nLayers }, (_, l) =>
+    Object.fromEntries(
+      LAYER_ORDER.map((
+        name,
+      ) => [name, perLayer[name].subarray(l * sizes[name], (l + 1) * sizes[name])]),
+    ) as unknown as LayerWeights);
+}
+
+/**
+ * Writes a checkpoint in llama2.c's legacy or version 1 layout (llama2.c's `run` reads the
+ * legacy one). The legacy RoPE table is written as llama2.c's exporter wrote it.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { randomWeights } from "./weights.ts";
+ * import { serializeCheckpoint } from "./checkpoint.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 12, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 5, maxSeqLen: 4 });
+ * const bytes = serializeCheckpoint(config, randomWeights(config), "legacy");
+ * if (new Int32Array(bytes.buffer, 0, 7)[0] !== 8) throw new Error("wrong");
+ * ```
+ */
+export function serializeCheckpoint(
+  config: LlamaConfig,
+  weights: LlamaWeights,
+  format: CheckpointFormat,
+): Uint8Array {
+  checkWeights(config, weights);
+  const ropeTableFloats = format === "legacy" ? config.maxSeqLen * headDim(config) : 0;
+  const headerBytes = format === "legacy" ? LEGACY_HEADER_BYTES : V1_HEADER_BYTES;
+  const bytes = new Uint8Array(headerBytes + (parameterCount(config) + ropeTableFloats) * 4);
+  const view = new DataView(bytes.buffer);
+  const fields = [
+    config.dim,
+    config.hiddenDim,
+    config.nLayers,
+    config.nHeads,
+    config.nKvHeads,
+    config.vocabSize,
+    config.maxSeqLen,
+  ];
+  let fieldOffset = 0;
+  if (format === "legacy") {
+    fields[5] = config.sharedClassifier ? config.vocabSize : -config.vocabSize;
+  } else {
+    view.setUint32(0, CHECKPOINT_MAGIC, true);
+    view.setInt32(4, 1, true);
+    view.setUint8(8 + 7 * 4, config.sharedClassifier ? 1 : 0);
+    fieldOffset = 8;
+  }
+  fields.forEach((value, i) => view.setInt32(fieldOffset + 4 * i, value, true));
+  const data = new Float32Array(bytes.buffer, headerBytes);
+  let at = 0;
+  const put = (tensor: Float32Array) => {
+    data.set(tensor, at);
+    at += tensor.length;
+  };
+  const allLayers = (name: keyof LayerWeights) =>
+    weights.layers.forEach((layer) => put(layer[name]));
+  if (format === "legacy") {
+    put(weights.tokenEmbedding);
+    LAYER_ORDER.forEach(allLayers);
+    put(weights.finalNorm);
+    const half = headDim(config) / 2;
+    const real = new Float32Array(config.maxSeqLen * half);
+    const imag = new Float32Array(config.maxSeqLen * half);
+    for (let pos = 0; pos < config.maxSeqLen; pos++) {
+      for (let i = 0; i < half; i++) {
+        const angle = pos * Math.pow(config.ropeTheta, (-2 * i) / headDim(config));
+        real[pos * half + i] = Math.cos(angle);
+        imag[pos * half + i] = Math.sin(angle);
+      }
+    }
+    put(real);
+    put(imag);
+  } else {
+    allLayers("attentionNorm");
+    allLayers("ffnNorm");
+    put(weights.finalNorm);
+    put(weights.tokenEmbedding);
+    V1_LAYER_ORDER.forEach(allLayers);
+  }
+  if (!config.sharedClassifier) put(weights.classifier);
+  return bytes;
+}
+
+/**
+ * Reads and parses a checkpoint file (needs `--allow-read`); errors name the path.
+ *
+ * @example
+ * ```ts ignore
+ * const { config, weights } = await readCheckpoint("stories260K.bin");
+ * ```
+ */
+export async function readCheckpoint(path: string): Promise<Checkpoint> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    throw new Error(
+      `${path}: cannot read checkpoint (${error instanceof Error ? error.message : error})`,
+    );
+  }
+  return parseCheckpoint(bytes, path);
+}

@@ -1,0 +1,185 @@
+/**
+ * The LLaMA decoder on the plain-TypeScript reference: a forward pass that reads top to bottom
+ * like llama2.c's `run.c`, with a KV cache, or recomputing the whole prefix every step (the
+ * baseline the KV cache is measured against).
+ *
+ * @module
+ */
+import { headDim, type LlamaConfig } from "./config.ts";
+import { checkWeights, type LlamaWeights } from "./weights.ts";
+import { attention, decodeAttention } from "../reference/attention.ts";
+import { embedding } from "../reference/embedding.ts";
+import { KvCache } from "../reference/kv_cache.ts";
+import { matmul, matvec } from "../reference/matmul.ts";
+import { rmsNorm } from "../reference/norm.ts";
+import { rope } from "../reference/rope.ts";
+import { siluMul, swiglu } from "../reference/swiglu.ts";
+
+/** What every decoder backend offers: logits for a token at a position, and prefill. */
+export interface Decoder {
+  /** The model's configuration. */
+  readonly config: LlamaConfig;
+  /** Whether keys and values are cached (false: the prefix is recomputed every step). */
+  readonly kvCache: boolean;
+  /** Processes `token` at `pos` (after positions `0..pos-1`) and returns the next-token logits. */
+  forward(token: number, pos: number): Promise<Float32Array>;
+  /** Processes `tokens` at positions `startPos...` and returns the logits after the last. */
+  prefill(tokens: readonly number[], startPos?: number): Promise<Float32Array>;
+}
+
+/** Options of {@linkcode CpuDecoder}. */
+export interface DecoderOptions {
+  /** Keep a KV cache (default) or recompute the whole prefix at every step. */
+  kvCache?: boolean;
+}
+
+/**
+ * LLaMA on the CPU reference.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { randomWeights } from "./weights.ts";
+ * import { CpuDecoder } from "./cpu_decoder.ts";
+ * const config = makeConfig({ dim: 16, hiddenDim: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 20, maxSeqLen: 8 });
+ * const decoder = new CpuDecoder(config, randomWeights(config, 1));
+ * const logits = await decoder.prefill([1, 5, 7]);
+ * if (logits.length !== 20) throw new Error("wrong");
+ * ```
+ */
+export class CpuDecoder implements Decoder {
+  /** The model's configuration. */
+  readonly config: LlamaConfig;
+  /** The weights. */
+  readonly weights: LlamaWeights;
+  /** Whether keys and values are cached. */
+  readonly kvCache: boolean;
+  /** The KV cache (also written, as scratch, when recomputing). */
+  readonly cache: KvCache;
+  #history: number[] = [];
+
+  /** Wraps validated weights. */
+  constructor(config: LlamaConfig, weights: LlamaWeights, options: DecoderOptions = {}) {
+    checkWeights(config, weights);
+    this.config = config;
+    this.weights = weights;
+    this.kvCache = options.kvCache ?? true;
+    this.cache = new KvCache({ ...config, headDim: headDim(config) });
+  }
+
+  /** Processes `token` at `pos` and returns the next-token logits `(vocabSize)`. */
+  forward(token: number, pos: number): Promise<Float32Array> {
+    return Promise.resolve(this.forwardSync(token, pos));
+  }
+
+  /** {@linkcode CpuDecoder.forward}, synchronously. */
+  forwardSync(token: number, pos: number): Float32Array {
+    checkPosition(this.config, pos, this.#history.length);
+    this.#history.length = pos;
+    this.#history.push(token);
+    return this.kvCache ? this.#forwardCached(token, pos) : this.#forwardSequence(this.#history);
+  }
+
+  /** Processes `tokens` from `startPos` and returns the logits after the last one. */
+  async prefill(tokens: readonly number[], startPos = 0): Promise<Float32Array> {
+    if (tokens.length === 0) throw new RangeError("prefill: expected at least one token, got none");
+    let logits!: Float32Array;
+    for (let i = 0; i < tokens.length; i++) logits = await this.forward(tokens[i], startPos + i);
+    return logits;
+  }
+
+  /** One token against the KV cache, as in llama2.c's `forward`. */
+  #forwardCached(token: number, pos: number): Float32Array {
+    const {
+      dim,
+      hiddenDim,
+      nHeads,
+      nKvHeads,
+      vocabSize,
+      normEps: eps,
+      ropeTheta: theta,
+      ropeLayout: layout,
+    } = this.config;
+    const hd = headDim(this.config);
+    const qDim = nHeads * hd;
+    const kvDim = nKvHeads * hd;
+    const w = this.weights;
+    const x = embedding(w.tokenEmbedding, [token], dim);
+    w.layers.forEach((layer, l) => {
+      // attention: x += wo · attention(rope(wq·xb), cache)
+      let xb = rmsNorm(x, layer.attentionNorm, eps);
+      const q = rope(matvec(layer.wq, xb, qDim, dim), pos, hd, { theta, layout });
+      const k = rope(matvec(layer.wk, xb, kvDim, dim), pos, hd, { theta, layout });
+      const v = matvec(layer.wv, xb, kvDim, dim);
+      this.cache.write(l, pos, k, v);
+      const att = decodeAttention(q, this.cache.keys[l], this.cache.values[l], pos, {
+        nHeads,
+        nKvHeads,
+        headDim: hd,
+      });
+      addInPlace(x, matvec(layer.wo, att, dim, qDim));
+      // feed-forward: x += w2 · (silu(w1·xb) ⊙ w3·xb)
+      xb = rmsNorm(x, layer.ffnNorm, eps);
+      addInPlace(x, swiglu(xb, layer, dim, hiddenDim));
+    });
+    return matvec(w.classifier, rmsNorm(x, w.finalNorm, eps), vocabSize, dim);
+  }
+
+  /** The whole sequence at once, no cache: `(T, dim)` activations, full causal attention. */
+  #forwardSequence(tokens: readonly number[]): Float32Array {
+    const {
+      dim,
+      hiddenDim,
+      nHeads,
+      nKvHeads,
+      vocabSize,
+      normEps: eps,
+      ropeTheta: theta,
+      ropeLayout: layout,
+    } = this.config;
+    const hd = headDim(this.config);
+    const qDim = nHeads * hd;
+    const kvDim = nKvHeads * hd;
+    const seqLen = tokens.length;
+    const w = this.weights;
+    const ropeRows = (m: Float32Array, width: number) => {
+      for (let t = 0; t < seqLen; t++) {
+        m.set(rope(m.subarray(t * width, (t + 1) * width), t, hd, { theta, layout }), t * width);
+      }
+      return m;
+    };
+    const x = embedding(w.tokenEmbedding, tokens, dim);
+    for (const layer of w.layers) {
+      let xb = rmsNorm(x, layer.attentionNorm, eps);
+      const q = ropeRows(matmul(layer.wq, xb, seqLen, qDim, dim), qDim);
+      const k = ropeRows(matmul(layer.wk, xb, seqLen, kvDim, dim), kvDim);
+      const v = matmul(layer.wv, xb, seqLen, kvDim, dim);
+      const att = attention(q, k, v, seqLen, { nHeads, nKvHeads, headDim: hd });
+      addInPlace(x, matmul(layer.wo, att, seqLen, dim, qDim));
+      xb = rmsNorm(x, layer.ffnNorm, eps);
+      const gate = matmul(layer.w1, xb, seqLen, hiddenDim, dim);
+      const up = matmul(layer.w3, xb, seqLen, hiddenDim, dim);
+      addInPlace(x, matmul(layer.w2, siluMul(gate, up), seqLen, dim, hiddenDim));
+    }
+    const last = x.subarray((seqLen - 1) * dim);
+    return matvec(w.classifier, rmsNorm(last, w.finalNorm, eps), vocabSize, dim);
+  }
+}
+
+/** Throws unless `pos` is a valid next position: at most `processed`, below `maxSeqLen`. */
+export function checkPosition(config: LlamaConfig, pos: number, processed: number): void {
+  if (!Number.isInteger(pos) || pos < 0 || pos >= config.maxSeqLen) {
+    throw new RangeError(
+      `position: expected an integer in [0, maxSeqLen ${config.maxSeqLen}), got ${pos}`,
+    );
+  }
+  if (pos > processed) {
+    throw new RangeError(
+      `position ${pos} skips ahead: only positions 0..${processed - 1} have been processed`,
+    );
+  }
+}
+
+function addInPlace(x: Float32Array, delta: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] += delta[i];
+}
