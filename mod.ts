@@ -14,3 +14,4 @@
  */
 export * from "./reference/mod.ts";
 export * from "./gpu/mod.ts";
+export * from "./model/mod.ts";

@@ -1,7 +1,7 @@
 /**
  * Chooses the next token on the GPU: argmax over logits (ties to the lowest id), or, with a
  * temperature, the Gumbel-max draw `argmax(logits / T + g)` whose noise `g` is the same pure
- * function of (seed, position, id) as `gumbelNoise` in the reference. The id goes to
+ * function of (seed, position of the drawn token, id) as `gumbelNoise` in the reference. The id goes to
  * `state[STATE.token]`, where the next step's embedding lookup reads it: no read-back.
  *
  * @module
@@ -33,7 +33,7 @@ fn mix32(x: u32) -> u32 { // lowbias32, as gumbelNoise in reference/sampling.ts
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
   var noiseKey = 0u;
-  if (TEMPERATURE > 0.0) { noiseKey = mix32(state[${STATE.pos}u] ^ mix32(SEED)); }
+  if (TEMPERATURE > 0.0) { noiseKey = mix32(state[${STATE.next}u] ^ mix32(SEED)); }
   var value = -3.402823e38;
   var index = 0xffffffffu;
   for (var i = lid; i < N; i += WG) {
@@ -71,7 +71,7 @@ export interface ArgmaxOptions {
 
 /**
  * Compiles next-token selection over `n` logits. Bindings: `logits (n)`, `state` (u32; writes
- * `token`, reads `pos` when sampling).
+ * `token`, reads `next` when sampling).
  *
  * @example
  * ```ts ignore

@@ -397,7 +397,7 @@ function argmaxCase(n: number, ties: boolean, temperature = 0): ConformanceCase 
       for (const pos of positions) {
         const kernel = await argmaxKernel(gpu, n, { temperature, seed });
         const state = new Uint32Array(STATE_WORDS);
-        state[STATE.pos] = pos;
+        state[STATE.next] = pos;
         const run = await runGuarded(
           gpu,
           STATE_WORDS,
@@ -405,7 +405,7 @@ function argmaxCase(n: number, ties: boolean, temperature = 0): ConformanceCase 
           new Float32Array(state.buffer),
         );
         actual.push(new Uint32Array(run.raw)[STATE.token]);
-        guardsIntact &&= run.guardsIntact && new Uint32Array(run.raw)[STATE.pos] === pos;
+        guardsIntact &&= run.guardsIntact && new Uint32Array(run.raw)[STATE.next] === pos;
       }
       return {
         actual: Float32Array.from(actual),

@@ -16,10 +16,12 @@ export interface Kernel<Bindings extends string> {
 
 /**
  * Word indices of the small `u32` state buffer that kernels read instead of CPU-side
- * arguments, so that a decode step, or many, can be recorded once and replayed: `token` is the
- * current token id (written by argmax on the GPU), `pos` its position.
+ * arguments, so that a decode step, or many, can be recorded once and replayed:
+ * - `token`: the current token id (written by argmax on the GPU);
+ * - `pos`: position of the first row a forward pass processes;
+ * - `next`: position of the token being chosen (argmax's noise key; where it is recorded).
  */
-export const STATE = { token: 0, pos: 1 } as const;
+export const STATE = { token: 0, pos: 1, next: 2 } as const;
 
 /** Words in the state buffer. */
 export const STATE_WORDS = 4;

@@ -18,6 +18,7 @@
  * @module
  */
 export * from "./add.ts";
+export * from "./advance.ts";
 export * from "./argmax.ts";
 export * from "./attention.ts";
 export * from "./device.ts";

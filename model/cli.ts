@@ -1,0 +1,237 @@
+/**
+ * `deno task generate`: runs a llama2.c checkpoint (or a seeded random model of a preset
+ * shape) on the CPU reference or WebGPU, streaming text as it is generated.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type LlamaConfig, preset, PRESETS } from "./config.ts";
+import { readCheckpoint } from "./checkpoint.ts";
+import { CpuDecoder, type Decoder } from "./cpu_decoder.ts";
+import { generate } from "./generate.ts";
+import { GpuDecoder } from "./gpu_decoder.ts";
+import { readTokenizer, type Tokenizer } from "./tokenizer.ts";
+import { type LlamaWeights, randomWeights } from "./weights.ts";
+import { requestGpu } from "../gpu/device.ts";
+
+/** The CLI's help text. */
+export const GENERATE_HELP: string = `Usage: deno task generate [options]
+
+Model (one of):
+  --model PATH          llama2.c checkpoint (legacy or version 1 format)
+  --preset NAME         seeded random weights of a preset shape: ${Object.keys(PRESETS).join(", ")}
+Input (one of):
+  --tokenizer PATH      llama2.c tokenizer.bin, with --prompt
+  --prompt TEXT         text to continue (needs --tokenizer)
+  --tokens 1,5,17       raw token ids instead of a prompt (default: 1, BOS)
+Generation:
+  --steps N             new tokens (default 256, capped by the model's maxSeqLen)
+  --temperature T       0 for greedy (default 1.0)
+  --top-p P             nucleus sampling mass in (0, 1]
+  --top-k K             keep the K most probable tokens
+  --seed S              seed of every random choice (default 0)
+  --backend cpu|webgpu  where to run (default webgpu)
+  --no-kv-cache         recompute the whole prefix at every step
+Output:
+  --json                one JSON object: prompt ids, generated ids, text, prefill and decode tokens/s
+  --logits              with --json, add the logits at every position processed
+  --help                this text`;
+
+/** Where the CLI writes. */
+export interface CliIo {
+  /** Standard output (text, JSON). */
+  stdout: (text: string) => void;
+  /** Standard error (speeds, errors). */
+  stderr: (text: string) => void;
+}
+
+class UsageError extends Error {}
+
+function number(
+  flag: string,
+  value: string | undefined,
+  check: (n: number) => boolean,
+  expected: string,
+) {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || !check(n)) {
+    throw new UsageError(`--${flag}: expected ${expected}, got "${value}"`);
+  }
+  return n;
+}
+
+/**
+ * Runs the CLI with `args`; returns the exit code (0 ok, 1 failure, 2 bad usage).
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await generateMain(Deno.args));
+ * ```
+ */
+export async function generateMain(args: string[], io: CliIo = defaultIo()): Promise<number> {
+  try {
+    return await run(args, io);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr(`generate: ${message}${error instanceof UsageError ? " (see --help)" : ""}\n`);
+    return error instanceof UsageError ? 2 : 1;
+  }
+}
+
+function defaultIo(): CliIo {
+  const encoder = new TextEncoder();
+  return {
+    stdout: (text) => Deno.stdout.writeSync(encoder.encode(text)),
+    stderr: (text) => Deno.stderr.writeSync(encoder.encode(text)),
+  };
+}
+
+async function run(args: string[], io: CliIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        model: { type: "string" },
+        tokenizer: { type: "string" },
+        prompt: { type: "string" },
+        tokens: { type: "string" },
+        steps: { type: "string" },
+        temperature: { type: "string" },
+        "top-p": { type: "string" },
+        "top-k": { type: "string" },
+        seed: { type: "string" },
+        backend: { type: "string" },
+        "no-kv-cache": { type: "boolean" },
+        preset: { type: "string" },
+        json: { type: "boolean" },
+        logits: { type: "boolean" },
+        help: { type: "boolean" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const flags = parsed.values;
+  if (flags.help) {
+    io.stdout(GENERATE_HELP + "\n");
+    return 0;
+  }
+  const backend = flags.backend ?? "webgpu";
+  if (backend !== "cpu" && backend !== "webgpu") {
+    throw new UsageError(`--backend: expected cpu or webgpu, got "${backend}"`);
+  }
+  if (flags.model && flags.preset) throw new UsageError("give --model or --preset, not both");
+  if (flags.prompt !== undefined && flags.tokens !== undefined) {
+    throw new UsageError("give --prompt or --tokens, not both");
+  }
+  if (flags.prompt !== undefined && !flags.tokenizer) {
+    throw new UsageError("--prompt needs --tokenizer");
+  }
+  if (flags.logits && !flags.json) throw new UsageError("--logits needs --json");
+  const temperature = number("temperature", flags.temperature, (n) => n >= 0, "a number >= 0") ?? 1;
+  const topP = number("top-p", flags["top-p"], (n) => n > 0 && n <= 1, "a number in (0, 1]");
+  const topK = number(
+    "top-k",
+    flags["top-k"],
+    (n) => Number.isInteger(n) && n >= 1,
+    "an integer >= 1",
+  );
+  const seed = number("seed", flags.seed, Number.isInteger, "an integer") ?? 0;
+  const requestedSteps = number(
+    "steps",
+    flags.steps,
+    (n) => Number.isInteger(n) && n >= 1,
+    "an integer >= 1",
+  );
+
+  let config: LlamaConfig;
+  let weights: LlamaWeights;
+  if (flags.model) {
+    ({ config, weights } = await readCheckpoint(flags.model));
+  } else {
+    config = preset(flags.preset ?? "stories260K");
+    weights = randomWeights(config, seed);
+  }
+  let tokenizer: Tokenizer | undefined;
+  if (flags.tokenizer) tokenizer = await readTokenizer(flags.tokenizer, config.vocabSize);
+
+  let prompt: number[];
+  if (flags.tokens !== undefined) {
+    prompt = flags.tokens.split(",").map((s) => {
+      const id = Number(s.trim());
+      if (s.trim() === "" || !Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
+        throw new UsageError(`--tokens: "${s}" is not a token id in [0, ${config.vocabSize})`);
+      }
+      return id;
+    });
+  } else if (flags.prompt !== undefined && tokenizer) {
+    prompt = tokenizer.encode(flags.prompt);
+  } else {
+    prompt = [1];
+  }
+  if (prompt.length >= config.maxSeqLen) {
+    throw new UsageError(
+      `the prompt has ${prompt.length} tokens; the model's maxSeqLen is ${config.maxSeqLen}`,
+    );
+  }
+  const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - prompt.length);
+
+  const kvCache = !flags["no-kv-cache"];
+  const gpu = backend === "webgpu" ? await requestGpu() : undefined;
+  const decoder: Decoder = gpu
+    ? await GpuDecoder.create(gpu, config, weights, { kvCache })
+    : new CpuDecoder(config, weights, { kvCache });
+
+  const textDecoder = new TextDecoder();
+  let previous = prompt[prompt.length - 1];
+  const piece = (token: number) => {
+    const bytes = tokenizer!.decodePiece(previous, token);
+    previous = token;
+    return textDecoder.decode(bytes, { stream: true });
+  };
+  const stream = !flags.json;
+  if (stream && tokenizer) io.stdout(tokenizer.decode(prompt));
+  const result = await generate(decoder, prompt, {
+    steps,
+    temperature,
+    topP,
+    topK,
+    seed,
+    collectLogits: flags.logits,
+    onToken: stream ? (token) => io.stdout(tokenizer ? piece(token) : `${token} `) : undefined,
+  });
+  if (flags.json) {
+    io.stdout(
+      JSON.stringify({
+        backend,
+        kvCache,
+        promptTokens: prompt,
+        tokens: result.tokens,
+        text: tokenizer ? tokenizer.decode([...prompt, ...result.tokens]) : undefined,
+        prefillTokensPerSecond: result.prefillTokensPerSecond,
+        decodeTokensPerSecond: result.decodeTokensPerSecond,
+        gpuResident: result.gpuResident,
+        logits: result.logits?.map((l) => Array.from(l)),
+      }) + "\n",
+    );
+  } else {
+    io.stdout("\n");
+    io.stderr(
+      `prefill: ${prompt.length} tokens, ${result.prefillTokensPerSecond.toFixed(1)} tokens/s; ` +
+        `decode: ${result.tokens.length} tokens, ${
+          result.decodeTokensPerSecond.toFixed(1)
+        } tokens/s ` +
+        `(${backend}${kvCache ? "" : ", no KV cache"}${
+          result.gpuResident ? ", GPU-resident" : ""
+        })\n`,
+    );
+  }
+  gpu?.destroy();
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await generateMain(Deno.args));

@@ -1,0 +1,23 @@
+/**
+ * The full LLaMA decoder, assembled from the reference functions (CPU) and the WebGPU kernels:
+ * configuration and presets, llama2.c checkpoints and tokenizer, KV-cache and recompute
+ * variants, MHA/GQA/MQA through `nKvHeads`, and generation.
+ *
+ * @example
+ * ```ts
+ * import { CpuDecoder, generate, preset, randomWeights } from "./mod.ts";
+ * const config = preset("stories260K");
+ * const decoder = new CpuDecoder(config, randomWeights(config, 1));
+ * const { tokens } = await generate(decoder, [1], { steps: 3, stopAtBos: false });
+ * if (tokens.length !== 3) throw new Error("wrong");
+ * ```
+ *
+ * @module
+ */
+export * from "./checkpoint.ts";
+export * from "./config.ts";
+export * from "./cpu_decoder.ts";
+export * from "./generate.ts";
+export * from "./gpu_decoder.ts";
+export * from "./tokenizer.ts";
+export * from "./weights.ts";
