@@ -68,6 +68,13 @@ export function parseCheckpoint(bytes: Uint8Array, source = "checkpoint"): Check
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = view.getUint32(0, true);
   if (magic === CHECKPOINT_MAGIC) return parseV1(bytes, view, source);
+  // A legacy file starts with dim, a small integer; four ASCII letters/digits are a magic.
+  const text = String.fromCharCode(...bytes.subarray(0, 4)).split("").reverse().join("");
+  if (/^[A-Za-z0-9]{4}$/.test(text)) {
+    throw new RangeError(
+      `${source}: wrong magic "${text}" (expected "ak42" for a versioned checkpoint)`,
+    );
+  }
   return parseLegacy(bytes, view, source);
 }
 

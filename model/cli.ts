@@ -113,7 +113,9 @@ async function run(args: string[], io: CliIo): Promise<number> {
       },
     });
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    throw new UsageError(
+      (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " "),
+    );
   }
   const flags = parsed.values;
   if (flags.help) {

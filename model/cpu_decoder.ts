@@ -68,8 +68,9 @@ export class CpuDecoder implements Decoder {
   }
 
   /** Processes `token` at `pos` and returns the next-token logits `(vocabSize)`. */
-  forward(token: number, pos: number): Promise<Float32Array> {
-    return Promise.resolve(this.forwardSync(token, pos));
+  // deno-lint-ignore require-await
+  async forward(token: number, pos: number): Promise<Float32Array> {
+    return this.forwardSync(token, pos);
   }
 
   /** {@linkcode CpuDecoder.forward}, synchronously. */

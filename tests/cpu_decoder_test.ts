@@ -1,0 +1,107 @@
+import { expect } from "expect";
+import {
+  CpuDecoder,
+  generate,
+  makeConfig,
+  randomWeights,
+  readCheckpoint,
+  readTokenizer,
+} from "../model/mod.ts";
+import { compare } from "../reference/mod.ts";
+import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+
+const variants = [
+  { name: "MHA", nKvHeads: 4 },
+  { name: "GQA", nKvHeads: 2 },
+  { name: "MQA", nKvHeads: 1 },
+];
+
+for (const { name, nKvHeads } of variants) {
+  Deno.test(`${name}: cached and recomputed decoding give the same logits at every position`, async () => {
+    const config = makeConfig({
+      dim: 32,
+      hiddenDim: 56,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads,
+      vocabSize: 40,
+      maxSeqLen: 24,
+    });
+    const weights = randomWeights(config, 11);
+    const cached = new CpuDecoder(config, weights);
+    const recomputed = new CpuDecoder(config, weights, { kvCache: false });
+    const tokens = [1, 7, 33, 2, 19, 5, 5, 38, 0, 12, 26, 9, 14, 3, 30, 21];
+    for (let pos = 0; pos < tokens.length; pos++) {
+      const a = await cached.forward(tokens[pos], pos);
+      const b = await recomputed.forward(tokens[pos], pos);
+      expect(compare(a, b).maxAbsError).toBeLessThan(1e-5);
+    }
+  });
+}
+
+Deno.test("the decoder rejects positions that skip ahead or pass maxSeqLen", async () => {
+  const config = makeConfig({
+    dim: 8,
+    hiddenDim: 8,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    vocabSize: 5,
+    maxSeqLen: 2,
+  });
+  const decoder = new CpuDecoder(config, randomWeights(config));
+  await expect(decoder.forward(1, 1)).rejects.toThrow(
+    "position 1 skips ahead: only positions 0..-1 have been processed",
+  );
+  await decoder.forward(1, 0);
+  await decoder.forward(1, 1);
+  await expect(decoder.forward(1, 2)).rejects.toThrow(
+    "position: expected an integer in [0, maxSeqLen 2), got 2",
+  );
+  await expect(decoder.forward(9, 0)).rejects.toThrow(
+    "embedding token 0: expected an id in [0, 5), got 9",
+  );
+});
+
+Deno.test("seeded generation repeats exactly and differs across seeds", async () => {
+  const config = makeConfig({
+    dim: 16,
+    hiddenDim: 32,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    vocabSize: 50,
+    maxSeqLen: 40,
+  });
+  const weights = randomWeights(config, 2);
+  const run = async (seed: number, extra = {}) =>
+    (await generate(new CpuDecoder(config, weights), [1, 3], {
+      steps: 30,
+      temperature: 1,
+      seed,
+      stopAtBos: false,
+      ...extra,
+    })).tokens;
+  expect(await run(4)).toEqual(await run(4));
+  expect(await run(4)).not.toEqual(await run(5));
+  expect(await run(4, { topP: 0.9, topK: 10 })).toEqual(await run(4, { topP: 0.9, topK: 10 }));
+  await expect(run(4, { steps: 39 })).rejects.toThrow(
+    "prompt (2 tokens) + steps (39) exceed the model's maxSeqLen 40",
+  );
+});
+
+Deno.test({
+  name: "stories260K on the CPU reference: greedy 'Once upon a time' tells the Lily story",
+  ignore: ignoreModelTests,
+  fn: async () => {
+    const { config, weights } = await readCheckpoint(MODEL_PATH);
+    const tokenizer = await readTokenizer(TOKENIZER_PATH, config.vocabSize);
+    const prompt = tokenizer.encode("Once upon a time");
+    const { tokens } = await generate(new CpuDecoder(config, weights), prompt, { steps: 60 });
+    expect(
+      tokenizer.decode([...prompt, ...tokens]).startsWith(
+        `${LILY} She loved to play outside in the park.`,
+      ),
+    ).toBe(true);
+  },
+});
