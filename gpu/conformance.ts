@@ -10,6 +10,7 @@ import { STATE, STATE_WORDS } from "./kernel.ts";
 import { addKernel } from "./add.ts";
 import { argmaxKernel } from "./argmax.ts";
 import { attentionKernel } from "./attention.ts";
+import { copyKernel } from "./copy.ts";
 import { embeddingDispatches, embeddingKernel } from "./embedding.ts";
 import { kvAppendKernel } from "./kv_cache.ts";
 import { matmulDispatches, matmulKernel, uploadMatrix } from "./matmul.ts";
@@ -481,6 +482,25 @@ function embeddingSplitCase(): ConformanceCase {
   };
 }
 
+function copyCase(n: number): ConformanceCase {
+  return {
+    kernel: "copy",
+    shape: `${n}`,
+    maxNmse: 0,
+    maxAbsError: 0,
+    async run(gpu) {
+      const src = new Rng(n).uniformArray(n);
+      const kernel = await copyKernel(gpu, n);
+      const { values, guardsIntact } = await runGuarded(
+        gpu,
+        n,
+        (out) => [kernel.bind({ src: gpu.upload(src), dst: out })],
+      );
+      return { actual: values, expected: src, guardsIntact };
+    },
+  };
+}
+
 function concat(a: Float32Array, b: Float32Array): Float32Array {
   const out = new Float32Array(a.length + b.length);
   out.set(a);
@@ -563,6 +583,8 @@ export function conformanceCases(): ConformanceCase[] {
     argmaxCase(512, false, 0.8),
     argmaxCase(32000, false, 1),
     matmulSplitCase(),
+    copyCase(4),
+    copyCase(4100),
     embeddingSplitCase(),
   ];
 }

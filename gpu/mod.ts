@@ -21,6 +21,7 @@ export * from "./add.ts";
 export * from "./advance.ts";
 export * from "./argmax.ts";
 export * from "./attention.ts";
+export * from "./copy.ts";
 export * from "./device.ts";
 export * from "./embedding.ts";
 export * from "./kernel.ts";

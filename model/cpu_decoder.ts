@@ -81,11 +81,27 @@ export class CpuDecoder implements Decoder {
     return this.kvCache ? this.#forwardCached(token, pos) : this.#forwardSequence(this.#history);
   }
 
-  /** Processes `tokens` from `startPos` and returns the logits after the last one. */
+  /**
+   * Processes `tokens` from `startPos` and returns the logits after the last one: token by
+   * token against the cache, or, recomputing, one pass over the whole sequence.
+   */
+  // deno-lint-ignore require-await
   async prefill(tokens: readonly number[], startPos = 0): Promise<Float32Array> {
     if (tokens.length === 0) throw new RangeError("prefill: expected at least one token, got none");
+    checkPosition(this.config, startPos, this.#history.length);
+    const end = startPos + tokens.length;
+    if (end > this.config.maxSeqLen) {
+      throw new RangeError(
+        `prefill: positions ${startPos}..${end - 1} exceed maxSeqLen ${this.config.maxSeqLen}`,
+      );
+    }
+    if (!this.kvCache) {
+      this.#history.length = startPos;
+      this.#history.push(...tokens);
+      return this.#forwardSequence(this.#history);
+    }
     let logits!: Float32Array;
-    for (let i = 0; i < tokens.length; i++) logits = await this.forward(tokens[i], startPos + i);
+    for (let i = 0; i < tokens.length; i++) logits = this.forwardSync(tokens[i], startPos + i);
     return logits;
   }
 

@@ -21,3 +21,4 @@ export * from "./generate.ts";
 export * from "./gpu_decoder.ts";
 export * from "./tokenizer.ts";
 export * from "./weights.ts";
+export * from "./cost.ts";

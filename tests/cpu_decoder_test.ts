@@ -1,6 +1,7 @@
 import { expect } from "expect";
 import {
   CpuDecoder,
+  forwardCost,
   generate,
   makeConfig,
   randomWeights,
@@ -104,4 +105,47 @@ Deno.test({
       ),
     ).toBe(true);
   },
+});
+
+Deno.test("prefill without a cache is one pass over the prompt, equal to the cached prefill", async () => {
+  const config = makeConfig({
+    dim: 32,
+    hiddenDim: 40,
+    nLayers: 2,
+    nHeads: 4,
+    nKvHeads: 2,
+    vocabSize: 30,
+    maxSeqLen: 12,
+  });
+  const weights = randomWeights(config, 6);
+  const prompt = [1, 4, 9, 16, 25, 6];
+  const cached = await new CpuDecoder(config, weights).prefill(prompt);
+  const recomputed = new CpuDecoder(config, weights, { kvCache: false });
+  expect(compare(await recomputed.prefill(prompt), cached).maxAbsError).toBeLessThan(1e-5);
+  await expect(recomputed.prefill(new Array(13).fill(1))).rejects.toThrow(
+    "prefill: positions 0..12 exceed maxSeqLen 12",
+  );
+});
+
+Deno.test("forwardCost: decode reads weights plus the cached keys/values; recompute costs ~context× the FLOPs", () => {
+  const config = makeConfig({
+    dim: 8,
+    hiddenDim: 16,
+    nLayers: 2,
+    nHeads: 2,
+    nKvHeads: 1,
+    vocabSize: 10,
+    maxSeqLen: 64,
+  });
+  // per layer: wq 64 + wk 32 + wv 32 + wo 64 + w1/w2/w3 3*128 = 576 floats
+  const decode = forwardCost(config, { rows: 1, start: 9 });
+  expect(decode.flops).toBe(2 * 2 * 576 + 2 * 10 * 8 + 2 * 2 * 4 * 4 * 10);
+  expect(decode.weightBytes).toBe(4 * (2 * (576 + 16) + 8 + 80 + 8));
+  expect(decode.kvReadBytes).toBe(10 * 2 * 2 * 4 * 4);
+  expect(decode.bytes).toBe(decode.weightBytes + decode.kvReadBytes);
+  const recompute = forwardCost(config, { rows: 10, start: 0 });
+  expect(recompute.flops).toBe(10 * 2 * 2 * 576 + 2 * 10 * 8 + 2 * 2 * 4 * 4 * 55);
+  const mqa = forwardCost({ ...config, nKvHeads: 1 }, { rows: 1, start: 63 });
+  const mha = forwardCost({ ...config, nKvHeads: 2 }, { rows: 1, start: 63 });
+  expect(mha.kvReadBytes / mqa.kvReadBytes).toBe(2);
 });

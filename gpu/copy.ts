@@ -1,0 +1,28 @@
+/**
+ * A plain copy `dst[i] = src[i]` of `vec4<f32>`: the memory roofline. Its achieved bandwidth
+ * is what the benchmarks compare every kernel and decoder step against.
+ *
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+
+const WGSL = elementwiseWgsl(
+  `@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;`,
+  "dst[i] = src[i];",
+);
+
+/**
+ * Compiles a copy of `n` floats (`n` a multiple of 4). Bindings: `src (n)`, `dst (n)`.
+ *
+ * @example
+ * ```ts ignore
+ * const copy = await copyKernel(gpu, 1 << 24);
+ * await gpu.submit([copy.bind({ src, dst })]);
+ * ```
+ */
+export function copyKernel(gpu: Gpu, n: number): Promise<Kernel<"src" | "dst">> {
+  if (n % 4 !== 0) throw new RangeError(`copy: n must be a multiple of 4, got ${n}`);
+  return compileElementwise(gpu, `copy ${n}`, WGSL, n / 4, ["src", "dst"]);
+}
