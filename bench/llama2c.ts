@@ -1,0 +1,111 @@
+/**
+ * The peer: llama2.c's `run` on the same model shapes, through checkpoints and a tokenizer
+ * this project writes in llama2.c's formats, timed by its own "achieved tok/s" line.
+ *
+ * @module
+ */
+import type { LlamaConfig } from "../model/config.ts";
+import { serializeCheckpoint } from "../model/checkpoint.ts";
+import { randomWeights } from "../model/weights.ts";
+
+/** What the peer needs from the outside world (replaceable in tests). */
+export interface PeerIo {
+  /** Writes a file. */
+  writeFile(path: string, bytes: Uint8Array): Promise<void>;
+  /** Runs a program; resolves with its exit code and output. */
+  run(program: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** A fresh temporary directory. */
+  tempDir(): Promise<string>;
+}
+
+/** The real file system and processes (needs --allow-write and --allow-run). */
+export const DENO_PEER_IO: PeerIo = {
+  writeFile: (path, bytes) => Deno.writeFile(path, bytes),
+  async run(program, args) {
+    const output = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" })
+      .output();
+    const decoder = new TextDecoder();
+    return {
+      code: output.code,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+    };
+  },
+  tempDir: () => Deno.makeTempDir({ prefix: "llama2c-peer-" }),
+};
+
+/**
+ * A `tokenizer.bin` of `vocabSize` tokens that llama2.c can load: `<unk>`, `<s>`, `</s>`,
+ * the 256 byte tokens where they fit, a space, then filler pieces.
+ */
+export function syntheticTokenizer(vocabSize: number): Uint8Array {
+  const pieces = ["<unk>", "<s>", "</s>", " "];
+  for (let b = 0; b < 256 && pieces.length < vocabSize; b++) {
+    pieces.push(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`);
+  }
+  while (pieces.length < vocabSize) pieces.push(`t${pieces.length}`);
+  const encoder = new TextEncoder();
+  const encoded = pieces.slice(0, vocabSize).map((p) => encoder.encode(p));
+  const maxLength = Math.max(...encoded.map((e) => e.length));
+  const bytes = new Uint8Array(4 + encoded.reduce((n, e) => n + 8 + e.length, 0));
+  const view = new DataView(bytes.buffer);
+  view.setInt32(0, maxLength, true);
+  let at = 4;
+  for (const piece of encoded) {
+    view.setFloat32(at, 0, true);
+    view.setInt32(at + 4, piece.length, true);
+    bytes.set(piece, at + 8);
+    at += 8 + piece.length;
+  }
+  return bytes;
+}
+
+/** The peer's result on one shape. */
+export interface PeerResult {
+  /** Shape name. */
+  shape: string;
+  /** llama2.c's reported tokens per second, or undefined when it failed. */
+  tokensPerSecond?: number;
+  /** Why it failed. */
+  error?: string;
+}
+
+/**
+ * Runs llama2.c's `run` at `program` on a random model of `config`, greedy, `steps` tokens.
+ *
+ * @example
+ * ```ts ignore
+ * const result = await runLlama2c("./llama2.c/run", "stories15M", preset("stories15M"), 128);
+ * ```
+ */
+export async function runLlama2c(
+  program: string,
+  shape: string,
+  config: LlamaConfig,
+  steps: number,
+  io: PeerIo = DENO_PEER_IO,
+): Promise<PeerResult> {
+  try {
+    const dir = await io.tempDir();
+    const model = `${dir}/model.bin`;
+    const tokenizer = `${dir}/tokenizer.bin`;
+    await io.writeFile(model, serializeCheckpoint(config, randomWeights(config, 7), "legacy"));
+    await io.writeFile(tokenizer, syntheticTokenizer(config.vocabSize));
+    const { code, stderr, stdout } = await io.run(program, [
+      model,
+      "-z",
+      tokenizer,
+      "-t",
+      "0",
+      "-n",
+      String(steps),
+    ]);
+    const match = /achieved tok\/s:\s*([\d.]+)/.exec(stderr + stdout);
+    if (code !== 0 || !match) {
+      return { shape, error: `exit ${code}: ${(stderr || stdout).trim().split("\n").pop() ?? ""}` };
+    }
+    return { shape, tokensPerSecond: Number(match[1]) };
+  } catch (error) {
+    return { shape, error: error instanceof Error ? error.message : String(error) };
+  }
+}

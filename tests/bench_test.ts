@@ -1,0 +1,236 @@
+import { expect } from "expect";
+import { BENCH_HELP, benchMain, parseContexts } from "../bench/main.ts";
+import { runLlama2c, syntheticTokenizer } from "../bench/llama2c.ts";
+import { type BenchResults, computeSpeedups } from "../bench/report.ts";
+import type { DecoderCell } from "../bench/matrix.ts";
+import { attentionName, kvHeadVariants } from "../bench/matrix.ts";
+import { parseCheckpoint, preset, Tokenizer } from "../model/mod.ts";
+import { ignoreGpuTests } from "./_gpu.ts";
+
+function memoryIo() {
+  const files = new Map<string, string>();
+  const printed: string[] = [];
+  const io = {
+    print: (text: string) => printed.push(text),
+    progress: () => {},
+    writeFile: (path: string, text: string) => {
+      files.set(path, text);
+      return Promise.resolve();
+    },
+  };
+  return { io, files, printed };
+}
+
+Deno.test({
+  name: "deno task bench --quick runs end to end and writes JSON, Markdown and SVG results",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const { io, files, printed } = memoryIo();
+    const backend = ignoreGpuTests ? "cpu" : "both";
+    const code = await benchMain(["--quick", "--backend", backend, "--out", "out"], io);
+    expect(printed.join("\n")).not.toContain("bench:");
+    expect(code).toBe(0);
+    const results: BenchResults = JSON.parse(files.get("out/results.json")!);
+    expect(results.schema).toBe(1);
+    expect(results.quick).toBe(true);
+    expect(results.rejected).toEqual([]);
+    const backends = backend === "both" ? ["cpu", "webgpu"] : ["cpu"];
+    for (const b of backends) {
+      expect(results.copyGbPerS[b as "cpu"]).toBeGreaterThan(0);
+      for (const cache of ["kv-cache", "recompute"]) {
+        for (const attention of ["MHA", "GQA-2", "MQA"]) {
+          expect(
+            results.cells.some((c) =>
+              c.backend === b && c.cache === cache && c.attention === attention &&
+              c.phase === "decode"
+            ),
+          )
+            .toBe(true);
+        }
+      }
+      expect(results.cells.some((c) => c.backend === b && c.phase === "prefill")).toBe(true);
+      expect(results.kernels.some((k) => k.backend === b && k.kernel === "matvec")).toBe(true);
+    }
+    for (const cell of results.cells) {
+      expect(cell.msPerToken).toBeGreaterThan(0);
+      expect(cell.tokensPerSecond).toBeCloseTo(1000 / cell.msPerToken, 6);
+      expect(cell.kvBytes).toBe(cell.kvBytesPerToken * cell.context);
+    }
+    const kvPerToken = (attention: string) =>
+      results.cells.find((c) => c.shape === "attention-heavy" && c.attention === attention)!
+        .kvBytesPerToken;
+    expect(kvPerToken("MHA") / kvPerToken("MQA")).toBe(8);
+    expect(
+      results.speedups.some((s) =>
+        s.comparison.startsWith("KV cache vs recompute") && s.basis === "FLOPs"
+      ),
+    ).toBe(true);
+    expect(results.speedups.some((s) => s.comparison === "MQA vs MHA" && s.basis === "bytes")).toBe(
+      true,
+    );
+    const report = files.get("out/report.md")!;
+    expect(report).toContain("## Decode ms/token by context");
+    expect(report).toContain("| shape | backend | cache | attention |");
+    const charts = [...files.keys()].filter((f) => f.endsWith(".svg"));
+    expect(charts).toContain("out/kv_bytes.svg");
+    expect(charts).toContain("out/roofline.svg");
+    expect(charts).toContain("out/decode_attention-heavy_cpu.svg");
+    for (const chart of charts) {
+      const svg = files.get(chart)!;
+      expect(svg.startsWith("<svg")).toBe(true);
+      expect(svg.trim().endsWith("</svg>")).toBe(true);
+      expect(svg).not.toContain("NaN");
+    }
+    expect(printed.join("\n")).toContain("decode ms/token by context:");
+  },
+});
+
+Deno.test("bench --help and bad flags", async () => {
+  let { io, printed } = memoryIo();
+  expect(await benchMain(["--help"], io)).toBe(0);
+  expect(printed).toEqual([BENCH_HELP]);
+  for (
+    const [args, message] of [
+      [["--backend", "tpu"], 'bench: --backend: expected cpu, webgpu or both, got "tpu"'],
+      [["--preset", "GPT-5"], 'bench: --preset: unknown shape "GPT-5"'],
+      [
+        ["--contexts", "16..x"],
+        'bench: --contexts: expected "LO..HI" or a list of positive integers, got "16..x"',
+      ],
+      [["--frobnicate"], "bench: Unknown option '--frobnicate'"],
+    ] as const
+  ) {
+    ({ io, printed } = memoryIo());
+    expect(await benchMain([...args], io)).toBe(2);
+    expect(printed.join("\n")).toContain(message);
+  }
+});
+
+Deno.test("contexts double over a range or follow a list", () => {
+  expect(parseContexts("16..128")).toEqual([16, 32, 64, 128]);
+  expect(parseContexts("16..100")).toEqual([16, 32, 64]);
+  expect(parseContexts("64, 16,16")).toEqual([16, 64]);
+});
+
+Deno.test("attention variants: MHA, GQA with 2/4/8 query heads per KV head where they divide, MQA", () => {
+  expect(kvHeadVariants(8)).toEqual([8, 4, 2, 1]);
+  expect(kvHeadVariants(12)).toEqual([12, 6, 3, 1]);
+  expect(kvHeadVariants(6)).toEqual([6, 3, 1]);
+  expect([attentionName(8, 8), attentionName(8, 2), attentionName(8, 1)]).toEqual([
+    "MHA",
+    "GQA-4",
+    "MQA",
+  ]);
+});
+
+Deno.test("speedups set measured ratios beside FLOPs (KV cache) and bytes (GQA) predictions", () => {
+  const base = {
+    shape: "s",
+    backend: "cpu",
+    nHeads: 8,
+    phase: "decode",
+    context: 64,
+    tokensPerSecond: 0,
+    kvBytesPerToken: 0,
+    kvBytes: 0,
+    gbPerS: 0,
+    rooflineFraction: 0,
+  } as const;
+  const cells: DecoderCell[] = [
+    {
+      ...base,
+      cache: "kv-cache",
+      attention: "MHA",
+      nKvHeads: 8,
+      msPerToken: 2,
+      bytesPerToken: 400,
+      flopsPerToken: 10,
+    },
+    {
+      ...base,
+      cache: "recompute",
+      attention: "MHA",
+      nKvHeads: 8,
+      msPerToken: 50,
+      bytesPerToken: 800,
+      flopsPerToken: 640,
+    },
+    {
+      ...base,
+      cache: "kv-cache",
+      attention: "MQA",
+      nKvHeads: 1,
+      msPerToken: 1,
+      bytesPerToken: 100,
+      flopsPerToken: 9,
+    },
+  ];
+  const speedups = computeSpeedups(cells);
+  expect(speedups).toContainEqual(
+    {
+      shape: "s",
+      backend: "cpu",
+      comparison: "KV cache vs recompute (MHA)",
+      context: 64,
+      measured: 25,
+      predicted: 64,
+      basis: "FLOPs",
+    },
+  );
+  expect(speedups).toContainEqual({
+    shape: "s",
+    backend: "cpu",
+    comparison: "MQA vs MHA",
+    context: 64,
+    measured: 2,
+    predicted: 4,
+    basis: "bytes",
+  });
+  expect(speedups).toHaveLength(2);
+});
+
+Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the shape and reads its tok/s", async () => {
+  const config = { ...preset("stories260K"), nLayers: 1 };
+  const written = new Map<string, Uint8Array>();
+  let command: string[] = [];
+  const result = await runLlama2c("/opt/llama2.c/run", "tiny", config, 32, {
+    tempDir: () => Promise.resolve("/tmp/peer"),
+    writeFile: (path, bytes) => {
+      written.set(path, bytes);
+      return Promise.resolve();
+    },
+    run: (program, args) => {
+      command = [program, ...args];
+      return Promise.resolve({
+        code: 0,
+        stdout: "Once upon\n",
+        stderr: "achieved tok/s: 1234.5\n",
+      });
+    },
+  });
+  expect(result).toEqual({ shape: "tiny", tokensPerSecond: 1234.5 });
+  expect(command).toEqual([
+    "/opt/llama2.c/run",
+    "/tmp/peer/model.bin",
+    "-z",
+    "/tmp/peer/tokenizer.bin",
+    "-t",
+    "0",
+    "-n",
+    "32",
+  ]);
+  const checkpoint = parseCheckpoint(written.get("/tmp/peer/model.bin")!);
+  expect(checkpoint.format).toBe("legacy");
+  expect(checkpoint.config).toEqual(config);
+  const tokenizer = Tokenizer.parse(written.get("/tmp/peer/tokenizer.bin")!, "tokenizer.bin", 512);
+  expect(tokenizer.encode("hi").length).toBeGreaterThan(1); // byte fallback covers any text
+  expect(Tokenizer.parse(syntheticTokenizer(32000), "t", 32000).vocabSize).toBe(32000);
+  const failed = await runLlama2c("/bad/run", "tiny", config, 8, {
+    tempDir: () => Promise.resolve("/tmp/peer"),
+    writeFile: () => Promise.resolve(),
+    run: () =>
+      Promise.resolve({ code: 1, stdout: "", stderr: "Couldn't open file /tmp/peer/model.bin\n" }),
+  });
+  expect(failed.error).toBe("exit 1: Couldn't open file /tmp/peer/model.bin");
+});
