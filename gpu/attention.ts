@@ -1,12 +1,13 @@
 /**
  * Causal attention of `rows` new tokens (positions `state.pos + row`) against the KV cache:
  * one kernel for prefill (`rows` = prompt length) and decode (`rows` = 1). One workgroup per
- * (query head, token); it reads its key/value head `head / (nHeads / nKvHeads)` straight from
- * the cache, so grouped- and multi-query attention never copy K/V per query head.
+ * (key/value head, token) serves all the query heads that share that K/V head (up to 8 at a
+ * time), reading each cached key and value once for all of them: grouped- and multi-query
+ * attention read `nHeads / nKvHeads` times less and never copy K/V per query head.
  *
- * The keys are visited in chunks of `WG` positions with an online softmax (running maximum and
- * sum, accumulator rescaled per chunk), so workgroup memory stays `WG` floats at any context
- * length.
+ * Keys are visited in chunks of 128 positions with an online softmax (running maximum and
+ * sum per head, accumulators rescaled per chunk), so workgroup memory stays bounded at any
+ * context length, with three barriers per chunk.
  *
  * @module
  */
@@ -15,72 +16,110 @@ import { GpuError } from "./device.ts";
 import { checkDimension, compileKernel, type Kernel, STATE, stateBinding } from "./kernel.ts";
 
 const WG = 64;
+/** Key positions each invocation scores per chunk. */
+const POSITIONS_PER_THREAD = 2;
+/** Query heads one workgroup serves (all of a group's, up to this many). */
+const MAX_HEADS_PER_WORKGROUP = 8;
 
-function attentionWgsl(dimsPerThread: number): string {
+function attentionWgsl(headsPerGroup: number, headsPerWorkgroup: number, headDim: number): string {
+  const chunk = WG * POSITIONS_PER_THREAD;
   return /* wgsl */ `
-override WG: u32 = 64u;
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
 override HEAD_DIM: u32;
 override SCALE: f32;
-const DIMS_PER_THREAD: u32 = ${dimsPerThread}u; // ceil(HEAD_DIM / WG): output features per invocation
+const WG: u32 = ${WG}u;
+const G: u32 = ${headsPerWorkgroup}u;                 // query heads per workgroup
+const TILES: u32 = ${Math.ceil(headsPerGroup / headsPerWorkgroup)}u; // workgroups per KV head
+const PPT: u32 = ${POSITIONS_PER_THREAD}u;
+const CHUNK: u32 = ${chunk}u;                         // key positions per step
+const DPT: u32 = ${Math.ceil(headDim / WG)}u;         // output features per invocation
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> keyCache: array<f32>;
 @group(0) @binding(2) var<storage, read> valueCache: array<f32>;
 ${stateBinding(3)}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-var<workgroup> qScaled: array<f32, HEAD_DIM>;
-var<workgroup> weights: array<f32, WG>;
+var<workgroup> qScaled: array<f32, ${headsPerWorkgroup * headDim}>;
+var<workgroup> weights: array<f32, ${headsPerWorkgroup * chunk}>;
 var<workgroup> lastShared: u32;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let head = wid.x;
+  let kvHead = wid.x / TILES;
+  let group = N_HEADS / N_KV_HEADS;
+  let firstHead = kvHead * group + (wid.x % TILES) * G;
+  let heads = min(G, kvHead * group + group - firstHead);
   let row = wid.y;
-  let kvBase = (head / (N_HEADS / N_KV_HEADS)) * HEAD_DIM;
   let kvDim = N_KV_HEADS * HEAD_DIM;
-  let qBase = row * N_HEADS * HEAD_DIM + head * HEAD_DIM;
+  let kvBase = kvHead * HEAD_DIM;
+  let qBase = row * N_HEADS * HEAD_DIM + firstHead * HEAD_DIM;
   if (lid == 0u) { lastShared = state[${STATE.pos}u] + row; }
-  for (var d = lid; d < HEAD_DIM; d += WG) { qScaled[d] = q[qBase + d] * SCALE; }
+  for (var i = lid; i < G * HEAD_DIM; i += WG) {
+    qScaled[i] = select(0.0, q[qBase + i] * SCALE, i / HEAD_DIM < heads);
+  }
   let last = workgroupUniformLoad(&lastShared); // attends to positions 0..=last
 
-  var runningMax = -3.402823e38;
-  var runningSum = 0.0;
-  var acc: array<f32, DIMS_PER_THREAD>;
-  for (var start = 0u; start <= last; start += WG) {
-    let t = start + lid;
-    var score = -3.402823e38;
-    if (t <= last) {
-      score = 0.0;
-      let kBase = t * kvDim + kvBase;
-      for (var d = 0u; d < HEAD_DIM; d++) { score += qScaled[d] * keyCache[kBase + d]; }
+  var runningMax: array<f32, G>;
+  var runningSum: array<f32, G>;
+  var acc: array<f32, ${headsPerWorkgroup * Math.ceil(headDim / WG)}>;
+  for (var g = 0u; g < G; g++) { runningMax[g] = -3.402823e38; }
+  for (var start = 0u; start <= last; start += CHUNK) {
+    // Scores: each invocation reads PPT keys once and dots them with every query head it serves.
+    for (var p = 0u; p < PPT; p++) {
+      let j = p * WG + lid;
+      let t = start + j;
+      var score: array<f32, G>;
+      // Zeroed explicitly: some compilers hoist a loop-body var and skip its re-initialization.
+      for (var g = 0u; g < G; g++) { score[g] = 0.0; }
+      if (t <= last) {
+        let kBase = t * kvDim + kvBase;
+        for (var d = 0u; d < HEAD_DIM; d++) {
+          let k = keyCache[kBase + d];
+          for (var g = 0u; g < G; g++) { score[g] += qScaled[g * HEAD_DIM + d] * k; }
+        }
+      }
+      for (var g = 0u; g < G; g++) { weights[g * CHUNK + j] = select(-3.402823e38, score[g], t <= last); }
     }
-    weights[lid] = score;
     workgroupBarrier();
-    let count = min(WG, last + 1u - start);
-    var chunkMax = runningMax;
-    for (var j = 0u; j < count; j++) { chunkMax = max(chunkMax, weights[j]); }
+    let count = min(CHUNK, last + 1u - start);
+    var chunkMax: array<f32, G>;
+    for (var g = 0u; g < G; g++) {
+      chunkMax[g] = runningMax[g];
+      for (var j = 0u; j < count; j++) { chunkMax[g] = max(chunkMax[g], weights[g * CHUNK + j]); }
+    }
     workgroupBarrier();
-    weights[lid] = select(0.0, exp(score - chunkMax), t <= last);
+    for (var p = 0u; p < PPT; p++) {
+      let j = p * WG + lid;
+      for (var g = 0u; g < G; g++) {
+        weights[g * CHUNK + j] = select(0.0, exp(weights[g * CHUNK + j] - chunkMax[g]), j < count);
+      }
+    }
     workgroupBarrier();
-    let correction = exp(runningMax - chunkMax);
-    var chunkSum = 0.0;
-    for (var j = 0u; j < count; j++) { chunkSum += weights[j]; }
-    runningSum = runningSum * correction + chunkSum;
-    runningMax = chunkMax;
-    for (var k = 0u; k < DIMS_PER_THREAD; k++) {
+    for (var g = 0u; g < G; g++) {
+      let correction = exp(runningMax[g] - chunkMax[g]);
+      var chunkSum = 0.0;
+      for (var j = 0u; j < count; j++) { chunkSum += weights[g * CHUNK + j]; }
+      runningSum[g] = runningSum[g] * correction + chunkSum;
+      runningMax[g] = chunkMax[g];
+      for (var k = 0u; k < DPT; k++) { acc[g * DPT + k] *= correction; }
+    }
+    // Weighted values: each value is read once for every query head of the group.
+    for (var k = 0u; k < DPT; k++) {
       let d = lid + k * WG;
       if (d < HEAD_DIM) {
-        var a = acc[k] * correction;
-        for (var j = 0u; j < count; j++) { a += weights[j] * valueCache[(start + j) * kvDim + kvBase + d]; }
-        acc[k] = a;
+        for (var j = 0u; j < count; j++) {
+          let v = valueCache[(start + j) * kvDim + kvBase + d];
+          for (var g = 0u; g < G; g++) { acc[g * DPT + k] += weights[g * CHUNK + j] * v; }
+        }
       }
     }
     workgroupBarrier();
   }
-  for (var k = 0u; k < DIMS_PER_THREAD; k++) {
-    let d = lid + k * WG;
-    if (d < HEAD_DIM) { out[qBase + d] = acc[k] / runningSum; }
+  for (var g = 0u; g < heads; g++) {
+    for (var k = 0u; k < DPT; k++) {
+      let d = lid + k * WG;
+      if (d < HEAD_DIM) { out[qBase + g * HEAD_DIM + d] = acc[g * DPT + k] / runningSum[g]; }
+    }
   }
 }`;
 }
@@ -121,12 +160,15 @@ export function attentionKernel(
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
+  const group = nHeads / nKvHeads;
+  const headsPerWorkgroup = Math.min(group, MAX_HEADS_PER_WORKGROUP);
+  const tiles = Math.ceil(group / headsPerWorkgroup);
   return compileKernel(
     gpu,
     name,
-    attentionWgsl(Math.ceil(headDim / WG)),
-    { WG, N_HEADS: nHeads, N_KV_HEADS: nKvHeads, HEAD_DIM: headDim, SCALE: 1 / Math.sqrt(headDim) },
+    attentionWgsl(group, headsPerWorkgroup, headDim),
+    { N_HEADS: nHeads, N_KV_HEADS: nKvHeads, HEAD_DIM: headDim, SCALE: 1 / Math.sqrt(headDim) },
     ["q", "keyCache", "valueCache", "state", "out"],
-    [nHeads, rows],
+    [nKvHeads * tiles, rows],
   );
 }

@@ -572,6 +572,9 @@ export function conformanceCases(): ConformanceCase[] {
     attentionCase(1, 32, 4, 128, 300),
     attentionCase(1, 8, 1, 64, 64),
     attentionCase(1, 2, 1, 257, 65),
+    attentionCase(1, 32, 2, 64, 200), // 16 heads per KV head: two workgroups share it
+    attentionCase(1, 32, 1, 64, 150),
+    attentionCase(5, 24, 1, 48, 130),
     attentionCase(7, 8, 4, 64, 0),
     attentionCase(33, 6, 6, 48, 0),
     attentionCase(7, 8, 2, 64, 60),
