@@ -31,7 +31,8 @@ export interface ForwardCost {
  * import { forwardCost } from "./cost.ts";
  * const decode = forwardCost(preset("stories15M"), { rows: 1, start: 100 });
  * const recompute = forwardCost(preset("stories15M"), { rows: 101, start: 0 });
- * if (recompute.flops / decode.flops < 50) throw new Error("the cache should save ~100x");
+ * // ~40x, not ~100x: the 32000-token classifier runs once per step either way
+ * if (recompute.flops / decode.flops < 30) throw new Error("the cache should save ~40x");
  * ```
  */
 export function forwardCost(
