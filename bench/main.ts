@@ -46,7 +46,7 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
 
   --quick               a subset that finishes in about a minute
   --backend B           cpu, webgpu or both (default both)
-  --preset NAMES        comma-separated shapes (default stories15M,stories110M,attention-heavy;
+  --preset NAMES        comma-separated shapes (default stories15M,attention-heavy;
                         quick: stories260K,attention-heavy); known: ${
   Object.keys(SHAPES).join(", ")
 }
@@ -176,7 +176,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
   const backends: Backend[] = backendFlag === "both" ? ["cpu", "webgpu"] : [backendFlag as Backend];
   const shapeNames = (values.preset ??
-    (quick ? "stories260K,attention-heavy" : "stories15M,stories110M,attention-heavy")).split(
+    (quick ? "stories260K,attention-heavy" : "stories15M,attention-heavy")).split(
       ",",
     );
   for (const name of shapeNames) {

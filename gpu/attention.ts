@@ -5,9 +5,11 @@
  * time), reading each cached key and value once for all of them: grouped- and multi-query
  * attention read `nHeads / nKvHeads` times less and never copy K/V per query head.
  *
- * Keys are visited in chunks of 128 positions with an online softmax (running maximum and
+ * Keys are visited in chunks of 256 positions with an online softmax (running maximum and
  * sum per head, accumulators rescaled per chunk), so workgroup memory stays bounded at any
- * context length, with three barriers per chunk.
+ * context length. Three barriers per chunk, and each invocation reduces 64 partial maxima and
+ * sums rather than the whole chunk: barriers and redundant reads are what software adapters
+ * pay for most.
  *
  * @module
  */
@@ -17,30 +19,40 @@ import { checkDimension, compileKernel, type Kernel, STATE, stateBinding } from 
 
 const WG = 64;
 /** Key positions each invocation scores per chunk. */
-const POSITIONS_PER_THREAD = 2;
-/** Query heads one workgroup serves (all of a group's, up to this many). */
+const POSITIONS_PER_THREAD = 4;
+const CHUNK = WG * POSITIONS_PER_THREAD;
+/** Query heads one workgroup serves at most (all of a group's when it fits). */
 const MAX_HEADS_PER_WORKGROUP = 8;
+/** Workgroup memory the kernel may use; WebGPU's guaranteed minimum. */
+const WORKGROUP_BYTES = 16384;
+
+/** Workgroup floats for `heads` query heads: q, chunk weights, per-invocation maxima and sums. */
+function workgroupFloats(heads: number, headDim: number): number {
+  return heads * (headDim + CHUNK + 2 * WG);
+}
 
 function attentionWgsl(headsPerGroup: number, headsPerWorkgroup: number, headDim: number): string {
-  const chunk = WG * POSITIONS_PER_THREAD;
+  const g = headsPerWorkgroup;
   return /* wgsl */ `
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
 override HEAD_DIM: u32;
 override SCALE: f32;
 const WG: u32 = ${WG}u;
-const G: u32 = ${headsPerWorkgroup}u;                 // query heads per workgroup
-const TILES: u32 = ${Math.ceil(headsPerGroup / headsPerWorkgroup)}u; // workgroups per KV head
+const G: u32 = ${g}u;                                 // query heads per workgroup
+const TILES: u32 = ${Math.ceil(headsPerGroup / g)}u; // workgroups per KV head
 const PPT: u32 = ${POSITIONS_PER_THREAD}u;
-const CHUNK: u32 = ${chunk}u;                         // key positions per step
+const CHUNK: u32 = ${CHUNK}u;                         // key positions per step
 const DPT: u32 = ${Math.ceil(headDim / WG)}u;         // output features per invocation
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> keyCache: array<f32>;
 @group(0) @binding(2) var<storage, read> valueCache: array<f32>;
 ${stateBinding(3)}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-var<workgroup> qScaled: array<f32, ${headsPerWorkgroup * headDim}>;
-var<workgroup> weights: array<f32, ${headsPerWorkgroup * chunk}>;
+var<workgroup> qScaled: array<f32, ${g * headDim}>;
+var<workgroup> weights: array<f32, ${g * CHUNK}>;
+var<workgroup> partialMax: array<f32, ${g * WG}>;
+var<workgroup> partialSum: array<f32, ${g * WG}>;
 var<workgroup> lastShared: u32;
 
 @compute @workgroup_size(${WG})
@@ -61,64 +73,74 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   var runningMax: array<f32, G>;
   var runningSum: array<f32, G>;
-  var acc: array<f32, ${headsPerWorkgroup * Math.ceil(headDim / WG)}>;
-  for (var g = 0u; g < G; g++) { runningMax[g] = -3.402823e38; }
+  var acc: array<f32, ${g * Math.ceil(headDim / WG)}>;
+  for (var h = 0u; h < G; h++) { runningMax[h] = -3.402823e38; }
   for (var start = 0u; start <= last; start += CHUNK) {
-    // Scores: each invocation reads PPT keys once and dots them with every query head it serves.
+    // Scores of this invocation's PPT keys, each key read once for all G query heads.
+    var localMax: array<f32, G>;
+    for (var h = 0u; h < G; h++) { localMax[h] = -3.402823e38; }
     for (var p = 0u; p < PPT; p++) {
       let j = p * WG + lid;
       let t = start + j;
-      var score: array<f32, G>;
       // Zeroed explicitly: some compilers hoist a loop-body var and skip its re-initialization.
-      for (var g = 0u; g < G; g++) { score[g] = 0.0; }
+      var score: array<f32, G>;
+      for (var h = 0u; h < G; h++) { score[h] = 0.0; }
       if (t <= last) {
         let kBase = t * kvDim + kvBase;
         for (var d = 0u; d < HEAD_DIM; d++) {
           let k = keyCache[kBase + d];
-          for (var g = 0u; g < G; g++) { score[g] += qScaled[g * HEAD_DIM + d] * k; }
+          for (var h = 0u; h < G; h++) { score[h] += qScaled[h * HEAD_DIM + d] * k; }
         }
+        for (var h = 0u; h < G; h++) { localMax[h] = max(localMax[h], score[h]); }
       }
-      for (var g = 0u; g < G; g++) { weights[g * CHUNK + j] = select(-3.402823e38, score[g], t <= last); }
+      for (var h = 0u; h < G; h++) { weights[h * CHUNK + j] = score[h]; }
     }
+    for (var h = 0u; h < G; h++) { partialMax[h * WG + lid] = localMax[h]; }
     workgroupBarrier();
-    let count = min(CHUNK, last + 1u - start);
     var chunkMax: array<f32, G>;
-    for (var g = 0u; g < G; g++) {
-      chunkMax[g] = runningMax[g];
-      for (var j = 0u; j < count; j++) { chunkMax[g] = max(chunkMax[g], weights[g * CHUNK + j]); }
+    for (var h = 0u; h < G; h++) {
+      var m = runningMax[h];
+      for (var i = 0u; i < WG; i++) { m = max(m, partialMax[h * WG + i]); }
+      chunkMax[h] = m;
     }
-    workgroupBarrier();
+    // Each invocation exponentiates its own weights, so no barrier is needed before this.
+    var localSum: array<f32, G>;
+    for (var h = 0u; h < G; h++) { localSum[h] = 0.0; }
     for (var p = 0u; p < PPT; p++) {
       let j = p * WG + lid;
-      for (var g = 0u; g < G; g++) {
-        weights[g * CHUNK + j] = select(0.0, exp(weights[g * CHUNK + j] - chunkMax[g]), j < count);
+      for (var h = 0u; h < G; h++) {
+        let e = select(0.0, exp(weights[h * CHUNK + j] - chunkMax[h]), start + j <= last);
+        weights[h * CHUNK + j] = e;
+        localSum[h] += e;
       }
     }
+    for (var h = 0u; h < G; h++) { partialSum[h * WG + lid] = localSum[h]; }
     workgroupBarrier();
-    for (var g = 0u; g < G; g++) {
-      let correction = exp(runningMax[g] - chunkMax[g]);
+    for (var h = 0u; h < G; h++) {
+      let correction = exp(runningMax[h] - chunkMax[h]);
       var chunkSum = 0.0;
-      for (var j = 0u; j < count; j++) { chunkSum += weights[g * CHUNK + j]; }
-      runningSum[g] = runningSum[g] * correction + chunkSum;
-      runningMax[g] = chunkMax[g];
-      for (var k = 0u; k < DPT; k++) { acc[g * DPT + k] *= correction; }
+      for (var i = 0u; i < WG; i++) { chunkSum += partialSum[h * WG + i]; }
+      runningSum[h] = runningSum[h] * correction + chunkSum;
+      runningMax[h] = chunkMax[h];
+      for (var k = 0u; k < DPT; k++) { acc[h * DPT + k] *= correction; }
     }
-    // Weighted values: each value is read once for every query head of the group.
+    // Weighted values: each value read once for all G query heads.
+    let count = min(CHUNK, last + 1u - start);
     for (var k = 0u; k < DPT; k++) {
       let d = lid + k * WG;
       if (d < HEAD_DIM) {
         for (var j = 0u; j < count; j++) {
           let v = valueCache[(start + j) * kvDim + kvBase + d];
-          for (var g = 0u; g < G; g++) { acc[g * DPT + k] += weights[g * CHUNK + j] * v; }
+          for (var h = 0u; h < G; h++) { acc[h * DPT + k] += weights[h * CHUNK + j] * v; }
         }
       }
     }
     workgroupBarrier();
   }
-  for (var g = 0u; g < heads; g++) {
+  for (var h = 0u; h < heads; h++) {
     for (var k = 0u; k < DPT; k++) {
       let d = lid + k * WG;
-      if (d < HEAD_DIM) { out[qBase + g * HEAD_DIM + d] = acc[g * DPT + k] / runningSum[g]; }
+      if (d < HEAD_DIM) { out[qBase + h * HEAD_DIM + d] = acc[h * DPT + k] / runningSum[h]; }
     }
   }
 }`;
@@ -161,7 +183,16 @@ export function attentionKernel(
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
   const group = nHeads / nKvHeads;
-  const headsPerWorkgroup = Math.min(group, MAX_HEADS_PER_WORKGROUP);
+  let headsPerWorkgroup = Math.min(group, MAX_HEADS_PER_WORKGROUP);
+  while (
+    headsPerWorkgroup > 1 && workgroupFloats(headsPerWorkgroup, headDim) * 4 > WORKGROUP_BYTES
+  ) headsPerWorkgroup--;
+  if (workgroupFloats(1, headDim) * 4 > WORKGROUP_BYTES) {
+    throw new GpuError(
+      name,
+      `headDim ${headDim} needs more than ${WORKGROUP_BYTES} bytes of workgroup memory`,
+    );
+  }
   const tiles = Math.ceil(group / headsPerWorkgroup);
   return compileKernel(
     gpu,

@@ -8,7 +8,7 @@
  */
 import { headDim, type LlamaConfig } from "./config.ts";
 import { checkPosition, type Decoder, type DecoderOptions } from "./cpu_decoder.ts";
-import { checkWeights, type LlamaWeights } from "./weights.ts";
+import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
 import { argmaxKernel } from "../gpu/argmax.ts";
@@ -102,7 +102,7 @@ export class GpuDecoder implements Decoder {
     this.gpu = gpu;
     this.config = config;
     this.kvCache = options.kvCache ?? true;
-    const { dim, hiddenDim, nLayers, vocabSize, maxSeqLen } = config;
+    const { dim, hiddenDim, vocabSize, maxSeqLen } = config;
     const hd = headDim(config);
     const qDim = config.nHeads * hd;
     const kvDim = config.nKvHeads * hd;
@@ -128,9 +128,7 @@ export class GpuDecoder implements Decoder {
       keyCache: gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].keyCache`),
       valueCache: gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].valueCache`),
     }));
-    const perLayer = (dim * 2 + qDim * dim * 2 + kvDim * dim * 2 + hiddenDim * dim * 3) * 4;
-    this.weightBytes = nLayers * perLayer +
-      (dim + vocabSize * dim * (config.sharedClassifier ? 1 : 2)) * 4;
+    this.weightBytes = parameterCount(config) * 4;
     this.#ropeTable = gpu.upload(ropeTable(hd, maxSeqLen, config.ropeTheta), "ropeTable");
     this.#state = gpu.createBuffer(STATE_WORDS * 4, "state");
     this.#history = gpu.createBuffer(maxSeqLen * 4, "history");
