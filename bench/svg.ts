@@ -31,18 +31,6 @@ export interface Series {
   dashed?: boolean;
 }
 
-const COLORS = [
-  "#1f77b4",
-  "#ff7f0e",
-  "#2ca02c",
-  "#d62728",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#7f7f7f",
-  "#bcbd22",
-  "#17becf",
-];
 const FONT = 'font-family="system-ui, sans-serif" font-size="12"';
 
 function escape(text: string): string {
@@ -129,7 +117,7 @@ export function lineChart(options: {
     );
   }
   series.forEach((s, i) => {
-    const color = s.color ?? COLORS[i % COLORS.length];
+    const color = s.color ?? PALETTE[i % PALETTE.length];
     const dash = s.dashed ? ' stroke-dasharray="6 4"' : "";
     const points = s.points.filter(([x, y]) => x > 0 && (!logY || y > 0));
     if (points.length > 0) {
@@ -191,7 +179,7 @@ export function barChart(options: {
     return [
       `<text x="${left - 8}" y="${y + 13}" text-anchor="end" ${FONT}>${escape(bar.name)}</text>`,
       `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" fill="${
-        COLORS[0]
+        PALETTE[0]
       }"/>`,
       `<text x="${left + w + 6}" y="${y + 13}" ${FONT}>${escape(format(bar.value))}</text>`,
     ];

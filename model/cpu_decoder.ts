@@ -12,7 +12,7 @@ import { embedding } from "../reference/embedding.ts";
 import { KvCache } from "../reference/kv_cache.ts";
 import { matmul, matvec } from "../reference/matmul.ts";
 import { rmsNorm } from "../reference/norm.ts";
-import { rope } from "../reference/rope.ts";
+import { rope, type RopeOptions } from "../reference/rope.ts";
 import { siluMul, swiglu } from "../reference/swiglu.ts";
 
 /** What every decoder backend offers: logits for a token at a position, and prefill. */
@@ -57,6 +57,14 @@ export class CpuDecoder implements Decoder {
   /** The KV cache (also written, as scratch, when recomputing). */
   readonly cache: KvCache;
   #history: number[] = [];
+  /** Sizes the forward passes use, derived once from the config. */
+  readonly #dims: LlamaConfig & {
+    eps: number;
+    rope: RopeOptions;
+    hd: number;
+    qDim: number;
+    kvDim: number;
+  };
 
   /** Wraps validated weights. */
   constructor(config: LlamaConfig, weights: LlamaWeights, options: DecoderOptions = {}) {
@@ -65,6 +73,15 @@ export class CpuDecoder implements Decoder {
     this.weights = weights;
     this.kvCache = options.kvCache ?? true;
     this.cache = new KvCache({ ...config, headDim: headDim(config) });
+    const hd = headDim(config);
+    this.#dims = {
+      ...config,
+      eps: config.normEps,
+      rope: { theta: config.ropeTheta, layout: config.ropeLayout },
+      hd,
+      qDim: config.nHeads * hd,
+      kvDim: config.nKvHeads * hd,
+    };
   }
 
   /** Processes `token` at `pos` and returns the next-token logits `(vocabSize)`. */
@@ -107,26 +124,15 @@ export class CpuDecoder implements Decoder {
 
   /** One token against the KV cache, as in llama2.c's `forward`. */
   #forwardCached(token: number, pos: number): Float32Array {
-    const {
-      dim,
-      hiddenDim,
-      nHeads,
-      nKvHeads,
-      vocabSize,
-      normEps: eps,
-      ropeTheta: theta,
-      ropeLayout: layout,
-    } = this.config;
-    const hd = headDim(this.config);
-    const qDim = nHeads * hd;
-    const kvDim = nKvHeads * hd;
+    const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, eps, rope: ropeOptions, hd, qDim, kvDim } =
+      this.#dims;
     const w = this.weights;
     const x = embedding(w.tokenEmbedding, [token], dim);
     w.layers.forEach((layer, l) => {
       // attention: x += wo · attention(rope(wq·xb), cache)
       let xb = rmsNorm(x, layer.attentionNorm, eps);
-      const q = rope(matvec(layer.wq, xb, qDim, dim), pos, hd, { theta, layout });
-      const k = rope(matvec(layer.wk, xb, kvDim, dim), pos, hd, { theta, layout });
+      const q = rope(matvec(layer.wq, xb, qDim, dim), pos, hd, ropeOptions);
+      const k = rope(matvec(layer.wk, xb, kvDim, dim), pos, hd, ropeOptions);
       const v = matvec(layer.wv, xb, kvDim, dim);
       this.cache.write(l, pos, k, v);
       const att = decodeAttention(q, this.cache.keys[l], this.cache.values[l], pos, {
@@ -144,24 +150,13 @@ export class CpuDecoder implements Decoder {
 
   /** The whole sequence at once, no cache: `(T, dim)` activations, full causal attention. */
   #forwardSequence(tokens: readonly number[]): Float32Array {
-    const {
-      dim,
-      hiddenDim,
-      nHeads,
-      nKvHeads,
-      vocabSize,
-      normEps: eps,
-      ropeTheta: theta,
-      ropeLayout: layout,
-    } = this.config;
-    const hd = headDim(this.config);
-    const qDim = nHeads * hd;
-    const kvDim = nKvHeads * hd;
+    const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, eps, rope: ropeOptions, hd, qDim, kvDim } =
+      this.#dims;
     const seqLen = tokens.length;
     const w = this.weights;
     const ropeRows = (m: Float32Array, width: number) => {
       for (let t = 0; t < seqLen; t++) {
-        m.set(rope(m.subarray(t * width, (t + 1) * width), t, hd, { theta, layout }), t * width);
+        m.set(rope(m.subarray(t * width, (t + 1) * width), t, hd, ropeOptions), t * width);
       }
       return m;
     };
