@@ -217,12 +217,13 @@ async function runSeries(
     const run = () =>
       generate(decoder, prompt, { steps: steps + 1, temperature: 0, stopAtBos: false });
     const start = performance.now();
-    // Warm-up: compiles the GPU pipelines for these row counts (recompute: one plan per length).
-    if (decoder instanceof GpuDecoder) {
-      await (kvCache
-        ? generate(decoder, prompt.slice(0, Math.min(context, 64)), { steps: 2, stopAtBos: false })
-        : run());
-    }
+    // Warm-up: JIT-compiles the CPU path; compiles the GPU pipelines for these row counts
+    // (recompute: one plan per sequence length, so the whole run).
+    if (decoder instanceof GpuDecoder && !kvCache) await run();
+    else {await generate(decoder, prompt.slice(0, Math.min(context, 64)), {
+        steps: 2,
+        stopAtBos: false,
+      });}
     const result = await run();
     const decodeMs = result.decodeMs / steps;
     const at = context + Math.floor(steps / 2);
