@@ -81,7 +81,7 @@ for (const [nHeads, nKvHeads, headDim, context] of [[12, 12, 64, 256], [32, 4, 6
   pair(
     `attention decode ${nHeads}/${nKvHeads}x${headDim} ctx ${context}`,
     () => decodeAttention(q, keys, values, context - 1, shape),
-    async (gpu) => [
+    async (gpu) =>
       (await attentionKernel(gpu, { rows: 1, ...shape })).bind({
         q: gpu.upload(q),
         keyCache: gpu.upload(keys),
@@ -89,7 +89,6 @@ for (const [nHeads, nKvHeads, headDim, context] of [[12, 12, 64, 256], [32, 4, 6
         state: gpu.upload(Uint32Array.of(0, context - 1, 0, 0)),
         out: gpu.createBuffer(q.length * 4),
       }),
-    ],
   );
 }
 

@@ -203,7 +203,7 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
       shape: `${nHeads}/${nKvHeads}x${headDim} ctx ${context}`,
       bytes: 4 * (2 * q.length + 2 * keys.length),
       cpu: () => decodeAttention(q, keys, values, context - 1, shape),
-      gpu: async (gpu) => [
+      gpu: async (gpu) =>
         (await attentionKernel(gpu, { rows: 1, ...shape })).bind({
           q: gpu.upload(q),
           keyCache: gpu.upload(keys),
@@ -213,7 +213,6 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
           ),
           out: gpu.createBuffer(q.length * 4),
         }),
-      ],
     });
   }
   {

@@ -343,10 +343,11 @@ function attentionCase(
   nKvHeads: number,
   headDim: number,
   pos: number,
+  splits?: number,
 ): ConformanceCase {
   return {
     kernel: rows === 1 ? "attention decode" : "attention prefill",
-    shape: `${rows}x${nHeads}/${nKvHeads}x${headDim} at ${pos}`,
+    shape: `${rows}x${nHeads}/${nKvHeads}x${headDim} at ${pos}${splits ? ` split ${splits}` : ""}`,
     ...PRODUCT,
     async run(gpu) {
       const rng = new Rng(nHeads * 100 + nKvHeads * 10 + headDim + pos);
@@ -355,16 +356,19 @@ function attentionCase(
       const q = rng.uniformArray(rows * nHeads * headDim);
       const keys = rng.uniformArray(maxSeqLen * kvDim);
       const values = rng.uniformArray(maxSeqLen * kvDim);
-      const kernel = await attentionKernel(gpu, { rows, nHeads, nKvHeads, headDim });
-      const { values: actual, guardsIntact } = await runGuarded(gpu, q.length, (out) => [
-        kernel.bind({
-          q: gpu.upload(q),
-          keyCache: gpu.upload(keys),
-          valueCache: gpu.upload(values),
-          state: stateBuffer(gpu, pos),
-          out,
-        }),
-      ]);
+      const kernel = await attentionKernel(gpu, { rows, nHeads, nKvHeads, headDim, splits });
+      const { values: actual, guardsIntact } = await runGuarded(
+        gpu,
+        q.length,
+        (out) =>
+          kernel.bind({
+            q: gpu.upload(q),
+            keyCache: gpu.upload(keys),
+            valueCache: gpu.upload(values),
+            state: stateBuffer(gpu, pos),
+            out,
+          }),
+      );
       const width = nHeads * headDim;
       const expected = new Float32Array(q.length);
       const shape = { nHeads, nKvHeads, headDim };
@@ -574,6 +578,10 @@ export function conformanceCases(): ConformanceCase[] {
     attentionCase(1, 2, 1, 257, 65),
     attentionCase(1, 32, 2, 64, 200), // 16 heads per KV head: two workgroups share it
     attentionCase(1, 32, 1, 64, 150),
+    attentionCase(1, 8, 2, 64, 700, 1), // one workgroup walks every chunk
+    attentionCase(1, 8, 2, 64, 700, 3), // three share them; some get one chunk more
+    attentionCase(1, 8, 1, 64, 40, 8), // more splits than chunks: idle splits must not count
+    attentionCase(3, 8, 8, 64, 300, 2),
     attentionCase(5, 24, 1, 48, 130),
     attentionCase(7, 8, 4, 64, 0),
     attentionCase(33, 6, 6, 48, 0),

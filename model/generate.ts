@@ -10,6 +10,9 @@ import { GpuDecoder } from "./gpu_decoder.ts";
 import { BOS } from "./tokenizer.ts";
 import { gumbelSample, Sampler } from "../reference/sampling.ts";
 
+/** Tokens per GPU submit when generation is streamed to an `onToken` listener. */
+export const STREAM_EVERY = 16;
+
 /** Options of {@linkcode generate}. */
 export interface GenerateOptions {
   /** New tokens to generate. */
@@ -110,10 +113,20 @@ export async function generate(
   };
 
   if (decoder instanceof GpuDecoder && !sampler && !collectLogits) {
-    const run = await decoder.generate(prompt, steps, { temperature, seed });
-    const result = finish(run.tokens, run.prefillMs, run.decodeMs, true);
-    result.tokens.forEach((t) => onToken?.(t));
-    return result;
+    let stopped = false;
+    const run = await decoder.generate(prompt, steps, {
+      temperature,
+      seed,
+      // With a listener, stream in batches: one submit and one read-back per STREAM_EVERY tokens.
+      streamEvery: onToken ? STREAM_EVERY : steps,
+      onTokens: (tokens) => {
+        for (const token of tokens) {
+          stopped ||= stopAtBos && token === BOS;
+          if (!stopped) onToken?.(token);
+        }
+      },
+    });
+    return finish(run.tokens, run.prefillMs, run.decodeMs, true);
   }
 
   const choose = (logits: Float32Array, pos: number) =>

@@ -31,6 +31,18 @@ export interface GpuDecoderOptions extends DecoderOptions {
   maxBindingBytes?: number;
 }
 
+/** Options of {@linkcode GpuDecoder.generate}. */
+export interface ResidentOptions {
+  /** 0 (default) is greedy; above 0 is a Gumbel-max draw at that temperature. */
+  temperature?: number;
+  /** Seed of the sampling noise. */
+  seed?: number;
+  /** Called with each batch of new token ids as it is read back. */
+  onTokens?: (tokens: number[]) => void;
+  /** Tokens per submit and read-back (default: all in one, the fastest; lower streams sooner). */
+  streamEvery?: number;
+}
+
 /** GPU-resident generation's result. */
 export interface ResidentGeneration {
   /** The generated token ids (not including the prompt). */
@@ -216,7 +228,7 @@ export class GpuDecoder implements Decoder {
       );
       steps.push(ropeQ.bind({ x: q, table, state }), ropeK.bind({ x: k, table, state }));
       steps.push(append.bind({ k, v, keyCache, valueCache, state }));
-      steps.push(attend.bind({ q, keyCache, valueCache, state, out: att }));
+      steps.push(...attend.bind({ q, keyCache, valueCache, state, out: att }));
       steps.push(...await project(layer.wo, att, xb2), residual.bind({ x, delta: xb2 }));
       steps.push(norm.bind({ x, weight: layer.ffnNorm, out: xb }));
       steps.push(...await project(layer.w1, xb, hb), ...await project(layer.w3, xb, hb2));
@@ -320,11 +332,14 @@ export class GpuDecoder implements Decoder {
   async generate(
     prompt: readonly number[],
     steps: number,
-    options: { temperature?: number; seed?: number } = {},
+    options: ResidentOptions = {},
   ): Promise<ResidentGeneration> {
-    const { temperature = 0, seed = 0 } = options;
+    const { temperature = 0, seed = 0, onTokens, streamEvery = steps } = options;
     if (!Number.isInteger(steps) || steps < 1) {
       throw new RangeError(`steps: expected an integer >= 1, got ${steps}`);
+    }
+    if (!Number.isInteger(streamEvery) || streamEvery < 1) {
+      throw new RangeError(`streamEvery: expected an integer >= 1, got ${streamEvery}`);
     }
     if (prompt.length + steps > this.config.maxSeqLen) {
       throw new RangeError(
@@ -336,16 +351,26 @@ export class GpuDecoder implements Decoder {
     await this.#submitPrompt(prompt, 0, choose);
     await this.gpu.finish();
     const prefillMs = performance.now() - start;
-    const decode: Dispatch[] = [];
-    for (let i = 1; i < steps; i++) {
-      // With a cache each step is the same one-row pass; recomputing, the prefix grows.
-      decode.push(...await this.#plan(this.kvCache ? 1 : prompt.length + i), ...choose);
-    }
     const decodeStart = performance.now();
-    if (decode.length > 0) await this.gpu.submit(decode, "generate");
-    const ids = await this.gpu.readUint32(this.#history, steps, prompt.length);
+    const tokens: number[] = [];
+    // Token k lands in history[prompt.length + k]; each chunk is one submit and one read-back.
+    for (let done = 1; tokens.length < steps; done = Math.min(steps, done + streamEvery)) {
+      const decode: Dispatch[] = [];
+      for (let i = done; i < Math.min(steps, done + streamEvery); i++) {
+        // With a cache each step is the same one-row pass; recomputing, the prefix grows.
+        decode.push(...await this.#plan(this.kvCache ? 1 : prompt.length + i), ...choose);
+      }
+      if (decode.length > 0) await this.gpu.submit(decode, "generate");
+      const ready = Math.min(steps, done + streamEvery);
+      const ids = await this.gpu.readUint32(
+        this.#history,
+        ready - tokens.length,
+        prompt.length + tokens.length,
+      );
+      tokens.push(...ids);
+      onTokens?.(Array.from(ids));
+    }
     const decodeMs = performance.now() - decodeStart;
-    const tokens = Array.from(ids);
     this.#tokens = [...prompt, ...tokens];
     this.#processed = prompt.length + steps - 1; // the last token is chosen, not yet processed
     return { tokens, prefillMs, decodeMs };

@@ -163,6 +163,18 @@ gpuTest(
         if (i < 39) logits = await cpu.forward(next, prompt.length + i);
       }
       expect(resident.tokens).toEqual(expected);
+      // streamed in batches of 7: the same tokens, delivered in order as they are read back
+      const batches: number[][] = [];
+      const streamed = await decoder.generate(prompt, 40, {
+        temperature,
+        seed: 9,
+        streamEvery: 7,
+        onTokens: (t) => batches.push(t),
+      });
+      expect(streamed.tokens).toEqual(expected);
+      // the first batch also holds the token the prompt pass chose
+      expect(batches.map((b) => b.length)).toEqual([8, 7, 7, 7, 7, 4]);
+      expect(batches.flat()).toEqual(expected);
       if (temperature === 0) {
         expect(expected.every((t, i) => i === 0 || t !== undefined)).toBe(
           true,
