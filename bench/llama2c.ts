@@ -37,12 +37,20 @@ export const DENO_PEER_IO: PeerIo = {
 /**
  * A `tokenizer.bin` of `vocabSize` tokens that llama2.c can load: `<unk>`, `<s>`, `</s>`,
  * the 256 byte tokens where they fit, a space, then filler pieces.
+ *
+ * @example
+ * ```ts
+ * import { syntheticTokenizer } from "./llama2c.ts";
+ * if (syntheticTokenizer(512).length < 512 * 8) throw new Error("wrong");
+ * ```
  */
 export function syntheticTokenizer(vocabSize: number): Uint8Array {
-  const pieces = ["<unk>", "<s>", "</s>", " "];
+  // Byte tokens at ids 3..258: llama2.c's byte fallback adds 3 to the byte.
+  const pieces = ["<unk>", "<s>", "</s>"];
   for (let b = 0; b < 256 && pieces.length < vocabSize; b++) {
     pieces.push(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`);
   }
+  if (pieces.length < vocabSize) pieces.push(" ");
   while (pieces.length < vocabSize) pieces.push(`t${pieces.length}`);
   const encoder = new TextEncoder();
   const encoded = pieces.slice(0, vocabSize).map((p) => encoder.encode(p));

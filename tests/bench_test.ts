@@ -225,6 +225,7 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
   expect(checkpoint.config).toEqual(config);
   const tokenizer = Tokenizer.parse(written.get("/tmp/peer/tokenizer.bin")!, "tokenizer.bin", 512);
   expect(tokenizer.encode("hi").length).toBeGreaterThan(1); // byte fallback covers any text
+  expect(new TextDecoder().decode(tokenizer.pieces[3 + 0x41])).toBe("<0x41>"); // llama2.c: byte + 3
   expect(Tokenizer.parse(syntheticTokenizer(32000), "t", 32000).vocabSize).toBe(32000);
   const failed = await runLlama2c("/bad/run", "tiny", config, 8, {
     tempDir: () => Promise.resolve("/tmp/peer"),
