@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
+import { checkWeightsFitMemory } from "../model/memory.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { runMatrix } from "./matrix.ts";
 import { type Backend, cpuCopyBandwidth, gpuCopyBandwidth, measureKernels } from "./measure.ts";
@@ -186,6 +187,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       );
     }
   }
+  for (const name of shapeNames) checkWeightsFitMemory(SHAPES[name], `--preset ${name}`);
   const contexts = parseContexts(values.contexts ?? (quick ? "16..32" : "16..1024"));
   const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 10 : 60));
   if (!(cellBudgetS > 0)) {

@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readCheckpoint } from "./checkpoint.ts";
+import { checkWeightsFitMemory } from "./memory.ts";
 import { CpuDecoder, type Decoder } from "./cpu_decoder.ts";
 import { generate } from "./generate.ts";
 import { GpuDecoder } from "./gpu_decoder.ts";
@@ -156,6 +157,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
     ({ config, weights } = await readCheckpoint(flags.model));
   } else {
     config = preset(flags.preset ?? "stories260K");
+    checkWeightsFitMemory(config, `--preset ${flags.preset ?? "stories260K"}`);
     weights = randomWeights(config, seed);
   }
   let tokenizer: Tokenizer | undefined;

@@ -22,3 +22,4 @@ export * from "./gpu_decoder.ts";
 export * from "./tokenizer.ts";
 export * from "./weights.ts";
 export * from "./cost.ts";
+export * from "./memory.ts";

@@ -1,5 +1,6 @@
 import { expect } from "expect";
 import { GENERATE_HELP, generateMain } from "../model/cli.ts";
+import { checkWeightsFitMemory, makeConfig, preset } from "../model/mod.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
@@ -104,3 +105,34 @@ for (const backend of ["cpu", "webgpu"]) {
     },
   });
 }
+
+Deno.test({
+  name: "a preset too big for this machine's memory is refused with sizes, not a crash",
+  // Llama-2-7B needs 27 GB in fp32: refused on machines under ~34 GB, like this project's.
+  ignore: Deno.systemMemoryInfo().total * 0.8 > 27.5e9,
+  fn: async () => {
+    const { code, stderr } = await cli("--preset", "Llama-2-7B", "--backend", "cpu");
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      /generate: --preset Llama-2-7B: fp32 weights need 27\.\d GB, more than 80% of this machine's [\d.]+ GB of memory/,
+    );
+  },
+});
+
+Deno.test("checkWeightsFitMemory refuses weights larger than the machine and accepts small ones", () => {
+  const total = Deno.systemMemoryInfo().total;
+  const layers = Math.ceil(total / (4 * 12 * 1024 * 1024)) + 1; // 1024-wide layers: 12M floats each
+  const huge = makeConfig({
+    dim: 1024,
+    hiddenDim: 2048,
+    nLayers: layers,
+    nHeads: 8,
+    nKvHeads: 8,
+    vocabSize: 4,
+    maxSeqLen: 4,
+  });
+  expect(() => checkWeightsFitMemory(huge, "huge")).toThrow(
+    /^huge: fp32 weights need [\d.]+ GB, more than 80% of this machine's/,
+  );
+  checkWeightsFitMemory(preset("stories15M"), "small");
+});
