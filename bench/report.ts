@@ -48,9 +48,9 @@ export interface Speedup {
 
 /** The peer comparison on one shape. */
 export interface PeerRow extends PeerResult {
-  /** Our CPU reference decode tokens/s at the smallest context. */
+  /** Our CPU reference decode tokens/s at the context nearest the middle of the peer's run. */
   cpuTokensPerSecond?: number;
-  /** Our WebGPU decode tokens/s at the smallest context. */
+  /** Our WebGPU decode tokens/s, likewise. */
   webgpuTokensPerSecond?: number;
   /** Bytes read per decoded token. */
   bytesPerToken: number;

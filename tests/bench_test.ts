@@ -234,4 +234,14 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
       Promise.resolve({ code: 1, stdout: "", stderr: "Couldn't open file /tmp/peer/model.bin\n" }),
   });
   expect(failed.error).toBe("exit 1: Couldn't open file /tmp/peer/model.bin");
+  const stopped = await runLlama2c("/bad/run", "tiny", config, 8, {
+    tempDir: () => Promise.resolve("/tmp/peer"),
+    writeFile: () => Promise.resolve(),
+    run: () => Promise.resolve({ code: 0, stdout: "\n", stderr: "" }),
+  });
+  expect(stopped.error).toBe('no "achieved tok/s" line: it stopped after its first token');
+  // BOS's embedding row is zero, so greedy decoding never stops at once
+  expect(
+    checkpoint.weights.tokenEmbedding.subarray(config.dim, 2 * config.dim).every((v) => v === 0),
+  ).toBe(true);
 });
