@@ -55,6 +55,7 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --cell-budget S       stop doubling a series once one cell takes longer than S seconds (default 60; quick 10)
   --out DIR             where results go (default bench/results)
   --llama2c PATH        also run llama2.c's \`run\` at PATH on the same shapes, side by side
+  --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
   --help                this text
 
 Writes DIR/results.json (all results, versioned), DIR/report.md, and SVG charts.`;
@@ -67,6 +68,8 @@ export interface BenchIo {
   progress(line: string): void;
   /** Writes a result file. */
   writeFile(path: string, text: string): Promise<void>;
+  /** Reads a file (`--from`). */
+  readFile(path: string): Promise<string>;
 }
 
 class UsageError extends Error {}
@@ -136,6 +139,7 @@ function denoIo(): BenchIo {
   return {
     print: (text) => console.log(text),
     progress: (line) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`),
+    readFile: (path) => Deno.readTextFile(path),
     async writeFile(path, text) {
       await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || ".", { recursive: true });
       await Deno.writeTextFile(path, text);
@@ -158,6 +162,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
         "cell-budget": { type: "string" },
         out: { type: "string" },
         llama2c: { type: "string" },
+        from: { type: "string" },
         help: { type: "boolean" },
       },
     }));
@@ -194,6 +199,16 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     throw new UsageError(`--cell-budget: expected seconds > 0, got "${values["cell-budget"]}"`);
   }
   const out = (values.out ?? "bench/results").replace(/\/$/, "");
+  if (values.from) {
+    const results: BenchResults = JSON.parse(await io.readFile(values.from));
+    if (results.schema !== RESULTS_SCHEMA) {
+      throw new UsageError(
+        `--from: ${values.from} has schema ${results.schema}, expected ${RESULTS_SCHEMA}`,
+      );
+    }
+    await writeResults(results, out, io);
+    return 0;
+  }
 
   const gpu = backends.includes("webgpu") ? await requestGpu() : undefined;
   try {
@@ -251,6 +266,17 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   } finally {
     gpu?.destroy();
   }
+}
+
+async function writeResults(results: BenchResults, out: string, io: BenchIo): Promise<void> {
+  const charts = chartFiles(results);
+  await io.writeFile(`${out}/results.json`, JSON.stringify(results, null, 2) + "\n");
+  await io.writeFile(`${out}/report.md`, formatMarkdown(results, Object.keys(charts)));
+  for (const [name, svg] of Object.entries(charts)) await io.writeFile(`${out}/${name}`, svg);
+  io.print(formatText(results));
+  io.print(
+    `\nwrote ${out}/results.json, ${out}/report.md and ${Object.keys(charts).length} charts`,
+  );
 }
 
 async function comparePeer(

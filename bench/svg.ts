@@ -103,7 +103,7 @@ export function lineChart(options: {
     );
     parts.push(
       `<text x="${px(t)}" y="${height - bottom + 16}" text-anchor="middle" ${FONT}>${
-        label(t)
+        logX ? String(t) : label(t)
       }</text>`,
     );
   }
@@ -133,7 +133,9 @@ export function lineChart(options: {
     }
     const ly = top + 16 * i;
     parts.push(
-      `<rect x="${width - right + 12}" y="${ly - 9}" width="12" height="3" fill="${color}"/>`,
+      `<line x1="${width - right + 8}" y1="${ly - 8}" x2="${width - right + 28}" y2="${
+        ly - 8
+      }" stroke="${color}" stroke-width="2"${dash}/>`,
     );
     parts.push(`<text x="${width - right + 30}" y="${ly - 4}" ${FONT}>${escape(s.name)}</text>`);
   });

@@ -17,6 +17,7 @@ function memoryIo() {
       files.set(path, text);
       return Promise.resolve();
     },
+    readFile: (path: string) => Promise.resolve(files.get(path) ?? ""),
   };
   return { io, files, printed };
 }
@@ -83,6 +84,11 @@ Deno.test({
       expect(svg).not.toContain("NaN");
     }
     expect(printed.join("\n")).toContain("decode ms/token by context:");
+    // --from re-renders the same report from the JSON alone
+    const report1 = files.get("out/report.md");
+    files.delete("out/report.md");
+    expect(await benchMain(["--from", "out/results.json", "--out", "out"], io)).toBe(0);
+    expect(files.get("out/report.md")).toBe(report1);
   },
 });
 
