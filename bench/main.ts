@@ -254,14 +254,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       speedups: computeSpeedups(cells),
     };
     if (values.llama2c) results.peer = await comparePeer(values.llama2c, shapes, results, io);
-    const charts = chartFiles(results);
-    await io.writeFile(`${out}/results.json`, JSON.stringify(results, null, 2) + "\n");
-    await io.writeFile(`${out}/report.md`, formatMarkdown(results, Object.keys(charts)));
-    for (const [name, svg] of Object.entries(charts)) await io.writeFile(`${out}/${name}`, svg);
-    io.print(formatText(results));
-    io.print(
-      `\nwrote ${out}/results.json, ${out}/report.md and ${Object.keys(charts).length} charts`,
-    );
+    await writeResults(results, out, io);
     return rejected.length > 0 ? 1 : 0;
   } finally {
     gpu?.destroy();

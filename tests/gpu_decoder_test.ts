@@ -5,6 +5,7 @@ import {
   GpuDecoder,
   type LlamaConfig,
   makeConfig,
+  parameterCount,
   randomWeights,
   readCheckpoint,
   readTokenizer,
@@ -79,6 +80,8 @@ gpuTest(
     const cpu = new CpuDecoder(config, weights);
     const expected = await cpu.prefill(TOKENS);
     expect(compare(await decoder.prefill(TOKENS), expected).nmse).toBeLessThanOrEqual(1e-6);
+    expect(decoder.weightBytes).toBe(parameterCount(config) * 4);
+    expect(decoder.kvCacheBytes).toBe(cpu.cache.bytes);
     await expectSameLogits(config, decoder, new CpuDecoder(config, weights));
     decoder.destroy();
   },
