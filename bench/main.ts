@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags, UsageError } from "../model/cli_flags.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
@@ -71,8 +71,6 @@ export interface BenchIo {
   /** Reads a file (`--from`). */
   readFile(path: string): Promise<string>;
 }
-
-class UsageError extends Error {}
 
 /** Parses "16..1024" (doubling) or "16,64,256". */
 export function parseContexts(spec: string): number[] {
@@ -148,29 +146,17 @@ function denoIo(): BenchIo {
 }
 
 async function run(args: string[], io: BenchIo): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        quick: { type: "boolean" },
-        backend: { type: "string" },
-        preset: { type: "string" },
-        contexts: { type: "string" },
-        "cell-budget": { type: "string" },
-        out: { type: "string" },
-        llama2c: { type: "string" },
-        from: { type: "string" },
-        help: { type: "boolean" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(
-      (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " "),
-    );
-  }
+  const values = parseFlags(args, {
+    quick: { type: "boolean" },
+    backend: { type: "string" },
+    preset: { type: "string" },
+    contexts: { type: "string" },
+    "cell-budget": { type: "string" },
+    out: { type: "string" },
+    llama2c: { type: "string" },
+    from: { type: "string" },
+    help: { type: "boolean" },
+  });
   if (values.help) {
     io.print(BENCH_HELP);
     return 0;

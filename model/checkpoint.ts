@@ -101,9 +101,7 @@ function parseLegacy(bytes: Uint8Array, view: DataView, source: string): Checkpo
   const ropeTableFloats = config.maxSeqLen * headDim(config); // freq_cis_real and _imag, unused
   const floats = parameterCount(config) + ropeTableFloats;
   checkSize(bytes, LEGACY_HEADER_BYTES, floats, source, "legacy");
-  const data = floatView(bytes, LEGACY_HEADER_BYTES, floats);
-  let at = 0;
-  const take = (n: number) => data.subarray(at, at += n);
+  const take = floatReader(floatView(bytes, LEGACY_HEADER_BYTES, floats));
   const sizes = layerTensorSizes(config);
   const tokenEmbedding = take(config.vocabSize * config.dim);
   const perLayer = Object.fromEntries(
@@ -136,9 +134,7 @@ function parseV1(bytes: Uint8Array, view: DataView, source: string): Checkpoint 
   const config = makeConfig({ ...header(view, 8), sharedClassifier: sharedFlag === 1 }, source);
   const floats = parameterCount(config);
   checkSize(bytes, V1_HEADER_BYTES, floats, source, "version 1");
-  const data = floatView(bytes, V1_HEADER_BYTES, floats);
-  let at = 0;
-  const take = (n: number) => data.subarray(at, at += n);
+  const take = floatReader(floatView(bytes, V1_HEADER_BYTES, floats));
   const sizes = layerTensorSizes(config);
   const attentionNorm = take(config.nLayers * config.dim);
   const ffnNorm = take(config.nLayers * config.dim);
@@ -172,6 +168,12 @@ function floatView(bytes: Uint8Array, offset: number, floats: number): Float32Ar
   const start = bytes.byteOffset + offset;
   if (start % 4 === 0) return new Float32Array(bytes.buffer, start, floats);
   return new Float32Array(bytes.slice(offset, offset + floats * 4).buffer); // unaligned: copy
+}
+
+/** Reads consecutive tensors: each call returns the next `n` floats as a view. */
+function floatReader(data: Float32Array): (n: number) => Float32Array {
+  let at = 0;
+  return (n) => data.subarray(at, at += n);
 }
 
 function splitLayers(config: LlamaConfig, perLayer: Record<string, Float32Array>): LayerWeights[] {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags, UsageError } from "./cli_flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readCheckpoint } from "./checkpoint.ts";
 import { checkWeightsFitMemory } from "./memory.ts";
@@ -45,8 +45,6 @@ export interface CliIo {
   /** Standard error (speeds, errors). */
   stderr: (text: string) => void;
 }
-
-class UsageError extends Error {}
 
 function number(
   flag: string,
@@ -89,36 +87,23 @@ function defaultIo(): CliIo {
 }
 
 async function run(args: string[], io: CliIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: "string" },
-        tokenizer: { type: "string" },
-        prompt: { type: "string" },
-        tokens: { type: "string" },
-        steps: { type: "string" },
-        temperature: { type: "string" },
-        "top-p": { type: "string" },
-        "top-k": { type: "string" },
-        seed: { type: "string" },
-        backend: { type: "string" },
-        "no-kv-cache": { type: "boolean" },
-        preset: { type: "string" },
-        json: { type: "boolean" },
-        logits: { type: "boolean" },
-        help: { type: "boolean" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(
-      (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " "),
-    );
-  }
-  const flags = parsed.values;
+  const flags = parseFlags(args, {
+    model: { type: "string" },
+    tokenizer: { type: "string" },
+    prompt: { type: "string" },
+    tokens: { type: "string" },
+    steps: { type: "string" },
+    temperature: { type: "string" },
+    "top-p": { type: "string" },
+    "top-k": { type: "string" },
+    seed: { type: "string" },
+    backend: { type: "string" },
+    "no-kv-cache": { type: "boolean" },
+    preset: { type: "string" },
+    json: { type: "boolean" },
+    logits: { type: "boolean" },
+    help: { type: "boolean" },
+  });
   if (flags.help) {
     io.stdout(GENERATE_HELP + "\n");
     return 0;

@@ -105,13 +105,7 @@ export class CpuDecoder implements Decoder {
   // deno-lint-ignore require-await
   async prefill(tokens: readonly number[], startPos = 0): Promise<Float32Array> {
     if (tokens.length === 0) throw new RangeError("prefill: expected at least one token, got none");
-    checkPosition(this.config, startPos, this.#history.length);
-    const end = startPos + tokens.length;
-    if (end > this.config.maxSeqLen) {
-      throw new RangeError(
-        `prefill: positions ${startPos}..${end - 1} exceed maxSeqLen ${this.config.maxSeqLen}`,
-      );
-    }
+    checkPrefill(this.config, startPos, tokens.length, this.#history.length);
     if (!this.kvCache) {
       this.#history.length = startPos;
       this.#history.push(...tokens);
@@ -188,6 +182,26 @@ export function checkPosition(config: LlamaConfig, pos: number, processed: numbe
   if (pos > processed) {
     throw new RangeError(
       `position ${pos} skips ahead: only positions 0..${processed - 1} have been processed`,
+    );
+  }
+}
+
+/**
+ * Throws unless `count` tokens from `startPos` can be processed next: `startPos` valid for
+ * {@linkcode checkPosition} and the last position below `maxSeqLen`.
+ */
+export function checkPrefill(
+  config: LlamaConfig,
+  startPos: number,
+  count: number,
+  processed: number,
+): void {
+  checkPosition(config, startPos, processed);
+  if (startPos + count > config.maxSeqLen) {
+    throw new RangeError(
+      `prefill: positions ${startPos}..${
+        startPos + count - 1
+      } exceed maxSeqLen ${config.maxSeqLen}`,
     );
   }
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import { checkPosition, type Decoder, type DecoderOptions } from "./cpu_decoder.ts";
+import { checkPrefill, type Decoder, type DecoderOptions } from "./cpu_decoder.ts";
 import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
@@ -270,9 +270,8 @@ export class GpuDecoder implements Decoder {
   }
 
   /** Processes `token` at `pos` and returns the next-token logits `(vocabSize)`. */
-  async forward(token: number, pos: number): Promise<Float32Array> {
-    await this.#submitPrompt([token], pos);
-    return await this.gpu.readFloat32(this.#act.logits, this.config.vocabSize);
+  forward(token: number, pos: number): Promise<Float32Array> {
+    return this.prefill([token], pos);
   }
 
   /** Processes `tokens` from `startPos` (in chunks) and returns the logits after the last. */
@@ -292,13 +291,8 @@ export class GpuDecoder implements Decoder {
   ): Promise<void> {
     if (tokens.length === 0) throw new RangeError("prefill: expected at least one token, got none");
     this.#checkTokens(tokens);
-    checkPosition(this.config, startPos, this.#processed);
+    checkPrefill(this.config, startPos, tokens.length, this.#processed);
     const end = startPos + tokens.length;
-    if (end > this.config.maxSeqLen) {
-      throw new RangeError(
-        `prefill: positions ${startPos}..${end - 1} exceed maxSeqLen ${this.config.maxSeqLen}`,
-      );
-    }
     this.#tokens.length = startPos;
     this.#tokens.push(...tokens);
     this.#processed = end;

@@ -23,3 +23,4 @@ export * from "./tokenizer.ts";
 export * from "./weights.ts";
 export * from "./cost.ts";
 export * from "./memory.ts";
+export * from "./cli_flags.ts";
