@@ -25,3 +25,5 @@ export * from "./rope.ts";
 export * from "./sampling.ts";
 export * from "./softmax.ts";
 export * from "./swiglu.ts";
+export * from "./f16.ts";
+export * from "./quantize.ts";
