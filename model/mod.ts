@@ -24,3 +24,5 @@ export * from "./weights.ts";
 export * from "./cost.ts";
 export * from "./memory.ts";
 export * from "./cli_flags.ts";
+export * from "./gguf.ts";
+export * from "./gguf_model.ts";
