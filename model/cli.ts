@@ -6,7 +6,7 @@
  */
 import { parseFlags, UsageError } from "./cli_flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "./config.ts";
-import { readCheckpoint } from "./checkpoint.ts";
+import { readModelFile } from "./gguf_model.ts";
 import { checkWeightsFitMemory } from "./memory.ts";
 import { CpuDecoder, type Decoder } from "./cpu_decoder.ts";
 import { generate } from "./generate.ts";
@@ -19,11 +19,12 @@ import { requestGpu } from "../gpu/device.ts";
 export const GENERATE_HELP: string = `Usage: deno task generate [options]
 
 Model (one of):
-  --model PATH          llama2.c checkpoint (legacy or version 1 format)
+  --model PATH          llama2.c checkpoint (legacy or version 1 format) or GGUF file
+                        (a GGUF file's vocabulary is the tokenizer unless --tokenizer)
   --preset NAME         seeded random weights of a preset shape: ${Object.keys(PRESETS).join(", ")}
 Input (one of):
   --tokenizer PATH      llama2.c tokenizer.bin, with --prompt
-  --prompt TEXT         text to continue (needs --tokenizer)
+  --prompt TEXT         text to continue (needs --tokenizer or a GGUF vocabulary)
   --tokens 1,5,17       raw token ids instead of a prompt (default: 1, BOS)
 Generation:
   --steps N             new tokens (default 256, capped by the model's maxSeqLen)
@@ -116,9 +117,6 @@ async function run(args: string[], io: CliIo): Promise<number> {
   if (flags.prompt !== undefined && flags.tokens !== undefined) {
     throw new UsageError("give --prompt or --tokens, not both");
   }
-  if (flags.prompt !== undefined && !flags.tokenizer) {
-    throw new UsageError("--prompt needs --tokenizer");
-  }
   if (flags.logits && !flags.json) throw new UsageError("--logits needs --json");
   const temperature = number("temperature", flags.temperature, (n) => n >= 0, "a number >= 0") ?? 1;
   const topP = number("top-p", flags["top-p"], (n) => n > 0 && n <= 1, "a number in (0, 1]");
@@ -138,16 +136,19 @@ async function run(args: string[], io: CliIo): Promise<number> {
 
   let config: LlamaConfig;
   let weights: LlamaWeights;
+  let tokenizer: Tokenizer | undefined;
   if (flags.model) {
-    ({ config, weights } = await readCheckpoint(flags.model));
+    ({ config, weights, tokenizer } = await readModelFile(flags.model));
   } else {
     config = preset(flags.preset ?? "stories260K");
     checkWeightsFitMemory(config, `--preset ${flags.preset ?? "stories260K"}`);
     weights = randomWeights(config, seed);
   }
-  let tokenizer: Tokenizer | undefined;
   if (flags.tokenizer) tokenizer = await readTokenizer(flags.tokenizer, config.vocabSize);
 
+  if (flags.prompt !== undefined && !tokenizer) {
+    throw new UsageError("--prompt needs --tokenizer (or a GGUF model, which has a vocabulary)");
+  }
   let prompt: number[];
   if (flags.tokens !== undefined) {
     prompt = flags.tokens.split(",").map((s) => {

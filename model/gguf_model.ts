@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type CheckpointFormat, parseCheckpoint } from "./checkpoint.ts";
 import { headDim, type LlamaConfig, makeConfig } from "./config.ts";
 import {
   type GgufFile,
@@ -417,4 +418,38 @@ function shortestDecimal(value: number): number {
 export function isGguf(bytes: Uint8Array): boolean {
   return bytes.length >= 4 && bytes[0] === 0x47 && bytes[1] === 0x47 && bytes[2] === 0x55 &&
     bytes[3] === 0x46;
+}
+
+/** A model file read from disk: a llama2.c checkpoint or a GGUF file. */
+export interface ModelFile {
+  /** `"gguf"`, or the llama2.c checkpoint layout. */
+  format: "gguf" | CheckpointFormat;
+  /** The configuration. */
+  config: LlamaConfig;
+  /** The weights, float32 (GGUF tensors dequantized). */
+  weights: LlamaWeights;
+  /** The vocabulary a GGUF file carries. */
+  tokenizer?: Tokenizer;
+}
+
+/**
+ * Reads a llama2.c checkpoint or a GGUF file, told apart by GGUF's magic (needs
+ * `--allow-read`); errors name the path.
+ *
+ * @example
+ * ```ts ignore
+ * const { config, weights, tokenizer } = await readModelFile("stories260K.gguf");
+ * ```
+ */
+export async function readModelFile(path: string): Promise<ModelFile> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    throw new Error(
+      `${path}: cannot read checkpoint (${error instanceof Error ? error.message : error})`,
+    );
+  }
+  if (isGguf(bytes)) return { format: "gguf", ...parseGgufModel(bytes, path) };
+  return parseCheckpoint(bytes, path);
 }

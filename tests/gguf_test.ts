@@ -122,6 +122,9 @@ Deno.test({
     expect(types.slice(0, 4)).toEqual([2, 3, 3, 6]); // unknown, BOS, EOS, <0x00>
     expect(tokens[3]).toBe("<0x00>");
     expect(tokens.some((t) => t.startsWith("\u2581"))).toBe(true); // SentencePiece's space mark
+    // llama.cpp's gguf-py 0.19.0 reads this tensor of the q8_0 conversion as summing to:
+    const q8 = parseGgufModel(llamaToGguf(config, weights, { format: "q8_0" }));
+    expect(q8.weights.layers[0].wq.reduce((a, b) => a + b, 0)).toBeCloseTo(-23.837594032287598, 4);
     const prompt = tokenizer.encode("Once upon a time");
     expect(read.encode("Once upon a time")).toEqual(prompt);
     const options = { steps: 24, temperature: 0 };

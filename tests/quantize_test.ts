@@ -151,3 +151,15 @@ Deno.test("quantization rejects bad input with one clear error", () => {
     "expected length 68, got 34",
   );
 });
+
+Deno.test("quantize produces byte for byte what llama.cpp's gguf-py produces (fixture)", async () => {
+  const fixture = JSON.parse(
+    await Deno.readTextFile(new URL("./fixtures/ggml_quants.json", import.meta.url)),
+  );
+  const values = Float32Array.from(fixture.values as number[]);
+  const hex = (bytes: Uint8Array) =>
+    Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  for (const format of ["q8_0", "q4_0", "f16"] as const) {
+    expect([format, hex(quantize(values, format))]).toEqual([format, fixture[format]]);
+  }
+});
