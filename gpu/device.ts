@@ -79,7 +79,7 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   if (!adapter) throw new GpuError("requestGpu", NO_ADAPTER_HELP);
   const requiredLimits: Record<string, number> = {};
   for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
-  const requiredFeatures = (["timestamp-query"] as GPUFeatureName[]).filter((f) =>
+  const requiredFeatures = (["timestamp-query", "shader-f16"] as GPUFeatureName[]).filter((f) =>
     adapter.features.has(f)
   );
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
