@@ -4,6 +4,13 @@
  * @module
  */
 import { checkInteger, checkLength } from "./_checks.ts";
+import { bytesPerValue, dequantize, QUANT_BLOCK, quantize } from "./quantize.ts";
+
+/** How a KV cache stores keys and values: float32, f16, or Q8_0 blocks along each position. */
+export type KvFormat = "f32" | "f16" | "q8_0";
+
+/** Every {@linkcode KvFormat}. */
+export const KV_FORMATS: readonly KvFormat[] = ["f32", "f16", "q8_0"];
 
 /** Dimensions of a KV cache. */
 export interface KvCacheShape {
@@ -36,7 +43,10 @@ export function kvCacheBytesPerToken(
 }
 
 /**
- * Per-layer keys and values, each `(maxSeqLen, nKvHeads·headDim)` row-major, float32.
+ * Per-layer keys and values, each `(maxSeqLen, nKvHeads·headDim)` row-major. In `f16` or
+ * `q8_0` format each written position is quantized (Q8_0: blocks of 32 along the position's
+ * `nKvHeads·headDim` values, which must divide) and `keys`/`values` hold what attention reads:
+ * the dequantized values. {@linkcode KvCache.bytesPerToken} counts the format's bytes.
  *
  * @example
  * ```ts
@@ -56,14 +66,28 @@ export class KvCache {
   /** Values per layer, `(maxSeqLen, kvDim)`. */
   readonly values: Float32Array[];
 
-  /** Allocates a zeroed cache. */
-  constructor(shape: KvCacheShape) {
+  /** Storage format of keys and values. */
+  readonly format: KvFormat;
+
+  /** Allocates a zeroed cache storing `format` (float32 by default). */
+  constructor(shape: KvCacheShape, format: KvFormat = "f32") {
     checkInteger("nLayers", shape.nLayers);
     checkInteger("maxSeqLen", shape.maxSeqLen);
     checkInteger("nKvHeads", shape.nKvHeads);
     checkInteger("headDim", shape.headDim);
+    if (!KV_FORMATS.includes(format)) {
+      throw new RangeError(
+        `KV cache format: expected one of ${KV_FORMATS.join(", ")}, got "${format}"`,
+      );
+    }
     this.shape = { ...shape };
+    this.format = format;
     this.kvDim = shape.nKvHeads * shape.headDim;
+    if (format === "q8_0" && this.kvDim % QUANT_BLOCK !== 0) {
+      throw new RangeError(
+        `KV cache q8_0: nKvHeads·headDim must be a multiple of ${QUANT_BLOCK}, got ${this.kvDim}`,
+      );
+    }
     const size = shape.maxSeqLen * this.kvDim;
     this.keys = Array.from({ length: shape.nLayers }, () => new Float32Array(size));
     this.values = Array.from({ length: shape.nLayers }, () => new Float32Array(size));
@@ -83,13 +107,15 @@ export class KvCache {
     }
     checkLength("KvCache key (nKvHeads*headDim)", key, this.kvDim);
     checkLength("KvCache value (nKvHeads*headDim)", value, this.kvDim);
-    this.keys[layer].set(key, pos * this.kvDim);
-    this.values[layer].set(value, pos * this.kvDim);
+    const stored = (v: Float32Array) =>
+      this.format === "f32" ? v : dequantize(quantize(v, this.format), this.format, v.length);
+    this.keys[layer].set(stored(key), pos * this.kvDim);
+    this.values[layer].set(stored(value), pos * this.kvDim);
   }
 
-  /** Bytes per cached token (keys and values of all layers). */
+  /** Bytes per cached token (keys and values of all layers), in the cache's format. */
   get bytesPerToken(): number {
-    return kvCacheBytesPerToken(this.shape);
+    return kvCacheBytesPerToken(this.shape, bytesPerValue(this.format));
   }
 
   /** Bytes of the whole cache (`maxSeqLen` tokens). */

@@ -212,10 +212,22 @@ export function matvecQuantized(
   checkLength("matvecQuantized x (inDim)", x, inDim);
   const out = new Float32Array(outDim);
   const row = new Float32Array(inDim);
+  // Whole-matrix views for the element formats (copied once if the bytes are unaligned).
+  const aligned = w.byteOffset % 4 === 0 ? w : w.slice();
+  const floats = format === "f32"
+    ? new Float32Array(aligned.buffer, aligned.byteOffset, outDim * inDim)
+    : undefined;
+  const halves = format === "f16"
+    ? new Uint16Array(aligned.buffer, aligned.byteOffset, outDim * inDim)
+    : undefined;
+  if (halves) f16Table ??= fromF16(Uint16Array.from({ length: 65536 }, (_, i) => i));
   for (let r = 0; r < outDim; r++) {
     const rowStart = r * rowBytes;
-    if (format === "f32" || format === "f16") {
-      row.set(dequantize(w.subarray(rowStart, rowStart + rowBytes), format, inDim));
+    if (floats) {
+      row.set(floats.subarray(r * inDim, (r + 1) * inDim));
+    } else if (halves) {
+      const table = f16Table!;
+      for (let c = 0; c < inDim; c++) row[c] = table[halves[r * inDim + c]];
     } else {
       const decode = format === "q8_0" ? dequantizeBlockQ8_0 : dequantizeBlockQ4_0;
       for (let b = 0; b < inDim / QUANT_BLOCK; b++) {

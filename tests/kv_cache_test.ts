@@ -1,5 +1,12 @@
 import { expect } from "expect";
-import { KvCache, kvCacheBytesPerToken } from "../reference/mod.ts";
+import {
+  dequantize,
+  KvCache,
+  kvCacheBytesPerToken,
+  quantizationErrorBound,
+  quantize,
+  roundToF16,
+} from "../reference/mod.ts";
 
 Deno.test("KvCache writes keys and values at a position, per layer", () => {
   const cache = new KvCache({ nLayers: 2, maxSeqLen: 3, nKvHeads: 2, headDim: 2 });
@@ -34,5 +41,31 @@ Deno.test("KvCache rejects writes past maxSeqLen, bad layers and wrong vector le
   );
   expect(() => new KvCache({ nLayers: 1, maxSeqLen: 0, nKvHeads: 1, headDim: 2 })).toThrow(
     "maxSeqLen: expected an integer >= 1, got 0",
+  );
+});
+
+Deno.test("KvCache in f16 and q8_0 stores what the format keeps and counts the format's bytes", () => {
+  const shape = { nLayers: 2, maxSeqLen: 4, nKvHeads: 2, headDim: 16 };
+  const key = Float32Array.from({ length: 32 }, (_, i) => Math.sin(i) * 3);
+  const value = Float32Array.from({ length: 32 }, (_, i) => Math.cos(i) / 7);
+  const f16 = new KvCache(shape, "f16");
+  f16.write(1, 3, key, value);
+  expect(f16.keys[1].subarray(96)).toEqual(roundToF16(key));
+  expect(f16.values[1].subarray(96)).toEqual(roundToF16(value));
+  expect(f16.bytesPerToken).toBe(2 * 2 * 32 * 2);
+  const q8 = new KvCache(shape, "q8_0");
+  q8.write(0, 0, key, value);
+  expect(q8.keys[0].subarray(0, 32)).toEqual(dequantize(quantize(key, "q8_0"), "q8_0", 32));
+  // One block: scale 3·max|sin| / 127; every value within half a step plus the scale's rounding.
+  const bound = quantizationErrorBound(value, "q8_0");
+  q8.values[0].subarray(0, 32).forEach((v, i) =>
+    expect(Math.abs(v - value[i])).toBeLessThanOrEqual(bound[i])
+  );
+  expect(q8.bytesPerToken).toBe(2 * 2 * 34);
+  expect(() => new KvCache({ ...shape, headDim: 8 }, "q8_0")).toThrow(
+    "KV cache q8_0: nKvHeads·headDim must be a multiple of 32, got 16",
+  );
+  expect(() => new KvCache(shape, "q4_0" as "f16")).toThrow(
+    'KV cache format: expected one of f32, f16, q8_0, got "q4_0"',
   );
 });
