@@ -8,11 +8,17 @@ import { parseFlags, UsageError } from "./cli_flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readModelFile } from "./gguf_model.ts";
 import { checkWeightsFitMemory } from "./memory.ts";
-import { CpuDecoder, type Decoder } from "./cpu_decoder.ts";
+import { CpuDecoder } from "./cpu_decoder.ts";
 import { generate } from "./generate.ts";
 import { GpuDecoder } from "./gpu_decoder.ts";
 import { readTokenizer, type Tokenizer } from "./tokenizer.ts";
 import { type LlamaWeights, randomWeights } from "./weights.ts";
+import {
+  checkKvFormat,
+  checkWeightFormat,
+  randomStoredWeights,
+  type StoredWeights,
+} from "./precision.ts";
 import { requestGpu } from "../gpu/device.ts";
 
 /** The CLI's help text. */
@@ -34,6 +40,8 @@ Generation:
   --seed S              seed of every random choice (default 0)
   --backend cpu|webgpu  where to run (default webgpu)
   --no-kv-cache         recompute the whole prefix at every step
+  --weights FORMAT      hold the weight matrices as f32 (default), f16, q8_0 or q4_0
+  --kv FORMAT           store the KV cache as f32 (default), f16 or q8_0
 Output:
   --json                one JSON object: prompt ids, generated ids, text, prefill and decode tokens/s
   --logits              with --json, add the logits at every position processed
@@ -79,6 +87,19 @@ export async function generateMain(args: string[], io: CliIo = defaultIo()): Pro
   }
 }
 
+/** Runs `check`, turning its RangeError into a usage error (a bad flag value). */
+function usage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 3 : 1)} MiB`;
+}
+
 function defaultIo(): CliIo {
   const encoder = new TextEncoder();
   return {
@@ -100,6 +121,8 @@ async function run(args: string[], io: CliIo): Promise<number> {
     seed: { type: "string" },
     backend: { type: "string" },
     "no-kv-cache": { type: "boolean" },
+    weights: { type: "string" },
+    kv: { type: "string" },
     preset: { type: "string" },
     json: { type: "boolean" },
     logits: { type: "boolean" },
@@ -135,14 +158,21 @@ async function run(args: string[], io: CliIo): Promise<number> {
   );
 
   let config: LlamaConfig;
-  let weights: LlamaWeights;
+  const weightFormat = usage(() => checkWeightFormat(flags.weights ?? "f32", "--weights"));
+  const kvFormat = usage(() => checkKvFormat(flags.kv ?? "f32", "--kv"));
+  if (flags.kv !== undefined && flags["no-kv-cache"]) {
+    throw new UsageError("give --kv or --no-kv-cache, not both");
+  }
+  let weights: LlamaWeights | StoredWeights;
   let tokenizer: Tokenizer | undefined;
   if (flags.model) {
     ({ config, weights, tokenizer } = await readModelFile(flags.model));
   } else {
     config = preset(flags.preset ?? "stories260K");
-    checkWeightsFitMemory(config, `--preset ${flags.preset ?? "stories260K"}`);
-    weights = randomWeights(config, seed);
+    checkWeightsFitMemory(config, `--preset ${flags.preset ?? "stories260K"}`, weightFormat);
+    weights = weightFormat === "f32"
+      ? randomWeights(config, seed)
+      : randomStoredWeights(config, seed, weightFormat);
   }
   if (flags.tokenizer) tokenizer = await readTokenizer(flags.tokenizer, config.vocabSize);
 
@@ -171,10 +201,11 @@ async function run(args: string[], io: CliIo): Promise<number> {
   const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - prompt.length);
 
   const kvCache = !flags["no-kv-cache"];
+  const formats = { weights: weightFormat, kvCache: kvCache ? kvFormat : false } as const;
   const gpu = backend === "webgpu" ? await requestGpu() : undefined;
-  const decoder: Decoder = gpu
-    ? await GpuDecoder.create(gpu, config, weights, { kvCache })
-    : new CpuDecoder(config, weights, { kvCache });
+  const decoder: CpuDecoder | GpuDecoder = gpu
+    ? await GpuDecoder.create(gpu, config, weights as LlamaWeights, formats)
+    : new CpuDecoder(config, weights, formats);
 
   const textDecoder = new TextDecoder();
   let previous = prompt[prompt.length - 1];
@@ -199,6 +230,10 @@ async function run(args: string[], io: CliIo): Promise<number> {
       JSON.stringify({
         backend,
         kvCache,
+        weights: weightFormat,
+        kv: kvCache ? kvFormat : undefined,
+        weightBytes: decoder.weightBytes,
+        kvCacheBytes: kvCache ? decoder.kvCacheBytes : undefined,
         promptTokens: prompt,
         tokens: result.tokens,
         text: tokenizer ? tokenizer.decode([...prompt, ...result.tokens]) : undefined,
@@ -217,7 +252,9 @@ async function run(args: string[], io: CliIo): Promise<number> {
         } tokens/s ` +
         `(${backend}${kvCache ? "" : ", no KV cache"}${
           result.gpuResident ? ", GPU-resident" : ""
-        })\n`,
+        })\n` +
+        `resident: weights ${weightFormat} ${mib(decoder.weightBytes)}` +
+        (kvCache ? `, KV cache ${kvFormat} ${mib(decoder.kvCacheBytes)}` : "") + "\n",
     );
   }
   gpu?.destroy();

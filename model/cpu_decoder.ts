@@ -7,13 +7,22 @@
  */
 import { headDim, type LlamaConfig } from "./config.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
+import {
+  checkKvFormat,
+  checkStoredWeights,
+  checkWeightFormat,
+  storedMatmul,
+  storedRows,
+  type StoredWeights,
+  storeWeights,
+  weightsBytes,
+} from "./precision.ts";
+import type { TensorFormat } from "../reference/quantize.ts";
 import { attention, decodeAttention } from "../reference/attention.ts";
-import { embedding } from "../reference/embedding.ts";
-import { KvCache } from "../reference/kv_cache.ts";
-import { matmul, matvec } from "../reference/matmul.ts";
+import { KvCache, type KvFormat } from "../reference/kv_cache.ts";
 import { rmsNorm } from "../reference/norm.ts";
 import { rope, type RopeOptions } from "../reference/rope.ts";
-import { siluMul, swiglu } from "../reference/swiglu.ts";
+import { siluMul } from "../reference/swiglu.ts";
 
 /** What every decoder backend offers: logits for a token at a position, and prefill. */
 export interface Decoder {
@@ -29,8 +38,13 @@ export interface Decoder {
 
 /** Options of {@linkcode CpuDecoder}. */
 export interface DecoderOptions {
-  /** Keep a KV cache (default) or recompute the whole prefix at every step. */
-  kvCache?: boolean;
+  /**
+   * Keep a KV cache (default; `true` is `"f32"`), stored as f32, f16 or Q8_0, or recompute the
+   * whole prefix at every step (`false`).
+   */
+  kvCache?: boolean | KvFormat;
+  /** Format the weight matrices are held in (default: f32, or the stored weights' own). */
+  weights?: TensorFormat;
 }
 
 /**
@@ -50,10 +64,12 @@ export interface DecoderOptions {
 export class CpuDecoder implements Decoder {
   /** The model's configuration. */
   readonly config: LlamaConfig;
-  /** The weights. */
-  readonly weights: LlamaWeights;
+  /** The weights, in their storage format. */
+  readonly weights: StoredWeights;
   /** Whether keys and values are cached. */
   readonly kvCache: boolean;
+  /** Format of the cached keys and values. */
+  readonly kvFormat: KvFormat;
   /** The KV cache (also written, as scratch, when recomputing). */
   readonly cache: KvCache;
   #history: number[] = [];
@@ -66,13 +82,32 @@ export class CpuDecoder implements Decoder {
     kvDim: number;
   };
 
-  /** Wraps validated weights. */
-  constructor(config: LlamaConfig, weights: LlamaWeights, options: DecoderOptions = {}) {
-    checkWeights(config, weights);
+  /**
+   * Wraps validated weights: float32 ones are stored in `options.weights` (the matrices
+   * quantized; f32 without a copy), stored ones are used as they are.
+   */
+  constructor(
+    config: LlamaConfig,
+    weights: LlamaWeights | StoredWeights,
+    options: DecoderOptions = {},
+  ) {
     this.config = config;
-    this.weights = weights;
-    this.kvCache = options.kvCache ?? true;
-    this.cache = new KvCache({ ...config, headDim: headDim(config) });
+    if ("format" in weights) {
+      checkStoredWeights(config, weights);
+      if (options.weights !== undefined && options.weights !== weights.format) {
+        throw new RangeError(
+          `weights: the stored weights are ${weights.format}, the options ask for ${options.weights}`,
+        );
+      }
+      this.weights = weights;
+    } else {
+      checkWeights(config, weights);
+      this.weights = storeWeights(config, weights, checkWeightFormat(options.weights ?? "f32"));
+    }
+    const kv = options.kvCache ?? true;
+    this.kvCache = kv !== false;
+    this.kvFormat = typeof kv === "string" ? checkKvFormat(kv) : "f32";
+    this.cache = new KvCache({ ...config, headDim: headDim(config) }, this.kvFormat);
     const hd = headDim(config);
     this.#dims = {
       ...config,
@@ -82,6 +117,16 @@ export class CpuDecoder implements Decoder {
       qDim: config.nHeads * hd,
       kvDim: config.nKvHeads * hd,
     };
+  }
+
+  /** Bytes of the weights as held (the stored format's; the classifier once when shared). */
+  get weightBytes(): number {
+    return weightsBytes(this.weights);
+  }
+
+  /** Bytes of the KV cache (all layers, `maxSeqLen` positions) in its format. */
+  get kvCacheBytes(): number {
+    return this.cache.bytes;
   }
 
   /** Processes `token` at `pos` and returns the next-token logits `(vocabSize)`. */
@@ -118,34 +163,35 @@ export class CpuDecoder implements Decoder {
 
   /** One token against the KV cache, as in llama2.c's `forward`. */
   #forwardCached(token: number, pos: number): Float32Array {
-    const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, eps, rope: ropeOptions, hd, qDim, kvDim } =
-      this.#dims;
+    const { nHeads, nKvHeads, eps, rope: ropeOptions, hd } = this.#dims;
     const w = this.weights;
-    const x = embedding(w.tokenEmbedding, [token], dim);
+    const x = storedRows(w.tokenEmbedding, [token]);
     w.layers.forEach((layer, l) => {
       // attention: x += wo · attention(rope(wq·xb), cache)
       let xb = rmsNorm(x, layer.attentionNorm, eps);
-      const q = rope(matvec(layer.wq, xb, qDim, dim), pos, hd, ropeOptions);
-      const k = rope(matvec(layer.wk, xb, kvDim, dim), pos, hd, ropeOptions);
-      const v = matvec(layer.wv, xb, kvDim, dim);
+      const q = rope(storedMatmul(layer.wq, xb), pos, hd, ropeOptions);
+      const k = rope(storedMatmul(layer.wk, xb), pos, hd, ropeOptions);
+      const v = storedMatmul(layer.wv, xb);
       this.cache.write(l, pos, k, v);
       const att = decodeAttention(q, this.cache.keys[l], this.cache.values[l], pos, {
         nHeads,
         nKvHeads,
         headDim: hd,
       });
-      addInPlace(x, matvec(layer.wo, att, dim, qDim));
+      addInPlace(x, storedMatmul(layer.wo, att));
       // feed-forward: x += w2 · (silu(w1·xb) ⊙ w3·xb)
       xb = rmsNorm(x, layer.ffnNorm, eps);
-      addInPlace(x, swiglu(xb, layer, dim, hiddenDim));
+      addInPlace(
+        x,
+        storedMatmul(layer.w2, siluMul(storedMatmul(layer.w1, xb), storedMatmul(layer.w3, xb))),
+      );
     });
-    return matvec(w.classifier, rmsNorm(x, w.finalNorm, eps), vocabSize, dim);
+    return storedMatmul(w.classifier, rmsNorm(x, w.finalNorm, eps));
   }
 
   /** The whole sequence at once, no cache: `(T, dim)` activations, full causal attention. */
   #forwardSequence(tokens: readonly number[]): Float32Array {
-    const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, eps, rope: ropeOptions, hd, qDim, kvDim } =
-      this.#dims;
+    const { dim, nHeads, nKvHeads, eps, rope: ropeOptions, hd, qDim, kvDim } = this.#dims;
     const seqLen = tokens.length;
     const w = this.weights;
     const ropeRows = (m: Float32Array, width: number) => {
@@ -154,21 +200,21 @@ export class CpuDecoder implements Decoder {
       }
       return m;
     };
-    const x = embedding(w.tokenEmbedding, tokens, dim);
+    const x = storedRows(w.tokenEmbedding, tokens);
     for (const layer of w.layers) {
       let xb = rmsNorm(x, layer.attentionNorm, eps);
-      const q = ropeRows(matmul(layer.wq, xb, seqLen, qDim, dim), qDim);
-      const k = ropeRows(matmul(layer.wk, xb, seqLen, kvDim, dim), kvDim);
-      const v = matmul(layer.wv, xb, seqLen, kvDim, dim);
+      const q = ropeRows(storedMatmul(layer.wq, xb, seqLen), qDim);
+      const k = ropeRows(storedMatmul(layer.wk, xb, seqLen), kvDim);
+      const v = storedMatmul(layer.wv, xb, seqLen);
       const att = attention(q, k, v, seqLen, { nHeads, nKvHeads, headDim: hd });
-      addInPlace(x, matmul(layer.wo, att, seqLen, dim, qDim));
+      addInPlace(x, storedMatmul(layer.wo, att, seqLen));
       xb = rmsNorm(x, layer.ffnNorm, eps);
-      const gate = matmul(layer.w1, xb, seqLen, hiddenDim, dim);
-      const up = matmul(layer.w3, xb, seqLen, hiddenDim, dim);
-      addInPlace(x, matmul(layer.w2, siluMul(gate, up), seqLen, dim, hiddenDim));
+      const gate = storedMatmul(layer.w1, xb, seqLen);
+      const up = storedMatmul(layer.w3, xb, seqLen);
+      addInPlace(x, storedMatmul(layer.w2, siluMul(gate, up), seqLen));
     }
     const last = x.subarray((seqLen - 1) * dim);
-    return matvec(w.classifier, rmsNorm(last, w.finalNorm, eps), vocabSize, dim);
+    return storedMatmul(w.classifier, rmsNorm(last, w.finalNorm, eps));
   }
 }
 

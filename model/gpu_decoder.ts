@@ -113,7 +113,16 @@ export class GpuDecoder implements Decoder {
   ) {
     this.gpu = gpu;
     this.config = config;
-    this.kvCache = options.kvCache ?? true;
+    if (
+      (options.weights ?? "f32") !== "f32" ||
+      (typeof options.kvCache === "string" && options.kvCache !== "f32")
+    ) {
+      throw new RangeError(
+        `GpuDecoder: weights ${options.weights ?? "f32"}, KV cache ${options.kvCache}: ` +
+          `only f32 runs on WebGPU so far (the CPU reference runs every format)`,
+      );
+    }
+    this.kvCache = options.kvCache !== false;
     const { dim, hiddenDim, vocabSize, maxSeqLen } = config;
     const hd = headDim(config);
     const qDim = config.nHeads * hd;
