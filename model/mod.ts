@@ -26,3 +26,5 @@ export * from "./memory.ts";
 export * from "./cli_flags.ts";
 export * from "./gguf.ts";
 export * from "./gguf_model.ts";
+export * from "./accuracy.ts";
+export * from "./precision.ts";
