@@ -64,4 +64,5 @@ gpuTest("packMatrix rejects sizes that do not match, naming the matrix", async (
   );
   const tiny = uploadPacked(gpu, packMatrix(new Uint8Array(4), "f16", 1, 2));
   expect(tiny.bytes).toBe(4);
+  expect(Array.from(await gpu.readUint32(tiny.weights))).toEqual([0]);
 });
