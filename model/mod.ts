@@ -24,3 +24,5 @@ export * from "./weights.ts";
 export * from "./cost.ts";
 export * from "./memory.ts";
 export * from "./cli_flags.ts";
+export * from "./kv_store.ts";
+export * from "./cpu_batch_decoder.ts";
