@@ -198,36 +198,16 @@ class PagedStore implements KvStore {
 
   attend(layer: number, seq: number, q: Float32Array, pos: number): Float32Array {
     this.cache.row(seq, pos); // names a position past the reservation
-    const window = this.#config.slidingWindow;
-    if (window === undefined || pos < window) {
-      const { blockSize } = this.cache.shape;
-      return pagedAttention(
-        q,
-        this.cache.keys[layer],
-        this.cache.values[layer],
-        this.cache.blockTable(seq),
-        blockSize,
-        pos,
-        this.#shape,
-      );
-    }
-    // Windowed: gather the visible positions through the block table.
-    const kvDim = this.cache.kvDim;
-    const start = windowStart(pos, window);
-    const keys = new Float32Array((pos - start + 1) * kvDim);
-    const values = new Float32Array(keys.length);
-    for (let t = start; t <= pos; t++) {
-      const row = this.cache.row(seq, t);
-      keys.set(
-        this.cache.keys[layer].subarray(row * kvDim, (row + 1) * kvDim),
-        (t - start) * kvDim,
-      );
-      values.set(
-        this.cache.values[layer].subarray(row * kvDim, (row + 1) * kvDim),
-        (t - start) * kvDim,
-      );
-    }
-    return decodeAttention(q, keys, values, pos - start, this.#shape);
+    return pagedAttention(
+      q,
+      this.cache.keys[layer],
+      this.cache.values[layer],
+      this.cache.blockTable(seq),
+      this.cache.shape.blockSize,
+      pos,
+      this.#shape,
+      windowStart(pos, this.#config.slidingWindow ?? Infinity),
+    );
   }
 
   release(seq: number): void {

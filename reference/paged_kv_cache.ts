@@ -186,8 +186,9 @@ export class PagedKvCache {
  * Attention of one new token at position `pos` against a paged cache, the contract of the paged
  * attention kernel: `q: (nHeads·headDim)`; `keyPool, valuePool: (numBlocks·blockSize,
  * nKvHeads·headDim)`; `blockTable` holds the sequence's pool block ids, covering positions
- * `0..pos`. Returns `(nHeads·headDim)`. Defined as {@linkcode decodeAttention} over the
- * positions gathered through the block table.
+ * `0..pos`. The token sees positions `start..pos` (`start` > 0 under a sliding window).
+ * Returns `(nHeads·headDim)`: {@linkcode decodeAttention} over those positions, gathered
+ * through the block table.
  *
  * @example
  * ```ts
@@ -207,10 +208,14 @@ export function pagedAttention(
   blockSize: number,
   pos: number,
   shape: AttentionShape,
+  start = 0,
 ): Float32Array {
   checkHeads(shape.nHeads, shape.nKvHeads, shape.headDim);
   checkInteger("blockSize", blockSize);
   checkInteger("pos", pos, 0);
+  if (!Number.isInteger(start) || start < 0 || start > pos) {
+    throw new RangeError(`pagedAttention start: expected an integer in [0, ${pos}], got ${start}`);
+  }
   const kvDim = shape.nKvHeads * shape.headDim;
   const poolRows = Math.floor(keyPool.length / kvDim);
   checkLength("pagedAttention valuePool (same as keyPool)", valuePool, keyPool.length);
@@ -221,9 +226,10 @@ export function pagedAttention(
         `got ${blockTable.length}`,
     );
   }
-  const keys = new Float32Array((pos + 1) * kvDim);
-  const values = new Float32Array((pos + 1) * kvDim);
-  for (let t = 0; t <= pos; t++) {
+  const count = pos - start + 1;
+  const keys = new Float32Array(count * kvDim);
+  const values = new Float32Array(count * kvDim);
+  for (let t = start; t <= pos; t++) {
     const block = blockTable[Math.floor(t / blockSize)];
     const row = block * blockSize + (t % blockSize);
     if (block < 0 || row >= poolRows) {
@@ -232,8 +238,8 @@ export function pagedAttention(
           `[0, ${Math.floor(poolRows / blockSize)}), got ${block}`,
       );
     }
-    keys.set(keyPool.subarray(row * kvDim, (row + 1) * kvDim), t * kvDim);
-    values.set(valuePool.subarray(row * kvDim, (row + 1) * kvDim), t * kvDim);
+    keys.set(keyPool.subarray(row * kvDim, (row + 1) * kvDim), (t - start) * kvDim);
+    values.set(valuePool.subarray(row * kvDim, (row + 1) * kvDim), (t - start) * kvDim);
   }
-  return decodeAttention(q, keys, values, pos, shape);
+  return decodeAttention(q, keys, values, count - 1, shape);
 }
