@@ -189,7 +189,7 @@ class PagedStore implements KvStore {
 
   reserve(seq: number, length: number): void {
     checkReserve(this.#config, seq, length);
-    this.cache.reserve(seq, length);
+    this.cache.blocks.reserve(seq, length);
   }
 
   write(layer: number, seq: number, pos: number, key: Float32Array, value: Float32Array): void {
@@ -197,12 +197,12 @@ class PagedStore implements KvStore {
   }
 
   attend(layer: number, seq: number, q: Float32Array, pos: number): Float32Array {
-    this.cache.row(seq, pos); // names a position past the reservation
+    this.cache.blocks.row(seq, pos); // names a position past the reservation
     return pagedAttention(
       q,
       this.cache.keys[layer],
       this.cache.values[layer],
-      this.cache.blockTable(seq),
+      this.cache.blocks.blockTable(seq),
       this.cache.shape.blockSize,
       pos,
       this.#shape,
@@ -211,7 +211,7 @@ class PagedStore implements KvStore {
   }
 
   release(seq: number): void {
-    this.cache.release(seq);
+    this.cache.blocks.release(seq);
   }
 
   get reservedBytes(): number {

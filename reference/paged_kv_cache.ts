@@ -25,30 +25,23 @@ export interface PagedKvCacheShape {
 }
 
 /**
- * Per-layer key and value pools, each `(numBlocks·blockSize, nKvHeads·headDim)` row-major
- * float32, and per-sequence block tables. Position `pos` of sequence `seq` lives in pool row
- * `table[floor(pos / blockSize)]·blockSize + pos % blockSize`.
+ * The bookkeeping of a paged cache, apart from its storage: a pool of `numBlocks` blocks of
+ * `blockSize` positions, and each live sequence's block table. Blocks are taken as sequences
+ * grow, lowest ids first, and returned when they end. CPU and GPU caches share it.
  *
  * @example
  * ```ts
- * import { PagedKvCache } from "./paged_kv_cache.ts";
- * const cache = new PagedKvCache({ nLayers: 1, nKvHeads: 1, headDim: 2, blockSize: 2, numBlocks: 4 });
- * cache.reserve(7, 3); // sequence 7 needs positions 0..2: two blocks
- * cache.write(0, 7, 2, new Float32Array([1, 2]), new Float32Array([3, 4]));
- * const before = cache.freeBlocks;
- * cache.release(7);
- * if (before !== 2 || cache.freeBlocks !== 4) throw new Error("wrong");
+ * import { BlockAllocator } from "./paged_kv_cache.ts";
+ * const blocks = new BlockAllocator(16, 4);
+ * blocks.reserve(3, 20); // two blocks
+ * if (blocks.row(3, 17) !== 1 * 16 + 1 || blocks.freeBlocks !== 2) throw new Error("wrong");
  * ```
  */
-export class PagedKvCache {
-  /** The cache's dimensions. */
-  readonly shape: Readonly<PagedKvCacheShape>;
-  /** Features of one position's keys (or values): `nKvHeads·headDim`. */
-  readonly kvDim: number;
-  /** Key pools per layer, `(numBlocks·blockSize, kvDim)`. */
-  readonly keys: Float32Array[];
-  /** Value pools per layer, `(numBlocks·blockSize, kvDim)`. */
-  readonly values: Float32Array[];
+export class BlockAllocator {
+  /** Positions per block. */
+  readonly blockSize: number;
+  /** Blocks in the pool. */
+  readonly numBlocks: number;
   /** Free block ids, lowest last so that `pop` hands out low ids first (deterministic). */
   #free: number[];
   /** Block ids of each live sequence, in logical order. */
@@ -56,33 +49,28 @@ export class PagedKvCache {
   /** Positions reserved by each live sequence. */
   #lengths = new Map<number, number>();
 
-  /** Allocates zeroed pools with every block free. */
-  constructor(shape: PagedKvCacheShape) {
-    checkInteger("nLayers", shape.nLayers);
-    checkHeads(shape.nKvHeads, shape.nKvHeads, shape.headDim);
-    checkInteger("blockSize", shape.blockSize);
-    checkInteger("numBlocks", shape.numBlocks);
-    this.shape = { ...shape };
-    this.kvDim = shape.nKvHeads * shape.headDim;
-    const size = shape.numBlocks * shape.blockSize * this.kvDim;
-    this.keys = Array.from({ length: shape.nLayers }, () => new Float32Array(size));
-    this.values = Array.from({ length: shape.nLayers }, () => new Float32Array(size));
-    this.#free = Array.from({ length: shape.numBlocks }, (_, i) => shape.numBlocks - 1 - i);
+  /** A pool with every block free. */
+  constructor(blockSize: number, numBlocks: number) {
+    checkInteger("blockSize", blockSize);
+    checkInteger("numBlocks", numBlocks);
+    this.blockSize = blockSize;
+    this.numBlocks = numBlocks;
+    this.#free = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
   }
 
   /**
-   * Makes positions `0..length-1` of sequence `seq` writable, taking blocks from the pool as
-   * needed. All or nothing: throws, allocating nothing, when too few blocks are free.
+   * Makes positions `0..length-1` of sequence `seq` writable, taking blocks as needed. All or
+   * nothing: throws, allocating nothing, when too few blocks are free.
    */
   reserve(seq: number, length: number): void {
     checkInteger("PagedKvCache sequence id", seq, 0);
     checkInteger("PagedKvCache length", length);
     const table = this.#tables.get(seq) ?? [];
-    const needed = Math.ceil(length / this.shape.blockSize) - table.length;
+    const needed = Math.ceil(length / this.blockSize) - table.length;
     if (needed > this.#free.length) {
       throw new RangeError(
-        `PagedKvCache: sequence ${seq} needs ${needed} more blocks of ${this.shape.blockSize} ` +
-          `positions for length ${length}, got ${this.#free.length} free of ${this.shape.numBlocks}`,
+        `PagedKvCache: sequence ${seq} needs ${needed} more blocks of ${this.blockSize} ` +
+          `positions for length ${length}, got ${this.#free.length} free of ${this.numBlocks}`,
       );
     }
     for (let i = 0; i < needed; i++) table.push(this.#free.pop()!);
@@ -92,18 +80,14 @@ export class PagedKvCache {
 
   /** Returns every block of sequence `seq` to the pool; the sequence is forgotten. */
   release(seq: number): void {
-    const table = this.#tables.get(seq);
-    if (table === undefined) {
-      throw new RangeError(`PagedKvCache release: expected a live sequence id, got ${seq}`);
-    }
-    // Freed blocks go back in reverse so the next reservation reuses the lowest ids first.
-    for (let i = table.length - 1; i >= 0; i--) this.#free.push(table[i]);
+    const table = this.#table(seq);
+    this.#free.push(...table);
     this.#free.sort((a, b) => b - a);
     this.#tables.delete(seq);
     this.#lengths.delete(seq);
   }
 
-  /** The pool block ids of sequence `seq`, in logical order (a copy, as the kernels bind it). */
+  /** The pool block ids of sequence `seq`, in logical order (a copy, as kernels bind it). */
   blockTable(seq: number): Int32Array {
     return Int32Array.from(this.#table(seq));
   }
@@ -128,8 +112,68 @@ export class PagedKvCache {
         `PagedKvCache position of sequence ${seq}: expected an integer in [0, ${length}), got ${pos}`,
       );
     }
-    const { blockSize } = this.shape;
-    return table[Math.floor(pos / blockSize)] * blockSize + (pos % blockSize);
+    return table[Math.floor(pos / this.blockSize)] * this.blockSize + (pos % this.blockSize);
+  }
+
+  /** Free blocks in the pool. */
+  get freeBlocks(): number {
+    return this.#free.length;
+  }
+
+  /** Positions reserved by all live sequences. */
+  get reservedPositions(): number {
+    let positions = 0;
+    for (const length of this.#lengths.values()) positions += length;
+    return positions;
+  }
+
+  #table(seq: number): number[] {
+    const table = this.#tables.get(seq);
+    if (table === undefined) {
+      throw new RangeError(`PagedKvCache: expected a live sequence id, got ${seq}`);
+    }
+    return table;
+  }
+}
+
+/**
+ * Per-layer key and value pools, each `(numBlocks·blockSize, nKvHeads·headDim)` row-major
+ * float32, and per-sequence block tables (a {@linkcode BlockAllocator}). Position `pos` of
+ * sequence `seq` lives in pool row `table[floor(pos / blockSize)]·blockSize + pos % blockSize`.
+ *
+ * @example
+ * ```ts
+ * import { PagedKvCache } from "./paged_kv_cache.ts";
+ * const cache = new PagedKvCache({ nLayers: 1, nKvHeads: 1, headDim: 2, blockSize: 2, numBlocks: 4 });
+ * cache.blocks.reserve(7, 3); // sequence 7 needs positions 0..2: two blocks
+ * cache.write(0, 7, 2, new Float32Array([1, 2]), new Float32Array([3, 4]));
+ * const before = cache.blocks.freeBlocks;
+ * cache.blocks.release(7);
+ * if (before !== 2 || cache.blocks.freeBlocks !== 4) throw new Error("wrong");
+ * ```
+ */
+export class PagedKvCache {
+  /** The cache's dimensions. */
+  readonly shape: Readonly<PagedKvCacheShape>;
+  /** Features of one position's keys (or values): `nKvHeads·headDim`. */
+  readonly kvDim: number;
+  /** Key pools per layer, `(numBlocks·blockSize, kvDim)`. */
+  readonly keys: Float32Array[];
+  /** Value pools per layer, `(numBlocks·blockSize, kvDim)`. */
+  readonly values: Float32Array[];
+  /** Which blocks each sequence holds. */
+  readonly blocks: BlockAllocator;
+
+  /** Allocates zeroed pools with every block free. */
+  constructor(shape: PagedKvCacheShape) {
+    checkInteger("nLayers", shape.nLayers);
+    checkHeads(shape.nKvHeads, shape.nKvHeads, shape.headDim);
+    this.blocks = new BlockAllocator(shape.blockSize, shape.numBlocks);
+    this.shape = { ...shape };
+    this.kvDim = shape.nKvHeads * shape.headDim;
+    const size = shape.numBlocks * shape.blockSize * this.kvDim;
+    this.keys = Array.from({ length: shape.nLayers }, () => new Float32Array(size));
+    this.values = Array.from({ length: shape.nLayers }, () => new Float32Array(size));
   }
 
   /** Stores one position's key and value vectors (each `kvDim`) of sequence `seq` in `layer`. */
@@ -141,14 +185,9 @@ export class PagedKvCache {
     }
     checkLength("PagedKvCache key (nKvHeads*headDim)", key, this.kvDim);
     checkLength("PagedKvCache value (nKvHeads*headDim)", value, this.kvDim);
-    const row = this.row(seq, pos);
+    const row = this.blocks.row(seq, pos);
     this.keys[layer].set(key, row * this.kvDim);
     this.values[layer].set(value, row * this.kvDim);
-  }
-
-  /** Free blocks in the pool. */
-  get freeBlocks(): number {
-    return this.#free.length;
   }
 
   /** Bytes per cached position (keys and values of all layers). */
@@ -163,22 +202,13 @@ export class PagedKvCache {
 
   /** Bytes of the blocks held by live sequences (the tail of each last block included). */
   get allocatedBytes(): number {
-    return this.bytesPerToken * this.shape.blockSize * (this.shape.numBlocks - this.#free.length);
+    const held = this.shape.numBlocks - this.blocks.freeBlocks;
+    return this.bytesPerToken * this.shape.blockSize * held;
   }
 
   /** Bytes of the positions live sequences reserved: what a perfect allocator would hold. */
   get usedBytes(): number {
-    let positions = 0;
-    for (const length of this.#lengths.values()) positions += length;
-    return this.bytesPerToken * positions;
-  }
-
-  #table(seq: number): number[] {
-    const table = this.#tables.get(seq);
-    if (table === undefined) {
-      throw new RangeError(`PagedKvCache: expected a live sequence id, got ${seq}`);
-    }
-    return table;
+    return this.bytesPerToken * this.blocks.reservedPositions;
   }
 }
 

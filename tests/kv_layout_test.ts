@@ -24,15 +24,15 @@ Deno.test("PagedKvCache takes ceil(length / blockSize) blocks, lowest ids first,
     blockSize: 4,
     numBlocks: 8,
   });
-  cache.reserve(0, 5); // blocks 0, 1
-  cache.reserve(1, 4); // block 2
-  cache.reserve(0, 9); // grows into block 3
-  expect(Array.from(cache.blockTable(0))).toEqual([0, 1, 3]);
-  expect(Array.from(cache.blockTable(1))).toEqual([2]);
+  cache.blocks.reserve(0, 5); // blocks 0, 1
+  cache.blocks.reserve(1, 4); // block 2
+  cache.blocks.reserve(0, 9); // grows into block 3
+  expect(Array.from(cache.blocks.blockTable(0))).toEqual([0, 1, 3]);
+  expect(Array.from(cache.blocks.blockTable(1))).toEqual([2]);
   // position 8 of sequence 0: logical block 2 -> pool block 3, offset 0 -> row 12
-  expect(cache.row(0, 8)).toBe(12);
-  expect(cache.row(1, 3)).toBe(11);
-  expect(cache.freeBlocks).toBe(4);
+  expect(cache.blocks.row(0, 8)).toBe(12);
+  expect(cache.blocks.row(1, 3)).toBe(11);
+  expect(cache.blocks.freeBlocks).toBe(4);
   const perToken = 2 * 1 * 1 * 2 * 4;
   expect(cache.reservedBytes).toBe(perToken * 32);
   expect(cache.allocatedBytes).toBe(perToken * 16);
@@ -47,16 +47,16 @@ Deno.test("PagedKvCache frees a finished sequence's blocks for the next one", ()
     blockSize: 2,
     numBlocks: 4,
   });
-  cache.reserve(0, 4);
-  cache.reserve(1, 4);
-  expect(() => cache.reserve(2, 1)).toThrow(
+  cache.blocks.reserve(0, 4);
+  cache.blocks.reserve(1, 4);
+  expect(() => cache.blocks.reserve(2, 1)).toThrow(
     "PagedKvCache: sequence 2 needs 1 more blocks of 2 positions for length 1, got 0 free of 4",
   );
-  cache.release(0);
-  expect(cache.sequences).toEqual([1]);
-  cache.reserve(2, 3);
-  expect(Array.from(cache.blockTable(2))).toEqual([0, 1]);
-  expect(() => cache.row(0, 0)).toThrow("PagedKvCache: expected a live sequence id, got 0");
+  cache.blocks.release(0);
+  expect(cache.blocks.sequences).toEqual([1]);
+  cache.blocks.reserve(2, 3);
+  expect(Array.from(cache.blocks.blockTable(2))).toEqual([0, 1]);
+  expect(() => cache.blocks.row(0, 0)).toThrow("PagedKvCache: expected a live sequence id, got 0");
 });
 
 Deno.test("PagedKvCache reservation is all or nothing, and positions past it are refused", () => {
@@ -67,10 +67,10 @@ Deno.test("PagedKvCache reservation is all or nothing, and positions past it are
     blockSize: 4,
     numBlocks: 3,
   });
-  cache.reserve(5, 4);
-  expect(() => cache.reserve(5, 13)).toThrow("got 2 free of 3");
-  expect(cache.freeBlocks).toBe(2);
-  expect(cache.length(5)).toBe(4);
+  cache.blocks.reserve(5, 4);
+  expect(() => cache.blocks.reserve(5, 13)).toThrow("got 2 free of 3");
+  expect(cache.blocks.freeBlocks).toBe(2);
+  expect(cache.blocks.length(5)).toBe(4);
   const v = new Float32Array(2);
   expect(() => cache.write(0, 5, 4, v, v)).toThrow(
     "PagedKvCache position of sequence 5: expected an integer in [0, 4), got 4",
@@ -81,7 +81,7 @@ Deno.test("PagedKvCache reservation is all or nothing, and positions past it are
   expect(() => cache.write(0, 5, 0, new Float32Array(3), v)).toThrow(
     "PagedKvCache key (nKvHeads*headDim): expected length 2, got 3",
   );
-  expect(() => cache.release(9)).toThrow("expected a live sequence id, got 9");
+  expect(() => cache.blocks.release(9)).toThrow("expected a live sequence id, got 9");
   expect(() =>
     new PagedKvCache({ nLayers: 1, nKvHeads: 1, headDim: 2, blockSize: 0, numBlocks: 3 })
   )
@@ -99,12 +99,12 @@ Deno.test("paged attention over interleaved sequences equals contiguous attentio
     lengths.forEach((n, seq) => {
       if (pos >= n) return;
       const k = rng.uniformArray(kvDim), v = rng.uniformArray(kvDim);
-      paged.reserve(seq, pos + 1);
+      paged.blocks.reserve(seq, pos + 1);
       paged.write(0, seq, pos, k, v);
       contiguous[seq].write(0, pos, k, v);
     });
   }
-  expect(Array.from(paged.blockTable(0))).not.toEqual([0, 1, 2, 3]);
+  expect(Array.from(paged.blocks.blockTable(0))).not.toEqual([0, 1, 2, 3]);
   lengths.forEach((n, seq) => {
     for (const pos of [0, blockSize - 1, blockSize, n - 1]) {
       const q = rng.uniformArray(shape.nHeads * shape.headDim);
@@ -112,7 +112,7 @@ Deno.test("paged attention over interleaved sequences equals contiguous attentio
         q,
         paged.keys[0],
         paged.values[0],
-        paged.blockTable(seq),
+        paged.blocks.blockTable(seq),
         blockSize,
         pos,
         shape,
