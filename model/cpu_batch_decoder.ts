@@ -7,23 +7,14 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import { createKvStore, type KvStore, type KvStoreOptions } from "./kv_store.ts";
+import type { BatchDecoder, BatchRow } from "./batch_decoder.ts";
+import { createKvStore, type KvLayout, type KvStore, type KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { embedding } from "../reference/embedding.ts";
 import { matmul } from "../reference/matmul.ts";
 import { rmsNorm } from "../reference/norm.ts";
 import { rope, type RopeOptions } from "../reference/rope.ts";
 import { siluMul } from "../reference/swiglu.ts";
-
-/** One row of a batched step: token `token` of sequence `seq`, at position `pos`. */
-export interface BatchRow {
-  /** Sequence id (any integer ≥ 0; the KV store keys its memory by it). */
-  seq: number;
-  /** Token id. */
-  token: number;
-  /** Position in its sequence: at most the positions it has processed (no gaps). */
-  pos: number;
-}
 
 /**
  * LLaMA over many sequences at once on the CPU reference.
@@ -36,12 +27,12 @@ export interface BatchRow {
  * const config = makeConfig({ dim: 16, hiddenDim: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 20, maxSeqLen: 8 });
  * const decoder = new CpuBatchDecoder(config, randomWeights(config, 1), { layout: "paged", blockSize: 4, numBlocks: 4 });
  * // two sequences, one token each
- * const logits = decoder.step([{ seq: 0, token: 1, pos: 0 }, { seq: 1, token: 5, pos: 0 }]);
+ * const logits = decoder.stepSync([{ seq: 0, token: 1, pos: 0 }, { seq: 1, token: 5, pos: 0 }]);
  * if (logits.length !== 2 || logits[1].length !== 20) throw new Error("wrong");
  * decoder.release(0);
  * ```
  */
-export class CpuBatchDecoder {
+export class CpuBatchDecoder implements BatchDecoder {
   /** The model's configuration. */
   readonly config: LlamaConfig;
   /** The weights. */
@@ -59,6 +50,21 @@ export class CpuBatchDecoder {
     this.store = createKvStore(config, options);
   }
 
+  /** The KV-cache layout. */
+  get layout(): KvLayout {
+    return this.store.layout;
+  }
+
+  /** Bytes of KV cache held now. */
+  get kvReservedBytes(): number {
+    return this.store.reservedBytes;
+  }
+
+  /** Bytes of KV cache the live sequences' positions need. */
+  get kvUsedBytes(): number {
+    return this.store.usedBytes;
+  }
+
   /** Sequences with cached positions. */
   get sequences(): number[] {
     return [...this.#processed.keys()];
@@ -74,7 +80,13 @@ export class CpuBatchDecoder {
    * one sequence must come in order of position (a prompt can be prefilled as rows); the rows
    * are checked, all of them, before anything is cached.
    */
-  step(rows: readonly BatchRow[]): Float32Array[] {
+  // deno-lint-ignore require-await
+  async step(rows: readonly BatchRow[]): Promise<Float32Array[]> {
+    return this.stepSync(rows);
+  }
+
+  /** {@linkcode CpuBatchDecoder.step}, synchronously. */
+  stepSync(rows: readonly BatchRow[]): Float32Array[] {
     this.#checkRows(rows);
     const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, normEps: eps } = this.config;
     const hd = headDim(this.config);

@@ -25,4 +25,6 @@ export * from "./cost.ts";
 export * from "./memory.ts";
 export * from "./cli_flags.ts";
 export * from "./kv_store.ts";
+export * from "./batch_decoder.ts";
 export * from "./cpu_batch_decoder.ts";
+export * from "./generate_batch.ts";

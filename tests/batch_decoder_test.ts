@@ -3,6 +3,8 @@ import {
   type BatchRow,
   CpuBatchDecoder,
   CpuDecoder,
+  generate,
+  generateBatch,
   type KvLayout,
   makeConfig,
   randomWeights,
@@ -39,7 +41,7 @@ function runBatch(decoder: CpuBatchDecoder, prompts: number[][], steps: number[]
     prompts[seq].map((token, pos) => ({ seq, token, pos }))
   );
   while (rows.length > 0) {
-    const out = decoder.step(rows);
+    const out = decoder.stepSync(rows);
     const next: BatchRow[] = [];
     rows.forEach((row, r) => {
       const last = r === rows.length - 1 || rows[r + 1].seq !== row.seq;
@@ -110,32 +112,34 @@ Deno.test("paged layout reserves blocks as sequences grow and frees them when th
     numBlocks: 6,
   });
   const perToken = 2 * 2 * 2 * 8 * 4; // K and V, 2 layers, 2 KV heads of 8, f32
-  decoder.step([0, 1, 2, 3, 4].map((pos) => ({ seq: 0, token: 1, pos })));
-  decoder.step([{ seq: 1, token: 2, pos: 0 }]);
+  decoder.stepSync([0, 1, 2, 3, 4].map((pos) => ({ seq: 0, token: 1, pos })));
+  decoder.stepSync([{ seq: 1, token: 2, pos: 0 }]);
   expect(decoder.store.usedBytes).toBe(6 * perToken);
   expect(decoder.store.reservedBytes).toBe(6 * 4 * perToken);
   // 2 + 1 blocks live: a third sequence of 13 positions (4 blocks) does not fit, and says so
-  expect(() => decoder.step(Array.from({ length: 13 }, (_, pos) => ({ seq: 2, token: 3, pos }))))
+  expect(() =>
+    decoder.stepSync(Array.from({ length: 13 }, (_, pos) => ({ seq: 2, token: 3, pos })))
+  )
     .toThrow("needs 4 more blocks of 4 positions for length");
   expect(decoder.sequences).toEqual([0, 1]); // the refused sequence left nothing behind
   decoder.release(0);
-  decoder.step(Array.from({ length: 13 }, (_, pos) => ({ seq: 2, token: 3, pos })));
+  decoder.stepSync(Array.from({ length: 13 }, (_, pos) => ({ seq: 2, token: 3, pos })));
   expect(decoder.store.usedBytes).toBe(14 * perToken);
 });
 
 Deno.test("batched step checks every row before caching anything", () => {
   const { config, weights } = model(2);
   const decoder = new CpuBatchDecoder(config, weights);
-  decoder.step([{ seq: 0, token: 1, pos: 0 }]);
-  expect(() => decoder.step([{ seq: 0, token: 1, pos: 1 }, { seq: 1, token: 99, pos: 0 }]))
+  decoder.stepSync([{ seq: 0, token: 1, pos: 0 }]);
+  expect(() => decoder.stepSync([{ seq: 0, token: 1, pos: 1 }, { seq: 1, token: 99, pos: 0 }]))
     .toThrow("step row 1 token: expected an id in [0, 40), got 99");
   expect(decoder.processed(0)).toBe(1);
-  expect(() => decoder.step([{ seq: 0, token: 1, pos: 2 }])).toThrow(
+  expect(() => decoder.stepSync([{ seq: 0, token: 1, pos: 2 }])).toThrow(
     "step row 0 pos of sequence 0: expected an integer in [0, 1], got 2",
   );
-  expect(() => decoder.step([{ seq: 3, token: 1, pos: 0 }, { seq: 3, token: 1, pos: 0 }]))
+  expect(() => decoder.stepSync([{ seq: 3, token: 1, pos: 0 }, { seq: 3, token: 1, pos: 0 }]))
     .toThrow("step row 1 pos of sequence 3: expected an integer in [1, 1], got 0");
-  expect(() => decoder.step([])).toThrow("step: expected at least one row, got none");
+  expect(() => decoder.stepSync([])).toThrow("step: expected at least one row, got none");
   expect(() => decoder.release(7)).toThrow("release: expected a live sequence id, got 7");
 });
 
@@ -145,7 +149,7 @@ Deno.test("a sliding window gives the same logits on every layout, and a ring bo
   const tokens = Array.from({ length: 20 }, (_, i) => (i * 7 + 3) % 40);
   const run = (layout: KvLayout) => {
     const decoder = new CpuBatchDecoder(config, weights, { layout, blockSize: 4 });
-    const logits = tokens.map((token, pos) => decoder.step([{ seq: 0, token, pos }])[0]);
+    const logits = tokens.map((token, pos) => decoder.stepSync([{ seq: 0, token, pos }])[0]);
     return { logits, store: decoder.store };
   };
   const contiguous = run("contiguous");
@@ -159,7 +163,7 @@ Deno.test("a sliding window gives the same logits on every layout, and a ring bo
   expect(sliding.store.reservedBytes).toBe(window * 2 * 2 * 2 * 8 * 4);
   // Past the window, the window matters: a full-attention model disagrees there, not before.
   const fullDecoder = new CpuBatchDecoder({ ...config, slidingWindow: undefined }, weights);
-  const full = tokens.map((token, pos) => fullDecoder.step([{ seq: 0, token, pos }])[0]);
+  const full = tokens.map((token, pos) => fullDecoder.stepSync([{ seq: 0, token, pos }])[0]);
   expect(compare(full[window - 1], contiguous.logits[window - 1]).maxAbsError).toBe(0);
   expect(compare(full[window + 4], contiguous.logits[window + 4]).maxAbsError).toBeGreaterThan(
     1e-4,
@@ -168,3 +172,39 @@ Deno.test("a sliding window gives the same logits on every layout, and a ring bo
     "KV layout sliding: expected a model with slidingWindow set",
   );
 });
+
+for (const temperature of [0, 0.9]) {
+  Deno.test(`continuous batching (temperature ${temperature}) picks the tokens each prompt gets alone`, async () => {
+    const { config, weights } = model(2);
+    const prompts = [[1, 5, 9], [7], [4, 4, 8, 11], [6, 2], [3, 3, 3, 3, 3]];
+    const decoder = new CpuBatchDecoder(config, weights, {
+      layout: "paged",
+      blockSize: 4,
+      numBlocks: 8, // two sequences at a time at most: later prompts take freed blocks
+    });
+    const steps = 9;
+    const run = await generateBatch(decoder, prompts, {
+      steps,
+      temperature,
+      seed: 5,
+      stopAtBos: false,
+      maxBatch: 2,
+    });
+    // The first step prefills the first two prompts; then one row per decoding sequence, plus
+    // the whole prompt of each sequence that joins.
+    expect(run.rowsPerStep[0]).toBe(4);
+    expect(run.rowsPerStep[1]).toBe(2);
+    expect(Math.max(...run.rowsPerStep)).toBeLessThanOrEqual(2 + 5);
+    for (let i = 0; i < prompts.length; i++) {
+      const alone = await generate(new CpuDecoder(config, weights), prompts[i], {
+        steps,
+        temperature,
+        seed: 5,
+        stopAtBos: false,
+      });
+      expect(run.tokens[i]).toEqual(alone.tokens);
+    }
+    expect(decoder.kvReservedBytes).toBe(8 * 4 * 2 * 2 * 2 * 8 * 4);
+    expect(decoder.kvUsedBytes).toBe(0);
+  });
+}
