@@ -7,7 +7,7 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import type { BatchDecoder, BatchRow } from "./batch_decoder.ts";
+import { type BatchDecoder, type BatchRow, checkBatchRows } from "./batch_decoder.ts";
 import { createKvStore, type KvLayout, type KvStore, type KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -76,9 +76,9 @@ export class CpuBatchDecoder implements BatchDecoder {
   }
 
   /**
-   * Runs one step over `rows` and returns each row's next-token logits `(vocabSize)`. Rows of
-   * one sequence must come in order of position (a prompt can be prefilled as rows); the rows
-   * are checked, all of them, before anything is cached.
+   * Runs one step over `rows` and returns each sequence's next-token logits `(vocabSize)`,
+   * after its last row (see {@linkcode BatchDecoder}); the rows are checked, all of them,
+   * before anything is cached.
    */
   // deno-lint-ignore require-await
   async step(rows: readonly BatchRow[]): Promise<Float32Array[]> {
@@ -87,7 +87,7 @@ export class CpuBatchDecoder implements BatchDecoder {
 
   /** {@linkcode CpuBatchDecoder.step}, synchronously. */
   stepSync(rows: readonly BatchRow[]): Float32Array[] {
-    this.#checkRows(rows);
+    const lastRows = checkBatchRows(this.config, rows, (seq) => this.processed(seq));
     const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, normEps: eps } = this.config;
     const hd = headDim(this.config);
     const qDim = nHeads * hd, kvDim = nKvHeads * hd;
@@ -126,8 +126,17 @@ export class CpuBatchDecoder implements BatchDecoder {
       const up = matmul(layer.w3, xb, b, hiddenDim, dim);
       addInPlace(x, matmul(layer.w2, siluMul(gate, up), b, dim, hiddenDim));
     });
-    const logits = matmul(w.classifier, rmsNorm(x, w.finalNorm, eps), b, vocabSize, dim);
-    return rows.map((_, r) => logits.slice(r * vocabSize, (r + 1) * vocabSize));
+    // The classifier runs on each sequence's last row only.
+    const last = new Float32Array(lastRows.length * dim);
+    lastRows.forEach((r, i) => last.set(x.subarray(r * dim, (r + 1) * dim), i * dim));
+    const logits = matmul(
+      w.classifier,
+      rmsNorm(last, w.finalNorm, eps),
+      lastRows.length,
+      vocabSize,
+      dim,
+    );
+    return lastRows.map((_, i) => logits.slice(i * vocabSize, (i + 1) * vocabSize));
   }
 
   /** Ends sequence `seq`, freeing its cache (its paged blocks return to the pool). */
@@ -137,31 +146,6 @@ export class CpuBatchDecoder implements BatchDecoder {
     }
     this.store.release(seq);
     this.#processed.delete(seq);
-  }
-
-  #checkRows(rows: readonly BatchRow[]): void {
-    if (rows.length === 0) throw new RangeError("step: expected at least one row, got none");
-    const next = new Map<number, number>();
-    rows.forEach(({ seq, token, pos }, r) => {
-      if (!Number.isInteger(seq) || seq < 0) {
-        throw new RangeError(`step row ${r} seq: expected an integer >= 0, got ${seq}`);
-      }
-      if (!Number.isInteger(token) || token < 0 || token >= this.config.vocabSize) {
-        throw new RangeError(
-          `step row ${r} token: expected an id in [0, ${this.config.vocabSize}), got ${token}`,
-        );
-      }
-      const limit = next.get(seq) ?? this.processed(seq);
-      const first = next.has(seq) ? limit : 0;
-      if (!Number.isInteger(pos) || pos < first || pos > limit || pos >= this.config.maxSeqLen) {
-        throw new RangeError(
-          `step row ${r} pos of sequence ${seq}: expected an integer in [${first}, ${
-            Math.min(limit, this.config.maxSeqLen - 1)
-          }], got ${pos}`,
-        );
-      }
-      next.set(seq, pos + 1);
-    });
   }
 }
 

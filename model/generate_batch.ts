@@ -98,11 +98,9 @@ export async function generateBatch(
     const rows = [...pending.values()].flat();
     rowsPerStep.push(rows.length);
     const logits = await decoder.step(rows);
-    let r = 0;
-    for (const [seq, seqRows] of [...pending]) {
-      r += seqRows.length;
+    for (const [i, [seq, seqRows]] of [...pending].entries()) {
       const last = seqRows[seqRows.length - 1];
-      const next = gumbelSample(logits[r - 1], temperature, seed, last.pos + 1);
+      const next = gumbelSample(logits[i], temperature, seed, last.pos + 1);
       const stop = stopAtBos && next === BOS;
       if (!stop) {
         tokens[seq].push(next);

@@ -43,10 +43,10 @@ function runBatch(decoder: CpuBatchDecoder, prompts: number[][], steps: number[]
   while (rows.length > 0) {
     const out = decoder.stepSync(rows);
     const next: BatchRow[] = [];
-    rows.forEach((row, r) => {
-      const last = r === rows.length - 1 || rows[r + 1].seq !== row.seq;
-      if (!last) return;
-      logits[row.seq].push(out[r]);
+    const lastRows = rows.filter((row, r) => r === rows.length - 1 || rows[r + 1].seq !== row.seq);
+    expect(out.length).toBe(lastRows.length);
+    lastRows.forEach((row, i) => {
+      logits[row.seq].push(out[i]);
       if (tokens[row.seq].length - prompts[row.seq].length >= steps[row.seq]) {
         decoder.release(row.seq);
         live.delete(row.seq);
@@ -57,7 +57,7 @@ function runBatch(decoder: CpuBatchDecoder, prompts: number[][], steps: number[]
         }
         return;
       }
-      const token = argmax(out[r]);
+      const token = argmax(out[i]);
       next.push({ seq: row.seq, token, pos: tokens[row.seq].length });
       tokens[row.seq].push(token);
     });
@@ -139,6 +139,13 @@ Deno.test("batched step checks every row before caching anything", () => {
   );
   expect(() => decoder.stepSync([{ seq: 3, token: 1, pos: 0 }, { seq: 3, token: 1, pos: 0 }]))
     .toThrow("step row 1 pos of sequence 3: expected an integer in [1, 1], got 0");
+  expect(() =>
+    decoder.stepSync([
+      { seq: 3, token: 1, pos: 0 },
+      { seq: 0, token: 1, pos: 1 },
+      { seq: 3, token: 1, pos: 1 },
+    ])
+  ).toThrow("step row 2 seq: expected the rows of sequence 3 to be adjacent, got a second run");
   expect(() => decoder.stepSync([])).toThrow("step: expected at least one row, got none");
   expect(() => decoder.release(7)).toThrow("release: expected a live sequence id, got 7");
 });
