@@ -6,7 +6,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { compileKernel, type Kernel, STATE } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { STATE } from "./state.ts";
 
 const WGSL = /* wgsl */ `
 override MOVE_POS: bool; // KV cache: the next forward pass starts at the new token

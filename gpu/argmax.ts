@@ -8,7 +8,8 @@
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel, STATE } from "./kernel.ts";
+import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { STATE } from "./state.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 256u; // a power of two: the reduction halves it

@@ -14,14 +14,8 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import {
-  checkDimension,
-  compileElementwise,
-  compileKernel,
-  elementwiseWgsl,
-  STATE,
-  stateBinding,
-} from "./kernel.ts";
+import { checkDimension, compileElementwise, compileKernel, elementwiseWgsl } from "./kernel.ts";
+import { STATE, stateBinding } from "./state.ts";
 
 const WG = 64;
 /** Key positions each invocation scores per chunk. */

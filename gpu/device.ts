@@ -116,6 +116,11 @@ export class Gpu {
     });
   }
 
+  /** The features the device was created with. */
+  get features(): GPUSupportedFeatures {
+    return this.device.features;
+  }
+
   /** The device's limits (the adapter's, as requested). */
   get limits(): GPUSupportedLimits {
     return this.device.limits;

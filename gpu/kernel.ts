@@ -1,6 +1,6 @@
 /**
- * What every kernel module shares: the compiled-kernel type, the GPU-side decoder state, and
- * the 1-D grid that covers any number of elements.
+ * What every kernel module shares: the compiled-kernel type and the 1-D grid that covers any
+ * number of elements. (The GPU-side decoder state is `state.ts`'s.)
  *
  * @module
  */
@@ -12,23 +12,6 @@ export interface Kernel<Bindings extends string> {
   readonly name: string;
   /** Binds named buffers, checked against the device's binding limits. */
   bind(buffers: Record<Bindings, BufferRange>): Dispatch;
-}
-
-/**
- * Word indices of the small `u32` state buffer that kernels read instead of CPU-side
- * arguments, so that a decode step, or many, can be recorded once and replayed:
- * - `token`: the current token id (written by argmax on the GPU);
- * - `pos`: position of the first row a forward pass processes;
- * - `next`: position of the token being chosen (argmax's noise key; where it is recorded).
- */
-export const STATE = { token: 0, pos: 1, next: 2 } as const;
-
-/** Words in the state buffer. */
-export const STATE_WORDS = 4;
-
-/** WGSL declaring the state buffer at `binding` of group 0. */
-export function stateBinding(binding: number): string {
-  return `@group(0) @binding(${binding}) var<storage, read> state: array<u32>;`;
 }
 
 /** Compiles `code` and returns a kernel whose bindings are `names`, in binding order. */

@@ -6,7 +6,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { compileElementwise, elementwiseWgsl, type Kernel, STATE, stateBinding } from "./kernel.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { STATE, stateBinding } from "./state.ts";
 
 const WGSL = elementwiseWgsl(
   `override KV_DIM: u32;

@@ -30,5 +30,5 @@ export * from "./matmul.ts";
 export * from "./rms_norm.ts";
 export * from "./rope.ts";
 export * from "./softmax.ts";
+export * from "./state.ts";
 export * from "./swiglu.ts";
-export * from "./conformance.ts";
