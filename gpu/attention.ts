@@ -14,7 +14,8 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { checkDimension, compileElementwise, compileKernel, elementwiseWgsl } from "./kernel.ts";
+import { compileElementwise, compileKernel, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 import { STATE, stateBinding } from "./state.ts";
 
 const WG = 64;
@@ -214,13 +215,9 @@ export interface AttentionKernelShape {
 }
 
 /** A compiled attention: one dispatch, or two when the keys are split across workgroups. */
-export interface AttentionKernel {
-  /** Kernel name with its shape. */
-  readonly name: string;
+export interface AttentionKernel extends Kernel<"q" | "keyCache" | "valueCache" | "state" | "out"> {
   /** Workgroups per head sharing its keys. */
   readonly splits: number;
-  /** Binds the buffers (allocating the partial-results buffer when split). */
-  bind(buffers: Record<"q" | "keyCache" | "valueCache" | "state" | "out", BufferRange>): Dispatch[];
 }
 
 /**
@@ -240,10 +237,10 @@ export async function attentionKernel(
 ): Promise<AttentionKernel> {
   const { rows, nHeads, nKvHeads, headDim } = shape;
   const name = `attention ${rows}x${nHeads}/${nKvHeads}x${headDim}`;
-  checkDimension(name, "rows", rows);
-  checkDimension(name, "nHeads", nHeads);
-  checkDimension(name, "nKvHeads", nKvHeads);
-  checkDimension(name, "headDim", headDim);
+  checkInteger(`${name}: rows`, rows);
+  checkInteger(`${name}: nHeads`, nHeads);
+  checkInteger(`${name}: nKvHeads`, nKvHeads);
+  checkInteger(`${name}: headDim`, headDim);
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
@@ -262,7 +259,7 @@ export async function attentionKernel(
   }
   const tiles = Math.ceil(group / headsPerWorkgroup);
   const splits = shape.splits ?? Math.min(8, Math.ceil(MIN_WORKGROUPS / (nKvHeads * tiles * rows)));
-  checkDimension(name, "splits", splits);
+  checkInteger(`${name}: splits`, splits);
   const constants = {
     N_HEADS: nHeads,
     N_KV_HEADS: nKvHeads,
@@ -278,7 +275,7 @@ export async function attentionKernel(
     names,
     [nKvHeads * tiles, splits, rows],
   );
-  if (splits === 1) return { name: main.name, splits, bind: (buffers) => [main.bind(buffers)] };
+  if (splits === 1) return { name: main.name, splits, bind: main.bind };
   const outputs = rows * nHeads * headDim;
   const combine = await compileElementwise(
     gpu,
@@ -300,8 +297,8 @@ export async function attentionKernel(
         `${name} partials`,
       );
       return [
-        main.bind({ ...buffers, out: partials }),
-        combine.bind({ partials, out: buffers.out }),
+        ...main.bind({ ...buffers, out: partials }),
+        ...combine.bind({ partials, out: buffers.out }),
       ];
     },
   };

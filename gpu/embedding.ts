@@ -8,7 +8,8 @@
  */
 import type { BufferRange, Dispatch, Gpu } from "./device.ts";
 import type { GpuMatrix } from "./matmul.ts";
-import { checkDimension, compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 const WGSL = elementwiseWgsl(
   `override DIM: u32;
@@ -55,8 +56,8 @@ export function embeddingKernel(
 ): Promise<Kernel<"table" | "tokens" | "out">> {
   const { rows, dim, vocabSize, block = { firstId: 0, rows: vocabSize } } = shape;
   const name = `embedding ${rows}x${dim} (vocab ${vocabSize})`;
-  checkDimension(name, "dim", dim);
-  checkDimension(name, "vocabSize", vocabSize);
+  checkInteger(`${name}: dim`, dim);
+  checkInteger(`${name}: vocabSize`, vocabSize);
   return compileElementwise(gpu, name, WGSL, rows * dim, ["table", "tokens", "out"], {
     DIM: dim,
     VOCAB: vocabSize,
@@ -88,7 +89,7 @@ export async function embeddingDispatches(
       vocabSize: table.outDim,
       block: { firstId: chunk.rowStart, rows: chunk.rows },
     });
-    dispatches.push(kernel.bind({ table: chunk.buffer, tokens: args.tokens, out: args.out }));
+    dispatches.push(...kernel.bind({ table: chunk.buffer, tokens: args.tokens, out: args.out }));
   }
   return dispatches;
 }

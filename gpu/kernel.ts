@@ -5,13 +5,17 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 /** A compiled kernel for one shape: bind buffers to get a {@linkcode Dispatch} to record. */
 export interface Kernel<Bindings extends string> {
   /** Kernel name (with its shape), for errors and reports. */
   readonly name: string;
-  /** Binds named buffers, checked against the device's binding limits. */
-  bind(buffers: Record<Bindings, BufferRange>): Dispatch;
+  /**
+   * Binds named buffers, checked against the device's binding limits: the dispatches to record
+   * (one for most kernels; a kernel in passes, such as split attention, gives several).
+   */
+  bind(buffers: Record<Bindings, BufferRange>): Dispatch[];
 }
 
 /** Compiles `code` and returns a kernel whose bindings are `names`, in binding order. */
@@ -26,7 +30,7 @@ export async function compileKernel<Name extends string>(
   const pipeline = await gpu.pipeline(name, code, constants);
   return {
     name,
-    bind: (buffers) => gpu.dispatch(name, pipeline, names.map((n) => buffers[n]), workgroups),
+    bind: (buffers) => [gpu.dispatch(name, pipeline, names.map((n) => buffers[n]), workgroups)],
   };
 }
 
@@ -47,13 +51,6 @@ export function linearGrid(gpu: Gpu, n: number, size: number): [number, number] 
 
 /** WGSL computing the element index `i` on a {@linkcode linearGrid}; needs `gid` and `nwg`. */
 export const LINEAR_INDEX = "let i = gid.x + gid.y * nwg.x * WG;";
-
-/** Throws unless `n` is a positive integer, naming the kernel and the field. */
-export function checkDimension(kernel: string, field: string, n: number): void {
-  if (!Number.isInteger(n) || n < 1) {
-    throw new GpuError(kernel, `${field}: expected an integer >= 1, got ${n}`);
-  }
-}
 
 /** Workgroup size of the one-invocation-per-element kernels. */
 export const ELEMENTWISE_WG = 64;
@@ -85,7 +82,7 @@ export function compileElementwise<Name extends string>(
   names: readonly Name[],
   constants: Record<string, number> = {},
 ): Promise<Kernel<Name>> {
-  checkDimension(name, "n", n);
+  checkInteger(`${name}: n`, n);
   return compileKernel(
     gpu,
     name,

@@ -19,7 +19,7 @@
  */
 export * from "./add.ts";
 export * from "./advance.ts";
-export * from "./argmax.ts";
+export * from "./sampling.ts";
 export * from "./attention.ts";
 export * from "./copy.ts";
 export * from "./device.ts";
@@ -27,7 +27,7 @@ export * from "./embedding.ts";
 export * from "./kernel.ts";
 export * from "./kv_cache.ts";
 export * from "./matmul.ts";
-export * from "./rms_norm.ts";
+export * from "./norm.ts";
 export * from "./rope.ts";
 export * from "./softmax.ts";
 export * from "./state.ts";

@@ -5,7 +5,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 64u; // a power of two: the reductions halve it
@@ -58,7 +59,7 @@ export function softmaxKernel(
   shape: { rows: number; n: number },
 ): Promise<Kernel<"x" | "out">> {
   const name = `softmax ${shape.rows}x${shape.n}`;
-  checkDimension(name, "rows", shape.rows);
-  checkDimension(name, "n", shape.n);
+  checkInteger(`${name}: rows`, shape.rows);
+  checkInteger(`${name}: n`, shape.n);
   return compileKernel(gpu, name, WGSL, { WG: 64, N: shape.n }, ["x", "out"], [shape.rows]);
 }

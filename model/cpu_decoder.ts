@@ -12,7 +12,7 @@ import { embedding } from "../reference/embedding.ts";
 import { KvCache } from "../reference/kv_cache.ts";
 import { matmul, matvec } from "../reference/matmul.ts";
 import { rmsNorm } from "../reference/norm.ts";
-import { rope, type RopeOptions } from "../reference/rope.ts";
+import { rope, type RopeOptions, ropeRows } from "../reference/rope.ts";
 import { siluMul, swiglu } from "../reference/swiglu.ts";
 
 /** What every decoder backend offers: logits for a token at a position, and prefill. */
@@ -148,17 +148,11 @@ export class CpuDecoder implements Decoder {
       this.#dims;
     const seqLen = tokens.length;
     const w = this.weights;
-    const ropeRows = (m: Float32Array, width: number) => {
-      for (let t = 0; t < seqLen; t++) {
-        m.set(rope(m.subarray(t * width, (t + 1) * width), t, hd, ropeOptions), t * width);
-      }
-      return m;
-    };
     const x = embedding(w.tokenEmbedding, tokens, dim);
     for (const layer of w.layers) {
       let xb = rmsNorm(x, layer.attentionNorm, eps);
-      const q = ropeRows(matmul(layer.wq, xb, seqLen, qDim, dim), qDim);
-      const k = ropeRows(matmul(layer.wk, xb, seqLen, kvDim, dim), kvDim);
+      const q = ropeRows(matmul(layer.wq, xb, seqLen, qDim, dim), 0, seqLen, hd, ropeOptions);
+      const k = ropeRows(matmul(layer.wk, xb, seqLen, kvDim, dim), 0, seqLen, hd, ropeOptions);
       const v = matmul(layer.wv, xb, seqLen, kvDim, dim);
       const att = attention(q, k, v, seqLen, { nHeads, nKvHeads, headDim: hd });
       addInPlace(x, matmul(layer.wo, att, seqLen, dim, qDim));

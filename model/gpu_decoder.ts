@@ -11,14 +11,14 @@ import { checkPrefill, type Decoder, type DecoderOptions } from "./cpu_decoder.t
 import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
-import { argmaxKernel } from "../gpu/argmax.ts";
+import { argmaxKernel } from "../gpu/sampling.ts";
 import { attentionKernel } from "../gpu/attention.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { embeddingDispatches } from "../gpu/embedding.ts";
-import { STATE, STATE_WORDS } from "../gpu/kernel.ts";
+import { STATE, STATE_WORDS } from "../gpu/state.ts";
 import { kvAppendKernel } from "../gpu/kv_cache.ts";
 import { type GpuMatrix, matmulDispatches, uploadMatrix } from "../gpu/matmul.ts";
-import { rmsNormKernel } from "../gpu/rms_norm.ts";
+import { rmsNormKernel } from "../gpu/norm.ts";
 import { ropeKernel } from "../gpu/rope.ts";
 import { siluMulKernel } from "../gpu/swiglu.ts";
 import { ropeTable } from "../reference/rope.ts";
@@ -220,22 +220,22 @@ export class GpuDecoder implements Decoder {
     });
     for (const layer of this.#layers) {
       const { keyCache, valueCache } = layer;
-      steps.push(norm.bind({ x, weight: layer.attentionNorm, out: xb }));
+      steps.push(...norm.bind({ x, weight: layer.attentionNorm, out: xb }));
       steps.push(
         ...await project(layer.wq, xb, q),
         ...await project(layer.wk, xb, k),
         ...await project(layer.wv, xb, v),
       );
-      steps.push(ropeQ.bind({ x: q, table, state }), ropeK.bind({ x: k, table, state }));
-      steps.push(append.bind({ k, v, keyCache, valueCache, state }));
+      steps.push(...ropeQ.bind({ x: q, table, state }), ...ropeK.bind({ x: k, table, state }));
+      steps.push(...append.bind({ k, v, keyCache, valueCache, state }));
       steps.push(...attend.bind({ q, keyCache, valueCache, state, out: att }));
-      steps.push(...await project(layer.wo, att, xb2), residual.bind({ x, delta: xb2 }));
-      steps.push(norm.bind({ x, weight: layer.ffnNorm, out: xb }));
+      steps.push(...await project(layer.wo, att, xb2), ...residual.bind({ x, delta: xb2 }));
+      steps.push(...norm.bind({ x, weight: layer.ffnNorm, out: xb }));
       steps.push(...await project(layer.w1, xb, hb), ...await project(layer.w3, xb, hb2));
-      steps.push(gate.bind({ gate: hb, up: hb2 }));
-      steps.push(...await project(layer.w2, hb, xb2), residual.bind({ x, delta: xb2 }));
+      steps.push(...gate.bind({ gate: hb, up: hb2 }));
+      steps.push(...await project(layer.w2, hb, xb2), ...residual.bind({ x, delta: xb2 }));
     }
-    steps.push(norm.bind({ x, weight: this.#finalNorm, out: xb }));
+    steps.push(...norm.bind({ x, weight: this.#finalNorm, out: xb }));
     const lastRow = { rows: 1, x: xb, out: logits, xOffset: (rows - 1) * dim };
     steps.push(...await matmulDispatches(gpu, this.#classifier, lastRow));
     return steps;
@@ -246,8 +246,8 @@ export class GpuDecoder implements Decoder {
     const pick = await argmaxKernel(this.gpu, this.config.vocabSize, { temperature, seed });
     const advance = await advanceKernel(this.gpu, { movePos: this.kvCache });
     return [
-      pick.bind({ logits: this.#act.logits, state: this.#state }),
-      advance.bind({ state: this.#state, history: this.#history }),
+      ...pick.bind({ logits: this.#act.logits, state: this.#state }),
+      ...advance.bind({ state: this.#state, history: this.#history }),
     ];
   }
 

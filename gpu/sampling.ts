@@ -8,7 +8,8 @@
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 import { STATE } from "./state.ts";
 
 const WGSL = /* wgsl */ `
@@ -87,7 +88,7 @@ export function argmaxKernel(
 ): Promise<Kernel<"logits" | "state">> {
   const { temperature = 0, seed = 0 } = options;
   const name = `argmax ${n}${temperature > 0 ? ` T=${temperature}` : ""}`;
-  checkDimension(name, "n", n);
+  checkInteger(`${name}: n`, n);
   if (!(temperature >= 0) || !Number.isFinite(temperature)) {
     throw new GpuError(name, `temperature: expected a finite number >= 0, got ${temperature}`);
   }
