@@ -14,7 +14,13 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { compileElementwise, compileKernel, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import {
+  compileElementwise,
+  compileKernel,
+  elementwiseWgsl,
+  type Kernel,
+  WGSL_LOWEST,
+} from "./kernel.ts";
 import { checkInteger } from "../reference/_checks.ts";
 import { STATE, stateBinding } from "./state.ts";
 
@@ -88,13 +94,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var runningMax: array<f32, G>;
   var runningSum: array<f32, G>;
   var acc: array<f32, ${g * Math.ceil(headDim / WG)}>;
-  for (var h = 0u; h < G; h++) { runningMax[h] = -3.402823e38; }
+  for (var h = 0u; h < G; h++) { runningMax[h] = ${WGSL_LOWEST}; }
   // Split s takes chunks s, s + SPLITS, ...: long contexts keep many workgroups busy even when
   // few K/V heads (MQA: one) leave few (head, row) pairs.
   for (var start = split * CHUNK; start <= last; start += SPLITS * CHUNK) {
     // Scores of this invocation's PPT keys, each key read once for all G query heads.
     var localMax: array<f32, G>;
-    for (var h = 0u; h < G; h++) { localMax[h] = -3.402823e38; }
+    for (var h = 0u; h < G; h++) { localMax[h] = ${WGSL_LOWEST}; }
     for (var p = 0u; p < PPT; p++) {
       let j = p * WG + lid;
       let t = start + j;
@@ -183,7 +189,7 @@ override SPLITS: u32;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;`,
   `let d = i % HEAD_DIM;
   let first = (i / HEAD_DIM) * SPLITS * (HEAD_DIM + 2u);
-  var m = -3.402823e38;
+  var m = ${WGSL_LOWEST};
   for (var s = 0u; s < SPLITS; s++) { m = max(m, partials[first + s * (HEAD_DIM + 2u)]); }
   var sum = 0.0;
   var acc = 0.0;

@@ -354,8 +354,3 @@ export class Gpu {
     this.device.destroy();
   }
 }
-
-/** Number of workgroups of `size` needed to cover `n` items. */
-export function groupsFor(n: number, size: number): number {
-  return Math.max(1, Math.ceil(n / size));
-}

@@ -8,7 +8,7 @@
  */
 import type { BufferRange, Dispatch, Gpu } from "./device.ts";
 import type { GpuMatrix } from "./matmul.ts";
-import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel, WGSL_NAN } from "./kernel.ts";
 import { checkInteger } from "../reference/_checks.ts";
 
 const WGSL = elementwiseWgsl(
@@ -21,7 +21,7 @@ override BLOCK_ROWS: u32;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;`,
   `let token = tokens[i / DIM];
   if (token >= VOCAB) {
-    if (FIRST_ID == 0u) { out[i] = bitcast<f32>(0x7fc00000u); } // NaN: loud, never another row
+    if (FIRST_ID == 0u) { out[i] = ${WGSL_NAN}; } // NaN: loud, never another row
     return;
   }
   if (token < FIRST_ID || token >= FIRST_ID + BLOCK_ROWS) { return; } // another block's row

@@ -52,6 +52,15 @@ export function linearGrid(gpu: Gpu, n: number, size: number): [number, number] 
 /** WGSL computing the element index `i` on a {@linkcode linearGrid}; needs `gid` and `nwg`. */
 export const LINEAR_INDEX = "let i = gid.x + gid.y * nwg.x * WG;";
 
+/** WGSL for the lowest finite f32: the start of a running maximum (WGSL has no -inf literal). */
+export const WGSL_LOWEST = "-3.402823e38";
+
+/**
+ * WGSL for a quiet NaN, built at run time (a constant NaN is a shader-creation error): written
+ * where a kernel must fail loudly rather than return a wrong value.
+ */
+export const WGSL_NAN = "bitcast<f32>(0x7fc00000u)";
+
 /** Workgroup size of the one-invocation-per-element kernels. */
 export const ELEMENTWISE_WG = 64;
 

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel, WGSL_NAN } from "./kernel.ts";
 import { STATE, stateBinding } from "./state.ts";
 import type { RopeLayout } from "../reference/rope.ts";
 import { GpuError } from "./device.ts";
@@ -28,7 +28,7 @@ ${stateBinding(2)}`,
   let b = select(a + 1u, a + half, HALF_LAYOUT);
   let pos = state[${STATE.pos}u] + row;
   // Past the table there is no angle: poison the output rather than reuse a wrong one.
-  let cs = select(vec2<f32>(bitcast<f32>(0x7fc00000u)), table[min(pos, MAX_SEQ - 1u) * half + j], pos < MAX_SEQ);
+  let cs = select(vec2<f32>(${WGSL_NAN}), table[min(pos, MAX_SEQ - 1u) * half + j], pos < MAX_SEQ);
   let xa = x[a];
   let xb = x[b];
   x[a] = xa * cs.x - xb * cs.y;

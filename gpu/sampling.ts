@@ -8,7 +8,7 @@
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
-import { compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
 import { checkInteger } from "../reference/_checks.ts";
 import { STATE } from "./state.ts";
 
@@ -36,7 +36,7 @@ fn mix32(x: u32) -> u32 { // lowbias32, as gumbelNoise in reference/sampling.ts
 fn main(@builtin(local_invocation_index) lid: u32) {
   var noiseKey = 0u;
   if (TEMPERATURE > 0.0) { noiseKey = mix32(state[${STATE.next}u] ^ mix32(SEED)); }
-  var value = -3.402823e38;
+  var value = ${WGSL_LOWEST};
   var index = 0xffffffffu;
   for (var i = lid; i < N; i += WG) {
     var v = logits[i];

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
 import { checkInteger } from "../reference/_checks.ts";
 
 const WGSL = /* wgsl */ `
@@ -18,7 +18,7 @@ var<workgroup> partial: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let base = wid.x * N;
-  var m = -3.402823e38;
+  var m = ${WGSL_LOWEST};
   for (var i = lid; i < N; i += WG) { m = max(m, x[base + i]); }
   partial[lid] = m;
   workgroupBarrier();
