@@ -29,7 +29,7 @@ fn main() {
  * @example
  * ```ts ignore
  * const advance = await advanceKernel(gpu, { movePos: true });
- * await gpu.submit([pick.bind({ logits, state }), advance.bind({ state, history })]);
+ * await gpu.submit([...pick.bind({ logits, state }), ...advance.bind({ state, history })]);
  * ```
  */
 export function advanceKernel(

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
+import { type Gpu, GpuError } from "./device.ts";
 import {
   compileElementwise,
   compileKernel,

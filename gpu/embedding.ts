@@ -47,7 +47,7 @@ export interface EmbeddingShape {
  * @example
  * ```ts ignore
  * const embed = await embeddingKernel(gpu, { rows: 1, dim: 288, vocabSize: 32000 });
- * await gpu.submit([embed.bind({ table, tokens: state, out: x })]);
+ * await gpu.submit(embed.bind({ table, tokens: state, out: x }));
  * ```
  */
 export function embeddingKernel(

@@ -41,7 +41,7 @@ export interface KvAppendShape {
  * @example
  * ```ts ignore
  * const append = await kvAppendKernel(gpu, { rows: 1, kvDim: 288, maxSeqLen: 256 });
- * await gpu.submit([append.bind({ k, v, keyCache, valueCache, state })]);
+ * await gpu.submit(append.bind({ k, v, keyCache, valueCache, state }));
  * ```
  */
 export function kvAppendKernel(

@@ -70,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * @example
  * ```ts ignore
  * const matmul = await matmulKernel(gpu, { rows: 7, outDim: 768, inDim: 288 });
- * await gpu.submit([matmul.bind({ w, x, out })]);
+ * await gpu.submit(matmul.bind({ w, x, out }));
  * ```
  */
 export function matmulKernel(
@@ -111,7 +111,7 @@ export function matmulKernel(
  * @example
  * ```ts ignore
  * const matvec = await matvecKernel(gpu, { outDim: 768, inDim: 288 });
- * await gpu.submit([matvec.bind({ w, x, out })]);
+ * await gpu.submit(matvec.bind({ w, x, out }));
  * ```
  */
 export function matvecKernel(

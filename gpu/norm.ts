@@ -54,7 +54,7 @@ export interface RmsNormShape {
  * @example
  * ```ts ignore
  * const norm = await rmsNormKernel(gpu, { rows: 1, dim: 288 });
- * await gpu.submit([norm.bind({ x, weight, out })]);
+ * await gpu.submit(norm.bind({ x, weight, out }));
  * ```
  */
 export function rmsNormKernel(

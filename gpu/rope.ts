@@ -57,7 +57,7 @@ export interface RopeShape {
  * ```ts ignore
  * const table = gpu.upload(ropeTable(48, 256));
  * const ropeQ = await ropeKernel(gpu, { rows: 1, nHeads: 6, headDim: 48, maxSeqLen: 256 });
- * await gpu.submit([ropeQ.bind({ x: q, table, state })]);
+ * await gpu.submit(ropeQ.bind({ x: q, table, state }));
  * ```
  */
 export function ropeKernel(gpu: Gpu, shape: RopeShape): Promise<Kernel<"x" | "table" | "state">> {

@@ -78,7 +78,7 @@ export interface ArgmaxOptions {
  * @example
  * ```ts ignore
  * const pick = await argmaxKernel(gpu, 32000);
- * await gpu.submit([pick.bind({ logits, state })]);
+ * await gpu.submit(pick.bind({ logits, state }));
  * ```
  */
 export function argmaxKernel(

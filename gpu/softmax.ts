@@ -51,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * @example
  * ```ts ignore
  * const softmax = await softmaxKernel(gpu, { rows: 1, n: 32000 });
- * await gpu.submit([softmax.bind({ x: logits, out: probs })]);
+ * await gpu.submit(softmax.bind({ x: logits, out: probs }));
  * ```
  */
 export function softmaxKernel(

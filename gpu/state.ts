@@ -55,7 +55,7 @@ export function stateWords(fields: StateFields = {}): Uint32Array {
  * @example
  * ```ts ignore
  * const state = createState(gpu, { pos: 0 });
- * await gpu.submit([rope.bind({ x, table, state })]);
+ * await gpu.submit(rope.bind({ x, table, state }));
  * ```
  */
 export function createState(gpu: Gpu, fields: StateFields = {}, label = "state"): GPUBuffer {
