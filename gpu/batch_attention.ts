@@ -7,31 +7,21 @@
  * - sliding (ring): the sequence's ring is block `table[0]`, of `BLOCK = window` rows, and
  *   position `t` lives in its row `t % window`.
  *
- * The rows' positions, write slots and table offsets come from a small per-step buffer (see
- * {@linkcode BATCH_ROW}), so a step's dispatches depend only on the number of rows.
+ * The rows' positions, write slots and table offsets come from the step's row buffer
+ * (`batch_rows.ts`), so a step's dispatches depend only on the number of rows.
  *
  * @module
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
+import { BATCH_ROW, batchRowsBinding } from "./batch_rows.ts";
 
-/**
- * Word indices of one row's entry in the per-step row buffer (4 `u32`s a row):
- * - `pos`: the row's position in its sequence;
- * - `slot`: the pool row its key and value are written to;
- * - `table`: where its sequence's block table starts in the block-table buffer;
- * - `start`: the first position it sees (`pos − window + 1` under a sliding window, else 0).
- */
-export const BATCH_ROW = { pos: 0, slot: 1, table: 2, start: 3 } as const;
-
-/** Words per row in the row buffer. */
-export const BATCH_ROW_WORDS = 4;
-
-/** WGSL declaring the row buffer at `binding` of group 0, and `poolRow(row, t)`. */
-export function batchRowsWgsl(binding: number, tableBinding: number): string {
+/** WGSL of the row buffer and block tables, and `poolRow(table, t)`. */
+function poolAddressing(rowsBinding: number, tableBinding: number): string {
   return /* wgsl */ `
-@group(0) @binding(${binding}) var<storage, read> batchRows: array<vec4<u32>>;
+${batchRowsBinding(rowsBinding)}
 @group(0) @binding(${tableBinding}) var<storage, read> blockTables: array<u32>;
 override BLOCK: u32;
 override RING: bool;
@@ -52,7 +42,7 @@ override KV_DIM: u32;         // key/value heads * HEAD_DIM
 @group(0) @binding(1) var<storage, read> keyPool: array<f32>;
 @group(0) @binding(2) var<storage, read> valuePool: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-${batchRowsWgsl(4, 5)}
+${poolAddressing(4, 5)}
 
 // One chunk of WG positions at a time: scores, then values, with a running max and sum
 // (online softmax), so any context length runs in fixed workgroup memory.
@@ -82,18 +72,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let row = wid.y;
   let head = wid.x;
   let entry = batchRows[row];
-  let pos = entry.x;
-  let table = entry.z;
-  let first = entry.w;
+  let pos = entry[${BATCH_ROW.pos}];
+  let table = entry[${BATCH_ROW.table}];
+  let first = entry[${BATCH_ROW.start}];
   let qBase = (row * N_HEADS + head) * HEAD_DIM;
   let kvBase = (head / GROUP) * HEAD_DIM;
   let scale = inverseSqrt(f32(HEAD_DIM));
   for (var d = lid; d < HEAD_DIM; d += WG) { acc[d] = 0.0; }
-  var runningMax = -3.402823e38;
+  var runningMax = ${WGSL_LOWEST};
   var runningSum = 0.0;
   for (var chunk = first; chunk <= pos; chunk += WG) {
     let t = chunk + lid;
-    var score = -3.402823e38;
+    var score = ${WGSL_LOWEST};
     if (t <= pos) {
       let r = poolRow(table, t);
       rowsOf[lid] = r;
@@ -142,7 +132,7 @@ export const BATCH_ATTENTION_WG = 64;
 
 /**
  * Compiles batched attention. Bindings: `q, out (rows·nHeads·headDim)`, `keyPool, valuePool
- * (poolRows·nKvHeads·headDim)`, `rows` ({@linkcode BATCH_ROW} entries), `tables` (u32 block
+ * (poolRows·nKvHeads·headDim)`, `rows` (the step's row buffer), `tables` (u32 block
  * ids). One workgroup per (query head, row).
  *
  * @example
@@ -160,7 +150,7 @@ export function batchAttentionKernel(
     ring ? "ring" : "block"
   }${blockSize}`;
   for (const [field, n] of Object.entries({ rows, nHeads, nKvHeads, headDim, blockSize })) {
-    checkDimension(name, field, n);
+    checkInteger(`${name}: ${field}`, n);
   }
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads: expected a multiple of nKvHeads ${nKvHeads}, got ${nHeads}`);

@@ -13,8 +13,10 @@ import type { KvLayout, KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { destroyWeights, type GpuWeights, uploadWeights } from "./_gpu_weights.ts";
 import { addKernel } from "../gpu/add.ts";
-import { BATCH_ROW_WORDS, batchAttentionKernel } from "../gpu/batch_attention.ts";
-import { batchKvWriteKernel, batchRopeKernel } from "../gpu/batch_kv.ts";
+import { batchAttentionKernel } from "../gpu/batch_attention.ts";
+import { BATCH_ROW_WORDS, type BatchRowEntry, batchRowWords } from "../gpu/batch_rows.ts";
+import { kvScatterKernel } from "../gpu/kv_cache.ts";
+import { batchRopeKernel } from "../gpu/rope.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { embeddingDispatches, embeddingKernel } from "../gpu/embedding.ts";
 import { type GpuMatrix, matmulDispatches } from "../gpu/matmul.ts";
@@ -202,9 +204,7 @@ export class GpuBatchDecoder implements BatchDecoder {
   /** Bytes of KV cache the live sequences' positions need. */
   get kvUsedBytes(): number {
     let positions = 0;
-    for (const seq of this.#blocks.sequences) {
-      positions += Math.min(this.#blocks.length(seq), this.#window);
-    }
+    for (const seq of this.#blocks.sequences) positions += this.#blocks.length(seq);
     return positions * this.#bytesPerPosition;
   }
 
@@ -240,10 +240,10 @@ export class GpuBatchDecoder implements BatchDecoder {
 
   /** The step's tokens, row entries, block tables and last-row indices, to the GPU. */
   #upload(rows: readonly BatchRow[], lastRows: number[]): void {
-    const entries = new Uint32Array(rows.length * BATCH_ROW_WORDS);
+    const entries: BatchRowEntry[] = [];
     const tables: number[] = [];
     const tableOffset = new Map<number, number>();
-    rows.forEach(({ seq, pos }, r) => {
+    rows.forEach(({ seq, pos }) => {
       if (!tableOffset.has(seq)) {
         tableOffset.set(seq, tables.length);
         tables.push(...this.#blocks.blockTable(seq));
@@ -251,11 +251,16 @@ export class GpuBatchDecoder implements BatchDecoder {
       const slot = this.#ring
         ? this.#blocks.blockTable(seq)[0] * this.#blocks.blockSize + pos % this.#blocks.blockSize
         : this.#blocks.row(seq, pos);
-      entries.set([pos, slot, tableOffset.get(seq)!, windowStart(pos, this.#window)], r * 4);
+      entries.push({
+        pos,
+        slot,
+        table: tableOffset.get(seq)!,
+        start: windowStart(pos, this.#window),
+      });
     });
     const gpu = this.gpu;
     gpu.write(this.#inputs.tokens, Uint32Array.from(rows, (r) => r.token));
-    gpu.write(this.#inputs.rows, entries);
+    gpu.write(this.#inputs.rows, batchRowWords(entries));
     gpu.write(this.#inputs.tables, Uint32Array.from(tables));
     gpu.write(this.#inputs.lastRows, Uint32Array.from(lastRows));
   }
@@ -293,7 +298,7 @@ export class GpuBatchDecoder implements BatchDecoder {
         rmsNormKernel(gpu, { rows, dim, eps }),
         batchRopeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
         batchRopeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
-        batchKvWriteKernel(gpu, rows, nKvHeads * hd),
+        kvScatterKernel(gpu, { rows, kvDim: nKvHeads * hd }),
         batchAttentionKernel(gpu, {
           rows,
           nHeads,
