@@ -287,7 +287,7 @@ export class GpuBatchDecoder implements BatchDecoder {
   /** One step over `rows` rows of `sequences` sequences, as llama2.c's forward reads. */
   async #record(rows: number, sequences: number): Promise<Dispatch[]> {
     const gpu = this.gpu;
-    const { dim, hiddenDim, nHeads, nKvHeads, maxSeqLen, vocabSize, normEps: eps } = this.config;
+    const { dim, hiddenDim, nHeads, nKvHeads, maxSeqLen, normEps: eps } = this.config;
     const layout = this.config.ropeLayout;
     const hd = headDim(this.config);
     const { x, xb, xb2, q, k, v, att, hb, hb2, logits } = this.#act;
