@@ -12,6 +12,7 @@ import { headDim, type LlamaConfig } from "./config.ts";
 import type { KvLayout, KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { destroyWeights, type GpuWeights, uploadWeights } from "./_gpu_weights.ts";
+import { type Activations, createActivations } from "./_gpu_run_state.ts";
 import { addKernel } from "../gpu/add.ts";
 import { batchAttentionKernel } from "../gpu/batch_attention.ts";
 import { BATCH_ROW_WORDS, type BatchRowEntry, batchRowWords } from "../gpu/batch_rows.ts";
@@ -33,33 +34,6 @@ export interface GpuBatchDecoderOptions extends KvStoreOptions {
   maxRows?: number;
   /** Split weight matrices into blocks of at most this many bytes (default: the device limit). */
   maxBindingBytes?: number;
-}
-
-/**
- * The activations of one step, every buffer sized for `maxRows` rows (llama2.c's `RunState`,
- * with a row dimension):
- */
-interface BatchActivations {
-  /** `(rows, dim)`: the residual stream. */
-  x: GPUBuffer;
-  /** `(rows, dim)`: the normed input of a branch (attention or feed-forward). */
-  xb: GPUBuffer;
-  /** `(rows, dim)`: a branch's output before the residual add; the gathered last rows. */
-  xb2: GPUBuffer;
-  /** `(rows, nHeads·headDim)`: queries. */
-  q: GPUBuffer;
-  /** `(rows, nKvHeads·headDim)`: this step's keys, before they are written to the pool. */
-  k: GPUBuffer;
-  /** `(rows, nKvHeads·headDim)`: this step's values. */
-  v: GPUBuffer;
-  /** `(rows, nHeads·headDim)`: attention output. */
-  att: GPUBuffer;
-  /** `(rows, hiddenDim)`: feed-forward gate, then `silu(gate) ⊙ up`. */
-  hb: GPUBuffer;
-  /** `(rows, hiddenDim)`: feed-forward up projection. */
-  hb2: GPUBuffer;
-  /** `(sequences, vocabSize)`: next-token logits of each sequence's last row. */
-  logits: GPUBuffer;
 }
 
 /** What the CPU uploads each step. */
@@ -99,7 +73,8 @@ export class GpuBatchDecoder implements BatchDecoder {
   readonly #window: number;
   /** Per layer: keys and values of every sequence, `(poolRows, nKvHeads·headDim)`. */
   readonly #pools: { keys: GPUBuffer; values: GPUBuffer }[];
-  readonly #act: BatchActivations;
+  /** The step's activations (`_gpu_run_state.ts`), `maxRows` rows, logits of as many. */
+  readonly #act: Activations;
   readonly #inputs: StepInputs;
   readonly #ropeTable: GPUBuffer;
   readonly #plans = new Map<string, Promise<Dispatch[]>>();
@@ -116,7 +91,7 @@ export class GpuBatchDecoder implements BatchDecoder {
     this.layout = options.layout ?? "contiguous";
     const { dim, hiddenDim, vocabSize, maxSeqLen, nLayers } = config;
     const hd = headDim(config);
-    const qDim = config.nHeads * hd, kvDim = config.nKvHeads * hd;
+    const kvDim = config.nKvHeads * hd;
     const maxSequences = options.maxSequences ?? 1;
     this.#window = config.slidingWindow ?? Infinity;
     this.#ring = this.layout === "sliding";
@@ -150,18 +125,7 @@ export class GpuBatchDecoder implements BatchDecoder {
       values: gpu.createBuffer(poolFloats * 4, `layers[${l}].valuePool`),
     }));
     const floats = (n: number, label: string) => gpu.createBuffer(n * 4, label);
-    this.#act = {
-      x: floats(rows * dim, "x"),
-      xb: floats(rows * dim, "xb"),
-      xb2: floats(rows * dim, "xb2"),
-      q: floats(rows * qDim, "q"),
-      k: floats(rows * kvDim, "k"),
-      v: floats(rows * kvDim, "v"),
-      att: floats(rows * qDim, "att"),
-      hb: floats(rows * hiddenDim, "hb"),
-      hb2: floats(rows * hiddenDim, "hb2"),
-      logits: floats(rows * vocabSize, "logits"),
-    };
+    this.#act = createActivations(gpu, config, rows, rows);
     const blocksPerSequence = Math.ceil(maxSeqLen / this.#blocks.blockSize);
     this.#inputs = {
       tokens: floats(rows, "tokens"),
