@@ -56,8 +56,8 @@ const LN2_Q32 = 2977044472; // round(ln 2 · 2^32)
 const MINUS_LN_LN2_Q16 = 24020; // round(−ln(ln 2) · 2^16)
 
 /**
- * Standard Gumbel noise `−ln(−ln u)` from 32 random bits, times 2^16 and truncated, as an integer
- * in [−184263, 1090233]. `u = (2·(bits >> 9) + 1) / 2^24`: 23 bits, strictly inside (0, 1), so
+ * Standard Gumbel noise `−ln(−ln u)` from 32 random bits, times 2^16 to within 2, as an integer
+ * in [−184256, 1090226] (the ends of u). `u = (2·(bits >> 9) + 1) / 2^24`: 23 bits, strictly inside (0, 1), so
  * `−ln u > 0` and the noise is always finite.
  */
 export function gumbelFixed(bits: number): number {

@@ -5,12 +5,7 @@
  */
 import { Rng } from "./random.ts";
 import { softmax } from "./softmax.ts";
-import {
-  gumbelFixed,
-  gumbelKey,
-  noiseBits,
-  NOISE_FRACTION_BITS,
-} from "./_gumbel.ts";
+import { gumbelFixed, gumbelKey, NOISE_FRACTION_BITS, noiseBits } from "./_gumbel.ts";
 
 /**
  * Index of the largest value; ties go to the lowest index. NaN logits are an error.

@@ -146,4 +146,3 @@ Deno.test("gumbelSample: -Infinity never wins, +Infinity always does, NaN is an 
     "temperature: expected 0 or a number in [1e-30, 1e+30], got 1e-31",
   );
 });
-
