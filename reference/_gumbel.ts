@@ -92,7 +92,12 @@ export const PERTURBED_FLOOR = 30000;
  * (`fround(fround(logit − max) · invT)`), clamped below at −30000, to 16 fraction bits
  * (truncated), plus the fixed-point noise. An i32.
  */
-export function gumbelKey(logit: number, max: number, inverseTemperature: number, noise: number) {
+export function gumbelKey(
+  logit: number,
+  max: number,
+  inverseTemperature: number,
+  noise: number,
+): number {
   const difference = Math.fround(logit - max);
   const x = Math.fround(difference * inverseTemperature);
   const floor = -PERTURBED_FLOOR * 65536;

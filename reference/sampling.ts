@@ -179,8 +179,17 @@ function rankByProbability(probs: ArrayLike<number>): number[] {
   return ids.sort((a, b) => probs[b] - probs[a] || a - b);
 }
 
-/** Temperatures a Gumbel draw accepts besides 0: far beyond any useful range, and within it
- * `1 / T` and the scaled logits stay normal f32 numbers on every adapter. */
+/**
+ * Temperatures a Gumbel draw accepts besides 0: far beyond any useful range, and within it
+ * `1 / T` and the scaled logits stay normal f32 numbers on every adapter.
+ *
+ * @example
+ * ```ts
+ * import { GUMBEL_TEMPERATURE_RANGE } from "./sampling.ts";
+ * const [low, high] = GUMBEL_TEMPERATURE_RANGE;
+ * if (!(low <= 0.8 && 0.8 <= high)) throw new Error("wrong");
+ * ```
+ */
 export const GUMBEL_TEMPERATURE_RANGE: readonly [number, number] = [1e-30, 1e30];
 
 /**

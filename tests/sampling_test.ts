@@ -15,6 +15,7 @@ import { gumbelFixed, noiseBits } from "../reference/_gumbel.ts";
 Deno.test("argmax picks the largest logit, ties to the lowest id, and rejects NaN", () => {
   expect(argmax(new Float32Array([-1, 4, 2, 4]))).toBe(1);
   expect(argmax(new Float32Array([-Infinity, -5]))).toBe(1);
+  expect(argmax(new Float32Array([-Infinity, -Infinity]))).toBe(0); // all masked: the first
   expect(() => argmax(new Float32Array([1, NaN]))).toThrow("argmax: logit 1 is NaN");
   expect(() => argmax(new Float32Array(0))).toThrow("at least one logit");
 });
