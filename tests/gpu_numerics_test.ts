@@ -2,7 +2,6 @@
 // bit over the whole range of u, sampled choices over many seeds and positions, the -Infinity
 // and NaN contracts of argmax and softmax, and RMSNorm's eps.
 import { expect } from "expect";
-// Through gpu/mod.ts: the kernel files are being renamed on another branch.
 import {
   argmaxKernel,
   compileKernel,
@@ -61,7 +60,7 @@ gpuTest(
       "out",
     ], [count / 64]);
     const out = gpu.createBuffer(8 * count);
-    await gpu.submit([kernel.bind({ input: gpu.upload(input), out })].flat());
+    await gpu.submit(kernel.bind({ input: gpu.upload(input), out }));
     const actual = new Int32Array((await gpu.readUint32(out, 2 * count)).buffer);
     const mismatches: string[] = [];
     for (let i = 0; i < count && mismatches.length < 5; i++) {
@@ -209,7 +208,7 @@ gpuTest(
     const expected = softmax(x, n);
     const kernel = await softmaxKernel(gpu, { rows: 3, n });
     const out = gpu.createBuffer(x.byteLength);
-    await gpu.submit([kernel.bind({ x: gpu.upload(x), out })].flat());
+    await gpu.submit(kernel.bind({ x: gpu.upload(x), out }));
     const actual = await gpu.readFloat32(out, x.length);
     expect(Array.from(actual.subarray(0, n))).toEqual(new Array(n).fill(0)); // NaN before
     for (let i = n; i < 3 * n; i++) expect(actual[i]).toBeCloseTo(expected[i], 6);
@@ -235,7 +234,7 @@ gpuTest("GPU RMSNorm adds eps inside the sqrt: rows of |x| ~ 1e-3", async (gpu) 
   ) {
     const kernel = await rmsNormKernel(gpu, { rows: 3, dim, eps });
     const out = gpu.createBuffer(x.byteLength);
-    await gpu.submit([kernel.bind({ x: gpu.upload(x), weight: gpu.upload(weight), out })].flat());
+    await gpu.submit(kernel.bind({ x: gpu.upload(x), weight: gpu.upload(weight), out }));
     const actual = await gpu.readFloat32(out, x.length);
     for (let i = 0; i < dim; i++) {
       expect(actual[i]).toBeCloseTo(i % 2 ? -expected : expected, 6);

@@ -14,7 +14,9 @@
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel, STATE } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
+import { STATE } from "./state.ts";
 import { GUMBEL_WGSL } from "./_gumbel.ts";
 import { GUMBEL_TEMPERATURE_RANGE } from "../reference/sampling.ts";
 
@@ -116,7 +118,7 @@ export interface ArgmaxOptions {
  * @example
  * ```ts ignore
  * const pick = await argmaxKernel(gpu, 32000);
- * await gpu.submit([pick.bind({ logits, state })]);
+ * await gpu.submit(pick.bind({ logits, state }));
  * ```
  */
 export function argmaxKernel(
@@ -126,7 +128,7 @@ export function argmaxKernel(
 ): Promise<Kernel<"logits" | "state">> {
   const { temperature = 0, seed = 0 } = options;
   const name = `argmax ${n}${temperature > 0 ? ` T=${temperature}` : ""}`;
-  checkDimension(name, "n", n);
+  checkInteger(`${name}: n`, n);
   const [low, high] = GUMBEL_TEMPERATURE_RANGE;
   if (!(temperature === 0 || (temperature >= low && temperature <= high))) {
     throw new GpuError(
