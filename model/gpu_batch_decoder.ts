@@ -89,7 +89,7 @@ export class GpuBatchDecoder implements BatchDecoder {
     this.gpu = gpu;
     this.config = config;
     this.layout = options.layout ?? "contiguous";
-    const { dim, hiddenDim, vocabSize, maxSeqLen, nLayers } = config;
+    const { maxSeqLen, nLayers } = config;
     const hd = headDim(config);
     const kvDim = config.nKvHeads * hd;
     const maxSequences = options.maxSequences ?? 1;
