@@ -6,6 +6,7 @@
  */
 import type { LlamaConfig } from "./config.ts";
 import type { KvLayout } from "./kv_store.ts";
+import { Rng } from "../reference/random.ts";
 
 /** One row of a batched step: token `token` of sequence `seq`, at position `pos`. */
 export interface BatchRow {
@@ -47,6 +48,12 @@ export interface BatchDecoder {
   step(rows: readonly BatchRow[]): Promise<Float32Array[]>;
   /** Ends sequence `seq` and frees its cache. */
   release(seq: number): void;
+  /**
+   * For benchmarks: caches positions `0..length-1` of a new sequence `seq` with seeded random
+   * keys and values, as if a prompt of `length` tokens had run, so that decode at depth can be
+   * timed without paying for the prefill (a decode step's work does not depend on the values).
+   */
+  prime(seq: number, length: number, seed?: number): void;
   /** Bytes of KV cache held now (reserved pools, rings, per-sequence buffers). */
   readonly kvReservedBytes: number;
   /** Bytes of KV cache the live sequences' positions need. */
@@ -104,4 +111,49 @@ export function checkBatchRows(
     if (r === rows.length - 1 || rows[r + 1].seq !== seq) lastRows.push(r);
   });
   return lastRows;
+}
+
+/**
+ * Seeded filler for {@linkcode BatchDecoder.prime}: `count` rows of `width` floats in [-1, 1),
+ * cycling through one random block so that large caches fill at memory speed.
+ *
+ * @example
+ * ```ts
+ * import { primeRows } from "./batch_decoder.ts";
+ * const rows = primeRows(3, 4, 7);
+ * if (rows.length !== 12 || rows.some((v) => !(v >= -1 && v < 1))) throw new Error("wrong");
+ * ```
+ */
+export function primeRows(count: number, width: number, seed = 0): Float32Array {
+  const block = new Rng(seed).uniformArray(Math.min(count, 64) * width);
+  const out = new Float32Array(count * width);
+  for (let at = 0; at < out.length; at += block.length) {
+    out.set(block.subarray(0, Math.min(block.length, out.length - at)), at);
+  }
+  return out;
+}
+
+/**
+ * Throws unless `seq` can be primed with `length` positions: a new sequence id, `length` in
+ * `[1, maxSeqLen]`.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { checkPrime } from "./batch_decoder.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 10, maxSeqLen: 8 });
+ * checkPrime(config, 0, 8, false);
+ * try { checkPrime(config, 0, 9, false); throw new Error("accepted"); } catch (e) { if (!(e instanceof RangeError)) throw e; }
+ * ```
+ */
+export function checkPrime(config: LlamaConfig, seq: number, length: number, live: boolean): void {
+  if (!Number.isInteger(seq) || seq < 0) {
+    throw new RangeError(`prime seq: expected an integer >= 0, got ${seq}`);
+  }
+  if (live) throw new RangeError(`prime seq: expected a new sequence id, got live sequence ${seq}`);
+  if (!Number.isInteger(length) || length < 1 || length > config.maxSeqLen) {
+    throw new RangeError(
+      `prime length: expected an integer in [1, maxSeqLen ${config.maxSeqLen}], got ${length}`,
+    );
+  }
 }

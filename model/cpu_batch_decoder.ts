@@ -7,7 +7,13 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import { type BatchDecoder, type BatchRow, checkBatchRows } from "./batch_decoder.ts";
+import {
+  type BatchDecoder,
+  type BatchRow,
+  checkBatchRows,
+  checkPrime,
+  primeRows,
+} from "./batch_decoder.ts";
 import { createKvStore, type KvLayout, type KvStore, type KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -137,6 +143,28 @@ export class CpuBatchDecoder implements BatchDecoder {
       dim,
     );
     return lastRows.map((_, i) => logits.slice(i * vocabSize, (i + 1) * vocabSize));
+  }
+
+  /** Caches `length` positions of new sequence `seq` with seeded random keys and values. */
+  prime(seq: number, length: number, seed = 0): void {
+    checkPrime(this.config, seq, length, this.#processed.has(seq));
+    const kvDim = this.config.nKvHeads * headDim(this.config);
+    this.store.reserve(seq, length);
+    for (let l = 0; l < this.config.nLayers; l++) {
+      const keys = primeRows(length, kvDim, seed + 2 * l);
+      const values = primeRows(length, kvDim, seed + 2 * l + 1);
+      for (let pos = 0; pos < length; pos++) {
+        const at = pos * kvDim;
+        this.store.write(
+          l,
+          seq,
+          pos,
+          keys.subarray(at, at + kvDim),
+          values.subarray(at, at + kvDim),
+        );
+      }
+    }
+    this.#processed.set(seq, length);
   }
 
   /** Ends sequence `seq`, freeing its cache (its paged blocks return to the pool). */

@@ -7,7 +7,13 @@
  *
  * @module
  */
-import { type BatchDecoder, type BatchRow, checkBatchRows } from "./batch_decoder.ts";
+import {
+  type BatchDecoder,
+  type BatchRow,
+  checkBatchRows,
+  checkPrime,
+  primeRows,
+} from "./batch_decoder.ts";
 import { headDim, type LlamaConfig } from "./config.ts";
 import type { KvLayout, KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
@@ -227,6 +233,38 @@ export class GpuBatchDecoder implements BatchDecoder {
     gpu.write(this.#inputs.rows, batchRowWords(entries));
     gpu.write(this.#inputs.tables, Uint32Array.from(tables));
     gpu.write(this.#inputs.lastRows, Uint32Array.from(lastRows));
+  }
+
+  /** Caches `length` positions of new sequence `seq` with seeded random keys and values. */
+  prime(seq: number, length: number, seed = 0): void {
+    checkPrime(this.config, seq, length, this.#processed.has(seq));
+    const { blockSize } = this.#blocks;
+    const rows = this.#ring ? Math.min(length, blockSize) : length;
+    this.#blocks.reserve(seq, rows);
+    const kvDim = this.config.nKvHeads * headDim(this.config);
+    const table = this.#blocks.blockTable(seq);
+    // Position p holds filler row p, wherever the layout puts it (a ring: row p % window).
+    const arrange = (filler: Float32Array) => {
+      if (!this.#ring) return filler;
+      const ring = new Float32Array(rows * kvDim);
+      for (let p = length - rows; p < length; p++) {
+        ring.set(filler.subarray(p * kvDim, (p + 1) * kvDim), (p % blockSize) * kvDim);
+      }
+      return ring;
+    };
+    this.#pools.forEach((pool, l) => {
+      const keys = arrange(primeRows(length, kvDim, seed + 2 * l));
+      const values = arrange(primeRows(length, kvDim, seed + 2 * l + 1));
+      // Block by block: each block's rows are contiguous in the pool.
+      for (let first = 0; first < rows; first += blockSize) {
+        const count = Math.min(blockSize, rows - first);
+        const offset = table[first / blockSize] * blockSize * kvDim * 4;
+        const span = [first * kvDim, (first + count) * kvDim] as const;
+        this.gpu.write(pool.keys, keys.subarray(...span), offset);
+        this.gpu.write(pool.values, values.subarray(...span), offset);
+      }
+    });
+    this.#processed.set(seq, length);
   }
 
   /** Ends sequence `seq`, returning its blocks to the pool. */

@@ -118,3 +118,24 @@ gpuTest(
     decoder.destroy();
   },
 );
+
+for (const layout of ["contiguous", "paged", "sliding"] as const) {
+  gpuTest(`primed ${layout} caches decode alike on WebGPU and the CPU`, async (gpu) => {
+    const { config, weights } = model(2, layout === "sliding" ? 16 : undefined);
+    const options = { layout, blockSize: 8, maxSequences: 2, maxRows: 4 };
+    const cpu = new CpuBatchDecoder(config, weights, options);
+    const gpuDecoder = await GpuBatchDecoder.create(gpu, config, weights, options);
+    for (const decoder of [cpu, gpuDecoder]) {
+      decoder.prime(0, 41, 9);
+      decoder.prime(1, 5, 10);
+    }
+    expect(() => cpu.prime(0, 3)).toThrow(
+      "prime seq: expected a new sequence id, got live sequence 0",
+    );
+    const rows = [{ seq: 0, token: 3, pos: 41 }, { seq: 1, token: 4, pos: 5 }];
+    const [want, got] = [cpu.stepSync(rows), await gpuDecoder.step(rows)];
+    got.forEach((logits, i) => expect(compare(logits, want[i]).nmse).toBeLessThan(1e-9));
+    expect(gpuDecoder.kvUsedBytes).toBe(cpu.kvUsedBytes);
+    gpuDecoder.destroy();
+  });
+}
