@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Decoder } from "./cpu_decoder.ts";
+import type { Decoder } from "./decoder.ts";
 import { argmax } from "../reference/sampling.ts";
 
 /**

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "./cli_flags.ts";
+import { parseFlags, UsageError } from "./_cli_flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readModelFile } from "./gguf_model.ts";
-import { checkWeightsFitMemory } from "./memory.ts";
+import { checkWeightsFitMemory } from "./_memory.ts";
 import { CpuDecoder } from "./cpu_decoder.ts";
 import { generate } from "./generate.ts";
 import { GpuDecoder } from "./gpu_decoder.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "./cli_flags.ts";
+import { parseFlags, UsageError } from "./_cli_flags.ts";
 import { llamaToGguf, readModelFile } from "./gguf_model.ts";
 import { readTokenizer } from "./tokenizer.ts";
 import { TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";

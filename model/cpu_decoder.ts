@@ -6,6 +6,7 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
+import { checkPosition, checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import {
   checkKvFormat,
@@ -17,35 +18,11 @@ import {
   storeWeights,
   weightsBytes,
 } from "./precision.ts";
-import type { TensorFormat } from "../reference/quantize.ts";
-import { attention, decodeAttention } from "../reference/attention.ts";
+import { attention, cachedAttention } from "../reference/attention.ts";
 import { KvCache, type KvFormat } from "../reference/kv_cache.ts";
 import { rmsNorm } from "../reference/norm.ts";
-import { rope, type RopeOptions } from "../reference/rope.ts";
+import { rope, type RopeOptions, ropeRows } from "../reference/rope.ts";
 import { siluMul } from "../reference/swiglu.ts";
-
-/** What every decoder backend offers: logits for a token at a position, and prefill. */
-export interface Decoder {
-  /** The model's configuration. */
-  readonly config: LlamaConfig;
-  /** Whether keys and values are cached (false: the prefix is recomputed every step). */
-  readonly kvCache: boolean;
-  /** Processes `token` at `pos` (after positions `0..pos-1`) and returns the next-token logits. */
-  forward(token: number, pos: number): Promise<Float32Array>;
-  /** Processes `tokens` at positions `startPos...` and returns the logits after the last. */
-  prefill(tokens: readonly number[], startPos?: number): Promise<Float32Array>;
-}
-
-/** Options of {@linkcode CpuDecoder}. */
-export interface DecoderOptions {
-  /**
-   * Keep a KV cache (default; `true` is `"f32"`), stored as f32, f16 or Q8_0, or recompute the
-   * whole prefix at every step (`false`).
-   */
-  kvCache?: boolean | KvFormat;
-  /** Format the weight matrices are held in (default: f32, or the stored weights' own). */
-  weights?: TensorFormat;
-}
 
 /**
  * LLaMA on the CPU reference.
@@ -173,7 +150,7 @@ export class CpuDecoder implements Decoder {
       const k = rope(storedMatmul(layer.wk, xb), pos, hd, ropeOptions);
       const v = storedMatmul(layer.wv, xb);
       this.cache.write(l, pos, k, v);
-      const att = decodeAttention(q, this.cache.keys[l], this.cache.values[l], pos, {
+      const att = cachedAttention(q, this.cache.keys[l], this.cache.values[l], pos, 1, {
         nHeads,
         nKvHeads,
         headDim: hd,
@@ -181,30 +158,22 @@ export class CpuDecoder implements Decoder {
       addInPlace(x, storedMatmul(layer.wo, att));
       // feed-forward: x += w2 · (silu(w1·xb) ⊙ w3·xb)
       xb = rmsNorm(x, layer.ffnNorm, eps);
-      addInPlace(
-        x,
-        storedMatmul(layer.w2, siluMul(storedMatmul(layer.w1, xb), storedMatmul(layer.w3, xb))),
-      );
+      const gate = storedMatmul(layer.w1, xb);
+      addInPlace(x, storedMatmul(layer.w2, siluMul(gate, storedMatmul(layer.w3, xb))));
     });
     return storedMatmul(w.classifier, rmsNorm(x, w.finalNorm, eps));
   }
 
   /** The whole sequence at once, no cache: `(T, dim)` activations, full causal attention. */
   #forwardSequence(tokens: readonly number[]): Float32Array {
-    const { dim, nHeads, nKvHeads, eps, rope: ropeOptions, hd, qDim, kvDim } = this.#dims;
+    const { dim, nHeads, nKvHeads, eps, rope: ropeOptions, hd } = this.#dims;
     const seqLen = tokens.length;
     const w = this.weights;
-    const ropeRows = (m: Float32Array, width: number) => {
-      for (let t = 0; t < seqLen; t++) {
-        m.set(rope(m.subarray(t * width, (t + 1) * width), t, hd, ropeOptions), t * width);
-      }
-      return m;
-    };
     const x = storedRows(w.tokenEmbedding, tokens);
     for (const layer of w.layers) {
       let xb = rmsNorm(x, layer.attentionNorm, eps);
-      const q = ropeRows(storedMatmul(layer.wq, xb, seqLen), qDim);
-      const k = ropeRows(storedMatmul(layer.wk, xb, seqLen), kvDim);
+      const q = ropeRows(storedMatmul(layer.wq, xb, seqLen), 0, seqLen, hd, ropeOptions);
+      const k = ropeRows(storedMatmul(layer.wk, xb, seqLen), 0, seqLen, hd, ropeOptions);
       const v = storedMatmul(layer.wv, xb, seqLen);
       const att = attention(q, k, v, seqLen, { nHeads, nKvHeads, headDim: hd });
       addInPlace(x, storedMatmul(layer.wo, att, seqLen));
@@ -215,40 +184,6 @@ export class CpuDecoder implements Decoder {
     }
     const last = x.subarray((seqLen - 1) * dim);
     return storedMatmul(w.classifier, rmsNorm(last, w.finalNorm, eps));
-  }
-}
-
-/** Throws unless `pos` is a valid next position: at most `processed`, below `maxSeqLen`. */
-export function checkPosition(config: LlamaConfig, pos: number, processed: number): void {
-  if (!Number.isInteger(pos) || pos < 0 || pos >= config.maxSeqLen) {
-    throw new RangeError(
-      `position: expected an integer in [0, maxSeqLen ${config.maxSeqLen}), got ${pos}`,
-    );
-  }
-  if (pos > processed) {
-    throw new RangeError(
-      `position ${pos} skips ahead: only positions 0..${processed - 1} have been processed`,
-    );
-  }
-}
-
-/**
- * Throws unless `count` tokens from `startPos` can be processed next: `startPos` valid for
- * {@linkcode checkPosition} and the last position below `maxSeqLen`.
- */
-export function checkPrefill(
-  config: LlamaConfig,
-  startPos: number,
-  count: number,
-  processed: number,
-): void {
-  checkPosition(config, startPos, processed);
-  if (startPos + count > config.maxSeqLen) {
-    throw new RangeError(
-      `prefill: positions ${startPos}..${
-        startPos + count - 1
-      } exceed maxSeqLen ${config.maxSeqLen}`,
-    );
   }
 }
 

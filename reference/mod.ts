@@ -14,6 +14,7 @@
  *
  * @module
  */
+export * from "./add.ts";
 export * from "./attention.ts";
 export * from "./compare.ts";
 export * from "./embedding.ts";
@@ -27,3 +28,5 @@ export * from "./softmax.ts";
 export * from "./swiglu.ts";
 export * from "./f16.ts";
 export * from "./quantize.ts";
+export * from "./paged_kv_cache.ts";
+export * from "./sliding_kv_cache.ts";
