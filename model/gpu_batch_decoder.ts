@@ -17,7 +17,13 @@ import {
 import { headDim, type LlamaConfig } from "./config.ts";
 import type { KvLayout, KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
-import { destroyWeights, type GpuWeights, uploadWeights } from "./_gpu_weights.ts";
+import {
+  destroyWeights,
+  type GpuWeightMatrix,
+  type GpuWeights,
+  projectDispatches,
+  uploadWeights,
+} from "./_gpu_weights.ts";
 import { type Activations, createActivations } from "./_gpu_run_state.ts";
 import { addKernel } from "../gpu/add.ts";
 import { batchAttentionKernel } from "../gpu/batch_attention.ts";
@@ -26,7 +32,6 @@ import { kvScatterKernel } from "../gpu/kv_cache.ts";
 import { batchRopeKernel } from "../gpu/rope.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { embeddingDispatches, embeddingKernel } from "../gpu/embedding.ts";
-import { type GpuMatrix, matmulDispatches } from "../gpu/matmul.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
 import { siluMulKernel } from "../gpu/swiglu.ts";
 import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
@@ -315,8 +320,8 @@ export class GpuBatchDecoder implements BatchDecoder {
         embeddingKernel(gpu, { rows: sequences, dim, vocabSize: this.maxRows }),
         rmsNormKernel(gpu, { rows: sequences, dim, eps }),
       ]);
-    const project = (w: GpuMatrix, input: GPUBuffer, out: GPUBuffer, n = rows) =>
-      matmulDispatches(gpu, w, { rows: n, x: input, out });
+    const project = (w: GpuWeightMatrix, input: GPUBuffer, out: GPUBuffer, n = rows) =>
+      projectDispatches(gpu, w, { rows: n, x: input, out });
     const steps: Dispatch[] = await embeddingDispatches(gpu, this.#weights.tokenEmbedding, {
       rows,
       tokens,

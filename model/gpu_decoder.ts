@@ -10,16 +10,28 @@
 import { headDim, type LlamaConfig } from "./config.ts";
 import { checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
 import type { ResidentGeneration, ResidentOptions } from "./decoder.ts";
-import { destroyWeights, type GpuWeights, uploadWeights } from "./_gpu_weights.ts";
+import {
+  destroyWeights,
+  type GpuWeightMatrix,
+  type GpuWeights,
+  projectDispatches,
+  uploadWeights,
+} from "./_gpu_weights.ts";
+import {
+  checkKvFormat,
+  checkStoredWeights,
+  checkWeightFormat,
+  type StoredWeights,
+  storeWeights,
+} from "./precision.ts";
 import { createRunState, destroyRunState, type GpuRunState } from "./_gpu_run_state.ts";
-import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
+import { checkWeights, type LlamaWeights } from "./weights.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
 import { attentionKernel } from "../gpu/attention.ts";
 import { embeddingDispatches } from "../gpu/embedding.ts";
 import { kvAppendKernel } from "../gpu/kv_cache.ts";
-import { type GpuMatrix, matmulDispatches } from "../gpu/matmul.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
 import { ropeKernel } from "../gpu/rope.ts";
 import { argmaxKernel } from "../gpu/sampling.ts";
@@ -59,8 +71,8 @@ export class GpuDecoder implements Decoder {
       addKernel(gpu, rows * dim),
       siluMulKernel(gpu, rows * hiddenDim),
     ]);
-    const project = (m: GpuMatrix, input: GPUBuffer, out: GPUBuffer) =>
-      matmulDispatches(gpu, m, { rows, x: input, out });
+    const project = (m: GpuWeightMatrix, input: GPUBuffer, out: GPUBuffer) =>
+      projectDispatches(gpu, m, { rows, x: input, out });
     const tokens = this.#tokenSource(rows);
     const steps = await embeddingDispatches(gpu, w.tokenEmbedding, { rows, tokens, out: x });
     for (const [l, layer] of w.layers.entries()) {
@@ -81,7 +93,7 @@ export class GpuDecoder implements Decoder {
     }
     steps.push(...norm.bind({ x, weight: w.finalNorm, out: xb }));
     const lastRow = { rows: 1, x: xb, out: logits, xOffset: (rows - 1) * dim };
-    steps.push(...await matmulDispatches(gpu, w.classifier, lastRow));
+    steps.push(...await projectDispatches(gpu, w.classifier, lastRow));
     return steps;
   }
 
@@ -117,25 +129,22 @@ export class GpuDecoder implements Decoder {
   private constructor(
     gpu: Gpu,
     config: LlamaConfig,
-    weights: LlamaWeights,
+    weights: LlamaWeights | StoredWeights,
     options: GpuDecoderOptions,
   ) {
     this.gpu = gpu;
     this.config = config;
-    if (
-      (options.weights ?? "f32") !== "f32" ||
-      (typeof options.kvCache === "string" && options.kvCache !== "f32")
-    ) {
+    if (typeof options.kvCache === "string" && checkKvFormat(options.kvCache) !== "f32") {
       throw new RangeError(
-        `GpuDecoder: weights ${options.weights ?? "f32"}, KV cache ${options.kvCache}: ` +
-          `only f32 runs on WebGPU so far (the CPU reference runs every format)`,
+        `GpuDecoder: KV cache ${options.kvCache}: only an f32 KV cache runs on WebGPU so far ` +
+          `(the CPU reference runs f16 and q8_0)`,
       );
     }
     this.kvCache = options.kvCache !== false;
     const { maxSeqLen } = config;
     this.#maxRows = this.kvCache ? Math.min(options.maxPrefillRows ?? 64, maxSeqLen) : maxSeqLen;
     this.#weights = uploadWeights(gpu, config, weights, options.maxBindingBytes);
-    this.weightBytes = parameterCount(config) * 4;
+    this.weightBytes = this.#weights.bytes;
     this.#run = createRunState(gpu, config, this.#maxRows);
     this.#ropeTable = gpu.upload(
       ropeTable(headDim(config), maxSeqLen, config.ropeTheta),
@@ -147,10 +156,21 @@ export class GpuDecoder implements Decoder {
   static async create(
     gpu: Gpu,
     config: LlamaConfig,
-    weights: LlamaWeights,
+    weights: LlamaWeights | StoredWeights,
     options: GpuDecoderOptions = {},
   ): Promise<GpuDecoder> {
-    checkWeights(config, weights);
+    if ("format" in weights) {
+      checkStoredWeights(config, weights);
+      if (options.weights !== undefined && options.weights !== weights.format) {
+        throw new RangeError(
+          `weights: the stored weights are ${weights.format}, the options ask for ${options.weights}`,
+        );
+      }
+    } else {
+      checkWeights(config, weights);
+      const format = checkWeightFormat(options.weights ?? "f32");
+      if (format !== "f32") weights = storeWeights(config, weights, format);
+    }
     const decoder = new GpuDecoder(gpu, config, weights, options);
     await decoder.#plan(1); // compiles the decode pipelines up front
     return decoder;
