@@ -13,6 +13,7 @@ import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { runMatrix } from "./matrix.ts";
+import { precisionChart, precisionMarkdown, runPrecisionAxis } from "./precision.ts";
 import { type Backend, cpuCopyBandwidth, gpuCopyBandwidth, measureKernels } from "./measure.ts";
 import {
   type BenchResults,
@@ -56,6 +57,8 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --out DIR             where results go (default bench/results)
   --llama2c PATH        also run llama2.c's \`run\` at PATH on the same shapes, side by side
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
+  --precision-only      run only the precision axis (weights x KV-cache formats)
+  --no-precision        skip the precision axis
   --help                this text
 
 Writes DIR/results.json (all results, versioned), DIR/report.md, and SVG charts.`;
@@ -155,6 +158,8 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     out: { type: "string" },
     llama2c: { type: "string" },
     from: { type: "string" },
+    "precision-only": { type: "boolean" },
+    "no-precision": { type: "boolean" },
     help: { type: "boolean" },
   });
   if (values.help) {
@@ -197,6 +202,23 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
 
   const gpu = backends.includes("webgpu") ? await requestGpu() : undefined;
+  const precision = async () => {
+    if (values["no-precision"]) return;
+    const shapes = shapeNames.map((name) => ({ name, config: SHAPES[name] }));
+    const cells = await runPrecisionAxis({ shapes, backends, gpu, quick, progress: io.progress });
+    await io.writeFile(`${out}/precision.json`, JSON.stringify(cells, null, 2) + "\n");
+    await io.writeFile(`${out}/precision.md`, precisionMarkdown(cells));
+    await io.writeFile(`${out}/precision.svg`, precisionChart(cells));
+    io.print(`wrote ${out}/precision.json, precision.md and precision.svg`);
+  };
+  if (values["precision-only"]) {
+    try {
+      await precision();
+      return 0;
+    } finally {
+      gpu?.destroy();
+    }
+  }
   try {
     io.progress(
       `backends: ${backends.join(", ")}; shapes: ${shapeNames.join(", ")}; contexts: ${
@@ -241,6 +263,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     };
     if (values.llama2c) results.peer = await comparePeer(values.llama2c, shapes, results, io);
     await writeResults(results, out, io);
+    await precision();
     return rejected.length > 0 ? 1 : 0;
   } finally {
     gpu?.destroy();

@@ -1,0 +1,296 @@
+/**
+ * The benchmark's precision axis: weights {f32, f16, q8_0, q4_0} × KV cache {f32, f16, q8_0}
+ * on each shape and backend. Each cell reports decode ms/token (median of repetitions, with
+ * min–max), the bytes a token reads (weights, KV cache at the cell's context), the speedup
+ * against f32/f32 beside the bytes ratio, and the accuracy against f32 (logit NMSE, top-1
+ * agreement, perplexity ratio; teacher-forced on seeded tokens, on the CPU reference).
+ *
+ * `bench/main.ts` calls {@linkcode runPrecisionAxis}; the results go to `precision.json`,
+ * `precision.md` and `precision.svg` (speed against accuracy, one point per precision pair).
+ *
+ * @module
+ */
+import { headDim, type LlamaConfig } from "../model/config.ts";
+import { CpuDecoder } from "../model/cpu_decoder.ts";
+import type { Decoder } from "../model/decoder.ts";
+import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { measureAccuracy } from "../model/accuracy.ts";
+import { randomStoredWeights, storedWeightBytes } from "../model/precision.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
+import { bytesPerValue, TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";
+import { Rng } from "../reference/random.ts";
+
+/** One precision pair on one shape and backend. */
+export interface PrecisionCell {
+  /** Shape name. */
+  shape: string;
+  /** `cpu` or `webgpu`. */
+  backend: "cpu" | "webgpu";
+  /** Weight format. */
+  weights: TensorFormat;
+  /** KV-cache format. */
+  kv: KvFormat;
+  /** Context (positions already cached) the decode steps start at. */
+  context: number;
+  /** Median decode ms/token over the repetitions; absent when the backend cannot run the pair. */
+  msPerToken?: number;
+  /** Fastest and slowest repetition, ms/token. */
+  spread?: [number, number];
+  /** Why the pair did not run here. */
+  skipped?: string;
+  /** Weight bytes held (each read once per token). */
+  weightBytes: number;
+  /** KV-cache bytes per cached position (keys and values, every layer). */
+  kvBytesPerPosition: number;
+  /** Bytes one decode step reads: the weights and the KV cache at the context. */
+  bytesPerToken: number;
+  /** f32/f32's ms/token over this pair's, same shape and backend. */
+  speedup?: number;
+  /** f32/f32's bytes per token over this pair's. */
+  bytesRatio: number;
+  /** Mean logit NMSE against f32/f32 (CPU reference). */
+  nmse: number;
+  /** Fraction of positions whose top-1 token matches f32/f32's. */
+  top1: number;
+  /** Perplexity of the tokens over f32/f32's. */
+  perplexityRatio: number;
+}
+
+/** What {@linkcode runPrecisionAxis} needs. */
+export interface PrecisionOptions {
+  /** Shapes to run. */
+  shapes: { name: string; config: LlamaConfig }[];
+  /** Backends to run. */
+  backends: ("cpu" | "webgpu")[];
+  /** The device, when WebGPU runs. */
+  gpu?: Gpu;
+  /** Fewer repetitions and tokens. */
+  quick: boolean;
+  /** Progress lines. */
+  progress(line: string): void;
+}
+
+/**
+ * Runs every precision pair on every shape and backend.
+ *
+ * @example
+ * ```ts ignore
+ * const cells = await runPrecisionAxis({ shapes, backends: ["cpu"], quick: true, progress: console.error });
+ * ```
+ */
+export async function runPrecisionAxis(options: PrecisionOptions): Promise<PrecisionCell[]> {
+  const { quick, progress } = options;
+  const cells: PrecisionCell[] = [];
+  // --quick: the first shape only, to keep the quick bench near a minute.
+  for (const { name, config } of quick ? options.shapes.slice(0, 1) : options.shapes) {
+    const context = Math.min(quick ? 32 : (config.dim >= 512 ? 256 : 64), config.maxSeqLen - 40);
+    const rng = new Rng(7);
+    const tokens = Array.from({ length: context + 1 }, () => rng.nextUint32() % config.vocabSize);
+    const accuracyTokens = tokens.slice(0, quick ? 17 : 33);
+    const f32Weights = randomStoredWeights(config, 1, "f32");
+    const kvPerPositionF32 = 2 * config.nLayers * config.nKvHeads * headDim(config) * 4;
+    const f32Bytes = storedWeightBytes(config, "f32") + kvPerPositionF32 * context;
+    for (const weights of TENSOR_FORMATS) {
+      const stored = weights === "f32" ? f32Weights : randomStoredWeights(config, 1, weights);
+      for (const kv of KV_FORMATS) {
+        const kvBytesPerPosition = kvPerPositionF32 / 4 * bytesPerValue(kv);
+        const weightBytes = storedWeightBytes(config, weights);
+        const bytesPerToken = weightBytes + kvBytesPerPosition * context;
+        let accuracy = { nmse: 0, top1: 1, perplexityRatio: 1 };
+        if (weights !== "f32" || kv !== "f32") {
+          const report = await measureAccuracy(
+            new CpuDecoder(config, stored, { kvCache: kv }),
+            new CpuDecoder(config, f32Weights),
+            accuracyTokens,
+          );
+          accuracy = {
+            nmse: report.meanNmse,
+            top1: report.top1Agreement,
+            perplexityRatio: report.perplexity / report.referencePerplexity,
+          };
+        }
+        for (const backend of options.backends) {
+          const cell: PrecisionCell = {
+            shape: name,
+            backend,
+            weights,
+            kv,
+            context,
+            weightBytes,
+            kvBytesPerPosition,
+            bytesPerToken,
+            bytesRatio: f32Bytes / bytesPerToken,
+            ...accuracy,
+          };
+          try {
+            const times = backend === "cpu"
+              ? timeCpu(new CpuDecoder(config, stored, { kvCache: kv }), tokens, quick)
+              : await timeGpu(options.gpu!, config, stored, kv, tokens, quick);
+            times.sort((a, b) => a - b);
+            cell.msPerToken = times[Math.floor(times.length / 2)];
+            cell.spread = [times[0], times[times.length - 1]];
+          } catch (error) {
+            cell.skipped = error instanceof Error ? error.message : String(error);
+          }
+          cells.push(cell);
+          progress(
+            `precision ${name} ${backend} weights ${weights} kv ${kv}: ${
+              cell.msPerToken?.toFixed(2) ?? "skipped"
+            } ms/token, NMSE ${accuracy.nmse.toExponential(1)}`,
+          );
+        }
+      }
+    }
+  }
+  for (const cell of cells) {
+    const base = cells.find((c) =>
+      c.shape === cell.shape && c.backend === cell.backend && c.weights === "f32" && c.kv === "f32"
+    );
+    if (base?.msPerToken && cell.msPerToken) cell.speedup = base.msPerToken / cell.msPerToken;
+  }
+  return cells;
+}
+
+/** ms/token of repeated 8-token decode runs at positions `context..`, after one prefill. */
+function timeCpu(decoder: CpuDecoder, tokens: number[], quick: boolean): number[] {
+  const context = tokens.length - 1;
+  const steps = 8;
+  for (let pos = 0; pos < context; pos++) decoder.forwardSync(tokens[pos], pos);
+  decoder.forwardSync(tokens[context], context); // warm-up
+  const times: number[] = [];
+  for (let rep = 0; rep < (quick ? 2 : 5); rep++) {
+    const start = performance.now();
+    for (let i = 0; i < steps; i++) decoder.forwardSync(tokens[i % tokens.length], context + i);
+    times.push((performance.now() - start) / steps);
+  }
+  return times;
+}
+
+/** ms/token of GPU-resident greedy runs from the context (prefill not counted). */
+async function timeGpu(
+  gpu: Gpu,
+  config: LlamaConfig,
+  stored: Awaited<ReturnType<typeof randomStoredWeights>>,
+  kv: KvFormat,
+  tokens: number[],
+  quick: boolean,
+): Promise<number[]> {
+  const decoder: Decoder = await GpuDecoder.create(gpu, config, stored, { kvCache: kv });
+  const steps = 16;
+  try {
+    const prompt = tokens.slice(0, -1);
+    await decoder.generate!(prompt, 2); // warm-up: compiles the prefill plans
+    const times: number[] = [];
+    for (let rep = 0; rep < (quick ? 2 : 5); rep++) {
+      const run = await decoder.generate!(prompt, steps);
+      times.push(run.decodeMs / (steps - 1));
+    }
+    return times;
+  } finally {
+    decoder.destroy?.();
+  }
+}
+
+const fmt = (n: number | undefined, digits = 2) => n === undefined ? "" : n.toFixed(digits);
+const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 3 : 1);
+
+/**
+ * The precision table as Markdown: one row per shape, backend and precision pair.
+ *
+ * @example
+ * ```ts ignore
+ * await Deno.writeTextFile("precision.md", precisionMarkdown(cells));
+ * ```
+ */
+export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
+  const lines = [
+    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 | bytes ratio | weights MiB | KV KiB/position | logit NMSE | top-1 | perplexity ratio |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const c of cells) {
+    const time = c.msPerToken === undefined
+      ? `not run: ${c.skipped}`
+      : `${fmt(c.msPerToken)} (${fmt(c.spread![0])}–${fmt(c.spread![1])})`;
+    lines.push(
+      `| ${c.shape} | ${c.backend} | ${c.weights} | ${c.kv} | ${time} | ${
+        c.speedup ? `${fmt(c.speedup)}x` : ""
+      } | ${fmt(c.bytesRatio)}x | ${mib(c.weightBytes)} | ${
+        fmt(c.kvBytesPerPosition / 1024, 1)
+      } | ${c.nmse === 0 ? "0" : c.nmse.toExponential(1)} | ${fmt(c.top1, 3)} | ${
+        fmt(c.perplexityRatio, 4)
+      } |`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Speed against accuracy, one point per precision pair: x the logit NMSE against f32 (log
+ * scale; f32/f32 at the left edge), y the speedup against f32; one panel per shape and
+ * backend.
+ *
+ * @example
+ * ```ts ignore
+ * await Deno.writeTextFile("precision.svg", precisionChart(cells));
+ * ```
+ */
+export function precisionChart(cells: readonly PrecisionCell[]): string {
+  const panels = [...new Set(cells.map((c) => `${c.shape} · ${c.backend}`))];
+  const [w, h, pad] = [360, 240, 48];
+  const width = Math.max(1, panels.length) * w;
+  const colors: Record<TensorFormat, string> = {
+    f32: "#444444",
+    f16: "#1f77b4",
+    q8_0: "#2ca02c",
+    q4_0: "#d62728",
+  };
+  const shapesOf: Record<KvFormat, (x: number, y: number, color: string) => string> = {
+    f32: (x, y, c) => `<circle cx="${x}" cy="${y}" r="5" fill="${c}"/>`,
+    f16: (x, y, c) => `<rect x="${x - 4.5}" y="${y - 4.5}" width="9" height="9" fill="${c}"/>`,
+    q8_0: (x, y, c) =>
+      `<path d="M${x} ${y - 6}L${x + 6} ${y + 5}L${x - 6} ${y + 5}Z" fill="${c}"/>`,
+  };
+  const nmses = cells.filter((c) => c.nmse > 0).map((c) => Math.log10(c.nmse));
+  const [lo, hi] = [Math.floor(Math.min(-8, ...nmses)) - 1, Math.ceil(Math.max(-1, ...nmses))];
+  const parts: string[] = [];
+  panels.forEach((panel, p) => {
+    const ox = p * w;
+    const mine = cells.filter((c) => `${c.shape} · ${c.backend}` === panel && c.speedup);
+    const maxSpeedup = Math.max(1.5, ...mine.map((c) => c.speedup!)) * 1.1;
+    const x = (c: PrecisionCell) =>
+      ox + pad + ((c.nmse > 0 ? Math.log10(c.nmse) : lo) - lo) / (hi - lo) * (w - 2 * pad);
+    const y = (s: number) => h - pad - s / maxSpeedup * (h - 2 * pad);
+    parts.push(
+      `<text x="${ox + w / 2}" y="18" text-anchor="middle" font-weight="bold">${panel}</text>`,
+      `<line x1="${ox + pad}" y1="${h - pad}" x2="${ox + w - pad}" y2="${h - pad}" stroke="#888"/>`,
+      `<line x1="${ox + pad}" y1="${pad}" x2="${ox + pad}" y2="${h - pad}" stroke="#888"/>`,
+      `<line x1="${ox + pad}" y1="${y(1)}" x2="${ox + w - pad}" y2="${
+        y(1)
+      }" stroke="#ccc" stroke-dasharray="4 3"/>`,
+      `<text x="${ox + pad - 4}" y="${y(1) + 4}" text-anchor="end">1x</text>`,
+      `<text x="${ox + pad - 4}" y="${pad + 4}" text-anchor="end">${fmt(maxSpeedup, 1)}x</text>`,
+      `<text x="${ox + pad}" y="${h - pad + 16}">${lo === Math.floor(lo) ? "f32" : ""}</text>`,
+      `<text x="${ox + w - pad}" y="${h - pad + 16}" text-anchor="end">1e${hi}</text>`,
+      `<text x="${ox + w / 2}" y="${h - 8}" text-anchor="middle">logit NMSE vs f32 (log)</text>`,
+    );
+    for (const c of mine) parts.push(shapesOf[c.kv](x(c), y(c.speedup!), colors[c.weights]));
+  });
+  const legend = [
+    ...TENSOR_FORMATS.map((f, i) =>
+      `<circle cx="${20 + i * 90}" cy="${h + 14}" r="5" fill="${colors[f]}"/><text x="${
+        30 + i * 90
+      }" y="${h + 18}">weights ${f}</text>`
+    ),
+    ...KV_FORMATS.map((f, i) =>
+      `${shapesOf[f](400 + i * 90, h + 14, "#888")}<text x="${410 + i * 90}" y="${
+        h + 18
+      }">KV ${f}</text>`
+    ),
+  ];
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
+    h + 30
+  }" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>${
+    parts.join("")
+  }${legend.join("")}</svg>\n`;
+}
