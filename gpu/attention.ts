@@ -22,6 +22,7 @@ import {
   WGSL_LOWEST,
 } from "./kernel.ts";
 import { checkInteger } from "../reference/_checks.ts";
+import type { KvFormat } from "../reference/kv_cache.ts";
 import { STATE, stateBinding } from "./state.ts";
 
 const WG = 64;
@@ -44,14 +45,33 @@ function workgroupFloats(heads: number, headDim: number): number {
   return heads * (headDim + CHUNK + 2 * WG);
 }
 
+/** WGSL reading value `i` of a cache stored in `format` (see `kvCacheWords` in kv_cache.ts). */
+function cacheLoad(name: string, format: KvFormat): string {
+  if (format === "f32") return `fn load_${name}(i: u32) -> f32 { return ${name}[i]; }`;
+  if (format === "f16") {
+    return `fn load_${name}(i: u32) -> f32 {
+  let pair = unpack2x16float(${name}[i >> 1u]);
+  return select(pair.x, pair.y, (i & 1u) == 1u);
+}`;
+  }
+  return `fn load_${name}(i: u32) -> f32 {
+  let q = extractBits(i32(${name}[i >> 2u]), (i & 3u) * 8u, 8u);
+  return f32(q) * bitcast<f32>(${name}[KV_SCALES + (i >> 5u)]);
+}`;
+}
+
 function attentionWgsl(
   headsPerGroup: number,
   headsPerWorkgroup: number,
   headDim: number,
   splits: number,
+  format: KvFormat = "f32",
 ): string {
   const g = headsPerWorkgroup;
-  return /* wgsl */ `
+  const cacheType = format === "f32" ? "f32" : "u32";
+  return /* wgsl */ `${format === "q8_0" ? "override KV_SCALES: u32;" : ""}
+${cacheLoad("keyCache", format)}
+${cacheLoad("valueCache", format)}
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
 override HEAD_DIM: u32;
@@ -64,8 +84,8 @@ const CHUNK: u32 = ${CHUNK}u;                         // key positions per step
 const DPT: u32 = ${Math.ceil(headDim / WG)}u;         // output features per invocation
 const SPLITS: u32 = ${splits}u;                       // workgroups sharing one head's keys
 @group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> keyCache: array<f32>;
-@group(0) @binding(2) var<storage, read> valueCache: array<f32>;
+@group(0) @binding(1) var<storage, read> keyCache: array<${cacheType}>;
+@group(0) @binding(2) var<storage, read> valueCache: array<${cacheType}>;
 ${stateBinding(3)}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 var<workgroup> qScaled: array<f32, ${g * headDim}>;
@@ -110,7 +130,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (t <= last) {
         let kBase = t * kvDim + kvBase;
         for (var d = 0u; d < HEAD_DIM; d++) {
-          let k = keyCache[kBase + d];
+          let k = load_keyCache(kBase + d);
           for (var h = 0u; h < G; h++) { score[h] += qScaled[h * HEAD_DIM + d] * k; }
         }
         for (var h = 0u; h < G; h++) { localMax[h] = max(localMax[h], score[h]); }
@@ -152,7 +172,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let d = lid + k * WG;
       if (d < HEAD_DIM) {
         for (var j = 0u; j < count; j++) {
-          let v = valueCache[(start + j) * kvDim + kvBase + d];
+          let v = load_valueCache((start + j) * kvDim + kvBase + d);
           for (var h = 0u; h < G; h++) { acc[h * DPT + k] += weights[h * CHUNK + j] * v; }
         }
       }
@@ -212,6 +232,10 @@ export interface AttentionKernelShape {
   nKvHeads: number;
   /** Features per head. */
   headDim: number;
+  /** How the caches store keys and values (f32 by default; `kvCacheWords` in kv_cache.ts). */
+  kvFormat?: KvFormat;
+  /** Positions each cache holds: needed for Q8_0, whose scales follow the quants. */
+  maxSeqLen?: number;
   /**
    * Workgroups that split each head's keys between them (a second pass merges them). By
    * default enough for 4 workgroups in all (at most 8 splits): few K/V heads (MQA) otherwise
@@ -266,17 +290,29 @@ export async function attentionKernel(
   const tiles = Math.ceil(group / headsPerWorkgroup);
   const splits = shape.splits ?? Math.min(8, Math.ceil(MIN_WORKGROUPS / (nKvHeads * tiles * rows)));
   checkInteger(`${name}: splits`, splits);
-  const constants = {
+  const kvFormat = shape.kvFormat ?? "f32";
+  const constants: Record<string, number> = {
     N_HEADS: nHeads,
     N_KV_HEADS: nKvHeads,
     HEAD_DIM: headDim,
     SCALE: 1 / Math.sqrt(headDim),
   };
+  if (kvFormat === "q8_0") {
+    if (shape.maxSeqLen === undefined) {
+      throw new GpuError(
+        name,
+        "maxSeqLen: needed for a q8_0 KV cache (its scales follow the quants)",
+      );
+    }
+    constants.KV_SCALES = shape.maxSeqLen * nKvHeads * headDim / 4;
+  }
   const names = ["q", "keyCache", "valueCache", "state", "out"] as const;
   const main = await compileKernel(
     gpu,
-    `${name}${splits > 1 ? ` split ${splits}` : ""}`,
-    attentionWgsl(group, headsPerWorkgroup, headDim, splits),
+    `${name}${kvFormat === "f32" ? "" : ` ${kvFormat} cache`}${
+      splits > 1 ? ` split ${splits}` : ""
+    }`,
+    attentionWgsl(group, headsPerWorkgroup, headDim, splits, kvFormat),
     constants,
     names,
     [nKvHeads * tiles, splits, rows],

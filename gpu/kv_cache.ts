@@ -5,8 +5,11 @@
  *
  * @module
  */
-import type { Gpu } from "./device.ts";
+import { type Gpu, GpuError } from "./device.ts";
 import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import type { KvFormat } from "../reference/kv_cache.ts";
+import { toF16 } from "../reference/f16.ts";
+import { dequantize, QUANT_BLOCK, quantize } from "../reference/quantize.ts";
 import { STATE, stateBinding } from "./state.ts";
 import { BATCH_ROW, batchRowsBinding } from "./batch_rows.ts";
 
@@ -33,6 +36,117 @@ export interface KvAppendShape {
   kvDim: number;
   /** Positions each cache holds. */
   maxSeqLen: number;
+  /** How the cache stores keys and values (f32 by default; see {@linkcode kvCacheWords}). */
+  format?: KvFormat;
+}
+
+/**
+ * 32-bit words of one layer's key (or value) cache in `format`: f32 one per value; f16 two
+ * values per word (low half first); Q8_0 the int8 quants, four per word, position after
+ * position, then one word per 32-value block holding its f16-rounded scale as an f32 (so two
+ * blocks never share a word: each append invocation owns its block). Q8_0 needs `kvDim` a
+ * multiple of 32.
+ *
+ * @example
+ * ```ts
+ * import { kvCacheWords } from "./kv_cache.ts";
+ * if (kvCacheWords("q8_0", 4, 64) !== 4 * 64 / 4 + 4 * 2) throw new Error("wrong");
+ * ```
+ */
+export function kvCacheWords(format: KvFormat, maxSeqLen: number, kvDim: number): number {
+  const values = maxSeqLen * kvDim;
+  if (format === "f32") return values;
+  if (kvDim % (format === "f16" ? 2 : QUANT_BLOCK) !== 0) {
+    throw new GpuError(
+      `KV cache ${format}`,
+      `kvDim: expected a multiple of ${format === "f16" ? 2 : QUANT_BLOCK}, got ${kvDim}`,
+    );
+  }
+  return format === "f16" ? values / 2 : values / 4 + values / QUANT_BLOCK;
+}
+
+/**
+ * A cache's contents `(maxSeqLen, kvDim)` in the GPU layout of `format` (for uploads and
+ * tests): each position quantized as the reference `KvCache` does.
+ *
+ * @example
+ * ```ts
+ * import { packKvCache } from "./kv_cache.ts";
+ * if (packKvCache(new Float32Array([1, 2]), "f16", 2)[0] !== (0x4000 << 16 | 0x3c00)) throw new Error("wrong");
+ * ```
+ */
+export function packKvCache(values: Float32Array, format: KvFormat, kvDim: number): Uint32Array {
+  const maxSeqLen = values.length / kvDim;
+  const words = new Uint32Array(kvCacheWords(format, maxSeqLen, kvDim));
+  if (format === "f32") return new Uint32Array(values.slice().buffer);
+  if (format === "f16") {
+    const halves = toF16(values);
+    for (let i = 0; i < words.length; i++) words[i] = halves[2 * i] | (halves[2 * i + 1] << 16);
+    return words;
+  }
+  const bytes = new Uint8Array(words.buffer);
+  const scales = new Float32Array(words.buffer, values.length, values.length / QUANT_BLOCK);
+  const blocks = quantize(values, "q8_0");
+  for (let b = 0; b < values.length / QUANT_BLOCK; b++) {
+    const block = blocks.subarray(b * 34, b * 34 + 34);
+    bytes.set(block.subarray(2), b * QUANT_BLOCK);
+    scales[b] = dequantize(Uint8Array.of(block[0], block[1], 0, 0), "f16", 2)[0];
+  }
+  return words;
+}
+
+function appendWgsl(format: KvFormat): string {
+  if (format === "f32") return WGSL;
+  const bindings = `override KV_DIM: u32;
+override MAX_SEQ: u32;
+@group(0) @binding(0) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> v: array<f32>;
+@group(0) @binding(2) var<storage, read_write> keyCache: array<u32>;
+@group(0) @binding(3) var<storage, read_write> valueCache: array<u32>;
+${stateBinding(4)}`;
+  if (format === "f16") {
+    // Invocation i writes values 2i and 2i + 1: one word, no sharing.
+    return elementwiseWgsl(
+      bindings,
+      `let first = 2u * i;
+  let pos = state[${STATE.pos}u] + first / KV_DIM;
+  if (pos >= MAX_SEQ) { return; }
+  let at = (pos * KV_DIM + first % KV_DIM) / 2u;
+  keyCache[at] = pack2x16float(vec2<f32>(k[first], k[first + 1u]));
+  valueCache[at] = pack2x16float(vec2<f32>(v[first], v[first + 1u]));`,
+    );
+  }
+  // Q8_0: invocation i quantizes block i of the new rows, as ggml does (scale max|x|/127,
+  // rounding half away from zero), the scale stored f16-rounded.
+  return elementwiseWgsl(
+    bindings + `
+fn quantizeBlock(src: u32, dst: u32, isKey: bool) {
+  var amax = 0.0;
+  for (var j = 0u; j < 32u; j++) {
+    amax = max(amax, abs(select(v[src + j], k[src + j], isKey)));
+  }
+  let d = amax / 127.0;
+  let inverse = select(0.0, 1.0 / d, d != 0.0);
+  for (var w = 0u; w < 8u; w++) {
+    var word = 0u;
+    for (var b = 0u; b < 4u; b++) {
+      let x = select(v[src + 4u * w + b], k[src + 4u * w + b], isKey) * inverse;
+      let q = i32(sign(x) * floor(abs(x) + 0.5));
+      word = word | ((u32(q) & 255u) << (8u * b));
+    }
+    if (isKey) { keyCache[dst / 4u + w] = word; } else { valueCache[dst / 4u + w] = word; }
+  }
+  let scale = bitcast<u32>(quantizeToF16(d));
+  let scaleAt = MAX_SEQ * KV_DIM / 4u + dst / 32u;
+  if (isKey) { keyCache[scaleAt] = scale; } else { valueCache[scaleAt] = scale; }
+}`,
+    `let first = 32u * i;
+  let pos = state[${STATE.pos}u] + first / KV_DIM;
+  if (pos >= MAX_SEQ) { return; }
+  let dst = pos * KV_DIM + first % KV_DIM;
+  quantizeBlock(first, dst, true);
+  quantizeBlock(first, dst, false);`,
+  );
 }
 
 /**
@@ -49,12 +163,14 @@ export function kvAppendKernel(
   gpu: Gpu,
   shape: KvAppendShape,
 ): Promise<Kernel<"k" | "v" | "keyCache" | "valueCache" | "state">> {
-  const { rows, kvDim, maxSeqLen } = shape;
+  const { rows, kvDim, maxSeqLen, format = "f32" } = shape;
+  kvCacheWords(format, 1, kvDim); // checks kvDim against the format
+  const perInvocation = format === "f32" ? 1 : format === "f16" ? 2 : QUANT_BLOCK;
   return compileElementwise(
     gpu,
-    `kvAppend ${rows}x${kvDim}`,
-    WGSL,
-    rows * kvDim,
+    `kvAppend ${format} ${rows}x${kvDim}`,
+    appendWgsl(format),
+    rows * kvDim / perInvocation,
     ["k", "v", "keyCache", "valueCache", "state"],
     { KV_DIM: kvDim, MAX_SEQ: maxSeqLen },
   );

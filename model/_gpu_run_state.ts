@@ -1,5 +1,7 @@
 // What a WebGPU forward pass works in, as llama2.c's `RunState`: the activations of up to
 // `rows` tokens, the KV cache, and the token and position bookkeeping.
+import { kvCacheWords } from "../gpu/kv_cache.ts";
+import type { KvFormat } from "../reference/kv_cache.ts";
 import { headDim, type LlamaConfig } from "./config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { STATE_BYTES } from "../gpu/state.ts";
@@ -72,14 +74,20 @@ export function createActivations(
   };
 }
 
-/** Allocates the run state for forward passes of up to `rows` tokens. */
-export function createRunState(gpu: Gpu, config: LlamaConfig, rows: number): GpuRunState {
+/** Allocates the run state for forward passes of up to `rows` tokens, the KV cache in `kvFormat`. */
+export function createRunState(
+  gpu: Gpu,
+  config: LlamaConfig,
+  rows: number,
+  kvFormat: KvFormat = "f32",
+): GpuRunState {
   const { maxSeqLen, nLayers } = config;
   const kvDim = config.nKvHeads * headDim(config);
+  const words = kvCacheWords(kvFormat, maxSeqLen, kvDim);
   const perLayer = (label: string) =>
     Array.from(
       { length: nLayers },
-      (_, l) => gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].${label}`),
+      (_, l) => gpu.createBuffer(words * 4, `layers[${l}].${label}`),
     );
   return {
     act: createActivations(gpu, config, rows),

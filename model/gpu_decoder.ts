@@ -38,6 +38,7 @@ import { argmaxKernel } from "../gpu/sampling.ts";
 import { stateWords } from "../gpu/state.ts";
 import { siluMulKernel } from "../gpu/swiglu.ts";
 import { ropeTable } from "../reference/rope.ts";
+import type { KvFormat } from "../reference/kv_cache.ts";
 
 /**
  * LLaMA on WebGPU.
@@ -66,8 +67,15 @@ export class GpuDecoder implements Decoder {
       rmsNormKernel(gpu, { rows, dim, eps }),
       ropeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
       ropeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
-      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen }),
-      attentionKernel(gpu, { rows, nHeads, nKvHeads, headDim: hd }),
+      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen, format: this.kvFormat }),
+      attentionKernel(gpu, {
+        rows,
+        nHeads,
+        nKvHeads,
+        headDim: hd,
+        kvFormat: this.kvFormat,
+        maxSeqLen,
+      }),
       addKernel(gpu, rows * dim),
       siluMulKernel(gpu, rows * hiddenDim),
     ]);
@@ -111,6 +119,8 @@ export class GpuDecoder implements Decoder {
   readonly config: LlamaConfig;
   /** Whether keys and values are cached (false: the prefix is recomputed every step). */
   readonly kvCache: boolean;
+  /** Format of the cached keys and values. */
+  readonly kvFormat: KvFormat;
   /** The device. */
   readonly gpu: Gpu;
   /** Bytes of weights resident on the GPU. */
@@ -134,18 +144,13 @@ export class GpuDecoder implements Decoder {
   ) {
     this.gpu = gpu;
     this.config = config;
-    if (typeof options.kvCache === "string" && checkKvFormat(options.kvCache) !== "f32") {
-      throw new RangeError(
-        `GpuDecoder: KV cache ${options.kvCache}: only an f32 KV cache runs on WebGPU so far ` +
-          `(the CPU reference runs f16 and q8_0)`,
-      );
-    }
     this.kvCache = options.kvCache !== false;
+    this.kvFormat = typeof options.kvCache === "string" ? checkKvFormat(options.kvCache) : "f32";
     const { maxSeqLen } = config;
     this.#maxRows = this.kvCache ? Math.min(options.maxPrefillRows ?? 64, maxSeqLen) : maxSeqLen;
     this.#weights = uploadWeights(gpu, config, weights, options.maxBindingBytes);
     this.weightBytes = this.#weights.bytes;
-    this.#run = createRunState(gpu, config, this.#maxRows);
+    this.#run = createRunState(gpu, config, this.#maxRows, this.kvFormat);
     this.#ropeTable = gpu.upload(
       ropeTable(headDim(config), maxSeqLen, config.ropeTheta),
       "ropeTable",

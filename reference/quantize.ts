@@ -220,7 +220,10 @@ export function matvecQuantized(
   const halves = format === "f16"
     ? new Uint16Array(aligned.buffer, aligned.byteOffset, outDim * inDim)
     : undefined;
-  if (halves) f16Table ??= fromF16(Uint16Array.from({ length: 65536 }, (_, i) => i));
+  f16Table ??= fromF16(Uint16Array.from({ length: 65536 }, (_, i) => i));
+  const signed = format === "q8_0"
+    ? new Int8Array(w.buffer, w.byteOffset, w.byteLength)
+    : undefined;
   for (let r = 0; r < outDim; r++) {
     const rowStart = r * rowBytes;
     if (floats) {
@@ -229,10 +232,26 @@ export function matvecQuantized(
       const table = f16Table!;
       for (let c = 0; c < inDim; c++) row[c] = table[halves[r * inDim + c]];
     } else {
-      const decode = format === "q8_0" ? dequantizeBlockQ8_0 : dequantizeBlockQ4_0;
+      // Each block's sum of quant·x, then times its scale: q·d is exact in float32 (at most
+      // 8 + 11 significant bits), so this is the dequantized product summed in f64.
+      let sum = 0;
       for (let b = 0; b < inDim / QUANT_BLOCK; b++) {
-        decode(w, rowStart + b * BLOCK_BYTES[format], row, b * QUANT_BLOCK);
+        const at = rowStart + b * BLOCK_BYTES[format];
+        const d = f16Table![w[at] | (w[at + 1] << 8)];
+        const x0 = b * QUANT_BLOCK;
+        let blockSum = 0;
+        if (format === "q8_0") {
+          for (let j = 0; j < QUANT_BLOCK; j++) blockSum += signed![at + 2 + j] * x[x0 + j];
+        } else {
+          for (let j = 0; j < QUANT_BLOCK / 2; j++) {
+            const byte = w[at + 2 + j];
+            blockSum += ((byte & 15) - 8) * x[x0 + j] + ((byte >> 4) - 8) * x[x0 + 16 + j];
+          }
+        }
+        sum += d * blockSum;
       }
+      out[r] = sum;
+      continue;
     }
     let sum = 0;
     for (let c = 0; c < inDim; c++) sum += row[c] * x[c];
