@@ -29,7 +29,13 @@ import { softmaxKernel } from "./softmax.ts";
 import { createState, STATE_WORDS, stateWords } from "./state.ts";
 import { siluMulKernel } from "./swiglu.ts";
 import { BATCH_ATTENTION_PAIR, BATCH_ROPE_PAIR, KV_SCATTER_PAIR } from "./_batch_pairs.ts";
-import { MATMUL_F16_PAIR, MATMUL_Q4_0_PAIR, MATMUL_Q8_0_PAIR } from "./_quant_pairs.ts";
+import {
+  ATTENTION_F16_PAIR,
+  ATTENTION_Q8_0_PAIR,
+  MATMUL_F16_PAIR,
+  MATMUL_Q4_0_PAIR,
+  MATMUL_Q8_0_PAIR,
+} from "./_quant_pairs.ts";
 import { add } from "../reference/add.ts";
 import { type AttentionShape, cachedAttention } from "../reference/attention.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -586,4 +592,6 @@ export const KERNEL_PAIRS: readonly AnyKernelPair[] = [
   MATMUL_F16_PAIR,
   MATMUL_Q8_0_PAIR,
   MATMUL_Q4_0_PAIR,
+  ATTENTION_F16_PAIR,
+  ATTENTION_Q8_0_PAIR,
 ];

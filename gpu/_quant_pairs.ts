@@ -1,8 +1,9 @@
 /**
- * Registry entries of the low-precision weight kernels (see `_pairs.ts`): matvec/matmul over
- * f16 (`unpack2x16float` everywhere, `f16` arithmetic where the device has `shader-f16`), Q8_0
- * and Q4_0 weights, each against `matvecQuantized`, which dequantizes the same bytes and
- * accumulates in f64.
+ * Registry entries of the low-precision kernels (see `_pairs.ts`): matvec/matmul over f16
+ * (`unpack2x16float` everywhere, `f16` arithmetic where the device has `shader-f16`), Q8_0 and
+ * Q4_0 weights, each against `matvecQuantized`, which dequantizes the same bytes and
+ * accumulates in f64; and attention over an f16 or Q8_0 KV cache against the reference
+ * attention over the values a `KvCache` in that format holds.
  *
  * No Deno APIs: this module runs in a browser too.
  *
@@ -11,6 +12,11 @@
 import { type KernelPair, type PairBuffers, PRODUCT } from "./_pair.ts";
 import type { Gpu } from "./device.ts";
 import { type GpuWeightFormat, packMatrix, quantMatmulDispatches } from "./matmul_quant.ts";
+import { attentionKernel } from "./attention.ts";
+import { packKvCache } from "./kv_cache.ts";
+import { createState } from "./state.ts";
+import { cachedAttention } from "../reference/attention.ts";
+import { KvCache } from "../reference/kv_cache.ts";
 import { formatBytes, matvecQuantized, quantize } from "../reference/quantize.ts";
 import { Rng } from "../reference/random.ts";
 
@@ -89,7 +95,7 @@ function quantMatmulPair(
 const BLOCK_SHAPES: QuantMatmulPairShape[] = [
   { rows: 1, outDim: 1, inDim: 32 },
   { rows: 1, outDim: 7, inDim: 96 },
-  { rows: 1, outDim: 257, inDim: 4096 },
+  { rows: 1, outDim: 65, inDim: 1024 },
   { rows: 1, outDim: 768, inDim: 288 },
   { rows: 1, outDim: 288, inDim: 768 },
   { rows: 7, outDim: 33, inDim: 256 },
@@ -113,3 +119,88 @@ export const MATMUL_Q4_0_PAIR: KernelPair<QuantMatmulPairShape, Inputs> = quantM
   "q4_0",
   BLOCK_SHAPES,
 );
+
+/** Shape of attention over a quantized KV cache. */
+export interface QuantAttentionPairShape {
+  rows: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  pos: number;
+}
+
+type AttentionInputs = { q: Float32Array; keys: Float32Array; values: Float32Array };
+
+function quantAttentionPair(
+  format: "f16" | "q8_0",
+): KernelPair<QuantAttentionPairShape, AttentionInputs> {
+  const maxSeqLen = (s: QuantAttentionPairShape) => s.pos + s.rows + 3;
+  const kvBytes = format === "f16" ? 2 : 36 / 32;
+  return {
+    family: `attention ${format} cache`,
+    kernel: ({ rows }) => `attention ${rows === 1 ? "decode" : "prefill"} ${format} KV`,
+    describe: ({ rows, nHeads, nKvHeads, headDim, pos }) =>
+      `${rows}x${nHeads}/${nKvHeads}x${headDim} at ${pos}`,
+    inputs(shape) {
+      const { rows, nHeads, nKvHeads, headDim } = shape;
+      const rng = new Rng(nHeads * 100 + nKvHeads * 10 + headDim + shape.pos);
+      // The caches hold what a KvCache in the format holds: each position quantized.
+      const cache = new KvCache(
+        { nLayers: 1, maxSeqLen: maxSeqLen(shape), nKvHeads, headDim },
+        format,
+      );
+      const kvDim = nKvHeads * headDim;
+      for (let p = 0; p < maxSeqLen(shape); p++) {
+        cache.write(0, p, rng.uniformArray(kvDim, -2, 2), rng.uniformArray(kvDim));
+      }
+      return {
+        q: rng.uniformArray(rows * nHeads * headDim),
+        keys: cache.keys[0],
+        values: cache.values[0],
+      };
+    },
+    reference: ({ rows, pos, ...shape }, { q, keys, values }) =>
+      cachedAttention(q, keys, values, pos, rows, shape),
+    conformance: [
+      { rows: 1, nHeads: 4, nKvHeads: 4, headDim: 8, pos: 20 },
+      { rows: 1, nHeads: 8, nKvHeads: 2, headDim: 64, pos: 300 },
+      { rows: 7, nHeads: 8, nKvHeads: 4, headDim: 64, pos: 40 },
+    ],
+    bench: { quick: [], full: [{ rows: 1, nHeads: 32, nKvHeads: 4, headDim: 64, pos: 1023 }] },
+    bytes: ({ rows, nHeads, nKvHeads, headDim, pos }) =>
+      4 * 2 * rows * nHeads * headDim + kvBytes * 2 * (pos + rows) * nKvHeads * headDim,
+    flops: ({ rows, nHeads, headDim, pos }) =>
+      4 * nHeads * headDim * (rows * (pos + 1) + rows * (rows - 1) / 2),
+    tolerance: PRODUCT,
+    variants: [{
+      name: "default",
+      record: async (gpu, shape, inputs, buffers) => {
+        const { rows, nHeads, nKvHeads, headDim, pos } = shape;
+        const kvDim = nKvHeads * headDim;
+        const kernel = await attentionKernel(gpu, {
+          rows,
+          nHeads,
+          nKvHeads,
+          headDim,
+          kvFormat: format,
+          maxSeqLen: maxSeqLen(shape),
+        });
+        return kernel.bind({
+          q: buffers.input(inputs.q),
+          keyCache: buffers.input(packKvCache(inputs.keys, format, kvDim)),
+          valueCache: buffers.input(packKvCache(inputs.values, format, kvDim)),
+          state: createState(gpu, { pos }),
+          out: buffers.output(inputs.q.length),
+        });
+      },
+    }],
+  };
+}
+
+/** Attention over an f16 KV cache (keys and values unpacked as they are read). */
+export const ATTENTION_F16_PAIR: KernelPair<QuantAttentionPairShape, AttentionInputs> =
+  quantAttentionPair("f16");
+
+/** Attention over a Q8_0 KV cache (dequantized as it is read). */
+export const ATTENTION_Q8_0_PAIR: KernelPair<QuantAttentionPairShape, AttentionInputs> =
+  quantAttentionPair("q8_0");
