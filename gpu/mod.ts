@@ -9,6 +9,7 @@
  * | kernel (`gpu/`)                              | reference (`reference/`)            |
  * | -------------------------------------------- | ----------------------------------- |
  * | `matmulKernel`, `matmulDispatches` (matmul)  | `matmul`, `matvec` (matmul)         |
+ * | `quantMatmulDispatches` (matmul_quant)       | `matvecQuantized` (quantize)        |
  * | `rmsNormKernel` (norm)                       | `rmsNorm` (norm)                    |
  * | `softmaxKernel` (softmax)                    | `softmax` (softmax)                 |
  * | `siluMulKernel` (swiglu)                     | `siluMul` (swiglu)                  |
@@ -16,7 +17,7 @@
  * | `embeddingKernel`, `embeddingDispatches`     | `embedding` (embedding)             |
  * | `ropeKernel` (rope)                          | `ropeRows` (rope)                   |
  * | `batchRopeKernel` (rope)                     | `rope` per row (rope)               |
- * | `kvAppendKernel` (kv_cache)                  | `KvCache.write` (kv_cache)          |
+ * | `kvAppendKernel` (kv_cache; f32, f16, Q8_0)  | `KvCache.write` (kv_cache)          |
  * | `kvScatterKernel` (kv_cache)                 | `PagedKvCache.write` (paged_kv_cache) |
  * | `attentionKernel` (attention)                | `cachedAttention` (attention)       |
  * | `batchAttentionKernel` (batch_attention)     | `pagedAttention`, `slidingWindowAttention` |
@@ -53,6 +54,7 @@ export * from "./embedding.ts";
 export * from "./kernel.ts";
 export * from "./kv_cache.ts";
 export * from "./matmul.ts";
+export * from "./matmul_quant.ts";
 export * from "./norm.ts";
 export * from "./rope.ts";
 export * from "./softmax.ts";
