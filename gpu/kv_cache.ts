@@ -8,6 +8,8 @@
 import { type Gpu, GpuError } from "./device.ts";
 import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
 import type { KvFormat } from "../reference/kv_cache.ts";
+
+export type { KvFormat };
 import { toF16 } from "../reference/f16.ts";
 import { dequantize, QUANT_BLOCK, quantize } from "../reference/quantize.ts";
 import { STATE, stateBinding } from "./state.ts";

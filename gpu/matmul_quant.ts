@@ -16,10 +16,10 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { QUANT_BLOCK, type TensorFormat } from "../reference/quantize.ts";
+import { QUANT_BLOCK } from "../reference/quantize.ts";
 
 /** Weight formats these kernels read (f32 weights use `matmul.ts`). */
-export type GpuWeightFormat = Exclude<TensorFormat, "f32">;
+export type GpuWeightFormat = "f16" | "q8_0" | "q4_0";
 
 /** A weight matrix in a {@linkcode GpuWeightFormat}'s GPU layout, on the CPU. */
 export interface PackedMatrix {

@@ -7,7 +7,12 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import { layerTensorSizes, type LayerWeights, type LlamaWeights } from "./weights.ts";
+import {
+  type LayerMatrix,
+  layerTensorSizes,
+  type LayerWeights,
+  type LlamaWeights,
+} from "./weights.ts";
 import {
   dequantize,
   formatBytes,
@@ -34,12 +39,11 @@ export interface StoredMatrix {
   bytes: Uint8Array;
 }
 
-/** Per-layer matrices. */
-type MatrixName = "wq" | "wk" | "wv" | "wo" | "w1" | "w2" | "w3";
+type MatrixName = LayerMatrix;
 
 /** One layer's weights: matrices stored, norm weights f32. */
 export type StoredLayer =
-  & { [K in MatrixName]: StoredMatrix }
+  & { [K in LayerMatrix]: StoredMatrix }
   & { attentionNorm: Float32Array; ffnNorm: Float32Array };
 
 /** A model's weights in a storage format. */
