@@ -24,6 +24,7 @@ export * from "./attention.ts";
 export * from "./copy.ts";
 export * from "./device.ts";
 export * from "./embedding.ts";
+export * from "./finite_check.ts";
 export * from "./kernel.ts";
 export * from "./kv_cache.ts";
 export * from "./matmul.ts";

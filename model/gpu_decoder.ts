@@ -8,6 +8,7 @@
  */
 import { headDim, type LlamaConfig } from "./config.ts";
 import { checkPrefill, type Decoder, type DecoderOptions } from "./cpu_decoder.ts";
+import { checkKvCacheFitsMemory } from "./memory.ts";
 import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
@@ -15,6 +16,7 @@ import { argmaxKernel } from "../gpu/argmax.ts";
 import { attentionKernel } from "../gpu/attention.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { embeddingDispatches } from "../gpu/embedding.ts";
+import { finiteCheckKernel, NO_FAULT } from "../gpu/finite_check.ts";
 import { STATE, STATE_WORDS } from "../gpu/kernel.ts";
 import { kvAppendKernel } from "../gpu/kv_cache.ts";
 import { type GpuMatrix, matmulDispatches, uploadMatrix } from "../gpu/matmul.ts";
@@ -22,6 +24,7 @@ import { rmsNormKernel } from "../gpu/rms_norm.ts";
 import { ropeKernel } from "../gpu/rope.ts";
 import { siluMulKernel } from "../gpu/swiglu.ts";
 import { ropeTable } from "../reference/rope.ts";
+import { nonFiniteLogitsError } from "./_logits.ts";
 
 /** Options of {@linkcode GpuDecoder.create}. */
 export interface GpuDecoderOptions extends DecoderOptions {
@@ -95,6 +98,8 @@ export class GpuDecoder implements Decoder {
   readonly #state: GPUBuffer;
   /** Token ids by position: the prompt (recompute mode) and every token chosen on the GPU. */
   readonly #history: GPUBuffer;
+  /** The first position whose logits were not finite during GPU-resident generation. */
+  readonly #fault: GPUBuffer;
   /** Token ids of one prefill chunk (KV-cache mode). */
   readonly #chunkTokens: GPUBuffer;
   readonly #act: Record<
@@ -143,7 +148,9 @@ export class GpuDecoder implements Decoder {
     this.weightBytes = parameterCount(config) * 4;
     this.#ropeTable = gpu.upload(ropeTable(hd, maxSeqLen, config.ropeTheta), "ropeTable");
     this.#state = gpu.createBuffer(STATE_WORDS * 4, "state");
-    this.#history = gpu.createBuffer(maxSeqLen * 4, "history");
+    // One slot more than positions: the last generated token is recorded, never processed.
+    this.#history = gpu.createBuffer((maxSeqLen + 1) * 4, "history");
+    this.#fault = gpu.createBuffer(4, "fault");
     this.#chunkTokens = gpu.createBuffer(this.#maxRows * 4, "chunkTokens");
     const rows = this.#maxRows;
     const buffer = (floats: number, label: string) => gpu.createBuffer(floats * 4, label);
@@ -169,6 +176,8 @@ export class GpuDecoder implements Decoder {
     options: GpuDecoderOptions = {},
   ): Promise<GpuDecoder> {
     checkWeights(config, weights);
+    // Host memory stands in for the adapter's, which WebGPU does not report.
+    checkKvCacheFitsMemory(config, `GpuDecoder: maxSeqLen ${config.maxSeqLen}`);
     const decoder = new GpuDecoder(gpu, config, weights, options);
     await decoder.#plan(1); // compiles the decode pipelines up front
     return decoder;
@@ -241,12 +250,19 @@ export class GpuDecoder implements Decoder {
     return steps;
   }
 
-  /** Argmax (or a Gumbel-max draw) into the state, then the history/position bookkeeping. */
+  /**
+   * The finite check, argmax (or a Gumbel-max draw) into the state, then the history/position
+   * bookkeeping.
+   */
   async #choose(temperature: number, seed: number): Promise<Dispatch[]> {
-    const pick = await argmaxKernel(this.gpu, this.config.vocabSize, { temperature, seed });
+    const { vocabSize } = this.config;
+    const check = await finiteCheckKernel(this.gpu, vocabSize);
+    const pick = await argmaxKernel(this.gpu, vocabSize, { temperature, seed });
     const advance = await advanceKernel(this.gpu, { movePos: this.kvCache });
+    const logits = this.#act.logits;
     return [
-      pick.bind({ logits: this.#act.logits, state: this.#state }),
+      check.bind({ logits, state: this.#state, fault: this.#fault }),
+      pick.bind({ logits, state: this.#state }),
       advance.bind({ state: this.#state, history: this.#history }),
     ];
   }
@@ -335,12 +351,14 @@ export class GpuDecoder implements Decoder {
     if (!Number.isInteger(streamEvery) || streamEvery < 1) {
       throw new RangeError(`streamEvery: expected an integer >= 1, got ${streamEvery}`);
     }
-    if (prompt.length + steps > this.config.maxSeqLen) {
+    // The last token is chosen, not processed: prompt + steps - 1 positions.
+    if (prompt.length + steps - 1 > this.config.maxSeqLen) {
       throw new RangeError(
-        `prompt (${prompt.length}) + steps (${steps}) exceed maxSeqLen ${this.config.maxSeqLen}`,
+        `prompt (${prompt.length}) + steps (${steps}) - 1 exceed maxSeqLen ${this.config.maxSeqLen}`,
       );
     }
     const choose = await this.#choose(temperature, seed);
+    this.gpu.write(this.#fault, Uint32Array.of(NO_FAULT));
     const start = performance.now();
     await this.#submitPrompt(prompt, 0, choose);
     await this.gpu.finish();
@@ -361,6 +379,13 @@ export class GpuDecoder implements Decoder {
         ready - tokens.length,
         prompt.length + tokens.length,
       );
+      const [fault] = await this.gpu.readUint32(this.#fault, 1);
+      if (fault !== NO_FAULT) {
+        // Tokens chosen after the fault came from garbage: keep those before it.
+        const good = Math.max(0, fault + 1 - prompt.length - tokens.length);
+        if (good > 0) onTokens?.(Array.from(ids.subarray(0, good)));
+        throw nonFiniteLogitsError(fault);
+      }
       tokens.push(...ids);
       onTokens?.(Array.from(ids));
     }
@@ -390,6 +415,7 @@ export class GpuDecoder implements Decoder {
         this.#state,
         this.#history,
         this.#chunkTokens,
+        this.#fault,
         ...Object.values(this.#act),
       ]
     ) {

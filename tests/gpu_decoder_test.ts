@@ -81,7 +81,7 @@ gpuTest(
     const expected = await cpu.prefill(TOKENS);
     expect(compare(await decoder.prefill(TOKENS), expected).nmse).toBeLessThanOrEqual(1e-6);
     expect(decoder.weightBytes).toBe(parameterCount(config) * 4);
-    expect(decoder.kvCacheBytes).toBe(cpu.cache.bytes);
+    expect(decoder.kvCacheBytes).toBe(cpu.cache!.bytes);
     await expectSameLogits(config, decoder, new CpuDecoder(config, weights));
     decoder.destroy();
   },
