@@ -34,10 +34,7 @@ export function checkWeightsFitMemory(config: LlamaConfig, what: string): void {
  */
 export function checkKvCacheFitsMemory(config: LlamaConfig, what: string): void {
   const bytes = kvCacheBytes(config);
-  checkFits(
-    bytes,
-    `${what}: maxSeqLen ${config.maxSeqLen}: a KV cache of that many positions needs`,
-  );
+  checkFits(bytes, `${what}: a KV cache of ${config.maxSeqLen} positions needs`);
 }
 
 /** Bytes of a float32 KV cache of `config.maxSeqLen` positions, all layers. */

@@ -44,6 +44,8 @@ export class Tokenizer {
   /** Where the vocabulary came from (a file name): the prefix of every error. */
   readonly source: string;
   #ids = new Map<string, number>();
+  /** Each piece as a map key (see `bytesKey`), by id. */
+  #keys: string[] = [];
   #byteTokens: Int32Array;
 
   /**
@@ -72,6 +74,7 @@ export class Tokenizer {
       }
       longest = Math.max(longest, piece.length);
       const key = bytesKey(piece);
+      this.#keys.push(key);
       if (!this.#ids.has(key)) this.#ids.set(key, id); // first id wins, as llama2.c's sorted lookup
     });
     this.maxPieceBytes = longest;
@@ -171,30 +174,34 @@ export class Tokenizer {
     }
     const encoder = new TextEncoder();
     for (const codePoint of text) {
-      const bytes = encoder.encode(codePoint);
-      const id = this.#ids.get(bytesKey(bytes));
+      // An ASCII character is its own key; others go through their UTF-8 bytes.
+      const bytes = codePoint.charCodeAt(0) < 0x80 ? undefined : encoder.encode(codePoint);
+      const id = this.#ids.get(bytes ? bytesKey(bytes) : codePoint);
       if (id !== undefined) {
         symbols.push(id);
         continue;
       }
-      for (const byte of bytes) {
-        const byteToken = this.#byteTokens[byte];
-        if (byteToken < 0) {
-          throw new RangeError(
-            `${this.source}: cannot encode ${
-              JSON.stringify(codePoint)
-            }: no piece and no byte-fallback token <0x${
-              byte.toString(16).toUpperCase().padStart(2, "0")
-            }>`,
-          );
-        }
-        symbols.push(byteToken);
+      if (!bytes) {
+        symbols.push(this.#byteToken(codePoint.charCodeAt(0), codePoint));
+        continue;
       }
+      for (const byte of bytes) symbols.push(this.#byteToken(byte, codePoint));
     }
     const tokens = this.#merge(symbols);
     if (bos) tokens.unshift(BOS);
     if (eos) tokens.push(EOS);
     return tokens;
+  }
+
+  #byteToken(byte: number, codePoint: string): number {
+    const id = this.#byteTokens[byte];
+    if (id < 0) {
+      throw new RangeError(
+        `${this.source}: cannot encode ${JSON.stringify(codePoint)}: no piece and no ` +
+          `byte-fallback token <0x${byte.toString(16).toUpperCase().padStart(2, "0")}>`,
+      );
+    }
+    return id;
   }
 
   /**
@@ -212,8 +219,7 @@ export class Tokenizer {
     const consider = (left: number) => {
       const right = next[left];
       if (left < 0 || right < 0) return;
-      const key = bytesKey(this.pieces[symbols[left]]) + bytesKey(this.pieces[symbols[right]]);
-      const id = this.#ids.get(key);
+      const id = this.#ids.get(this.#keys[symbols[left]] + this.#keys[symbols[right]]);
       if (id === undefined) return;
       heap.push({
         score: this.scores[id],
