@@ -1,6 +1,12 @@
 import { expect } from "expect";
 import { GENERATE_HELP, generateMain } from "../model/cli.ts";
-import { checkWeightsFitMemory, makeConfig, preset } from "../model/mod.ts";
+import {
+  checkWeightsFitMemory,
+  CpuDecoder,
+  makeConfig,
+  preset,
+  randomWeights,
+} from "../model/mod.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
@@ -24,6 +30,14 @@ Deno.test("wrong flags get one clear line and exit 2", async () => {
       [["--bogus"], "generate: Unknown option '--bogus'"],
       [["--backend", "tpu"], 'generate: --backend: expected cpu or webgpu, got "tpu"'],
       [["--temperature=-1"], 'generate: --temperature: expected a number >= 0, got "-1"'],
+      [["--temperature", "-1"], 'generate: --temperature: expected a number >= 0, got "-1"'],
+      [["--steps", "-1"], 'generate: --steps: expected an integer >= 1, got "-1"'],
+      [["--top-k", "-3"], 'generate: --top-k: expected an integer >= 1, got "-3"'],
+      [["--seed", "-.5"], 'generate: --seed: expected an integer, got "-.5"'],
+      [
+        ["--preset", "nonsense"],
+        'generate: --preset: expected one of stories260K, stories15M, stories42M, stories110M, TinyLlama-1.1B, Llama-2-7B, got "nonsense"',
+      ],
       [["--top-p", "1.5"], 'generate: --top-p: expected a number in (0, 1], got "1.5"'],
       [["--steps", "x"], 'generate: --steps: expected an integer >= 1, got "x"'],
       [["--prompt", "hi"], "generate: --prompt needs --tokenizer"],
@@ -41,13 +55,25 @@ Deno.test("wrong flags get one clear line and exit 2", async () => {
   }
 });
 
-Deno.test("unreadable files and unknown presets get one clear line and exit 1", async () => {
-  let result = await cli("--model", "/nonexistent/m.bin", "--backend", "cpu");
-  expect(result.code).toBe(1);
-  expect(result.stderr).toContain("generate: /nonexistent/m.bin: cannot read checkpoint");
-  result = await cli("--preset", "GPT-5", "--backend", "cpu");
-  expect(result.code).toBe(1);
-  expect(result.stderr).toContain('unknown preset "GPT-5"; known: stories260K');
+Deno.test("unreadable files and devices get one clear line and exit 1", async () => {
+  for (
+    const [args, message] of [
+      [["--model", "/nonexistent/m.bin"], "generate: /nonexistent/m.bin: cannot read checkpoint"],
+      [
+        ["--model", "/dev/zero"],
+        "generate: /dev/zero: expected a regular file (a checkpoint), got a character device",
+      ],
+      [
+        ["--tokenizer", "/dev/zero", "--prompt", "hi"],
+        "generate: /dev/zero: expected a regular file (a tokenizer), got a character device",
+      ],
+    ] as const
+  ) {
+    const { code, stderr } = await cli(...args, "--backend", "cpu");
+    expect(code).toBe(1);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr).toContain(message);
+  }
 });
 
 Deno.test("--json with --tokens on a preset gives ids and speeds; --logits adds every position", async () => {
@@ -68,10 +94,47 @@ Deno.test("--json with --tokens on a preset gives ids and speeds; --logits adds 
   expect(code).toBe(0);
   const result = JSON.parse(stdout);
   expect(result.promptTokens).toEqual([1, 5, 17]);
-  expect(result.tokens.length).toBeLessThanOrEqual(4);
+  // the same preset weights (seed 0) on the CPU reference, argmax by hand, stopping at BOS
+  const config = preset("stories260K");
+  const decoder = new CpuDecoder(config, randomWeights(config, 0));
+  const expected: number[] = [];
+  const logits: Float32Array[] = [];
+  for (const [pos, token] of [1, 5, 17].entries()) logits.push(await decoder.forward(token, pos));
+  while (expected.length < 4) {
+    const last = logits[logits.length - 1];
+    const next = last.indexOf(Math.max(...last));
+    if (next === 1) break;
+    expected.push(next);
+    if (expected.length < 4) logits.push(await decoder.forward(next, 2 + expected.length));
+  }
+  expect(expected.length).toBeGreaterThan(0);
+  expect(result.tokens).toEqual(expected);
   expect(result.prefillTokensPerSecond).toBeGreaterThan(0);
-  expect(result.logits).toHaveLength(3 + result.tokens.length - 1);
+  expect(result.logits).toHaveLength(logits.length);
   expect(result.logits[0]).toHaveLength(512);
+  expect(result.logits.at(-1)).toEqual(Array.from(logits.at(-1)!));
+});
+
+Deno.test({
+  name: "a huge prompt is refused from its length, before encoding",
+  ignore: ignoreModelTests,
+  fn: async () => {
+    // 10 million characters: encoding them would take half a minute; the bound takes a moment
+    const { code, stderr } = await cli(
+      "--preset",
+      "stories260K",
+      "--tokenizer",
+      TOKENIZER_PATH,
+      "--prompt",
+      "a".repeat(10_000_000),
+      "--backend",
+      "cpu",
+    );
+    expect(code).toBe(2);
+    expect(stderr).toMatch(
+      /^generate: the prompt has at least \d+ tokens; the model's maxSeqLen is 512 \(see --help\)\n$/,
+    );
+  },
 });
 
 for (const backend of ["cpu", "webgpu"]) {
