@@ -259,7 +259,8 @@ export class Tokenizer {
    * ```ts
    * import { Tokenizer } from "./tokenizer.ts";
    * const t = Tokenizer.fromPieces(["<unk>", "<s>", "</s>", " ", "a", "aa"], [0, 0, 0, -1, -1, -1]);
-   * if (t.minTokenCount("aaaa") !== 4 || t.encode("aaaa").length !== 4) throw new Error("wrong");
+   * // " aaaa" is 5 bytes and the longest piece ("<unk>") 5: at least BOS + 1 token
+   * if (t.minTokenCount("aaaa") !== 2 || t.encode("aaaa").length !== 4) throw new Error("wrong");
    * ```
    */
   minTokenCount(text: string): number {
