@@ -6,7 +6,9 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel, STATE } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
+import { STATE } from "./state.ts";
 
 /** What the fault buffer holds while every logit seen so far was finite. */
 export const NO_FAULT = 0xffffffff;
@@ -38,7 +40,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
  * ```ts ignore
  * const check = await finiteCheckKernel(gpu, 32000);
  * const fault = gpu.upload(Uint32Array.of(NO_FAULT));
- * await gpu.submit([check.bind({ logits, state, fault })]);
+ * await gpu.submit(check.bind({ logits, state, fault }));
  * if ((await gpu.readUint32(fault))[0] !== NO_FAULT) throw new Error("overflow");
  * ```
  */
@@ -47,7 +49,7 @@ export function finiteCheckKernel(
   n: number,
 ): Promise<Kernel<"logits" | "state" | "fault">> {
   const name = `finite check ${n}`;
-  checkDimension(name, "n", n);
+  checkInteger(`${name}: n`, n);
   const workgroupSize = Math.min(256, gpu.limits.maxComputeInvocationsPerWorkgroup);
   return compileKernel(gpu, name, WGSL, { WG: workgroupSize, N: n }, [
     "logits",

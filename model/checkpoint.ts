@@ -7,7 +7,7 @@
  */
 import { headDim, type LlamaConfig, makeConfig } from "./config.ts";
 import { readBoundedFile } from "./_file.ts";
-import { checkWeightsFitMemory } from "./memory.ts";
+import { checkWeightsFitMemory } from "./_memory.ts";
 import {
   checkWeights,
   layerTensorSizes,

@@ -1,5 +1,5 @@
 import { expect } from "expect";
-import { finiteCheckKernel, NO_FAULT, STATE, STATE_WORDS } from "../gpu/mod.ts";
+import { finiteCheckKernel, NO_FAULT, STATE_BYTES, stateWords } from "../gpu/mod.ts";
 import { gpuTest } from "./_gpu.ts";
 
 gpuTest(
@@ -8,13 +8,11 @@ gpuTest(
     const n = 1000;
     const check = await finiteCheckKernel(gpu, n);
     const fault = gpu.upload(Uint32Array.of(NO_FAULT));
-    const state = gpu.createBuffer(STATE_WORDS * 4);
+    const state = gpu.createBuffer(STATE_BYTES);
     const run = async (logits: Float32Array, next: number) => {
-      const words = new Uint32Array(STATE_WORDS);
-      words[STATE.next] = next;
-      gpu.write(state, words);
+      gpu.write(state, stateWords({ next }));
       const buffer = gpu.upload(logits);
-      await gpu.submit([check.bind({ logits: buffer, state, fault })]);
+      await gpu.submit(check.bind({ logits: buffer, state, fault }));
       buffer.destroy();
       return (await gpu.readUint32(fault, 1))[0];
     };
