@@ -1,6 +1,12 @@
 import { expect } from "expect";
 import { GENERATE_HELP, generateMain } from "../model/cli.ts";
-import { CpuDecoder, makeConfig, preset, randomWeights } from "../model/mod.ts";
+import {
+  CpuDecoder,
+  makeConfig,
+  preset,
+  randomWeights,
+  serializeCheckpoint,
+} from "../model/mod.ts";
 import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
@@ -131,6 +137,59 @@ Deno.test({
     );
   },
 });
+
+// Two version 1 checkpoints of a tiny model (dim 8, 2 heads, 1 KV head, vocabulary 8), made by
+// serializeCheckpoint from randomWeights(config, 1); the first test below proves it.
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+const HUGE_CONTEXT = `${FIXTURES}huge_context_v1.bin`; // maxSeqLen 2^31 - 1
+const OVERFLOW = `${FIXTURES}overflow_v1.bin`; // token 6's logit is +-Inf at every position
+
+Deno.test("the fixtures are what their comments say", async () => {
+  const shape = { dim: 8, hiddenDim: 8, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 8 };
+  const huge = makeConfig({ ...shape, maxSeqLen: 2 ** 31 - 1 });
+  expect(await Deno.readFile(HUGE_CONTEXT)).toEqual(
+    serializeCheckpoint(huge, randomWeights(huge, 1), "v1"),
+  );
+  const small = makeConfig({ ...shape, maxSeqLen: 16 });
+  const weights = randomWeights(small, 1);
+  weights.classifier.fill(0, 6 * 8, 7 * 8);
+  weights.classifier[6 * 8 + 3] = 3e38; // one product, 3e38 times a feature scaled by 1e4
+  weights.finalNorm[3] = 1e4;
+  expect(await Deno.readFile(OVERFLOW)).toEqual(serializeCheckpoint(small, weights, "v1"));
+});
+
+Deno.test("a version 1 maxSeqLen of 2^31 - 1 runs sized to the run, and a run too long names file and field", async () => {
+  const ok = await cli("--model", HUGE_CONTEXT, "--backend", "cpu", "--steps", "5", "--json");
+  expect(ok.code).toBe(0);
+  expect(JSON.parse(ok.stdout).promptTokens).toEqual([1]);
+  const tooBig = await cli("--model", HUGE_CONTEXT, "--backend", "cpu", "--steps", "2000000000");
+  expect(tooBig.code).toBe(1);
+  expect(tooBig.stderr).toMatch(
+    new RegExp(
+      `^generate: ${HUGE_CONTEXT}: maxSeqLen 2147483647, run: a KV cache of 2000000000 positions needs 64\\.0 GB, more than 80% of this machine's`,
+    ),
+  );
+});
+
+for (const backend of ["cpu", "webgpu"]) {
+  Deno.test({
+    name: `logits that overflow stop generate with an error naming the position on ${backend}`,
+    ignore: backend === "webgpu" && ignoreGpuTests,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      for (const temperature of ["0", "0.8"]) {
+        const args = ["--model", OVERFLOW, "--backend", backend, "--temperature", temperature];
+        const { code, stdout, stderr } = await cli(...args);
+        expect(code).toBe(1);
+        expect(stdout).toBe(""); // no token was printed: the first logits already overflow
+        expect(stderr).toMatch(
+          /^generate: generation stopped: the logits after position 0 are not finite( \((-?Infinity|NaN) for token 6\))? \(the weights or activations overflow float32\)\n$/,
+        );
+      }
+    },
+  });
+}
 
 for (const backend of ["cpu", "webgpu"]) {
   Deno.test({
