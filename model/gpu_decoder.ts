@@ -148,6 +148,11 @@ export class GpuDecoder implements Decoder {
     options: GpuDecoderOptions = {},
   ): Promise<GpuDecoder> {
     checkWeights(config, weights);
+    if (config.slidingWindow !== undefined) {
+      throw new RangeError(
+        `GpuDecoder: slidingWindow: expected none (GpuBatchDecoder runs sliding-window models), got ${config.slidingWindow}`,
+      );
+    }
     // Host memory stands in for the adapter's, which WebGPU does not report.
     checkKvCacheFitsMemory(config, `GpuDecoder: maxSeqLen ${config.maxSeqLen}`);
     const decoder = new GpuDecoder(gpu, config, weights, options);
