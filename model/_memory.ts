@@ -50,7 +50,8 @@ function checkFits(bytes: number, what: string): void {
     return; // no permission to ask: allocation will tell
   }
   if (bytes > 0.8 * total) {
-    const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
+    const gb = (n: number) =>
+      n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : `${(n / 1e6).toFixed(1)} MB`;
     throw new RangeError(
       `${what} ${gb(bytes)}, more than 80% of this machine's ${gb(total)} of memory`,
     );

@@ -173,6 +173,25 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a checkpoint whose weights exceed the machine's memory is refused, naming the file",
+  ignore: ignoreModelTests,
+  fn: async () => {
+    // A machine of 1 MB: stories260K's 1.0 MB of weights exceed 80% of it.
+    const original = Deno.systemMemoryInfo;
+    const tiny = () => ({ ...original(), total: 1e6 });
+    (Deno as { systemMemoryInfo: typeof tiny }).systemMemoryInfo = tiny;
+    try {
+      await expect(readCheckpoint(MODEL_PATH)).rejects.toThrow(
+        `${MODEL_PATH}: fp32 weights need 1.0 MB, more than 80% of this machine's 1.0 MB of memory`,
+      );
+    } finally {
+      (Deno as { systemMemoryInfo: typeof original }).systemMemoryInfo = original;
+    }
+    expect((await readCheckpoint(MODEL_PATH)).config.dim).toBe(64);
+  },
+});
+
+Deno.test({
   name: "stories260K.bin loads with the header ../shared/models/README.md documents",
   ignore: ignoreModelTests,
   fn: async () => {
