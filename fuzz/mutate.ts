@@ -62,7 +62,13 @@ const MUTATORS: Record<string, Mutator> = {
     return [out, `extend by ${extra}`];
   },
   field(bytes, sample, rng) {
-    const fields = sample.fields.filter((f) => f.offset + f.width <= bytes.length);
+    let fields = sample.fields.filter((f) => f.offset + f.width <= bytes.length);
+    if (fields.length === 0 && bytes.length >= 8) {
+      // A format without a map: any aligned word in the first 512 bytes, where headers live.
+      const offset = 4 * below(rng, Math.floor((Math.min(512, bytes.length) - 4) / 4));
+      const width = offset + 8 <= bytes.length && rng.next() < 0.5 ? 8 : 4;
+      fields = [{ name: `bytes[${offset}]`, offset, width }];
+    }
     if (fields.length === 0) return MUTATORS.bitFlip(bytes, sample, rng);
     const field = pick(rng, fields);
     const value = rng.next() < 0.8 ? pick(rng, EXTREME_VALUES) : rng.nextUint32() | 0;

@@ -30,7 +30,7 @@ export interface FuzzSection {
 export interface FuzzSample {
   /** The file's bytes. */
   bytes: Uint8Array;
-  /** Its integer header fields. */
+  /** Its integer header fields (none: the fuzzer picks aligned words near the start). */
   fields: FuzzField[];
   /** Its sections, in file order. */
   sections: FuzzSection[];

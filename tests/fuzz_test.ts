@@ -76,6 +76,17 @@ Deno.test("mutations are seeded and cover every kind", () => {
   // flip, truncate, extend, "n =", swap, float
   expect([...seen].sort()).toEqual(["extend", "flip", "float", "n", "swap", "truncate"]);
   expect(MUTATION_KINDS).toHaveLength(6);
+  // a format without a map still gets header words set to extremes
+  const unmapped = { ...sample, fields: [] };
+  const words = new Set<string>();
+  for (let seed = 0; seed < 200; seed++) {
+    for (const step of mutate(unmapped, new Rng(seed)).steps) {
+      const match = /^bytes\[(\d+)\] = /.exec(step);
+      if (match) words.add(match[1]);
+    }
+  }
+  expect(words.size).toBeGreaterThan(10);
+  expect([...words].every((w) => Number(w) % 4 === 0 && Number(w) < 512)).toBe(true);
 });
 
 Deno.test("deno task fuzz prints counts, and bad flags exit 2", async () => {
