@@ -7,6 +7,7 @@
  */
 import { headDim, type LlamaConfig } from "./config.ts";
 import { checkPosition, checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
+import { checkKvCacheFitsMemory, kvCacheBytes } from "./_memory.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import {
   checkKvFormat,
@@ -47,8 +48,8 @@ export class CpuDecoder implements Decoder {
   readonly kvCache: boolean;
   /** Format of the cached keys and values. */
   readonly kvFormat: KvFormat;
-  /** The KV cache (also written, as scratch, when recomputing). */
-  readonly cache: KvCache;
+  /** The KV cache; undefined when recomputing. */
+  readonly cache: KvCache | undefined;
   #history: number[] = [];
   /** Sizes the forward passes use, derived once from the config. */
   readonly #dims: LlamaConfig & {
@@ -61,7 +62,8 @@ export class CpuDecoder implements Decoder {
 
   /**
    * Wraps validated weights: float32 ones are stored in `options.weights` (the matrices
-   * quantized; f32 without a copy), stored ones are used as they are.
+   * quantized; f32 without a copy), stored ones are used as they are. The KV cache holds `config.maxSeqLen` positions: build the
+   * decoder from `contextConfig(config, positions)` to size it to a run.
    */
   constructor(
     config: LlamaConfig,
@@ -84,7 +86,7 @@ export class CpuDecoder implements Decoder {
     const kv = options.kvCache ?? true;
     this.kvCache = kv !== false;
     this.kvFormat = typeof kv === "string" ? checkKvFormat(kv) : "f32";
-    this.cache = new KvCache({ ...config, headDim: headDim(config) }, this.kvFormat);
+    this.cache = this.kvCache ? allocateCache(config, this.kvFormat) : undefined;
     const hd = headDim(config);
     this.#dims = {
       ...config,
@@ -101,9 +103,9 @@ export class CpuDecoder implements Decoder {
     return weightsBytes(this.weights);
   }
 
-  /** Bytes of the KV cache (all layers, `maxSeqLen` positions) in its format. */
+  /** Bytes of the KV cache (all layers, `maxSeqLen` positions) in its format; 0 recomputing. */
   get kvCacheBytes(): number {
-    return this.cache.bytes;
+    return this.cache?.bytes ?? 0;
   }
 
   /** Processes `token` at `pos` and returns the next-token logits `(vocabSize)`. */
@@ -114,6 +116,8 @@ export class CpuDecoder implements Decoder {
 
   /** {@linkcode CpuDecoder.forward}, synchronously. */
   forwardSync(token: number, pos: number): Float32Array {
+    // Validate before touching the history: a rejected call must leave the decoder as it was.
+    checkToken(this.config, token);
     checkPosition(this.config, pos, this.#history.length);
     this.#history.length = pos;
     this.#history.push(token);
@@ -127,6 +131,7 @@ export class CpuDecoder implements Decoder {
   // deno-lint-ignore require-await
   async prefill(tokens: readonly number[], startPos = 0): Promise<Float32Array> {
     if (tokens.length === 0) throw new RangeError("prefill: expected at least one token, got none");
+    for (const token of tokens) checkToken(this.config, token);
     checkPrefill(this.config, startPos, tokens.length, this.#history.length);
     if (!this.kvCache) {
       this.#history.length = startPos;
@@ -142,6 +147,7 @@ export class CpuDecoder implements Decoder {
   #forwardCached(token: number, pos: number): Float32Array {
     const { nHeads, nKvHeads, eps, rope: ropeOptions, hd } = this.#dims;
     const w = this.weights;
+    const cache = this.cache!;
     const x = storedRows(w.tokenEmbedding, [token]);
     w.layers.forEach((layer, l) => {
       // attention: x += wo · attention(rope(wq·xb), cache)
@@ -149,12 +155,16 @@ export class CpuDecoder implements Decoder {
       const q = rope(storedMatmul(layer.wq, xb), pos, hd, ropeOptions);
       const k = rope(storedMatmul(layer.wk, xb), pos, hd, ropeOptions);
       const v = storedMatmul(layer.wv, xb);
-      this.cache.write(l, pos, k, v);
-      const att = cachedAttention(q, this.cache.keys[l], this.cache.values[l], pos, 1, {
-        nHeads,
-        nKvHeads,
-        headDim: hd,
-      });
+      cache.write(l, pos, k, v);
+      const att = cachedAttention(
+        q,
+        cache.keys[l],
+        cache.values[l],
+        pos,
+        1,
+        { nHeads, nKvHeads, headDim: hd },
+        this.config.slidingWindow, // Mistral-style window; undefined is full attention
+      );
       addInPlace(x, storedMatmul(layer.wo, att));
       // feed-forward: x += w2 · (silu(w1·xb) ⊙ w3·xb)
       xb = rmsNorm(x, layer.ffnNorm, eps);
@@ -175,7 +185,14 @@ export class CpuDecoder implements Decoder {
       const q = ropeRows(storedMatmul(layer.wq, xb, seqLen), 0, seqLen, hd, ropeOptions);
       const k = ropeRows(storedMatmul(layer.wk, xb, seqLen), 0, seqLen, hd, ropeOptions);
       const v = storedMatmul(layer.wv, xb, seqLen);
-      const att = attention(q, k, v, seqLen, { nHeads, nKvHeads, headDim: hd });
+      const att = attention(
+        q,
+        k,
+        v,
+        seqLen,
+        { nHeads, nKvHeads, headDim: hd },
+        this.config.slidingWindow,
+      );
       addInPlace(x, storedMatmul(layer.wo, att, seqLen));
       xb = rmsNorm(x, layer.ffnNorm, eps);
       const gate = storedMatmul(layer.w1, xb, seqLen);
@@ -184,6 +201,26 @@ export class CpuDecoder implements Decoder {
     }
     const last = x.subarray((seqLen - 1) * dim);
     return storedMatmul(w.classifier, rmsNorm(last, w.finalNorm, eps));
+  }
+}
+
+function checkToken(config: LlamaConfig, token: number): void {
+  if (!Number.isInteger(token) || token < 0 || token >= config.vocabSize) {
+    throw new RangeError(`token id ${token} is outside the vocabulary [0, ${config.vocabSize})`);
+  }
+}
+
+/** A KV cache of `config.maxSeqLen` positions, or an error naming maxSeqLen. */
+function allocateCache(config: LlamaConfig, format: KvFormat): KvCache {
+  checkKvCacheFitsMemory(config, `CpuDecoder: maxSeqLen ${config.maxSeqLen}`);
+  try {
+    return new KvCache({ ...config, headDim: headDim(config) }, format);
+  } catch (error) {
+    throw new RangeError(
+      `CpuDecoder: maxSeqLen ${config.maxSeqLen}: cannot allocate a KV cache of ${
+        (kvCacheBytes(config) / 1e9).toFixed(1)
+      } GB (${error instanceof Error ? error.message : error})`,
+    );
   }
 }
 

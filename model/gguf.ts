@@ -116,6 +116,22 @@ const GGML_TYPE_NAMES: Record<number, string> = {
   30: "BF16",
 };
 const MAX_DIMS = 4;
+/** ggml's limit on a tensor name, in bytes (GGML_MAX_NAME). */
+const MAX_NAME_BYTES = 64;
+
+/** Keys and tensor names are printable ASCII (so that errors can quote them on one line). */
+function checkName(name: string, what: string, maxBytes: number, source: string): void {
+  if (name.length > maxBytes) {
+    throw new RangeError(
+      `${source}: ${what}: expected at most ${maxBytes} bytes, got ${name.length}`,
+    );
+  }
+  if (!/^[\x20-\x7e]*$/.test(name)) {
+    throw new RangeError(
+      `${source}: ${what}: expected printable ASCII, got ${JSON.stringify(name.slice(0, 64))}`,
+    );
+  }
+}
 
 class Reader {
   at = 0;
@@ -268,6 +284,7 @@ export function parseGguf(bytes: Uint8Array, source = "gguf"): GgufFile {
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < metadataCount; i++) {
     const key = r.string(`metadata entry ${i} key`);
+    checkName(key, `metadata entry ${i} key`, 65535, source);
     if (metadata.has(key)) throw new RangeError(`${source}: metadata ${key} appears twice`);
     metadata.set(key, r.value(`metadata ${key}`));
   }
@@ -290,6 +307,7 @@ export function parseGguf(bytes: Uint8Array, source = "gguf"): GgufFile {
   const names = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
     const name = r.string(`tensor ${i} name`);
+    checkName(name, `tensor ${i} name`, MAX_NAME_BYTES, source);
     const what = `tensor ${name}`;
     if (names.has(name)) throw new RangeError(`${source}: ${what} appears twice`);
     names.add(name);

@@ -246,7 +246,7 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
         `${source}: metadata ${key}: expected ${
           expected === "integer" ? "an" : "a"
         } ${expected}, got ${
-          entry.type === "array" ? "an array" : `${entry.type} ${String(value)}`
+          entry.type === "array" ? "an array" : `${entry.type} ${quote(value)}`
         }`,
       );
     }
@@ -255,7 +255,7 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
   const architecture = get("general.architecture", "string");
   if (architecture !== "llama") {
     throw new RangeError(
-      `${source}: general.architecture: expected "llama", got "${architecture}"`,
+      `${source}: general.architecture: expected "llama", got ${quote(architecture)}`,
     );
   }
   const int = (key: string) => get(key, "integer") as number;
@@ -347,7 +347,7 @@ function readVocabulary(
   if (model?.value !== "llama") {
     throw new RangeError(
       `${source}: tokenizer.ggml.model: expected "llama" (SentencePiece BPE), got ${
-        model === undefined ? "none" : JSON.stringify(model.value)
+        model === undefined ? "none" : quote(model.value)
       }`,
     );
   }
@@ -393,6 +393,11 @@ function readVocabulary(
     throw new RangeError(`${source}: tokenizer.ggml.scores[${bad}] is ${scoreValues[bad]}`);
   }
   return new Tokenizer(pieces, scoreValues, Math.max(1, ...pieces.map((p) => p.length)));
+}
+
+/** A metadata value for an error message: one line, at most 64 characters of a string. */
+function quote(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value.slice(0, 64)) : String(value);
 }
 
 /** The shortest decimal that is the same float32 (f32 metadata carry ~7 significant digits). */

@@ -176,7 +176,7 @@ Deno.test("GGUF: bad input gets one clear error naming the field", () => {
   const file = parseGguf(model);
   file.metadata.set("llama.attention.head_count", { type: "string", value: "four" });
   expect(() => parseGgufModel(serializeGguf(file), "m.gguf")).toThrow(
-    "m.gguf: metadata llama.attention.head_count: expected an integer, got string four",
+    'm.gguf: metadata llama.attention.head_count: expected an integer, got string "four"',
   );
   const wrongDims = parseGguf(model);
   wrongDims.metadata.set("llama.feed_forward_length", { type: "u32", value: 128 });
@@ -212,4 +212,18 @@ Deno.test("GGUF: every truncation and 400 random byte mutations give a clear err
     }
     outcome(mutated);
   }
+});
+
+Deno.test("GGUF: keys and tensor names must be printable ASCII within ggml's limits", () => {
+  const config = makeConfig({ ...shape, nLayers: 1 });
+  const file = parseGguf(llamaToGguf(config, randomWeights(config, 1)));
+  file.metadata.set("general.na\nme", { type: "string", value: "x" });
+  expect(() => parseGguf(serializeGguf(file), "k.gguf")).toThrow(
+    'k.gguf: metadata entry 13 key: expected printable ASCII, got "general.na\\nme"',
+  );
+  file.metadata.delete("general.na\nme");
+  file.tensors[0].name = "t".repeat(65);
+  expect(() => parseGguf(serializeGguf(file), "k.gguf")).toThrow(
+    "k.gguf: tensor 0 name: expected at most 64 bytes, got 65",
+  );
 });
