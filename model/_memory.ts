@@ -8,7 +8,6 @@
 import { storedWeightBytes } from "./precision.ts";
 import type { TensorFormat } from "../reference/quantize.ts";
 import { headDim, type LlamaConfig } from "./config.ts";
-import { parameterCount } from "./weights.ts";
 import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
 
 /**

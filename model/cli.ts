@@ -230,6 +230,11 @@ async function run(args: string[], io: CliIo): Promise<number> {
   }
   const source = flags.model ?? `--preset ${presetName}`;
   if (flags.tokenizer) tokenizer = await readTokenizer(flags.tokenizer, config.vocabSize);
+  if (texts.length > 0 && !tokenizer) {
+    throw new UsageError(
+      "--prompt and --prompts-file need --tokenizer (or a GGUF model, which has a vocabulary)",
+    );
+  }
   const tooLong = (tokens: number, atLeast = "") =>
     new UsageError(
       `the prompt has ${atLeast}${tokens} tokens; the model's maxSeqLen is ${config.maxSeqLen}`,
@@ -256,11 +261,6 @@ async function run(args: string[], io: CliIo): Promise<number> {
     prompts = texts.map(encode);
   } else {
     prompts = [[1]];
-  }
-  if (texts.length > 0 && !tokenizer) {
-    throw new UsageError(
-      "--prompt and --prompts-file need --tokenizer (or a GGUF model, which has a vocabulary)",
-    );
   }
   const longest = Math.max(...prompts.map((p) => p.length));
   if (longest > config.maxSeqLen) throw tooLong(longest);

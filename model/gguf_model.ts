@@ -5,7 +5,9 @@
  *
  * @module
  */
-import { type CheckpointFormat, parseCheckpoint } from "./checkpoint.ts";
+import { type CheckpointFormat, readCheckpoint } from "./checkpoint.ts";
+import { readBoundedFile } from "./_file.ts";
+import { checkFits } from "./_memory.ts";
 import { headDim, type LlamaConfig, makeConfig } from "./config.ts";
 import {
   type GgufFile,
@@ -447,14 +449,22 @@ export interface ModelFile {
  * ```
  */
 export async function readModelFile(path: string): Promise<ModelFile> {
+  let gguf = false;
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    // A regular file, read within its size, as checkpoints are (model/_file.ts).
+    bytes = await readBoundedFile(path, "checkpoint", (header, size) => {
+      gguf = isGguf(header);
+      if (!gguf) throw NOT_GGUF;
+      // The dequantized float32 weights take up to ~7 times a Q4_0 file: check the file first.
+      checkFits(size, `${path}: a GGUF file of`);
+      return size;
+    }, 4);
   } catch (error) {
-    throw new Error(
-      `${path}: cannot read checkpoint (${error instanceof Error ? error.message : error})`,
-    );
+    if (error !== NOT_GGUF) throw error;
+    return await readCheckpoint(path);
   }
-  if (isGguf(bytes)) return { format: "gguf", ...parseGgufModel(bytes, path) };
-  return parseCheckpoint(bytes, path);
+  return { format: "gguf", ...parseGgufModel(bytes, path) };
 }
+
+const NOT_GGUF = new Error("not a GGUF file");

@@ -81,6 +81,6 @@ Deno.test("convert and generate give one clear line for bad usage and bad files"
   const prompt = await generate("--prompt", "hi", "--backend", "cpu");
   expect(prompt.code).toBe(2);
   expect(prompt.stderr).toBe(
-    "generate: --prompt needs --tokenizer (or a GGUF model, which has a vocabulary) (see --help)\n",
+    "generate: --prompt and --prompts-file need --tokenizer (or a GGUF model, which has a vocabulary) (see --help)\n",
   );
 });
