@@ -41,6 +41,11 @@ export interface ResidentOptions {
   onTokens?: (tokens: number[]) => void;
   /** Tokens per submit and read-back (default: all in one, the fastest; lower streams sooner). */
   streamEvery?: number;
+  /**
+   * Position of the prompt's first token (default 0): positions before it must have been
+   * processed, e.g. to decode again from a cached context.
+   */
+  startPos?: number;
 }
 
 /** GPU-resident generation's result. */
@@ -328,45 +333,46 @@ export class GpuDecoder implements Decoder {
     steps: number,
     options: ResidentOptions = {},
   ): Promise<ResidentGeneration> {
-    const { temperature = 0, seed = 0, onTokens, streamEvery = steps } = options;
+    const { temperature = 0, seed = 0, onTokens, streamEvery = steps, startPos = 0 } = options;
     if (!Number.isInteger(steps) || steps < 1) {
       throw new RangeError(`steps: expected an integer >= 1, got ${steps}`);
     }
     if (!Number.isInteger(streamEvery) || streamEvery < 1) {
       throw new RangeError(`streamEvery: expected an integer >= 1, got ${streamEvery}`);
     }
-    if (prompt.length + steps > this.config.maxSeqLen) {
+    if (startPos + prompt.length + steps > this.config.maxSeqLen) {
       throw new RangeError(
-        `prompt (${prompt.length}) + steps (${steps}) exceed maxSeqLen ${this.config.maxSeqLen}`,
+        `start (${startPos}) + prompt (${prompt.length}) + steps (${steps}) exceed maxSeqLen ${this.config.maxSeqLen}`,
       );
     }
     const choose = await this.#choose(temperature, seed);
     const start = performance.now();
-    await this.#submitPrompt(prompt, 0, choose);
+    await this.#submitPrompt(prompt, startPos, choose);
     await this.gpu.finish();
     const prefillMs = performance.now() - start;
     const decodeStart = performance.now();
     const tokens: number[] = [];
-    // Token k lands in history[prompt.length + k]; each chunk is one submit and one read-back.
+    // Token k lands in history[end + k]; each chunk is one submit and one read-back.
+    const end = startPos + prompt.length;
     for (let done = 1; tokens.length < steps; done = Math.min(steps, done + streamEvery)) {
       const decode: Dispatch[] = [];
       for (let i = done; i < Math.min(steps, done + streamEvery); i++) {
         // With a cache each step is the same one-row pass; recomputing, the prefix grows.
-        decode.push(...await this.#plan(this.kvCache ? 1 : prompt.length + i), ...choose);
+        decode.push(...await this.#plan(this.kvCache ? 1 : end + i), ...choose);
       }
       if (decode.length > 0) await this.gpu.submit(decode, "generate");
       const ready = Math.min(steps, done + streamEvery);
       const ids = await this.gpu.readUint32(
         this.#history,
         ready - tokens.length,
-        prompt.length + tokens.length,
+        end + tokens.length,
       );
       tokens.push(...ids);
       onTokens?.(Array.from(ids));
     }
     const decodeMs = performance.now() - decodeStart;
-    this.#tokens = [...prompt, ...tokens];
-    this.#processed = prompt.length + steps - 1; // the last token is chosen, not yet processed
+    this.#tokens.push(...tokens);
+    this.#processed = end + steps - 1; // the last token is chosen, not yet processed
     return { tokens, prefillMs, decodeMs };
   }
 
