@@ -1,6 +1,6 @@
 /**
- * Measurements behind the benchmark report: copy bandwidth (the roofline), kernels on both
- * backends, and decoder cells (prefill and decode per variant and context).
+ * The kernel table: each kernel case on both backends, repeated with its backends interleaved,
+ * as time, GB/s and GFLOP/s against the backend's measured roofline and time model.
  *
  * @module
  */
@@ -8,7 +8,6 @@ import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { addKernel } from "../gpu/add.ts";
 import { argmaxKernel } from "../gpu/argmax.ts";
 import { attentionKernel } from "../gpu/attention.ts";
-import { copyKernel } from "../gpu/copy.ts";
 import { matmulDispatches, uploadMatrix } from "../gpu/matmul.ts";
 import { rmsNormKernel } from "../gpu/rms_norm.ts";
 import { ropeKernel } from "../gpu/rope.ts";
@@ -23,90 +22,61 @@ import { rope, ropeTable } from "../reference/rope.ts";
 import { argmax } from "../reference/sampling.ts";
 import { softmax } from "../reference/softmax.ts";
 import { siluMul } from "../reference/swiglu.ts";
+import { type Ceilings, predictMs } from "../model/cost.ts";
+import type { Roofline } from "./probes.ts";
+import { invertSpread, roundRobin, type Spread } from "./stats.ts";
+import {
+  type BatchRunner,
+  bestMs,
+  calibrateBatch,
+  cpuRunner,
+  gpuRunner,
+  submitUnits,
+  TimestampTimer,
+  type Timing,
+  toTiming,
+} from "./timing.ts";
 
 /** Which implementation ran. */
 export type Backend = "cpu" | "webgpu";
 
-/** One kernel's achieved throughput. */
-export interface KernelResult {
-  /** Backend. */
-  backend: Backend;
+/**
+ * One kernel at one shape, as the kernel table measures it: its unique bytes read plus written,
+ * its FLOPs, and how to run it on each backend. The table takes its list from outside.
+ */
+export interface KernelCase {
   /** Kernel name. */
   kernel: string;
+  /** Implementation variant (e.g. a tiling), "default" when there is one. */
+  variant: string;
   /** Shape, readable. */
   shape: string;
-  /** Milliseconds per call. */
-  ms: number;
-  /** Bytes the call must read and write. */
+  /** Unique bytes read plus written by one call. */
   bytes: number;
-  /** Achieved GB/s. */
-  gbPerS: number;
-  /** Achieved GB/s over the backend's copy bandwidth. */
-  rooflineFraction: number;
+  /** Floating-point operations of one call (a multiply-add counts 2). */
+  flops: number;
+  /** The CPU reference call. */
+  cpu?: () => unknown;
+  /** The WebGPU dispatches of one call. */
+  gpu?: (gpu: Gpu) => Promise<Dispatch[]>;
 }
 
-/** Repeats `run(reps)` with doubling reps until it takes `minMs`; returns ms per rep. */
-export async function timeReps(
-  run: (reps: number) => Promise<void> | void,
-  minMs = 100,
-): Promise<number> {
-  await run(1); // warm-up: compiles, JIT, first-touch
-  for (let reps = 1;; reps *= 2) {
-    const start = performance.now();
-    await run(reps);
-    const elapsed = performance.now() - start;
-    if (elapsed >= minMs || reps >= 1 << 16) return elapsed / reps;
-  }
-}
-
-/** Submits `dispatches` `reps` times in one pass and waits for completion. */
-async function submitReps(gpu: Gpu, dispatches: Dispatch[], reps: number): Promise<void> {
-  const all: Dispatch[] = [];
-  for (let i = 0; i < reps; i++) all.push(...dispatches);
-  await gpu.submit(all, "benchmark");
-  await gpu.finish();
-}
-
-/** The adapter's copy bandwidth in GB/s (bytes read plus written), from the copy kernel. */
-export async function gpuCopyBandwidth(gpu: Gpu, bytes = 64 << 20): Promise<number> {
-  const n = bytes / 4;
-  const src = gpu.createBuffer(bytes, "copy src");
-  const dst = gpu.createBuffer(bytes, "copy dst");
-  const copy = (await copyKernel(gpu, n)).bind({ src, dst });
-  const ms = await timeReps((reps) => submitReps(gpu, [copy], reps), 200);
-  src.destroy();
-  dst.destroy();
-  return (2 * bytes) / (ms / 1000) / 1e9;
-}
-
-/** The CPU's copy bandwidth in GB/s (bytes read plus written), from `TypedArray.set`. */
-export async function cpuCopyBandwidth(bytes = 64 << 20): Promise<number> {
-  const src = new Float32Array(bytes / 4).fill(1);
-  const dst = new Float32Array(bytes / 4);
-  const ms = await timeReps((reps) => {
-    for (let i = 0; i < reps; i++) dst.set(src);
-  }, 200);
-  return (2 * bytes) / (ms / 1000) / 1e9;
-}
-
-interface KernelSpec {
-  kernel: string;
-  shape: string;
-  bytes: number;
-  cpu: () => void;
-  gpu: (gpu: Gpu) => Promise<Dispatch[]>;
-}
-
-function kernelSpecs(quick: boolean): KernelSpec[] {
+/**
+ * The kernels at real LLaMA shapes (small ones in `quick`), every one counted by the same rule:
+ * unique bytes read plus written, FLOPs with a multiply-add as 2 and exp as 1.
+ */
+export function kernelCases(quick: boolean): KernelCase[] {
   const rng = new Rng(1);
-  const specs: KernelSpec[] = [];
+  const specs: KernelCase[] = [];
   const matvecSpec = (outDim: number, inDim: number) => {
     const w = rng.uniformArray(outDim * inDim);
     const x = rng.uniformArray(inDim);
     specs.push({
       kernel: "matvec",
+      variant: "default",
       shape: `${outDim}x${inDim}`,
       bytes: 4 * (outDim * inDim + inDim + outDim),
+      flops: 2 * outDim * inDim,
       cpu: () => matvec(w, x, outDim, inDim),
       gpu: (gpu) =>
         matmulDispatches(gpu, uploadMatrix(gpu, w, outDim, inDim), {
@@ -125,8 +95,10 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
     const weight = rng.uniformArray(dim);
     specs.push({
       kernel: "rmsNorm",
+      variant: "default",
       shape: `${dim}`,
-      bytes: 4 * 3 * dim,
+      bytes: 4 * 3 * dim, // x and weight read, out written
+      flops: 4 * dim, // square-add, then scale and weight
       cpu: () => rmsNorm(x, weight),
       gpu: async (
         gpu,
@@ -144,8 +116,10 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
     const up = rng.uniformArray(hidden);
     specs.push({
       kernel: "siluMul",
+      variant: "default",
       shape: `${hidden}`,
-      bytes: 4 * 3 * hidden,
+      bytes: 4 * 3 * hidden, // gate and up read, gate written in place
+      flops: 5 * hidden, // exp, add, divide, two multiplies
       cpu: () => siluMul(gate, up),
       gpu: async (
         gpu,
@@ -155,8 +129,10 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
     });
     specs.push({
       kernel: "add",
+      variant: "default",
       shape: `${dim}`,
-      bytes: 4 * 3 * dim,
+      bytes: 4 * 3 * dim, // x and delta read, x written in place
+      flops: dim,
       cpu: () => gate.subarray(0, dim).forEach((v, i) => gate[i] = v + up[i]),
       gpu: async (
         gpu,
@@ -174,8 +150,11 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
     const pos = maxSeqLen - 1;
     specs.push({
       kernel: "rope",
+      variant: "default",
       shape: `${nHeads}x${headDim}`,
-      bytes: 4 * (2 * x.length + x.length),
+      // x read and written in place; one table row (headDim/2 cos, headDim/2 sin) read
+      bytes: 4 * (2 * x.length + headDim),
+      flops: 3 * x.length, // per pair: 4 multiplies, 2 adds
       cpu: () => rope(x, pos, headDim),
       gpu: async (gpu) => [
         (await ropeKernel(gpu, { rows: 1, nHeads, headDim, maxSeqLen })).bind({
@@ -200,8 +179,10 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
     const shape = { nHeads, nKvHeads, headDim };
     specs.push({
       kernel: "attention decode",
+      variant: "default",
       shape: `${nHeads}/${nKvHeads}x${headDim} ctx ${context}`,
-      bytes: 4 * (2 * q.length + 2 * keys.length),
+      bytes: 4 * (2 * q.length + 2 * keys.length), // q read, out written, keys and values read
+      flops: 4 * nHeads * headDim * context + 3 * nHeads * context, // dots, weighted sum, softmax
       cpu: () => decodeAttention(q, keys, values, context - 1, shape),
       gpu: async (gpu) =>
         (await attentionKernel(gpu, { rows: 1, ...shape })).bind({
@@ -220,8 +201,10 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
     const logits = rng.uniformArray(vocab);
     specs.push({
       kernel: "argmax",
+      variant: "default",
       shape: `${vocab}`,
-      bytes: 4 * vocab,
+      bytes: 4 * vocab + 4, // logits read, one token id written
+      flops: vocab, // comparisons
       cpu: () => argmax(logits),
       gpu: async (
         gpu,
@@ -234,8 +217,10 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
     });
     specs.push({
       kernel: "softmax",
+      variant: "default",
       shape: `${vocab}`,
-      bytes: 4 * 3 * vocab,
+      bytes: 4 * 2 * vocab, // x read, out written (unique bytes, however many passes)
+      flops: 4 * vocab, // max, subtract, exp, divide
       cpu: () => softmax(logits),
       gpu: async (
         gpu,
@@ -250,47 +235,131 @@ function kernelSpecs(quick: boolean): KernelSpec[] {
   return specs;
 }
 
-/** Times every kernel on the backends given (`gpu` undefined: CPU only). */
+/** One kernel's repeated measurement. */
+export interface KernelResult {
+  /** Backend. */
+  backend: Backend;
+  /** Kernel name. */
+  kernel: string;
+  /** Implementation variant. */
+  variant: string;
+  /** Shape, readable. */
+  shape: string;
+  /** Unique bytes read plus written per call. */
+  bytes: number;
+  /** FLOPs per call. */
+  flops: number;
+  /** Dispatches (kernel calls) per call. */
+  dispatches: number;
+  /** Time per call. */
+  timing: Timing;
+  /** Achieved GB/s (from GPU time where measured). */
+  gbPerS: Spread;
+  /** Achieved GFLOP/s. */
+  gflopPerS: Spread;
+  /** Median GB/s over the backend's median read-stream bandwidth. */
+  rooflineFraction: number;
+  /** The time model's ms per call. */
+  predictedMs: number;
+  /** Median measured ms over predicted. */
+  measuredOverPredicted: number;
+}
+
+/** Options of {@linkcode measureKernels}. */
+export interface KernelOptions {
+  /** Backends to run. */
+  backends: Backend[];
+  /** The GPU, when `backends` includes webgpu. */
+  gpu?: Gpu;
+  /** Samples per kernel and backend. */
+  reps: number;
+  /** Minimum batch length per backend, ms. */
+  minBatchMs: Record<Backend, number>;
+  /** Each backend's measured roofline. */
+  rooflines: Partial<Record<Backend, Roofline>>;
+}
+
+/**
+ * Times each case on each backend: `reps` samples, the backends of a case interleaved round-
+ * robin, each sample a batch of at least the backend's minimum length.
+ */
 export async function measureKernels(
-  options: {
-    quick: boolean;
-    gpu?: Gpu;
-    backends: Backend[];
-    copyGbPerS: Partial<Record<Backend, number>>;
-  },
+  cases: readonly KernelCase[],
+  options: KernelOptions,
   progress: (line: string) => void = () => {},
 ): Promise<KernelResult[]> {
   const results: KernelResult[] = [];
-  const minMs = options.quick ? 30 : 100;
-  for (const spec of kernelSpecs(options.quick)) {
-    for (const backend of options.backends) {
-      let ms: number;
-      if (backend === "cpu") {
-        ms = await timeReps((reps) => {
-          for (let i = 0; i < reps; i++) spec.cpu();
-        }, minMs);
-      } else {
-        const gpu = options.gpu!;
-        const dispatches = await spec.gpu(gpu);
-        ms = await timeReps((reps) => submitReps(gpu, dispatches, reps), minMs);
+  const timer = options.gpu && TimestampTimer.supported(options.gpu)
+    ? new TimestampTimer(options.gpu)
+    : undefined;
+  try {
+    for (const spec of cases) {
+      const runners = new Map<Backend, { run: BatchRunner; batch: number; dispatches: number }>();
+      for (const backend of options.backends) {
+        let run: BatchRunner;
+        let dispatches = 1;
+        if (backend === "cpu" && spec.cpu) run = cpuRunner(spec.cpu);
+        else if (backend === "webgpu" && spec.gpu && options.gpu) {
+          const gpu = options.gpu;
+          const list = await spec.gpu(gpu);
+          dispatches = list.length;
+          run = gpuRunner(gpu, timer, (units) => submitUnits(gpu, list, units));
+        } else continue;
+        runners.set(backend, {
+          run,
+          batch: await calibrateBatch(run, options.minBatchMs[backend]),
+          dispatches,
+        });
       }
-      const gbPerS = spec.bytes / (ms / 1000) / 1e9;
-      const result = {
-        backend,
-        kernel: spec.kernel,
-        shape: spec.shape,
-        ms,
-        bytes: spec.bytes,
-        gbPerS,
-        rooflineFraction: gbPerS / (options.copyGbPerS[backend] ?? NaN),
-      };
-      progress(
-        `kernel ${backend} ${spec.kernel} ${spec.shape}: ${ms.toFixed(3)} ms, ${
-          gbPerS.toFixed(2)
-        } GB/s`,
+      const samples = await roundRobin(
+        [...runners.keys()],
+        options.reps,
+        (backend) => runners.get(backend)!.run(runners.get(backend)!.batch),
       );
-      results.push(result);
+      for (const [backend, list] of samples) {
+        const { batch, dispatches } = runners.get(backend)!;
+        const timing = toTiming(list, batch);
+        const ms = bestMs(timing);
+        const ceilings = modelCeilings(options.rooflines[backend]);
+        const predictedMs = predictMs(
+          { flops: spec.flops, bytes: spec.bytes, dispatches },
+          ceilings,
+        );
+        const gbPerS = invertSpread(ms, spec.bytes / 1e6);
+        results.push({
+          backend,
+          kernel: spec.kernel,
+          variant: spec.variant,
+          shape: spec.shape,
+          bytes: spec.bytes,
+          flops: spec.flops,
+          dispatches,
+          timing,
+          gbPerS,
+          gflopPerS: invertSpread(ms, spec.flops / 1e6),
+          rooflineFraction: gbPerS.median / ceilings.readGbPerS,
+          predictedMs,
+          measuredOverPredicted: ms.median / predictedMs,
+        });
+        progress(
+          `kernel ${backend} ${spec.kernel} ${spec.shape}: ${ms.median.toFixed(4)} ms ` +
+            `[${ms.min.toFixed(4)}-${ms.max.toFixed(4)}], ${gbPerS.median.toFixed(2)} GB/s`,
+        );
+      }
     }
+  } finally {
+    timer?.destroy();
   }
   return results;
+}
+
+/** The time model's parameters from a roofline's medians (NaN where none was measured). */
+export function modelCeilings(roofline: Roofline | undefined): Ceilings {
+  return roofline
+    ? {
+      readGbPerS: roofline.readGbPerS.median,
+      peakGflopPerS: roofline.peakGflopPerS.median,
+      dispatchUs: roofline.dispatchUs.median,
+    }
+    : { readGbPerS: NaN, peakGflopPerS: NaN, dispatchUs: NaN };
 }

@@ -131,12 +131,12 @@ export function ratioOfMedians(baseline: Spread, variant: Spread): RatioRange {
  * if (order.join("") !== "abcbcacab" || samples.get("a")!.length !== 3) throw new Error("wrong");
  * ```
  */
-export async function roundRobin<V>(
+export async function roundRobin<V, S = number>(
   variants: readonly V[],
   reps: number,
-  measure: (variant: V, rep: number) => Promise<number> | number,
-): Promise<Map<V, number[]>> {
-  const samples = new Map<V, number[]>(variants.map((v) => [v, []]));
+  measure: (variant: V, rep: number) => Promise<S> | S,
+): Promise<Map<V, S[]>> {
+  const samples = new Map<V, S[]>(variants.map((v) => [v, []]));
   for (let rep = 0; rep < reps; rep++) {
     for (let i = 0; i < variants.length; i++) {
       const variant = variants[(i + rep) % variants.length];
