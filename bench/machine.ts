@@ -1,0 +1,103 @@
+/**
+ * The run's metadata, measured rather than typed: CPU model, cores, memory and caches, OS,
+ * Deno, the WebGPU adapter's info, features and limits, and the project's git commit.
+ *
+ * @module
+ */
+import * as os from "node:os";
+import type { Gpu } from "../gpu/device.ts";
+import type { AdapterInfo, CacheInfo, MachineInfo } from "./report.ts";
+
+/** Parses a `/sys` cache size such as "48K", "2048K" or "32M" into bytes. */
+export function parseCacheSize(text: string): number {
+  const match = /^(\d+)\s*([KMG]?)$/i.exec(text.trim());
+  if (!match) throw new RangeError(`cache size: expected e.g. "32M" or "48K", got "${text}"`);
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[match[2].toUpperCase()]!;
+  return Number(match[1]) * unit;
+}
+
+/** CPU 0's caches from `/sys/devices/system/cpu/cpu0/cache/` (empty where unreadable). */
+export async function readCaches(
+  root = "/sys/devices/system/cpu/cpu0/cache",
+): Promise<CacheInfo[]> {
+  const caches: CacheInfo[] = [];
+  try {
+    for await (const entry of Deno.readDir(root)) {
+      if (!entry.name.startsWith("index")) continue;
+      const read = (field: string) => Deno.readTextFile(`${root}/${entry.name}/${field}`);
+      caches.push({
+        level: Number((await read("level")).trim()),
+        type: (await read("type")).trim(),
+        bytes: parseCacheSize(await read("size")),
+      });
+    }
+  } catch { /* not Linux, or not readable */ }
+  return caches.sort((a, b) => a.level - b.level || a.type.localeCompare(b.type));
+}
+
+/** The largest data or unified cache of the highest level: the last-level cache, or 0. */
+export function lastLevelCache(caches: readonly CacheInfo[]): number {
+  const data = caches.filter((c) => c.type !== "Instruction");
+  const top = Math.max(0, ...data.map((c) => c.level));
+  return Math.max(0, ...data.filter((c) => c.level === top).map((c) => c.bytes));
+}
+
+async function gitCommit(): Promise<string | undefined> {
+  try {
+    const run = async (...args: string[]) => {
+      const out = await new Deno.Command("git", { args, stdout: "piped", stderr: "null" })
+        .output();
+      return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+    };
+    const head = await run("rev-parse", "--short=12", "HEAD");
+    if (!head) return undefined;
+    const dirty = await run("status", "--porcelain", "--untracked-files=no");
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return undefined; // no git, or no --allow-run
+  }
+}
+
+function adapterInfo(gpu: Gpu): AdapterInfo {
+  const info = gpu.device.adapterInfo;
+  const limits: Record<string, number> = {};
+  for (const key in gpu.device.limits) {
+    const value = (gpu.device.limits as unknown as Record<string, unknown>)[key];
+    if (typeof value === "number") limits[key] = value;
+  }
+  return {
+    description: info?.description || gpu.adapterDescription,
+    vendor: info?.vendor ?? "",
+    architecture: info?.architecture ?? "",
+    device: info?.device ?? "",
+    isFallbackAdapter: (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter,
+    features: [...gpu.device.features].sort(),
+    limits,
+  };
+}
+
+/** Describes this machine (and `gpu`'s adapter, when given). */
+export async function describeMachine(gpu?: Gpu): Promise<MachineInfo> {
+  let cpu = "unknown CPU", cores = navigator.hardwareConcurrency, memoryGiB = NaN;
+  let release = "";
+  try {
+    const cpus = os.cpus();
+    cpu = cpus[0]?.model?.trim() || cpu;
+    cores = cpus.length || cores;
+    memoryGiB = os.totalmem() / 2 ** 30;
+    release = os.release();
+  } catch { /* needs --allow-sys */ }
+  const caches = await readCaches();
+  return {
+    cpu,
+    cores,
+    memoryGiB,
+    caches,
+    llcBytes: lastLevelCache(caches),
+    os: `${Deno.build.os} ${Deno.build.arch}${release ? ` ${release}` : ""}`,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    ...(gpu ? { adapter: adapterInfo(gpu) } : {}),
+    gitCommit: await gitCommit(),
+  };
+}
