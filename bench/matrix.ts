@@ -197,8 +197,10 @@ export async function runMatrix(
         c + options.decodePositions <= shape.config.maxSeqLen
       ).at(-1);
       if (maxContext === undefined) continue;
-      const runEnd = maxContext + options.decodePositions;
-      const positions = checkPositions(Math.min(runEnd, shape.config.maxSeqLen), options.quick);
+      // Checked positions reach past the run where it is short: the one past a 256-position
+      // chunk (and into a second split) is checked whenever the model allows it.
+      const positions = checkPositions(shape.config.maxSeqLen, options.quick);
+      const runEnd = Math.max(maxContext + options.decodePositions, ...positions.map((p) => p + 1));
       const rng = new Rng(1);
       const tokens = Array.from(
         { length: runEnd },
