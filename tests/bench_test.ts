@@ -91,9 +91,9 @@ Deno.test({
     }
     const kvPerToken = (attention: string) =>
       results.cells.find((c) => c.attention === attention)!.kvBytesPerToken;
-    expect(kvPerToken("MHA") / kvPerToken("MQA")).toBe(6);
+    expect(kvPerToken("MHA") / kvPerToken("MQA")).toBe(8);
     const mqa = results.speedups.find((s) => s.comparison === "MQA vs MHA")!;
-    expect(mqa.kvBytesRatio).toBeCloseTo(6, 6);
+    expect(mqa.kvBytesRatio).toBeCloseTo(8, 6);
     expect(mqa.bytesRatio).toBeLessThan(mqa.kvBytesRatio); // the weights are shared
     for (const s of results.speedups) {
       expect(s.measured.lo <= s.measured.ratio && s.measured.ratio <= s.measured.hi).toBe(true);
