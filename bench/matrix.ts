@@ -212,7 +212,7 @@ export async function runMatrix(
         const config = makeConfig({ ...shape.config, nKvHeads });
         const weights = randomWeights(config, 7);
         const attention = attentionName(config.nHeads, nKvHeads);
-        const expected = await referenceLogits(new CpuDecoder(config, weights), tokens, positions);
+        const expected = referenceLogits(new CpuDecoder(config, weights), tokens, positions);
         for (const backend of options.backends) {
           for (const cache of ["kv-cache", "recompute"] as const) {
             const label = `${shape.name} ${attention} ${backend} ${cache}`;
@@ -472,18 +472,18 @@ function sumCost(a: ForwardCost, b: ForwardCost): ForwardCost {
 }
 
 /** The CPU reference's logits after each of `positions`, decoding `tokens` one by one. */
-async function referenceLogits(
+function referenceLogits(
   reference: CpuDecoder,
   tokens: number[],
   positions: number[],
-): Promise<Map<number, Float32Array>> {
+): Map<number, Float32Array> {
   const out = new Map<number, Float32Array>();
   const last = Math.max(...positions);
   for (let p = 0; p <= last; p++) {
     const logits = reference.forwardSync(tokens[p], p);
     if (positions.includes(p)) out.set(p, logits);
   }
-  return Promise.resolve(out);
+  return out;
 }
 
 /**
