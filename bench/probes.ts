@@ -1,6 +1,6 @@
 /**
  * The measured roofline of each backend: a read-only stream (a sum reduction, the memory
- * ceiling), a copy beside it, a compute-bound probe (peak GFLOP/s) and the cost of one kernel
+ * ceiling; on the CPU a WebAssembly SIMD loop), a copy beside it, a compute-bound probe (peak GFLOP/s) and the cost of one kernel
  * call. The streams use a working set chosen by the caller (at least 4x the last-level cache).
  *
  * @module
@@ -10,6 +10,7 @@ import { copyKernel } from "../gpu/copy.ts";
 import { compileKernel } from "../gpu/kernel.ts";
 import { matvec } from "../reference/matmul.ts";
 import { invertSpread, type Spread } from "./stats.ts";
+import { type WasmStream, wasmStream } from "./_wasm_stream.ts";
 import {
   type BatchRunner,
   bestMs,
@@ -26,6 +27,8 @@ import {
 export interface Roofline {
   /** Read-only stream (sum reduction) bandwidth, GB/s: the memory ceiling. */
   readGbPerS: Spread;
+  /** CPU only: the same sum as a plain JavaScript loop, GB/s (a code ceiling, not memory's). */
+  scalarReadGbPerS?: Spread;
   /** Copy bandwidth, GB/s, counting bytes read plus written. */
   copyGbPerS: Spread;
   /** Peak arithmetic, GFLOP/s (a multiply-add counts 2). */
@@ -89,31 +92,36 @@ function cpuSum(x: Float32Array): number {
 }
 
 /**
- * The CPU reference's roofline: a JavaScript sum over `probeBytes` (the same kind of loop as
- * the reference's matvec, one thread), `TypedArray.set` copying half of it to the other half,
+ * The CPU's roofline, one thread: a WebAssembly SIMD sum over `probeBytes` (the read stream at
+ * machine speed: the memory ceiling), the same sum as a plain JavaScript loop (what code like
+ * the reference's matvec can stream), `TypedArray.set` copying one half to the other,
  * independent multiply-add chains, and the cost of a 1x1 matvec call.
  */
 export async function cpuRoofline(options: ProbeOptions): Promise<Roofline> {
-  const floats = options.probeBytes / 4;
-  let data: Float32Array | undefined = new Float32Array(floats);
-  for (let i = 0; i < floats; i++) data[i] = (i & 1023) * 1e-3; // touch every page
+  const bytes = Math.min(options.probeBytes, 4 * 2 ** 30 - 2 ** 20);
+  let stream: WasmStream | undefined = wasmStream(bytes);
+  let data: Float32Array | undefined = new Float32Array(stream.memory.buffer, 0, bytes / 4);
+  data.fill(0.25); // touches every page
   let sink = 0;
-  const read = await repeat(cpuRunner(() => sink += cpuSum(data!)), options);
-  const half = floats / 2;
+  const read = await repeat(cpuRunner(() => sink += stream!.sum(bytes)), options);
+  const jsRead = await repeat(cpuRunner(() => sink += cpuSum(data!)), options);
+  const half = bytes / 8;
   const src = data.subarray(0, half);
   const dst = data.subarray(half);
   const copy = await repeat(cpuRunner(() => dst.set(src)), options);
   data = undefined;
+  stream = undefined;
   const compute = await repeat(cpuRunner(() => sink += cpuCompute()), options);
   const one = new Float32Array(1);
   const call = await repeat(cpuRunner(() => matvec(one, one, 1, 1)), options);
   if (Number.isNaN(sink)) throw new Error("unreachable");
   return {
-    readGbPerS: invertSpread(bestMs(read), options.probeBytes / 1e6),
-    copyGbPerS: invertSpread(bestMs(copy), options.probeBytes / 1e6),
+    readGbPerS: invertSpread(bestMs(read), bytes / 1e6),
+    scalarReadGbPerS: invertSpread(bestMs(jsRead), bytes / 1e6),
+    copyGbPerS: invertSpread(bestMs(copy), bytes / 1e6),
     peakGflopPerS: invertSpread(bestMs(compute), (2 * CPU_CHAINS * CPU_ITERATIONS) / 1e6),
     dispatchUs: scaled(bestMs(call), 1000),
-    probeBytes: options.probeBytes,
+    probeBytes: bytes,
     gpuTimestamps: false,
   };
 }

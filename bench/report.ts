@@ -429,6 +429,7 @@ function rooflineTable(results: BenchResults, markdown: boolean): string {
   const rows = Object.entries(results.rooflines).map(([backend, r]) => [
     backend,
     formatSpread(r!.readGbPerS),
+    formatSpread(r!.scalarReadGbPerS),
     formatSpread(r!.copyGbPerS),
     formatSpread(r!.peakGflopPerS),
     formatSpread(r!.dispatchUs),
@@ -442,6 +443,7 @@ function rooflineTable(results: BenchResults, markdown: boolean): string {
     [
       "backend",
       "read GB/s",
+      "JS-loop read GB/s",
       "copy GB/s",
       "peak GFLOP/s",
       "µs/dispatch",
