@@ -6,19 +6,20 @@
  * SVG charts. Seeded random weights at real shapes: no download.
  *
  * New axes (precision, batch size, kernel variants) plug in as modules that add kernel cases
- * (`kernelCases` in measure.ts), matrix cells or report sections to the results.
+ * (registry entries, bench/_kernels.ts), matrix cells or report sections to the results.
  *
  * @module
  */
-import { parseFlags, UsageError } from "../model/cli_flags.ts";
+import { parseFlags, UsageError } from "../model/_cli_flags.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
-import { checkWeightsFitMemory } from "../model/memory.ts";
+import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { describeMachine } from "./machine.ts";
 import { type BenchShape, runMatrix } from "./matrix.ts";
-import { type Backend, kernelCases, measureKernels } from "./measure.ts";
+import { type Backend, measureKernels } from "./measure.ts";
+import { benchKernels } from "./_kernels.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "./probes.ts";
 import {
   type BenchResults,
@@ -265,7 +266,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       );
     }
     const kernels = await measureKernels(
-      kernelCases(quick),
+      benchKernels(quick),
       { backends, gpu, reps, minBatchMs, rooflines },
       io.progress,
     );

@@ -9,7 +9,8 @@
 import type { Gpu } from "../gpu/device.ts";
 import { headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
 import { type ForwardCost, forwardCost, passesCost, predictMs } from "../model/cost.ts";
-import { CpuDecoder, type Decoder } from "../model/cpu_decoder.ts";
+import { CpuDecoder } from "../model/cpu_decoder.ts";
+import type { Decoder } from "../model/decoder.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { compare } from "../reference/compare.ts";
@@ -217,7 +218,7 @@ export async function runMatrix(
           for (const cache of ["kv-cache", "recompute"] as const) {
             const label = `${shape.name} ${attention} ${backend} ${cache}`;
             const kvCache = cache === "kv-cache";
-            const decoder = backend === "webgpu"
+            const decoder: Decoder = backend === "webgpu"
               ? await GpuDecoder.create(options.gpu!, config, weights, { kvCache })
               : new CpuDecoder(config, weights, { kvCache });
             if (backend !== "cpu" || !kvCache) {
@@ -227,7 +228,7 @@ export async function runMatrix(
               if (typeof check === "string") {
                 rejected.push({ variant: label, reason: check });
                 progress(`${label}: REJECTED (${check})`);
-                if (decoder instanceof GpuDecoder) decoder.destroy();
+                decoder.destroy?.();
                 continue;
               }
               checks.push({ variant: label, positions: own, maxNmse: check });
@@ -299,7 +300,7 @@ export async function runMatrix(
           }
         }
       }
-      for (const v of variants) if (v.decoder instanceof GpuDecoder) v.decoder.destroy();
+      for (const v of variants) v.decoder.destroy?.();
     }
   } finally {
     timer?.destroy();

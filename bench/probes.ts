@@ -215,7 +215,7 @@ export async function gpuRoofline(gpu: Gpu, options: ProbeOptions): Promise<Roof
       ),
     );
     const copy = await repeat(
-      gpuRunner(gpu, timer, (units) => submitUnits(gpu, copies, units)),
+      gpuRunner(gpu, timer, (units) => submitUnits(gpu, copies.flat(), units)),
       options,
     );
     const reads = await Promise.all(
@@ -234,7 +234,7 @@ export async function gpuRoofline(gpu: Gpu, options: ProbeOptions): Promise<Roof
       ),
     );
     const read = await repeat(
-      gpuRunner(gpu, timer, (units) => submitUnits(gpu, reads, units)),
+      gpuRunner(gpu, timer, (units) => submitUnits(gpu, reads.flat(), units)),
       options,
     );
     const fma = (await compileKernel(
@@ -246,7 +246,7 @@ export async function gpuRoofline(gpu: Gpu, options: ProbeOptions): Promise<Roof
       [GPU_GROUPS],
     )).bind({ out: partial });
     const compute = await repeat(
-      gpuRunner(gpu, timer, (units) => submitUnits(gpu, [fma], units)),
+      gpuRunner(gpu, timer, (units) => submitUnits(gpu, fma, units)),
       options,
     );
     const empty = (await compileKernel(gpu, "empty probe", EMPTY_WGSL, {}, ["out"], [1]))
@@ -255,7 +255,7 @@ export async function gpuRoofline(gpu: Gpu, options: ProbeOptions): Promise<Roof
       gpuRunner(
         gpu,
         timer,
-        (units) => submitUnits(gpu, new Array(EMPTY_DISPATCHES).fill(empty), units),
+        (units) => submitUnits(gpu, new Array(EMPTY_DISPATCHES).fill(empty).flat(), units),
       ),
       options,
     );
