@@ -26,6 +26,7 @@ import {
   chartFiles,
   computeSpeedups,
   formatMarkdown,
+  formatReadmeSection,
   formatText,
   parseResults,
   type PeerRow,
@@ -62,7 +63,7 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default), or a list "16,64,256"
   --reps N              samples per cell, kernel and probe (default 5; quick 3)
   --cell-budget S       skip a cell (and its larger contexts) whose samples are predicted to take
-                        longer than S seconds in all (default 12; quick 2)
+                        longer than S seconds in all (default 8; quick 2)
   --probe-mib M         working set of the bandwidth probes (default: 4x the last-level cache,
                         at least 64 MiB)
   --out DIR             where results go (default bench/results)
@@ -73,7 +74,8 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --help                this text
 
-Writes DIR/results.json (all results, versioned), DIR/report.md, and SVG charts.`;
+Writes DIR/results.json (every sample's summary, versioned), DIR/report.md, SVG charts, and
+DIR/readme_results.md (the README's results section, machine line from the run's metadata).`;
 
 /** Where the benchmark writes (replaceable in tests). */
 export interface BenchIo {
@@ -221,7 +223,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   for (const name of shapeNames) checkWeightsFitMemory(SHAPES[name], `--preset ${name}`);
   const contexts = parseContexts(values.contexts ?? (quick ? "16..32" : "16..1024"));
   const reps = positiveInteger("reps", values.reps, quick ? 3 : 5);
-  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 2 : 12));
+  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 2 : 8));
   if (!(cellBudgetS > 0)) {
     throw new UsageError(`--cell-budget: expected seconds > 0, got "${values["cell-budget"]}"`);
   }
@@ -235,6 +237,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     return 0;
   }
 
+  const started = performance.now();
   const gpu = backends.includes("webgpu") ? await requestGpu() : undefined;
   try {
     const machine = await describeMachine(gpu);
@@ -291,6 +294,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       schema: RESULTS_SCHEMA,
       date: new Date().toISOString(),
       quick,
+      elapsedS: (performance.now() - started) / 1000,
       settings: { reps, contexts, decodePositions: 2, cellBudgetS, minBatchMs, probeBytes },
       machine,
       rooflines,
@@ -312,10 +316,13 @@ async function writeResults(results: BenchResults, out: string, io: BenchIo): Pr
   const charts = chartFiles(results);
   await io.writeFile(`${out}/results.json`, JSON.stringify(results, null, 2) + "\n");
   await io.writeFile(`${out}/report.md`, formatMarkdown(results, Object.keys(charts)));
+  await io.writeFile(`${out}/readme_results.md`, formatReadmeSection(results));
   for (const [name, svg] of Object.entries(charts)) await io.writeFile(`${out}/${name}`, svg);
   io.print(formatText(results));
   io.print(
-    `\nwrote ${out}/results.json, ${out}/report.md and ${Object.keys(charts).length} charts`,
+    `\nwrote ${out}/results.json, ${out}/report.md, ${out}/readme_results.md and ${
+      Object.keys(charts).length
+    } charts`,
   );
 }
 

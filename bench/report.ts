@@ -144,6 +144,8 @@ export interface BenchResults {
   date: string;
   /** Whether this was the `--quick` subset. */
   quick: boolean;
+  /** Seconds the measurements took. */
+  elapsedS: number;
   /** Settings. */
   settings: RunSettings;
   /** The machine. */
@@ -195,7 +197,9 @@ export function parseResults(text: string, file: string): BenchResults {
   if (results.schema !== RESULTS_SCHEMA) {
     throw new Error(`${file}: expected results schema ${RESULTS_SCHEMA}, got ${results.schema}`);
   }
-  for (const field of ["settings", "machine", "rooflines", "kernels", "cells"] as const) {
+  for (
+    const field of ["settings", "machine", "rooflines", "kernels", "cells", "speedups"] as const
+  ) {
     if (results[field] === undefined) throw new Error(`${file}: missing field "${field}"`);
   }
   return results as BenchResults;
@@ -603,7 +607,7 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
   return [
     `# Benchmark results${results.quick ? " (quick subset)" : ""}`,
     "",
-    `Measured ${results.date} on: ${machineLine(results)}.`,
+    `Measured ${results.date} (${n(results.elapsedS / 60)} min) on: ${machineLine(results)}.`,
     "",
     `Method: ${settingsLine(results)}. GPU times come from timestamp queries where the adapter ` +
     "has them (wall time beside them); GB/s and roofline fractions divide by the backend's " +
@@ -670,6 +674,66 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
         peerTable(results, true),
       ]
       : []),
+    "",
+  ].join("\n");
+}
+
+/**
+ * The README's results section, generated from one run: the machine line from its metadata,
+ * the roofline, attention-heavy's (or the first shape's) cached decode by position, the
+ * speedups with their ranges, the peers, and which comparisons the last-level cache affects.
+ */
+export function formatReadmeSection(results: BenchResults): string {
+  const shape = results.cells.some((c) => c.shape === "attention-heavy")
+    ? "attention-heavy"
+    : results.cells[0]?.shape;
+  const subset: BenchResults = {
+    ...results,
+    cells: results.cells.filter((c) => c.shape === shape && c.cache === "kv-cache"),
+  };
+  const llcBound = results.speedups.filter((s) => s.fitsInLlc.some(Boolean));
+  const split = llcBound.filter((s) => s.fitsInLlc[0] !== s.fitsInLlc[1]);
+  const noisy = results.speedups.filter((s) => s.measured.withinNoise);
+  const llcLine = results.machine.llcBytes === 0
+    ? "The last-level cache size was not readable: no cell is flagged."
+    : llcBound.length === 0
+    ? "No compared cell fits in the last-level cache: every bytes/s figure is memory traffic."
+    : `${llcBound.length} of ${results.speedups.length} comparisons involve a working set that ` +
+      `fits in the ${mib(results.machine.llcBytes)} last-level cache (` +
+      (split.length
+        ? `${split.length} where only the variant fits, so part of its speedup is a cache cliff`
+        : "on both sides alike") +
+      "): their bytes/s are cache bandwidth, and the read-stream ceiling (DRAM) does not bound them.";
+  return [
+    "## Results",
+    "",
+    `Measured ${results.date.slice(0, 10)} by \`deno task bench${results.quick ? " --quick" : ""}` +
+    `${results.peers ? " --llama2c ..." : ""}\` on: ${machineLine(results)}. ` +
+    `Method: ${settingsLine(results)}. Full report: ` +
+    "[bench/results/report.md](bench/results/report.md); every sample: " +
+    "[bench/results/results.json](bench/results/results.json).",
+    "",
+    "Measured ceilings (the roofline every fraction divides by is the read stream):",
+    "",
+    rooflineTable(results, true),
+    "",
+    `Decode ms/token of \`${shape}\` with a KV cache, by mean position:`,
+    "",
+    decodeTable(subset, true),
+    "",
+    `KV cache vs recompute (MHA), and GQA/MQA vs MHA on \`${shape}\`: ratios of median ms/token ` +
+    "with their range, the time model's ratio beside them:",
+    "",
+    speedupTable({
+      ...results,
+      speedups: results.speedups.filter((s) =>
+        s.comparison === "KV cache vs recompute (MHA)" ||
+        (s.shape === shape && s.comparison.endsWith(" vs MHA"))
+      ),
+    }, true),
+    "",
+    `All speedups are in the full report. ${noisy.length} of ${results.speedups.length} comparisons are within noise. ${llcLine}`,
+    ...(results.peers ? ["", "Beside llama2.c:", "", peerTable(results, true)] : []),
     "",
   ].join("\n");
 }
