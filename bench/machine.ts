@@ -8,7 +8,14 @@ import * as os from "node:os";
 import type { Gpu } from "../gpu/device.ts";
 import type { AdapterInfo, CacheInfo, MachineInfo } from "./report.ts";
 
-/** Parses a `/sys` cache size such as "48K", "2048K" or "32M" into bytes. */
+/** Parses a `/sys` cache size such as "48K", "2048K" or "32M" into bytes.
+ *
+ * @example
+ * ```ts
+ * import { parseCacheSize } from "./machine.ts";
+ * if (parseCacheSize("32M") !== 32 * 1024 * 1024) throw new Error("wrong");
+ * ```
+ */
 export function parseCacheSize(text: string): number {
   const match = /^(\d+)\s*([KMG]?)$/i.exec(text.trim());
   if (!match) throw new RangeError(`cache size: expected e.g. "32M" or "48K", got "${text}"`);
@@ -16,7 +23,14 @@ export function parseCacheSize(text: string): number {
   return Number(match[1]) * unit;
 }
 
-/** CPU 0's caches from `/sys/devices/system/cpu/cpu0/cache/` (empty where unreadable). */
+/** CPU 0's caches from `/sys/devices/system/cpu/cpu0/cache/` (empty where unreadable).
+ *
+ * @example
+ * ```ts
+ * import { readCaches } from "./machine.ts";
+ * for (const cache of await readCaches()) console.log(cache.level, cache.type, cache.bytes);
+ * ```
+ */
 export async function readCaches(
   root = "/sys/devices/system/cpu/cpu0/cache",
 ): Promise<CacheInfo[]> {
@@ -35,7 +49,15 @@ export async function readCaches(
   return caches.sort((a, b) => a.level - b.level || a.type.localeCompare(b.type));
 }
 
-/** The largest data or unified cache of the highest level: the last-level cache, or 0. */
+/** The largest data or unified cache of the highest level: the last-level cache, or 0.
+ *
+ * @example
+ * ```ts
+ * import { lastLevelCache } from "./machine.ts";
+ * const llc = lastLevelCache([{ level: 2, type: "Unified", bytes: 2 << 20 }, { level: 3, type: "Unified", bytes: 32 << 20 }]);
+ * if (llc !== 32 << 20) throw new Error("wrong");
+ * ```
+ */
 export function lastLevelCache(caches: readonly CacheInfo[]): number {
   const data = caches.filter((c) => c.type !== "Instruction");
   const top = Math.max(0, ...data.map((c) => c.level));
@@ -76,7 +98,14 @@ function adapterInfo(gpu: Gpu): AdapterInfo {
   };
 }
 
-/** Describes this machine (and `gpu`'s adapter, when given). */
+/** Describes this machine (and `gpu`'s adapter, when given).
+ *
+ * @example
+ * ```ts ignore
+ * const machine = await describeMachine(await requestGpu());
+ * console.log(machine.cpu, machine.llcBytes, machine.adapter?.features);
+ * ```
+ */
 export async function describeMachine(gpu?: Gpu): Promise<MachineInfo> {
   let cpu = "unknown CPU", cores = navigator.hardwareConcurrency, memoryGiB = NaN;
   let release = "";

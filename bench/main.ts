@@ -277,7 +277,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       name,
       config: name === "attention-heavy" ? ATTENTION_HEAVY : preset(name),
     }));
-    const { cells, rejected, checks } = await runMatrix({
+    const { cells, rejected, checks, skipped } = await runMatrix({
       shapes,
       backends,
       contexts,
@@ -302,6 +302,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       cells,
       checks,
       rejected,
+      skipped,
       speedups: computeSpeedups(cells),
     };
     if (peers.length) results.peers = await comparePeers(peers, shapes, results, reps, io);

@@ -109,6 +109,18 @@ export interface RejectedVariant {
   reason: string;
 }
 
+/** A series cut short by the cell budget. */
+export interface SkippedSeries {
+  /** Shape, attention, backend and cache, readable. */
+  variant: string;
+  /** Phase. */
+  phase: "prefill" | "decode";
+  /** First context not measured. */
+  fromContext: number;
+  /** Predicted seconds of that cell's samples. */
+  predictedS: number;
+}
+
 /** A variant's correctness check before timing. */
 export interface CheckResult {
   /** Shape, backend, cache and attention, readable. */
@@ -136,6 +148,12 @@ export function kvHeadVariants(nHeads: number): number[] {
  * Positions whose logits are checked: the first, one inside the first 256-position attention
  * chunk, one past it (which split attention hands to a second workgroup), and one past the
  * second chunk when the run goes that far; all below `limit`.
+ *
+ * @example
+ * ```ts
+ * import { checkPositions } from "./matrix.ts";
+ * if (checkPositions(512, true).join() !== "0,37,300") throw new Error("wrong");
+ * ```
  */
 export function checkPositions(limit: number, quick: boolean): number[] {
   return [0, 37, 300, ...(quick ? [] : [560])].filter((p) => p < limit);
@@ -176,6 +194,8 @@ interface Variant {
   decoder: Decoder;
   /** Phases skipped from here on: over the budget. */
   skip: Set<"prefill" | "decode">;
+  /** Where each skipped phase stopped, and the predicted seconds that stopped it. */
+  skippedFrom: Partial<Record<"prefill" | "decode", { context: number; predictedS: number }>>;
   lastSampleMs: Partial<Record<"prefill" | "decode", { context: number; ms: number }>>;
   /** Positions `0..holds-1` hold the run's tokens (recompute: its history). */
   holds: number;
@@ -185,10 +205,18 @@ interface Variant {
 export async function runMatrix(
   options: MatrixOptions,
   progress: (line: string) => void = () => {},
-): Promise<{ cells: DecoderCell[]; rejected: RejectedVariant[]; checks: CheckResult[] }> {
+): Promise<
+  {
+    cells: DecoderCell[];
+    rejected: RejectedVariant[];
+    checks: CheckResult[];
+    skipped: SkippedSeries[];
+  }
+> {
   const cells: DecoderCell[] = [];
   const rejected: RejectedVariant[] = [];
   const checks: CheckResult[] = [];
+  const skipped: SkippedSeries[] = [];
   const timer = options.gpu && TimestampTimer.supported(options.gpu)
     ? new TimestampTimer(options.gpu)
     : undefined;
@@ -244,6 +272,7 @@ export async function runMatrix(
               config,
               decoder,
               skip: new Set(),
+              skippedFrom: {},
               lastSampleMs: {},
               holds: 0,
             });
@@ -300,12 +329,22 @@ export async function runMatrix(
           }
         }
       }
-      for (const v of variants) v.decoder.destroy?.();
+      for (const v of variants) {
+        for (const [phase, at] of Object.entries(v.skippedFrom)) {
+          skipped.push({
+            variant: v.label,
+            phase: phase as "prefill" | "decode",
+            fromContext: at.context,
+            predictedS: at.predictedS,
+          });
+        }
+        v.decoder.destroy?.();
+      }
     }
   } finally {
     timer?.destroy();
   }
-  return { cells, rejected, checks };
+  return { cells, rejected, checks, skipped };
 }
 
 /** Whether a cell's samples are predicted to exceed the budget (and every larger context's). */
@@ -325,6 +364,7 @@ function skipCell(
     1000;
   if (predictedS > options.cellBudgetS) {
     v.skip.add(phase);
+    v.skippedFrom[phase] = { context, predictedS };
     return true;
   }
   return false;

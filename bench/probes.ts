@@ -9,7 +9,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { copyKernel } from "../gpu/copy.ts";
 import { compileKernel } from "../gpu/kernel.ts";
 import { matvec } from "../reference/matmul.ts";
-import { invertSpread, type Spread } from "./stats.ts";
+import { invertSpread, scaleSpread, type Spread } from "./stats.ts";
 import { type WasmStream, wasmStream } from "./_wasm_stream.ts";
 import {
   type BatchRunner,
@@ -96,6 +96,12 @@ function cpuSum(x: Float32Array): number {
  * machine speed: the memory ceiling), the same sum as a plain JavaScript loop (what code like
  * the reference's matvec can stream), `TypedArray.set` copying one half to the other,
  * independent multiply-add chains, and the cost of a 1x1 matvec call.
+ *
+ * @example
+ * ```ts ignore
+ * const cpu = await cpuRoofline({ reps: 5, minBatchMs: 100, probeBytes: 1 << 30 });
+ * console.log(cpu.readGbPerS.median, "GB/s");
+ * ```
  */
 export async function cpuRoofline(options: ProbeOptions): Promise<Roofline> {
   const bytes = Math.min(options.probeBytes, 4 * 2 ** 30 - 2 ** 20);
@@ -120,20 +126,9 @@ export async function cpuRoofline(options: ProbeOptions): Promise<Roofline> {
     scalarReadGbPerS: invertSpread(bestMs(jsRead), bytes / 1e6),
     copyGbPerS: invertSpread(bestMs(copy), bytes / 1e6),
     peakGflopPerS: invertSpread(bestMs(compute), (2 * CPU_CHAINS * CPU_ITERATIONS) / 1e6),
-    dispatchUs: scaled(bestMs(call), 1000),
+    dispatchUs: scaleSpread(bestMs(call), 1000),
     probeBytes: bytes,
     gpuTimestamps: false,
-  };
-}
-
-function scaled(s: Spread, k: number): Spread {
-  return {
-    median: s.median * k,
-    min: s.min * k,
-    max: s.max * k,
-    q1: s.q1 * k,
-    q3: s.q3 * k,
-    n: s.n,
   };
 }
 
@@ -191,6 +186,11 @@ const EMPTY_DISPATCHES = 64;
  * The adapter's roofline: a vec4 sum reduction over `probeBytes` (one dispatch per binding-
  * sized range), the copy kernel over two halves, vec4 multiply-add chains, and the cost of a
  * one-invocation dispatch. GPU time from timestamp queries where the adapter has them.
+ *
+ * @example
+ * ```ts ignore
+ * const webgpu = await gpuRoofline(await requestGpu(), { reps: 5, minBatchMs: 100, probeBytes: 1 << 30 });
+ * ```
  */
 export async function gpuRoofline(gpu: Gpu, options: ProbeOptions): Promise<Roofline> {
   const timer = TimestampTimer.supported(gpu) ? new TimestampTimer(gpu) : undefined;
@@ -264,7 +264,7 @@ export async function gpuRoofline(gpu: Gpu, options: ProbeOptions): Promise<Roof
       readGbPerS: invertSpread(bestMs(read), options.probeBytes / 1e6),
       copyGbPerS: invertSpread(bestMs(copy), options.probeBytes / 1e6),
       peakGflopPerS: invertSpread(bestMs(compute), flops / 1e6),
-      dispatchUs: scaled(bestMs(dispatch), 1000 / EMPTY_DISPATCHES),
+      dispatchUs: scaleSpread(bestMs(dispatch), 1000 / EMPTY_DISPATCHES),
       probeBytes: options.probeBytes,
       gpuTimestamps: timer !== undefined,
     };

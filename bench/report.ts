@@ -7,7 +7,7 @@
  */
 import { barChart, lineChart, PALETTE } from "./svg.ts";
 import type { Backend, KernelResult } from "./measure.ts";
-import type { CheckResult, DecoderCell, RejectedVariant } from "./matrix.ts";
+import type { CheckResult, DecoderCell, RejectedVariant, SkippedSeries } from "./matrix.ts";
 import type { Roofline } from "./probes.ts";
 import { ratioOfMedians, type RatioRange, type Spread } from "./stats.ts";
 
@@ -160,6 +160,8 @@ export interface BenchResults {
   checks: CheckResult[];
   /** Variants that failed their correctness check. */
   rejected: RejectedVariant[];
+  /** Series the cell budget cut short. */
+  skipped: SkippedSeries[];
   /** Measured speedups beside predictions. */
   speedups: Speedup[];
   /** llama2.c builds side by side, when `--llama2c` was given. */
@@ -198,7 +200,17 @@ export function parseResults(text: string, file: string): BenchResults {
     throw new Error(`${file}: expected results schema ${RESULTS_SCHEMA}, got ${results.schema}`);
   }
   for (
-    const field of ["settings", "machine", "rooflines", "kernels", "cells", "speedups"] as const
+    const field of [
+      "settings",
+      "machine",
+      "rooflines",
+      "kernels",
+      "cells",
+      "speedups",
+      "checks",
+      "rejected",
+      "skipped",
+    ] as const
   ) {
     if (results[field] === undefined) throw new Error(`${file}: missing field "${field}"`);
   }
@@ -260,12 +272,28 @@ function n(x: number, digits = 3): string {
   return x.toFixed(Math.max(0, digits - 1 - magnitude));
 }
 
-/** "median [min-max]". */
+/** "median [min-max]".
+ *
+ * @example
+ * ```ts
+ * import { formatSpread } from "./report.ts";
+ * import { summarize } from "./stats.ts";
+ * if (formatSpread(summarize([1, 2, 4])) !== "2.00 [1.00-4.00]") throw new Error("wrong");
+ * ```
+ */
 export function formatSpread(s: Spread | undefined, digits = 3): string {
   return s ? `${n(s.median, digits)} [${n(s.min, digits)}-${n(s.max, digits)}]` : "-";
 }
 
-/** "1.43x [1.21-1.66]", with "within noise" when the ranges overlap. */
+/** "1.43x [1.21-1.66]", with "within noise" when the ranges overlap.
+ *
+ * @example
+ * ```ts
+ * import { formatRatio } from "./report.ts";
+ * const text = formatRatio({ ratio: 1.1, lo: 0.9, hi: 1.3, withinNoise: true });
+ * if (text !== "1.10x [0.900-1.30] within noise") throw new Error(text);
+ * ```
+ */
 export function formatRatio(r: RatioRange): string {
   return `${n(r.ratio)}x [${n(r.lo)}-${n(r.hi)}]${r.withinNoise ? " within noise" : ""}`;
 }
@@ -654,6 +682,18 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
         c.maxNmse.toExponential(1)
       } of the CPU reference`
     ),
+    ...(results.skipped.length
+      ? [
+        "",
+        `## Cut short by the cell budget (${results.settings.cellBudgetS} s)`,
+        "",
+        ...results.skipped.map((k) =>
+          `- ${k.variant} ${k.phase}: from context ${k.fromContext} (predicted ${
+            n(k.predictedS)
+          } s)`
+        ),
+      ]
+      : []),
     ...(results.rejected.length
       ? [
         "",

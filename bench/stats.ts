@@ -54,7 +54,14 @@ export function summarize(samples: readonly number[]): Spread {
   };
 }
 
-/** `spread` with every figure multiplied by `factor` (> 0, e.g. a unit change). */
+/** `spread` with every figure multiplied by `factor` (> 0, e.g. a unit change).
+ *
+ * @example
+ * ```ts
+ * import { scaleSpread, summarize } from "./stats.ts";
+ * if (scaleSpread(summarize([1, 2, 3]), 1000).max !== 3000) throw new Error("wrong");
+ * ```
+ */
 export function scaleSpread(spread: Spread, factor: number): Spread {
   return {
     median: spread.median * factor,
@@ -69,6 +76,13 @@ export function scaleSpread(spread: Spread, factor: number): Spread {
 /**
  * `numerator / spread`'s samples (a time spread turned into a rate): the median maps to the
  * median, min and max swap.
+ *
+ * @example
+ * ```ts
+ * import { invertSpread, summarize } from "./stats.ts";
+ * const rate = invertSpread(summarize([1, 2, 4]), 1000); // ms per call -> calls per second
+ * if (rate.median !== 500 || rate.min !== 250 || rate.max !== 1000) throw new Error("wrong");
+ * ```
  */
 export function invertSpread(spread: Spread, numerator: number): Spread {
   return {
@@ -93,7 +107,16 @@ export interface RatioRange {
   withinNoise: boolean;
 }
 
-/** Whether two min-max ranges overlap. */
+/** Whether two min-max ranges overlap.
+ *
+ * @example
+ * ```ts
+ * import { overlaps, summarize } from "./stats.ts";
+ * if (!overlaps(summarize([1, 3]), summarize([2, 4])) || overlaps(summarize([1, 2]), summarize([3, 4]))) {
+ *   throw new Error("wrong");
+ * }
+ * ```
+ */
 export function overlaps(a: Spread, b: Spread): boolean {
   return a.min <= b.max && b.min <= a.max;
 }

@@ -17,7 +17,16 @@ export interface Timing {
   batch: number;
 }
 
-/** The figure a timing is judged by: GPU time where measured, else wall time. */
+/** The figure a timing is judged by: GPU time where measured, else wall time.
+ *
+ * @example
+ * ```ts
+ * import { bestMs } from "./timing.ts";
+ * import { summarize } from "./stats.ts";
+ * const timing = { wallMs: summarize([12]), gpuMs: summarize([2]), batch: 8 };
+ * if (bestMs(timing).median !== 2) throw new Error("GPU time wins where measured");
+ * ```
+ */
 export function bestMs(timing: Timing): Spread {
   return timing.gpuMs ?? timing.wallMs;
 }
@@ -36,6 +45,13 @@ export type BatchRunner = (units: number) => Promise<BatchSample>;
 /**
  * The number of units per batch for which a batch lasts at least `minMs` (doubling from 1,
  * after one warm-up unit), capped at `maxUnits`.
+ *
+ * @example
+ * ```ts
+ * import { calibrateBatch, cpuRunner } from "./timing.ts";
+ * const units = await calibrateBatch(cpuRunner(() => Math.sqrt(2)), 5);
+ * if (!(units >= 1)) throw new Error("wrong");
+ * ```
  */
 export async function calibrateBatch(
   run: BatchRunner,
@@ -50,7 +66,15 @@ export async function calibrateBatch(
   }
 }
 
-/** Collects the samples of one variant into a {@linkcode Timing}. */
+/** Collects the samples of one variant into a {@linkcode Timing}.
+ *
+ * @example
+ * ```ts
+ * import { toTiming } from "./timing.ts";
+ * const t = toTiming([{ wallMs: 3, gpuMs: 1 }, { wallMs: 5, gpuMs: 2 }], 4);
+ * if (t.gpuMs?.max !== 2 || t.wallMs.min !== 3) throw new Error("wrong");
+ * ```
+ */
 export function toTiming(samples: readonly BatchSample[], batch: number): Timing {
   const gpu = samples.map((s) => s.gpuMs).filter((g): g is number => g !== undefined);
   return {
@@ -60,7 +84,15 @@ export function toTiming(samples: readonly BatchSample[], batch: number): Timing
   };
 }
 
-/** A CPU batch: `units` calls of `fn`, wall-clock. */
+/** A CPU batch: `units` calls of `fn`, wall-clock.
+ *
+ * @example
+ * ```ts
+ * import { cpuRunner } from "./timing.ts";
+ * const sample = await cpuRunner(() => [3, 1, 2].sort())(100);
+ * if (!(sample.wallMs >= 0) || sample.gpuMs !== undefined) throw new Error("wrong");
+ * ```
+ */
 export function cpuRunner(fn: () => unknown): BatchRunner {
   return (units) => {
     const start = performance.now();
@@ -73,6 +105,15 @@ export function cpuRunner(fn: () => unknown): BatchRunner {
  * Timestamp queries for the passes a {@linkcode Gpu} submits: install it as `gpu.passTimer`,
  * run a batch, then {@linkcode TimestampTimer.collectMs} resolves every pass's begin/end pair
  * into a buffer, reads it back once and returns the summed GPU milliseconds.
+ *
+ * @example
+ * ```ts ignore
+ * const timer = new TimestampTimer(gpu);
+ * gpu.passTimer = timer;
+ * await gpu.submit(dispatches);
+ * gpu.passTimer = undefined;
+ * console.log(await timer.collectMs(), "ms on the GPU");
+ * ```
  */
 export class TimestampTimer implements PassTimer {
   /** Passes one batch may time. */
@@ -143,6 +184,12 @@ export class TimestampTimer implements PassTimer {
 /**
  * Wraps a GPU batch `run(units)` (which submits and waits): wall-clock around it, and GPU time
  * from `timer` when given.
+ *
+ * @example
+ * ```ts ignore
+ * const run = gpuRunner(gpu, timer, (units) => submitUnits(gpu, dispatches, units));
+ * const { wallMs, gpuMs } = await run(64);
+ * ```
  */
 export function gpuRunner(
   gpu: Gpu,
@@ -162,7 +209,13 @@ export function gpuRunner(
   };
 }
 
-/** `units` copies of `dispatches` in one pass, submitted and waited for. */
+/** `units` copies of `dispatches` in one pass, submitted and waited for.
+ *
+ * @example
+ * ```ts ignore
+ * await submitUnits(gpu, dispatches, 16); // one pass of 16 copies, waited for
+ * ```
+ */
 export async function submitUnits(gpu: Gpu, dispatches: Dispatch[], units: number): Promise<void> {
   const all: Dispatch[] = [];
   for (let i = 0; i < units; i++) all.push(...dispatches);

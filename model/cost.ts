@@ -24,7 +24,15 @@ export interface ForwardCost {
   dispatches: number;
 }
 
-/** Kernel calls of one forward pass: embedding, 16 per layer, final norm, classifier. */
+/** Kernel calls of one forward pass: embedding, 16 per layer, final norm, classifier.
+ *
+ * @example
+ * ```ts
+ * import { preset } from "./config.ts";
+ * import { dispatchesPerPass } from "./cost.ts";
+ * if (dispatchesPerPass(preset("stories15M")) !== 3 + 16 * 6) throw new Error("wrong");
+ * ```
+ */
 export function dispatchesPerPass(config: LlamaConfig): number {
   // per layer: norm, q, k, v, rope q, rope k, cache append, attention, wo, add, norm, w1, w3,
   // silu·mul, w2, add
@@ -76,7 +84,16 @@ export function forwardCost(
   };
 }
 
-/** The sum of costs. */
+/** The sum of costs.
+ *
+ * @example
+ * ```ts
+ * import { preset } from "./config.ts";
+ * import { addCosts, forwardCost } from "./cost.ts";
+ * const step = forwardCost(preset("stories15M"), { rows: 1, start: 0 });
+ * if (addCosts([step, step]).bytes !== 2 * step.bytes) throw new Error("wrong");
+ * ```
+ */
 export function addCosts(costs: readonly ForwardCost[]): ForwardCost {
   const total: ForwardCost = {
     flops: 0,
