@@ -30,6 +30,9 @@ import {
   toTiming,
 } from "./timing.ts";
 
+/** Prompt rows per WebGPU prefill pass (the cost model counts the same passes). */
+const GPU_PREFILL_ROWS = 64;
+
 /** A model shape of the matrix. */
 export interface BenchShape {
   /** Name in tables. */
@@ -247,7 +250,10 @@ export async function runMatrix(
             const label = `${shape.name} ${attention} ${backend} ${cache}`;
             const kvCache = cache === "kv-cache";
             const decoder: Decoder = backend === "webgpu"
-              ? await GpuDecoder.create(options.gpu!, config, weights, { kvCache })
+              ? await GpuDecoder.create(options.gpu!, config, weights, {
+                kvCache,
+                maxPrefillRows: GPU_PREFILL_ROWS,
+              })
               : new CpuDecoder(config, weights, { kvCache });
             if (backend !== "cpu" || !kvCache) {
               // A recompute pass costs the whole prefix: checked up to the run's end (at most 300).
@@ -449,8 +455,8 @@ function makeCell(
     );
     cost = passes.reduce((a, b) => sumCost(a, b));
   } else if (phase === "prefill" && v.backend === "webgpu") {
-    execution = "chunks of 64";
-    cost = passesCost(config, { start, count, rowsPerPass: 64 });
+    execution = `chunks of ${GPU_PREFILL_ROWS}`;
+    cost = passesCost(config, { start, count, rowsPerPass: GPU_PREFILL_ROWS });
   } else {
     execution = "sequential";
     cost = passesCost(config, { start, count, rowsPerPass: 1 });
