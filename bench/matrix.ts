@@ -18,7 +18,7 @@ import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
 import { Rng } from "../reference/random.ts";
 import { type Backend, modelCeilings } from "./measure.ts";
 import type { Roofline } from "./probes.ts";
-import { invertSpread, type Spread } from "./stats.ts";
+import { invertSpread, isNoisy, roundRobin, type Spread } from "./stats.ts";
 import {
   type BatchRunner,
   type BatchSample,
@@ -29,6 +29,14 @@ import {
   type Timing,
   toTiming,
 } from "./timing.ts";
+
+/** Relative min-max spread above which a cheap cell gets more samples. */
+const NOISY = 0.25;
+
+/** The figure a sample is judged by: GPU time where measured. */
+function sampleMs(sample: BatchSample): number {
+  return sample.gpuMs ?? sample.wallMs;
+}
 
 /** Prompt rows per WebGPU prefill pass (the cost model counts the same passes). */
 const GPU_PREFILL_ROWS = 64;
@@ -308,15 +316,19 @@ export async function runMatrix(
             const minMs = options.minBatchMs[v.backend];
             runners.set(v, { run, batch: await calibrateBatch(run, minMs, 64) });
           }
-          // Round-robin: each round visits every variant once, rotated by one per round.
-          const samples = new Map<Variant, BatchSample[]>(active.map((v) => [v, []]));
-          for (let rep = 0; rep < options.reps; rep++) {
-            for (let i = 0; i < active.length; i++) {
-              const v = active[(i + rep) % active.length];
-              const { run, batch } = runners.get(v)!;
-              samples.get(v)!.push(await run(batch));
-            }
-          }
+          // Round-robin over the variants; then more rounds where the noise is: cheap cells
+          // (under a second a sample) whose samples still spread over 25% of their median.
+          const samples = await roundRobin(
+            active,
+            options.reps,
+            (v) => runners.get(v)!.run(runners.get(v)!.batch),
+            {
+              rounds: options.reps,
+              unsettled: (list, v) =>
+                isNoisy(list.map(sampleMs), NOISY) &&
+                Math.min(...list.map(sampleMs)) * runners.get(v)!.batch < 1000,
+            },
+          );
           for (const v of active) {
             const { batch } = runners.get(v)!;
             const timing = toTiming(samples.get(v)!, batch);

@@ -8,7 +8,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Ceilings, predictMs } from "../model/cost.ts";
 import type { Roofline } from "./probes.ts";
 import type { BenchKernel } from "./_kernels.ts";
-import { invertSpread, roundRobin, type Spread } from "./stats.ts";
+import { invertSpread, isNoisy, roundRobin, type Spread } from "./stats.ts";
 import {
   type BatchRunner,
   bestMs,
@@ -108,10 +108,15 @@ export async function measureKernels(
           dispatches,
         });
       }
+      // More rounds where the noise is: up to twice the samples while the spread exceeds 25%.
       const samples = await roundRobin(
         [...runners.keys()],
         options.reps,
         (backend) => runners.get(backend)!.run(runners.get(backend)!.batch),
+        {
+          rounds: options.reps,
+          unsettled: (list) => isNoisy(list.map((s) => s.gpuMs ?? s.wallMs), 0.25),
+        },
       );
       for (const [backend, list] of samples) {
         const { batch, dispatches } = runners.get(backend)!;

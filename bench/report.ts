@@ -533,7 +533,8 @@ export function machineLine(results: BenchResults): string {
 
 function settingsLine(results: BenchResults): string {
   const s = results.settings;
-  return `${s.reps} samples per cell, variants of a context interleaved round-robin; decode ` +
+  return `${s.reps} samples per cell (up to ${2 * s.reps} where they spread over 25% of the ` +
+    `median), variants of a context interleaved round-robin; decode ` +
     `samples time ${s.decodePositions} positions; batches of at least ${s.minBatchMs.cpu} ms ` +
     `(CPU) and ${s.minBatchMs.webgpu} ms (WebGPU); figures are median [min-max]; ` +
     `"(LLC)" marks a working set that fits in the last-level cache`;

@@ -141,10 +141,19 @@ export function ratioOfMedians(baseline: Spread, variant: Spread): RatioRange {
   };
 }
 
+/** Extra rounds for the variants whose samples have not settled: where the noise is. */
+export interface ExtraRounds<V, S> {
+  /** At most this many extra rounds. */
+  rounds: number;
+  /** Whether a variant needs more samples. */
+  unsettled: (samples: readonly S[], variant: V) => boolean;
+}
+
 /**
  * Runs `measure(variant, rep)` for `reps` rounds, each round visiting every variant once in an
  * order rotated by one per round, so that drift (thermal, other load) does not line up with a
- * variant. Returns each variant's samples.
+ * variant; then up to `extra.rounds` more rounds over the variants still `unsettled`. Returns
+ * each variant's samples.
  *
  * @example
  * ```ts
@@ -158,13 +167,36 @@ export async function roundRobin<V, S = number>(
   variants: readonly V[],
   reps: number,
   measure: (variant: V, rep: number) => Promise<S> | S,
+  extra?: ExtraRounds<V, S>,
 ): Promise<Map<V, S[]>> {
   const samples = new Map<V, S[]>(variants.map((v) => [v, []]));
-  for (let rep = 0; rep < reps; rep++) {
-    for (let i = 0; i < variants.length; i++) {
-      const variant = variants[(i + rep) % variants.length];
+  const round = async (active: readonly V[], rep: number) => {
+    for (let i = 0; i < active.length; i++) {
+      const variant = active[(i + rep) % active.length];
       samples.get(variant)!.push(await measure(variant, rep));
     }
+  };
+  for (let rep = 0; rep < reps; rep++) await round(variants, rep);
+  for (let rep = reps; rep < reps + (extra?.rounds ?? 0); rep++) {
+    const active = variants.filter((v) => extra!.unsettled(samples.get(v)!, v));
+    if (active.length === 0) break;
+    await round(active, rep);
   }
   return samples;
+}
+
+/**
+ * Whether samples spread wider than `tolerance` of their median (min to max): a sign that more
+ * samples are worth taking.
+ *
+ * @example
+ * ```ts
+ * import { isNoisy } from "./stats.ts";
+ * if (!isNoisy([1, 1.5, 1], 0.25) || isNoisy([1, 1.1, 1], 0.25)) throw new Error("wrong");
+ * ```
+ */
+export function isNoisy(samples: readonly number[], tolerance: number): boolean {
+  if (samples.length < 2) return true;
+  const s = summarize(samples);
+  return (s.max - s.min) / s.median > tolerance;
 }

@@ -1,5 +1,12 @@
 import { expect } from "expect";
-import { invertSpread, overlaps, ratioOfMedians, roundRobin, summarize } from "../bench/stats.ts";
+import {
+  invertSpread,
+  isNoisy,
+  overlaps,
+  ratioOfMedians,
+  roundRobin,
+  summarize,
+} from "../bench/stats.ts";
 import { lastLevelCache, parseCacheSize } from "../bench/machine.ts";
 import { parsePeers } from "../bench/main.ts";
 import type { DecoderCell } from "../bench/matrix.ts";
@@ -60,6 +67,19 @@ Deno.test("round robin rotates the order each round so no variant always runs fi
   });
   expect(order.join("")).toBe("abbaabba");
   expect(samples.get("a")).toEqual([0, 1, 2, 3]);
+});
+
+Deno.test("extra rounds go to the variants whose samples have not settled", async () => {
+  const noise: Record<string, number[]> = { steady: [1, 1, 1, 1, 1], noisy: [1, 3, 1, 1, 1] };
+  const samples = await roundRobin(
+    ["steady", "noisy"],
+    2,
+    (v) => noise[v].shift()!,
+    { rounds: 3, unsettled: (list) => isNoisy(list, 0.25) },
+  );
+  expect(samples.get("steady")).toEqual([1, 1]);
+  expect(samples.get("noisy")).toEqual([1, 3, 1, 1, 1]); // stays wide: all 3 extra rounds
+  expect(isNoisy([2], 0.25)).toBe(true); // one sample shows no spread yet
 });
 
 Deno.test("cache sizes from /sys and the last-level cache", () => {

@@ -62,7 +62,8 @@ Deno.test({
     }
     for (const cell of results.cells) {
       const ms = cell.msPerToken;
-      expect(ms.n).toBe(3);
+      expect(ms.n).toBeGreaterThanOrEqual(3); // up to 6 where the samples spread wide
+      expect(ms.n).toBeLessThanOrEqual(6);
       expect(ms.min).toBeGreaterThan(0);
       expect(ms.min <= ms.median && ms.median <= ms.max).toBe(true);
       expect(cell.tokensPerSecond.median).toBeCloseTo(1000 / ms.median, 6);
