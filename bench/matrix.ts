@@ -207,7 +207,8 @@ interface Variant {
   skip: Set<"prefill" | "decode">;
   /** Where each skipped phase stopped, and the predicted seconds that stopped it. */
   skippedFrom: Partial<Record<"prefill" | "decode", { context: number; predictedS: number }>>;
-  lastSampleMs: Partial<Record<"prefill" | "decode", { context: number; ms: number }>>;
+  /** Per phase, each measured context's median ms per sample, to predict the next. */
+  sampleMs: Partial<Record<"prefill" | "decode", { context: number; ms: number }[]>>;
   /** Positions `0..holds-1` hold the run's tokens (recompute: its history). */
   holds: number;
 }
@@ -287,7 +288,7 @@ export async function runMatrix(
               decoder,
               skip: new Set(),
               skippedFrom: {},
-              lastSampleMs: {},
+              sampleMs: {},
               holds: 0,
             });
           }
@@ -338,7 +339,7 @@ export async function runMatrix(
             cells.push(cell);
             // Prefill samples leave the prompt; decode samples the prompt and the decoded steps.
             v.holds = context;
-            v.lastSampleMs[phase] = { context, ms: bestMs(timing).median * batch };
+            (v.sampleMs[phase] ??= []).push({ context, ms: timing.wallMs.median * batch });
             const ms = cell.msPerToken;
             progress(
               `${v.label} ${phase} ctx ${context}: ${ms.median.toFixed(3)} ms/token ` +
@@ -373,13 +374,21 @@ function skipCell(
   options: MatrixOptions,
 ): boolean {
   if (v.skip.has(phase)) return true;
-  const last = v.lastSampleMs[phase];
+  const history = v.sampleMs[phase] ?? [];
+  const last = history.at(-1);
   if (!last) return false;
-  // Prefill and recompute grow at most quadratically with context; cached decode linearly.
-  const growth = context / last.context;
+  // Growth with context: measured over the last two contexts where there are two, within
+  // linear..quadratic; else quadratic for prefill and recompute, linear for cached decode.
   const quadratic = phase === "prefill" || v.cache === "recompute";
-  const predictedS = last.ms * (quadratic ? growth * growth : growth) * (options.reps + 1) /
-    1000;
+  let exponent = quadratic ? 2 : 1;
+  const before = history.at(-2);
+  if (before && last.context > before.context && before.ms > 0) {
+    const measured = Math.log(last.ms / before.ms) / Math.log(last.context / before.context);
+    exponent = Math.min(2, Math.max(1, measured));
+  }
+  const predictedMs = last.ms * (context / last.context) ** exponent;
+  // the calibration and the samples (wall time: what the budget is about)
+  const predictedS = predictedMs * (options.reps + 1) / 1000;
   if (predictedS > options.cellBudgetS) {
     v.skip.add(phase);
     v.skippedFrom[phase] = { context, predictedS };
