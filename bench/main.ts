@@ -270,7 +270,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     }
     const kernels = await measureKernels(
       benchKernels(quick),
-      { backends, gpu, reps, minBatchMs, rooflines },
+      { backends, gpu, reps, minBatchMs, rooflines, llcBytes: machine.llcBytes },
       io.progress,
     );
     const shapes: BenchShape[] = shapeNames.map((name) => ({

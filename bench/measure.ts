@@ -59,6 +59,8 @@ export interface KernelResult {
   predictedMs: number;
   /** Median measured ms over predicted. */
   measuredOverPredicted: number;
+  /** Whether the bytes it touches fit in the last-level cache (repeated calls then hit it). */
+  fitsInLlc: boolean;
 }
 
 /** Options of {@linkcode measureKernels}. */
@@ -73,6 +75,8 @@ export interface KernelOptions {
   minBatchMs: Record<Backend, number>;
   /** Each backend's measured roofline. */
   rooflines: Partial<Record<Backend, Roofline>>;
+  /** Last-level cache bytes (0: unknown). */
+  llcBytes: number;
 }
 
 /**
@@ -142,6 +146,7 @@ export async function measureKernels(
           rooflineFraction: gbPerS.median / ceilings.readGbPerS,
           predictedMs,
           measuredOverPredicted: ms.median / predictedMs,
+          fitsInLlc: options.llcBytes > 0 && spec.bytes <= options.llcBytes,
         });
         progress(
           `kernel ${backend} ${spec.kernel} ${backend === "cpu" ? "reference" : spec.variant} ` +

@@ -426,7 +426,7 @@ function kernelTable(results: BenchResults, markdown: boolean): string {
     k.shape,
     formatSpread(scaleUs(k.timing.gpuMs ?? k.timing.wallMs)),
     k.timing.gpuMs ? formatSpread(scaleUs(k.timing.wallMs)) : "-",
-    mib(k.bytes),
+    mib(k.bytes) + (k.fitsInLlc ? LLC_MARK : ""),
     formatSpread(k.gbPerS),
     formatSpread(k.gflopPerS),
     pct(k.rooflineFraction),
