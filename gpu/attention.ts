@@ -5,23 +5,26 @@
  * time), reading each cached key and value once for all of them: grouped- and multi-query
  * attention read `nHeads / nKvHeads` times less and never copy K/V per query head.
  *
- * Keys are visited in chunks of 256 positions with an online softmax (running maximum and
- * sum per head, accumulators rescaled per chunk), so workgroup memory stays bounded at any
- * context length. Three barriers per chunk, and each invocation reduces 64 partial maxima and
- * sums rather than the whole chunk: barriers and redundant reads are what software adapters
- * pay for most.
+ * Keys are visited in chunks (64 to 192 positions, by heads per workgroup) with an online
+ * softmax (running maximum and sum per head, accumulators rescaled per chunk), so workgroup
+ * memory stays bounded at any context length. Three barriers per chunk; each invocation reduces
+ * 64 partial maxima rather than the whole chunk, and sums the weights while it weighs the values:
+ * barriers and redundant reads are what software adapters pay for most. Heads are packed four
+ * to a vec4 and the workgroup arrays kept to 256 elements, which keeps GL compiles short (see
+ * `WORKGROUP_ELEMENTS`).
  *
  * @module
  */
-import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
+import { type Gpu, GpuError } from "./device.ts";
 import {
-  checkDimension,
   compileElementwise,
   compileKernel,
   elementwiseWgsl,
-  STATE,
-  stateBinding,
+  type Kernel,
+  WGSL_LOWEST,
 } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
+import { STATE, stateBinding } from "./state.ts";
 
 const WG = 64;
 /** Query heads one workgroup serves at most (all of a group's when it fits): two vec4s. */
@@ -143,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var runningSum: array<Heads, VECS>;
   var acc: array<Heads, VECS * DPT>;
   for (var v = 0u; v < VECS; v++) {
-    runningMax[v] = Heads(-3.402823e38);
+    runningMax[v] = Heads(${WGSL_LOWEST});
     runningSum[v] = Heads(0.0);
     for (var k = 0u; k < DPT; k++) { acc[v * DPT + k] = Heads(0.0); }
   }
@@ -152,7 +155,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var start = split * CHUNK; start <= last; start += SPLITS * CHUNK) {
     // Scores of this invocation's PPT keys, each key read once for all G query heads.
     var localMax: array<Heads, VECS>;
-    for (var v = 0u; v < VECS; v++) { localMax[v] = Heads(-3.402823e38); }
+    for (var v = 0u; v < VECS; v++) { localMax[v] = Heads(${WGSL_LOWEST}); }
     for (var p = 0u; p < PPT; p++) {
       let j = p * WG + lid;
       let t = start + j;
@@ -251,7 +254,7 @@ override SPLITS: u32;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;`,
   `let d = i % HEAD_DIM;
   let first = (i / HEAD_DIM) * SPLITS * (HEAD_DIM + 2u);
-  var m = -3.402823e38;
+  var m = ${WGSL_LOWEST};
   for (var s = 0u; s < SPLITS; s++) { m = max(m, partials[first + s * (HEAD_DIM + 2u)]); }
   var sum = 0.0;
   var acc = 0.0;
@@ -283,9 +286,7 @@ export interface AttentionKernelShape {
 }
 
 /** A compiled attention: one dispatch, or two when the keys are split across workgroups. */
-export interface AttentionKernel {
-  /** Kernel name with its shape. */
-  readonly name: string;
+export interface AttentionKernel extends Kernel<"q" | "keyCache" | "valueCache" | "state" | "out"> {
   /** Workgroups per head sharing its keys. */
   readonly splits: number;
   /**
@@ -293,8 +294,6 @@ export interface AttentionKernel {
    * bytes); at most 4112 bytes, within every adapter's 16384-byte minimum.
    */
   readonly workgroupBytes: number;
-  /** Binds the buffers (allocating the partial-results buffer on first use when split). */
-  bind(buffers: Record<"q" | "keyCache" | "valueCache" | "state" | "out", BufferRange>): Dispatch[];
   /** Frees the partial-results buffer, if any; binding again allocates a new one. */
   destroy(): void;
 }
@@ -316,10 +315,10 @@ export async function attentionKernel(
 ): Promise<AttentionKernel> {
   const { rows, nHeads, nKvHeads, headDim } = shape;
   const name = `attention ${rows}x${nHeads}/${nKvHeads}x${headDim}`;
-  checkDimension(name, "rows", rows);
-  checkDimension(name, "nHeads", nHeads);
-  checkDimension(name, "nKvHeads", nKvHeads);
-  checkDimension(name, "headDim", headDim);
+  checkInteger(`${name}: rows`, rows);
+  checkInteger(`${name}: nHeads`, nHeads);
+  checkInteger(`${name}: nKvHeads`, nKvHeads);
+  checkInteger(`${name}: headDim`, headDim);
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
@@ -337,7 +336,7 @@ export async function attentionKernel(
   }
   const tiles = Math.ceil(group / headsPerWorkgroup);
   const splits = shape.splits ?? Math.min(8, Math.ceil(MIN_WORKGROUPS / (nKvHeads * tiles * rows)));
-  checkDimension(name, "splits", splits);
+  checkInteger(`${name}: splits`, splits);
   const constants = {
     N_HEADS: nHeads,
     N_KV_HEADS: nKvHeads,
@@ -355,7 +354,7 @@ export async function attentionKernel(
   );
   const common = { name: main.name, splits, workgroupBytes: bytes };
   if (splits === 1) {
-    return { ...common, bind: (buffers) => [main.bind(buffers)], destroy: () => {} };
+    return { ...common, bind: main.bind, destroy: () => {} };
   }
   const outputs = rows * nHeads * headDim;
   const combine = await compileElementwise(
@@ -380,8 +379,8 @@ export async function attentionKernel(
         `${name} partials`,
       );
       return [
-        main.bind({ ...buffers, out: partials }),
-        combine.bind({ partials, out: buffers.out }),
+        ...main.bind({ ...buffers, out: partials }),
+        ...combine.bind({ partials, out: buffers.out }),
       ];
     },
     destroy() {
