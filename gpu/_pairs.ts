@@ -28,6 +28,7 @@ import { argmaxKernel } from "./sampling.ts";
 import { softmaxKernel } from "./softmax.ts";
 import { createState, STATE_WORDS, stateWords } from "./state.ts";
 import { siluMulKernel } from "./swiglu.ts";
+import { BATCH_ATTENTION_PAIR, BATCH_ROPE_PAIR, KV_SCATTER_PAIR } from "./_batch_pairs.ts";
 import { add } from "../reference/add.ts";
 import { type AttentionShape, cachedAttention } from "../reference/attention.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -578,4 +579,7 @@ export const KERNEL_PAIRS: readonly AnyKernelPair[] = [
   MATMUL_SPLIT_PAIR,
   COPY_PAIR,
   EMBEDDING_SPLIT_PAIR,
+  BATCH_ROPE_PAIR,
+  KV_SCATTER_PAIR,
+  BATCH_ATTENTION_PAIR,
 ];
