@@ -8,6 +8,7 @@ import { GpuDecoder, randomWeights } from "../model/mod.ts";
 import { compare, decodeAttention, Rng } from "../reference/mod.ts";
 import { tinyConfig } from "./_config.ts";
 import { gpuTest } from "./_gpu.ts";
+import { captureWgsl, declaredWorkgroupBytes } from "./_wgsl.ts";
 
 interface AttentionInputs {
   q: Float32Array;
@@ -52,38 +53,6 @@ function expectClose(actual: Float32Array, expected: Float32Array) {
   expect(stats.nmse).toBeLessThanOrEqual(1e-9);
 }
 
-/**
- * Workgroup bytes the WGSL declares, by WebGPU's rules, parsed from the shader text: each
- * variable's size (arrays: count x element size) rounded up to 16 bytes.
- */
-function declaredWorkgroupBytes(wgsl: string): number {
-  const aliases = new Map(
-    [...wgsl.matchAll(/alias (\w+) = ([^;]+);/g)].map((m) => [m[1], m[2].trim()]),
-  );
-  const sizes: Record<string, number> = { f32: 4, u32: 4, i32: 4, "vec2<f32>": 8, "vec4<f32>": 16 };
-  const sizeOf = (type: string): number => {
-    type = aliases.get(type) ?? type;
-    const array = type.match(/^array<(.+), (\d+)>$/);
-    if (array) return Number(array[2]) * sizeOf(array[1]);
-    if (!(type in sizes)) throw new Error(`unexpected workgroup type ${type}`);
-    return sizes[type];
-  };
-  const declarations = [...wgsl.matchAll(/var<workgroup> \w+: ([^;]+);/g)];
-  expect(declarations.length).toBeGreaterThan(0);
-  return declarations.reduce((sum, m) => sum + Math.ceil(sizeOf(m[1].trim()) / 16) * 16, 0);
-}
-
-/** Records the WGSL of every pipeline `gpu` compiles until `restore` is called. */
-function captureWgsl(gpu: Gpu): { codes: string[]; restore: () => void } {
-  const codes: string[] = [];
-  const pipeline = gpu.pipeline;
-  gpu.pipeline = (kernel, code, constants) => {
-    codes.push(code);
-    return pipeline.call(gpu, kernel, code, constants);
-  };
-  return { codes, restore: () => gpu.pipeline = pipeline };
-}
-
 gpuTest(
   "attention at 8 query heads per KV head and headDim 128 fits WebGPU's minimum 16384 bytes of workgroup memory",
   async () => {
@@ -100,7 +69,7 @@ gpuTest(
       expect(kernel.splits).toBe(2);
       // Deno's wgpu does not check the limit when it creates the pipeline (browsers do), so
       // the shader's own declarations are counted.
-      const main = codes.find((code) => code.includes("var<workgroup>"))!;
+      const main = codes.find(({ code }) => code.includes("var<workgroup>"))!;
       expect(declaredWorkgroupBytes(main)).toBeLessThanOrEqual(16384);
       const inputs = randomInputs(shape, pos, 5);
       const buffers = bindInputs(gpu, pos, inputs);
