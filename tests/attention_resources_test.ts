@@ -175,3 +175,21 @@ gpuTest(
     }
   },
 );
+
+gpuTest(
+  "attention matches the reference where heads leave vec4 lanes empty or a last tile partial",
+  async (gpu) => {
+    const cases: [AttentionKernelShape, pos: number][] = [
+      [{ rows: 2, nHeads: 6, nKvHeads: 2, headDim: 64 }, 50], // 3 heads: one lane of padding
+      [{ rows: 1, nHeads: 10, nKvHeads: 2, headDim: 33 }, 300], // 5 heads: two vec4s, 3 empty
+      [{ rows: 1, nHeads: 12, nKvHeads: 1, headDim: 40 }, 100], // tiles of 8 and 4 heads
+      [{ rows: 3, nHeads: 28, nKvHeads: 2, headDim: 65 }, 70], // 14 per KV head: 8 and 6
+    ];
+    for (const [i, [shape, pos]] of cases.entries()) {
+      const inputs = randomInputs(shape, pos, 10 + i);
+      const buffers = bindInputs(gpu, pos, inputs);
+      await gpu.submit((await attentionKernel(gpu, shape)).bind(buffers));
+      expectClose(await gpu.readFloat32(buffers.out), expectedAttention(shape, pos, inputs));
+    }
+  },
+);
