@@ -4,6 +4,7 @@
 // pipeline), so the kernels with workgroup arrays keep them small.
 import { expect } from "expect";
 import { attentionKernel } from "../gpu/attention.ts";
+import { batchAttentionKernel } from "../gpu/batch_attention.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
 import { argmaxKernel } from "../gpu/sampling.ts";
 import { softmaxKernel } from "../gpu/softmax.ts";
@@ -22,12 +23,22 @@ gpuTest("kernels declare at most 256 workgroup-array elements (GL compile time)"
         await attentionKernel(gpu, { rows: 1, nHeads, nKvHeads: 1, headDim, splits: 1 });
       }
     }
+    for (const headDim of [48, 128, 257]) {
+      await batchAttentionKernel(gpu, {
+        rows: 4,
+        nHeads: 8,
+        nKvHeads: 2,
+        headDim,
+        blockSize: 16,
+        ring: false,
+      });
+    }
     await argmaxKernel(gpu, 32000);
     await argmaxKernel(gpu, 32000, { temperature: 0.8, seed: 1 });
     await rmsNormKernel(gpu, { rows: 1, dim: 4096 });
     await softmaxKernel(gpu, { rows: 1, n: 32000 });
     const withWorkgroupMemory = codes.filter(({ code }) => code.includes("var<workgroup>"));
-    expect(withWorkgroupMemory.length).toBeGreaterThanOrEqual(18 + 2 + 2);
+    expect(withWorkgroupMemory.length).toBeGreaterThanOrEqual(18 + 3 + 2 + 2);
     for (const pipeline of withWorkgroupMemory) {
       expect([pipeline.kernel, workgroupElements(pipeline) <= MAX_WORKGROUP_ELEMENTS])
         .toEqual([pipeline.kernel, true]);
