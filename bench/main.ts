@@ -64,6 +64,8 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --reps N              samples per cell, kernel and probe (default 5; quick 3)
   --cell-budget S       skip a cell (and its larger contexts) whose samples are predicted to take
                         longer than S seconds in all (default 8; quick 2)
+  --max-minutes M       start no decoder cell after M minutes (default 14; quick 5); cells
+                        left out are listed in the report
   --probe-mib M         working set of the bandwidth probes (default: 4x the last-level cache,
                         at least 64 MiB)
   --out DIR             where results go (default bench/results)
@@ -196,6 +198,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     reps: { type: "string" },
     "cell-budget": { type: "string" },
     "probe-mib": { type: "string" },
+    "max-minutes": { type: "string" },
     out: { type: "string" },
     llama2c: { type: "string" },
     from: { type: "string" },
@@ -226,6 +229,10 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 2 : 8));
   if (!(cellBudgetS > 0)) {
     throw new UsageError(`--cell-budget: expected seconds > 0, got "${values["cell-budget"]}"`);
+  }
+  const maxMinutes = Number(values["max-minutes"] ?? (quick ? 5 : 14));
+  if (!(maxMinutes > 0)) {
+    throw new UsageError(`--max-minutes: expected minutes > 0, got "${values["max-minutes"]}"`);
   }
   const probeMib = values["probe-mib"] === undefined
     ? undefined
@@ -289,13 +296,22 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       llcBytes: machine.llcBytes,
       quick,
       gpu,
+      deadline: started + maxMinutes * 60_000,
     }, io.progress);
     const results: BenchResults = {
       schema: RESULTS_SCHEMA,
       date: new Date().toISOString(),
       quick,
       elapsedS: (performance.now() - started) / 1000,
-      settings: { reps, contexts, decodePositions: 2, cellBudgetS, minBatchMs, probeBytes },
+      settings: {
+        reps,
+        contexts,
+        decodePositions: 2,
+        cellBudgetS,
+        minBatchMs,
+        probeBytes,
+        maxMinutes,
+      },
       machine,
       rooflines,
       kernels,

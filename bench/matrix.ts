@@ -130,6 +130,8 @@ export interface SkippedSeries {
   fromContext: number;
   /** Predicted seconds of that cell's samples. */
   predictedS: number;
+  /** "cell budget" or "run time budget". */
+  reason: string;
 }
 
 /** A variant's correctness check before timing. */
@@ -192,6 +194,8 @@ export interface MatrixOptions {
   llcBytes: number;
   /** Fewer check positions. */
   quick: boolean;
+  /** `performance.now()` after which no further cell starts (the run's time budget). */
+  deadline?: number;
   /** The GPU, when `backends` includes webgpu. */
   gpu?: Gpu;
 }
@@ -206,7 +210,9 @@ interface Variant {
   /** Phases skipped from here on: over the budget. */
   skip: Set<"prefill" | "decode">;
   /** Where each skipped phase stopped, and the predicted seconds that stopped it. */
-  skippedFrom: Partial<Record<"prefill" | "decode", { context: number; predictedS: number }>>;
+  skippedFrom: Partial<
+    Record<"prefill" | "decode", { context: number; predictedS: number; reason: string }>
+  >;
   /** Per phase, each measured context's median ms per sample, to predict the next. */
   sampleMs: Partial<Record<"prefill" | "decode", { context: number; ms: number }[]>>;
   /** Positions `0..holds-1` hold the run's tokens (recompute: its history). */
@@ -355,6 +361,7 @@ export async function runMatrix(
             phase: phase as "prefill" | "decode",
             fromContext: at.context,
             predictedS: at.predictedS,
+            reason: at.reason,
           });
         }
         v.decoder.destroy?.();
@@ -376,7 +383,12 @@ function skipCell(
   if (v.skip.has(phase)) return true;
   const history = v.sampleMs[phase] ?? [];
   const last = history.at(-1);
-  if (!last) return false;
+  if (!last) {
+    if (options.deadline === undefined || performance.now() < options.deadline) return false;
+    v.skip.add(phase);
+    v.skippedFrom[phase] = { context, predictedS: 0, reason: "run time budget" };
+    return true;
+  }
   // Growth with context: measured over the last two contexts where there are two, within
   // linear..quadratic; else quadratic for prefill and recompute, linear for cached decode.
   const quadratic = phase === "prefill" || v.cache === "recompute";
@@ -389,9 +401,15 @@ function skipCell(
   const predictedMs = last.ms * (context / last.context) ** exponent;
   // the calibration and the samples (wall time: what the budget is about)
   const predictedS = predictedMs * (options.reps + 1) / 1000;
-  if (predictedS > options.cellBudgetS) {
+  const late = options.deadline !== undefined &&
+    performance.now() + predictedS * 1000 > options.deadline;
+  if (predictedS > options.cellBudgetS || late) {
     v.skip.add(phase);
-    v.skippedFrom[phase] = { context, predictedS };
+    v.skippedFrom[phase] = {
+      context,
+      predictedS,
+      reason: late ? "run time budget" : "cell budget",
+    };
     return true;
   }
   return false;

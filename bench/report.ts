@@ -134,6 +134,8 @@ export interface RunSettings {
   minBatchMs: Record<Backend, number>;
   /** Working set of the bandwidth probes, bytes. */
   probeBytes: number;
+  /** No decoder cell started after this many minutes. */
+  maxMinutes: number;
 }
 
 /** Everything one run measured. */
@@ -686,12 +688,12 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     ...(results.skipped.length
       ? [
         "",
-        `## Cut short by the cell budget (${results.settings.cellBudgetS} s)`,
+        `## Cut short by the cell budget (${results.settings.cellBudgetS} s) or the run's`,
         "",
         ...results.skipped.map((k) =>
-          `- ${k.variant} ${k.phase}: from context ${k.fromContext} (predicted ${
-            n(k.predictedS)
-          } s)`
+          `- ${k.variant} ${k.phase}: from context ${k.fromContext} (${
+            k.reason ?? "cell budget"
+          }: predicted ${n(k.predictedS)} s)`
         ),
       ]
       : []),

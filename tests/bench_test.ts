@@ -2,8 +2,8 @@ import { expect } from "expect";
 import { BENCH_HELP, benchMain, parseContexts } from "../bench/main.ts";
 import { runLlama2c, syntheticTokenizer } from "../bench/llama2c.ts";
 import { type BenchResults, RESULTS_SCHEMA } from "../bench/report.ts";
-import { attentionName, checkPositions, kvHeadVariants } from "../bench/matrix.ts";
-import { parseCheckpoint, preset, Tokenizer } from "../model/mod.ts";
+import { attentionName, checkPositions, kvHeadVariants, runMatrix } from "../bench/matrix.ts";
+import { makeConfig, parseCheckpoint, preset, Tokenizer } from "../model/mod.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 
 function memoryIo() {
@@ -231,4 +231,51 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
   expect(
     checkpoint.weights.tokenEmbedding.subarray(config.dim, 2 * config.dim).every((v) => v === 0),
   ).toBe(true);
+});
+
+Deno.test("the matrix skips cells over the cell budget and after the run's deadline, and says so", async () => {
+  const config = makeConfig({
+    dim: 16,
+    hiddenDim: 32,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 2,
+    vocabSize: 32,
+    maxSeqLen: 64,
+  });
+  const options = {
+    shapes: [{ name: "tiny", config }],
+    backends: ["cpu" as const],
+    contexts: [8, 16, 32],
+    decodePositions: 2,
+    reps: 3,
+    minBatchMs: { cpu: 1, webgpu: 1 },
+    rooflines: {},
+    llcBytes: 0,
+    quick: true,
+  };
+  // a budget nothing fits: each series measures its first context, then stops
+  const tight = await runMatrix({ ...options, cellBudgetS: 1e-9 });
+  expect(new Set(tight.cells.map((c) => c.context))).toEqual(new Set([8]));
+  expect(tight.skipped.map((s) => `${s.variant} ${s.phase} ${s.fromContext} ${s.reason}`).sort())
+    .toEqual([
+      "tiny MHA cpu kv-cache decode 16 cell budget",
+      "tiny MHA cpu kv-cache prefill 16 cell budget",
+      "tiny MHA cpu recompute decode 16 cell budget",
+      "tiny MQA cpu kv-cache decode 16 cell budget",
+      "tiny MQA cpu kv-cache prefill 16 cell budget",
+      "tiny MQA cpu recompute decode 16 cell budget",
+    ]);
+  // the recompute path was checked against the cached reference before timing
+  expect(tight.checks.map((c) => c.variant).sort()).toEqual([
+    "tiny MHA cpu recompute",
+    "tiny MQA cpu recompute",
+  ]);
+  expect(tight.checks[0].positions).toEqual([0, 37]);
+  // past the deadline no cell starts
+  const late = await runMatrix({ ...options, cellBudgetS: 100, deadline: performance.now() - 1 });
+  expect(late.cells).toEqual([]);
+  expect(late.skipped.every((s) => s.reason === "run time budget" && s.fromContext === 8)).toBe(
+    true,
+  );
 });
