@@ -54,10 +54,10 @@ const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATT
 /** The benchmark's help text. */
 export const BENCH_HELP: string = `Usage: deno task bench [options]
 
-  --quick               a subset that finishes in about a minute
+  --quick               a subset: about a minute on 2 idle cores
   --backend B           cpu, webgpu or both (default both)
-  --preset NAMES        comma-separated shapes (default stories15M,attention-heavy;
-                        quick: stories260K,attention-heavy); known: ${
+  --preset NAMES        comma-separated shapes (default attention-heavy,stories15M;
+                        quick: attention-heavy,stories260K; the first runs first); known: ${
   Object.keys(SHAPES).join(", ")
 }
   --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default), or a list "16,64,256"
@@ -215,7 +215,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
   const backends: Backend[] = backendFlag === "both" ? ["cpu", "webgpu"] : [backendFlag as Backend];
   const shapeNames = (values.preset ??
-    (quick ? "stories260K,attention-heavy" : "stories15M,attention-heavy")).split(",");
+    (quick ? "attention-heavy,stories260K" : "attention-heavy,stories15M")).split(",");
   for (const name of shapeNames) {
     if (!SHAPES[name]) {
       throw new UsageError(
