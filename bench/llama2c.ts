@@ -20,6 +20,8 @@ export interface PeerIo {
   ): Promise<{ code: number; stdout: string; stderr: string }>;
   /** A fresh temporary directory. */
   tempDir(): Promise<string>;
+  /** Removes a temporary directory and its files. */
+  removeDir?(path: string): Promise<void>;
 }
 
 /** The real file system and processes (needs --allow-write and --allow-run). */
@@ -36,6 +38,7 @@ export const DENO_PEER_IO: PeerIo = {
     };
   },
   tempDir: () => Deno.makeTempDir({ prefix: "llama2c-peer-" }),
+  removeDir: (path) => Deno.remove(path, { recursive: true }),
 };
 
 /**
@@ -101,8 +104,9 @@ export async function runLlama2c(
   io: PeerIo = DENO_PEER_IO,
   env?: Record<string, string>,
 ): Promise<PeerResult> {
+  let dir: string | undefined;
   try {
-    const dir = await io.tempDir();
+    dir = await io.tempDir();
     const model = `${dir}/model.bin`;
     const tokenizer = `${dir}/tokenizer.bin`;
     const weights = randomWeights(config, 7);
@@ -123,5 +127,8 @@ export async function runLlama2c(
     return { shape, tokensPerSecond: Number(match[1]), args };
   } catch (error) {
     return { shape, error: error instanceof Error ? error.message : String(error) };
+  } finally {
+    // The checkpoint can be gigabytes; every sample writes its own.
+    if (dir !== undefined) await io.removeDir?.(dir).catch(() => {});
   }
 }
