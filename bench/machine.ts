@@ -8,7 +8,8 @@ import * as os from "node:os";
 import type { Gpu } from "../gpu/device.ts";
 import type { AdapterInfo, CacheInfo, MachineInfo } from "./report.ts";
 
-/** Parses a `/sys` cache size such as "48K", "2048K" or "32M" into bytes.
+/**
+ * Parses a `/sys` cache size such as "48K", "2048K" or "32M" into bytes.
  *
  * @example
  * ```ts
@@ -65,7 +66,8 @@ export async function readCaches(
   return caches.sort((a, b) => a.level - b.level || a.type.localeCompare(b.type));
 }
 
-/** The largest data or unified cache of the highest level: the last-level cache, or 0.
+/**
+ * The largest data or unified cache of the highest level: the last-level cache, or 0.
  *
  * @example
  * ```ts
@@ -114,7 +116,8 @@ function adapterInfo(gpu: Gpu): AdapterInfo {
   };
 }
 
-/** Describes this machine (and `gpu`'s adapter, when given).
+/**
+ * Describes this machine (and `gpu`'s adapter, when given).
  *
  * @example
  * ```ts ignore

@@ -18,7 +18,7 @@ import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
 import { Rng } from "../reference/random.ts";
 import { type Backend, modelCeilings } from "./measure.ts";
 import type { Roofline } from "./probes.ts";
-import { invertSpread, isNoisy, roundRobin, type Spread } from "./stats.ts";
+import { invertSpread, isNoisy, roundRobin, scaleSpread, type Spread } from "./stats.ts";
 import {
   type BatchRunner,
   type BatchSample,
@@ -416,17 +416,9 @@ function skipCell(
 }
 
 function scaleTiming(timing: Timing, factor: number): Timing {
-  const scale = (s: Spread): Spread => ({
-    median: s.median * factor,
-    min: s.min * factor,
-    max: s.max * factor,
-    q1: s.q1 * factor,
-    q3: s.q3 * factor,
-    n: s.n,
-  });
   return {
-    wallMs: scale(timing.wallMs),
-    ...(timing.gpuMs ? { gpuMs: scale(timing.gpuMs) } : {}),
+    wallMs: scaleSpread(timing.wallMs, factor),
+    ...(timing.gpuMs ? { gpuMs: scaleSpread(timing.gpuMs, factor) } : {}),
     batch: timing.batch,
   };
 }

@@ -274,7 +274,8 @@ function n(x: number, digits = 3): string {
   return x.toFixed(Math.max(0, digits - 1 - magnitude));
 }
 
-/** "median [min-max]".
+/**
+ * "median [min-max]".
  *
  * @example
  * ```ts
@@ -287,7 +288,8 @@ export function formatSpread(s: Spread | undefined, digits = 3): string {
   return s ? `${n(s.median, digits)} [${n(s.min, digits)}-${n(s.max, digits)}]` : "-";
 }
 
-/** "1.43x [1.21-1.66]", with "within noise" when the ranges overlap.
+/**
+ * "1.43x [1.21-1.66]", with "within noise" when the ranges overlap.
  *
  * @example
  * ```ts

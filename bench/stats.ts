@@ -54,7 +54,8 @@ export function summarize(samples: readonly number[]): Spread {
   };
 }
 
-/** `spread` with every figure multiplied by `factor` (> 0, e.g. a unit change).
+/**
+ * `spread` with every figure multiplied by `factor` (> 0, e.g. a unit change).
  *
  * @example
  * ```ts
@@ -107,7 +108,8 @@ export interface RatioRange {
   withinNoise: boolean;
 }
 
-/** Whether two min-max ranges overlap.
+/**
+ * Whether two min-max ranges overlap.
  *
  * @example
  * ```ts

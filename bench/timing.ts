@@ -17,7 +17,8 @@ export interface Timing {
   batch: number;
 }
 
-/** The figure a timing is judged by: GPU time where measured, else wall time.
+/**
+ * The figure a timing is judged by: GPU time where measured, else wall time.
  *
  * @example
  * ```ts
@@ -66,7 +67,8 @@ export async function calibrateBatch(
   }
 }
 
-/** Collects the samples of one variant into a {@linkcode Timing}.
+/**
+ * Collects the samples of one variant into a {@linkcode Timing}.
  *
  * @example
  * ```ts
@@ -84,7 +86,8 @@ export function toTiming(samples: readonly BatchSample[], batch: number): Timing
   };
 }
 
-/** A CPU batch: `units` calls of `fn`, wall-clock.
+/**
+ * A CPU batch: `units` calls of `fn`, wall-clock.
  *
  * @example
  * ```ts
@@ -209,7 +212,8 @@ export function gpuRunner(
   };
 }
 
-/** `units` copies of `dispatches` in one pass, submitted and waited for.
+/**
+ * `units` copies of `dispatches` in one pass, submitted and waited for.
  *
  * @example
  * ```ts ignore

@@ -24,7 +24,8 @@ export interface ForwardCost {
   dispatches: number;
 }
 
-/** Kernel calls of one forward pass: embedding, 16 per layer, final norm, classifier.
+/**
+ * Kernel calls of one forward pass: embedding, 16 per layer, final norm, classifier.
  *
  * @example
  * ```ts
@@ -84,7 +85,8 @@ export function forwardCost(
   };
 }
 
-/** The sum of costs.
+/**
+ * The sum of costs.
  *
  * @example
  * ```ts
