@@ -80,8 +80,9 @@ export interface KernelOptions {
 }
 
 /**
- * Times each case on each backend: `reps` samples, the backends of a case interleaved round-
- * robin, each sample a batch of at least the backend's minimum length.
+ * Times each case on each backend: `reps` samples (up to twice as many where they spread),
+ * the backends and variants of a kernel and shape interleaved round-robin, each sample a batch
+ * of at least the backend's minimum length.
  */
 export async function measureKernels(
   cases: readonly KernelCase[],
@@ -92,38 +93,49 @@ export async function measureKernels(
   const timer = options.gpu && TimestampTimer.supported(options.gpu)
     ? new TimestampTimer(options.gpu)
     : undefined;
+  // The cases of one kernel and shape (its variants) are measured together, interleaved.
+  const groups = new Map<string, KernelCase[]>();
+  for (const spec of cases) {
+    const key = `${spec.kernel}|${spec.shape}`;
+    groups.set(key, [...groups.get(key) ?? [], spec]);
+  }
+  interface Runner {
+    spec: KernelCase;
+    backend: Backend;
+    run: BatchRunner;
+    batch: number;
+    dispatches: number;
+  }
   try {
-    for (const spec of cases) {
-      const runners = new Map<Backend, { run: BatchRunner; batch: number; dispatches: number }>();
-      for (const backend of options.backends) {
-        let run: BatchRunner;
-        let dispatches = 1;
-        // The reference is timed once per shape, with its first variant (the CPU has no variants).
-        if (backend === "cpu" && spec.cpu) run = cpuRunner(spec.cpu);
-        else if (backend === "webgpu" && options.gpu && !spec.unsupported(options.gpu)) {
-          const gpu = options.gpu;
-          const list = await spec.gpu(gpu);
-          dispatches = list.length;
-          run = gpuRunner(gpu, timer, (units) => submitUnits(gpu, list, units));
-        } else continue;
-        runners.set(backend, {
-          run,
-          batch: await calibrateBatch(run, options.minBatchMs[backend]),
-          dispatches,
-        });
+    for (const group of groups.values()) {
+      const runners: Runner[] = [];
+      for (const spec of group) {
+        for (const backend of options.backends) {
+          let run: BatchRunner;
+          let dispatches = 1;
+          // The reference is timed once per shape, with its first variant (the CPU has none).
+          if (backend === "cpu" && spec.cpu) run = cpuRunner(spec.cpu);
+          else if (backend === "webgpu" && options.gpu && !spec.unsupported(options.gpu)) {
+            const gpu = options.gpu;
+            const list = await spec.gpu(gpu);
+            dispatches = list.length;
+            run = gpuRunner(gpu, timer, (units) => submitUnits(gpu, list, units));
+          } else continue;
+          const batch = await calibrateBatch(run, options.minBatchMs[backend]);
+          runners.push({ spec, backend, run, batch, dispatches });
+        }
       }
       // More rounds where the noise is: up to twice the samples while the spread exceeds 25%.
       const samples = await roundRobin(
-        [...runners.keys()],
+        runners,
         options.reps,
-        (backend) => runners.get(backend)!.run(runners.get(backend)!.batch),
+        (r) => r.run(r.batch),
         {
           rounds: options.reps,
           unsettled: (list) => isNoisy(list.map((s) => s.gpuMs ?? s.wallMs), 0.25),
         },
       );
-      for (const [backend, list] of samples) {
-        const { batch, dispatches } = runners.get(backend)!;
+      for (const [{ spec, backend, batch, dispatches }, list] of samples) {
         const timing = toTiming(list, batch);
         const ms = bestMs(timing);
         const ceilings = modelCeilings(options.rooflines[backend]);
@@ -132,10 +144,11 @@ export async function measureKernels(
           ceilings,
         );
         const gbPerS = invertSpread(ms, spec.bytes / 1e6);
+        const variant = backend === "cpu" ? "reference" : spec.variant;
         results.push({
           backend,
           kernel: spec.kernel,
-          variant: backend === "cpu" ? "reference" : spec.variant,
+          variant,
           shape: spec.shape,
           bytes: spec.bytes,
           flops: spec.flops,
@@ -149,8 +162,7 @@ export async function measureKernels(
           fitsInLlc: options.llcBytes > 0 && spec.bytes <= options.llcBytes,
         });
         progress(
-          `kernel ${backend} ${spec.kernel} ${backend === "cpu" ? "reference" : spec.variant} ` +
-            `${spec.shape}: ${ms.median.toFixed(4)} ms ` +
+          `kernel ${backend} ${spec.kernel} ${variant} ${spec.shape}: ${ms.median.toFixed(4)} ms ` +
             `[${ms.min.toFixed(4)}-${ms.max.toFixed(4)}], ${gbPerS.median.toFixed(2)} GB/s`,
         );
       }
