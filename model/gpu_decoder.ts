@@ -31,7 +31,7 @@ import { checkWeights, type LlamaWeights } from "./weights.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
-import { attentionKernel } from "../gpu/attention.ts";
+import { type AttentionKernel, attentionKernel } from "../gpu/attention.ts";
 import { embeddingDispatches } from "../gpu/embedding.ts";
 import { finiteCheckKernel, NO_FAULT } from "../gpu/finite_check.ts";
 import { kvAppendKernel } from "../gpu/kv_cache.ts";
@@ -84,6 +84,7 @@ export class GpuDecoder implements Decoder {
     ]);
     const project = (m: GpuWeightMatrix, input: GPUBuffer, out: GPUBuffer) =>
       projectDispatches(gpu, m, { rows, x: input, out });
+    this.#attentionKernels.push(attend); // it owns a buffer when split
     const tokens = this.#tokenSource(rows);
     const steps = await embeddingDispatches(gpu, w.tokenEmbedding, { rows, tokens, out: x });
     for (const [l, layer] of w.layers.entries()) {
@@ -138,6 +139,7 @@ export class GpuDecoder implements Decoder {
   /** Tokens one forward pass processes at most. */
   readonly #maxRows: number;
   readonly #plans = new Map<number, Promise<Dispatch[]>>();
+  readonly #attentionKernels: AttentionKernel[] = [];
   #processed = 0;
   #tokens: number[] = [];
 
@@ -303,45 +305,46 @@ export class GpuDecoder implements Decoder {
     steps: number,
     options: ResidentOptions = {},
   ): Promise<ResidentGeneration> {
-    const { temperature = 0, seed = 0, onTokens, streamEvery = steps } = options;
+    const { temperature = 0, seed = 0, onTokens, streamEvery = steps, startPos = 0 } = options;
     if (!Number.isInteger(steps) || steps < 1) {
       throw new RangeError(`steps: expected an integer >= 1, got ${steps}`);
     }
     if (!Number.isInteger(streamEvery) || streamEvery < 1) {
       throw new RangeError(`streamEvery: expected an integer >= 1, got ${streamEvery}`);
     }
-    // The last token is chosen, not processed: prompt + steps - 1 positions.
-    if (prompt.length + steps - 1 > this.config.maxSeqLen) {
+    // The last token is chosen, not processed: start + prompt + steps - 1 positions.
+    if (startPos + prompt.length + steps - 1 > this.config.maxSeqLen) {
       throw new RangeError(
-        `prompt (${prompt.length}) + steps (${steps}) - 1 exceed maxSeqLen ${this.config.maxSeqLen}`,
+        `start (${startPos}) + prompt (${prompt.length}) + steps (${steps}) - 1 exceed maxSeqLen ${this.config.maxSeqLen}`,
       );
     }
     const choose = await this.#choose(temperature, seed);
     this.gpu.write(this.#fault, Uint32Array.of(NO_FAULT));
     const start = performance.now();
-    await this.#submitPrompt(prompt, 0, choose);
+    await this.#submitPrompt(prompt, startPos, choose);
     await this.gpu.finish();
     const prefillMs = performance.now() - start;
     const decodeStart = performance.now();
     const tokens: number[] = [];
-    // Token k lands in history[prompt.length + k]; each chunk is one submit and one read-back.
+    // Token k lands in history[end + k]; each chunk is one submit and one read-back.
+    const end = startPos + prompt.length;
     for (let done = 1; tokens.length < steps; done = Math.min(steps, done + streamEvery)) {
       const decode: Dispatch[] = [];
       for (let i = done; i < Math.min(steps, done + streamEvery); i++) {
         // With a cache each step is the same one-row pass; recomputing, the prefix grows.
-        decode.push(...await this.#plan(this.kvCache ? 1 : prompt.length + i), ...choose);
+        decode.push(...await this.#plan(this.kvCache ? 1 : end + i), ...choose);
       }
       if (decode.length > 0) await this.gpu.submit(decode, "generate");
       const ready = Math.min(steps, done + streamEvery);
       const ids = await this.gpu.readUint32(
         this.#run.history,
         ready - tokens.length,
-        prompt.length + tokens.length,
+        end + tokens.length,
       );
       const [fault] = await this.gpu.readUint32(this.#fault, 1);
       if (fault !== NO_FAULT) {
         // Tokens chosen after the fault came from garbage: keep those before it.
-        const good = Math.max(0, fault + 1 - prompt.length - tokens.length);
+        const good = Math.max(0, fault + 1 - end - tokens.length);
         if (good > 0) onTokens?.(Array.from(ids.subarray(0, good)));
         throw nonFiniteLogitsError(fault);
       }
@@ -349,8 +352,8 @@ export class GpuDecoder implements Decoder {
       onTokens?.(Array.from(ids));
     }
     const decodeMs = performance.now() - decodeStart;
-    this.#tokens = [...prompt, ...tokens];
-    this.#processed = prompt.length + steps - 1; // the last token is chosen, not yet processed
+    this.#tokens.push(...tokens);
+    this.#processed = end + steps - 1; // the last token is chosen, not yet processed
     return { tokens, prefillMs, decodeMs };
   }
 
@@ -360,6 +363,7 @@ export class GpuDecoder implements Decoder {
     destroyRunState(this.#run);
     this.#ropeTable.destroy();
     this.#fault.destroy();
+    for (const kernel of this.#attentionKernels) kernel.destroy();
   }
 }
 
