@@ -5,6 +5,8 @@
  * against f32/f32 beside the bytes ratio, and the accuracy against f32 (logit NMSE, top-1
  * agreement, perplexity ratio; teacher-forced on seeded tokens, on the CPU reference).
  *
+ * `--quick` runs four pairs (f32/f32, f16/f16, q8_0/q8_0, q4_0/q8_0) at context 16.
+ *
  * `bench/main.ts` calls {@linkcode runPrecisionAxis}; the results go to `precision.json`,
  * `precision.md` and `precision.svg` (speed against accuracy, one point per precision pair).
  *
@@ -57,6 +59,9 @@ export interface PrecisionCell {
   perplexityRatio: number;
 }
 
+/** The pairs `--quick` runs: each weight format once, the KV formats beside f16 and Q8_0. */
+const QUICK_PAIRS = new Set(["f32/f32", "f16/f16", "q8_0/q8_0", "q4_0/q8_0"]);
+
 /** What {@linkcode runPrecisionAxis} needs. */
 export interface PrecisionOptions {
   /** Shapes to run. */
@@ -84,7 +89,7 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
   const cells: PrecisionCell[] = [];
   // --quick: the first shape only, to keep the quick bench near a minute.
   for (const { name, config } of quick ? options.shapes.slice(0, 1) : options.shapes) {
-    const context = Math.min(quick ? 32 : (config.dim >= 512 ? 256 : 64), config.maxSeqLen - 40);
+    const context = Math.min(quick ? 16 : (config.dim >= 512 ? 256 : 64), config.maxSeqLen - 40);
     const rng = new Rng(7);
     const tokens = Array.from({ length: context + 1 }, () => rng.nextUint32() % config.vocabSize);
     const accuracyTokens = tokens.slice(0, quick ? 17 : 33);
@@ -92,8 +97,10 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
     const kvPerPositionF32 = 2 * config.nLayers * config.nKvHeads * headDim(config) * 4;
     const f32Bytes = storedWeightBytes(config, "f32") + kvPerPositionF32 * context;
     for (const weights of TENSOR_FORMATS) {
+      if (quick && ![...QUICK_PAIRS].some((p) => p.startsWith(`${weights}/`))) continue;
       const stored = weights === "f32" ? f32Weights : randomStoredWeights(config, 1, weights);
       for (const kv of KV_FORMATS) {
+        if (quick && !QUICK_PAIRS.has(`${weights}/${kv}`)) continue;
         const kvBytesPerPosition = kvPerPositionF32 / 4 * bytesPerValue(kv);
         const weightBytes = storedWeightBytes(config, weights);
         const bytesPerToken = weightBytes + kvBytesPerPosition * context;

@@ -16,7 +16,7 @@ Deno.test("the precision axis measures every weight x KV pair with bytes and acc
   const cells = await runPrecisionAxis({
     shapes: [{ name: "tiny", config }],
     backends: ["cpu"],
-    quick: true,
+    quick: false,
     progress: () => {},
   });
   expect(cells).toHaveLength(12);
@@ -44,4 +44,28 @@ Deno.test("the precision axis measures every weight x KV pair with bytes and acc
   const svg = precisionChart(cells);
   expect(svg.startsWith("<svg")).toBe(true);
   expect(svg.match(/<(circle|rect|path) /g)!.length).toBe(12 + 7 + 1); // points, legend, background
+});
+
+Deno.test("--quick runs four precision pairs", async () => {
+  const config = makeConfig({
+    dim: 32,
+    hiddenDim: 32,
+    nLayers: 1,
+    nHeads: 1,
+    nKvHeads: 1,
+    vocabSize: 16,
+    maxSeqLen: 60,
+  });
+  const cells = await runPrecisionAxis({
+    shapes: [{ name: "tiny", config }, { name: "left out", config }],
+    backends: ["cpu"],
+    quick: true,
+    progress: () => {},
+  });
+  expect(cells.map((c) => `${c.shape} ${c.weights}/${c.kv} at ${c.context}`)).toEqual([
+    "tiny f32/f32 at 16",
+    "tiny f16/f16 at 16",
+    "tiny q8_0/q8_0 at 16",
+    "tiny q4_0/q8_0 at 16",
+  ]);
 });
