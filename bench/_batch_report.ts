@@ -124,10 +124,19 @@ export function batchMarkdown(axis: BatchAxis, charts: string[]): string {
     "### KV-cache layouts side by side",
     "",
     "The same step under each layout (the sliding rows are a different model: a window of " +
-    "half the context, so they read less).",
+    "half the context, so they read less), with the K/V memory each reserves against what its " +
+    "sequences' positions use:",
     "",
     ...CELL_HEADER,
     ...layouts.map(cellRow),
+    "",
+    "| backend | attention | layout | b | context | K/V reserved | K/V used | used/reserved |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ...layouts.map((c) =>
+      `| ${c.backend} | ${c.attention} | ${c.layout} | ${c.batch} | ${c.context} | ${
+        mib(c.kvReservedBytes)
+      } | ${mib(c.kvUsedBytes)} | ${n((c.kvUsedBytes / c.kvReservedBytes) * 100)}% |`
+    ),
     "",
     batchCapacityTable(axis),
     "",
@@ -171,8 +180,9 @@ export function batchCapacityTable(axis: BatchAxis): string {
 export function batchCrossoverTable(axis: BatchAxis): string {
   return [
     "Where cache traffic overtakes weight traffic: the batch at which a step reads as many K/V " +
-    "bytes as weight bytes (cost model), the batch at which the time model doubles the b = 1 " +
-    "step, and the batch at which the measured step time doubled:",
+    "bytes as weight bytes (cost model, at the context), the batch at which the time model " +
+    "doubles the b = 1 step, and the first measured batch (of those timed, powers of two; at " +
+    "the steps' mean position, a few dozen past the context) whose step took twice as long:",
     "",
     "| backend | attention | context | K/V = weights at b | time model doubles at b | measured doubling at b |",
     "| --- | --- | --- | --- | --- | --- |",

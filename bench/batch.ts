@@ -67,6 +67,10 @@ export interface BatchCell {
   gbPerS: number;
   /** The time model's prediction for the step, ms. */
   modelMs: number;
+  /** KV-cache bytes the layout reserves for the cell's sequences. */
+  kvReservedBytes: number;
+  /** KV-cache bytes their positions need. */
+  kvUsedBytes: number;
 }
 
 /** Sequences of a context that fit in a KV budget, per layout and attention variant. */
@@ -157,8 +161,16 @@ export const KV_BUDGET_BYTES = 2 ** 30;
 /** Block size of the paged cells. */
 const BLOCK_SIZE = 16;
 
-/** Positions the timed steps may advance past the context. */
-const HEADROOM = 128;
+/** Most steps one sample may run (the calibration's cap). */
+const MAX_UNITS = 8;
+
+/**
+ * Positions the timed steps advance past the context: a warm-up and the calibration (1 + 1 + 2
+ * + 4 + 8), then up to twice `reps` samples of at most {@linkcode MAX_UNITS} steps.
+ */
+function headroom(reps: number): number {
+  return 2 * MAX_UNITS + 2 * reps * MAX_UNITS + 1;
+}
 
 interface Variant {
   attention: string;
@@ -181,13 +193,19 @@ export async function runBatchAxis(
   progress: (line: string) => void,
 ): Promise<BatchAxis> {
   const { config, quick } = options;
-  const contexts = quick ? [256] : [256, 1024];
+  // Contexts the model holds with the timed steps' headroom (a shorter model drops the rest).
+  const wanted = quick ? [256] : [256, 1024];
+  const contexts = wanted.filter((c) => c + headroom(options.reps) <= config.maxSeqLen);
   const batches = quick ? [1, 4] : [1, 2, 4, 8, 16, 32];
   const layoutBatch = quick ? 4 : 8;
   const kvHeads = quick ? [config.nHeads, 1] : [config.nHeads, config.nHeads / 4, 1];
   const cells: BatchCell[] = [];
   const rejected: BatchRejected[] = [];
-  const skipped: string[] = [];
+  const skipped: string[] = wanted.filter((c) => !contexts.includes(c)).map((c) =>
+    `context ${c}: ${options.shape}'s maxSeqLen ${config.maxSeqLen} holds no ${
+      headroom(options.reps)
+    } positions past it to time`
+  );
   const weights = new Map(kvHeads.map((n) => [n, randomWeights({ ...config, nKvHeads: n }, 1)]));
   for (const backend of options.backends) {
     for (const context of contexts) {
@@ -250,7 +268,10 @@ async function measureStep(
   try {
     for (const variant of variants) {
       const config = {
-        ...contextConfig({ ...options.config, nKvHeads: variant.nKvHeads }, context + HEADROOM),
+        ...contextConfig(
+          { ...options.config, nKvHeads: variant.nKvHeads },
+          context + headroom(options.reps),
+        ),
         slidingWindow: variant.window,
       };
       const kv: KvStoreOptions = {
@@ -296,7 +317,10 @@ async function measureStep(
     };
     const units = new Map<Variant, number>();
     for (const variant of live) {
-      units.set(variant, await calibrateBatch(run(variant), options.minBatchMs[backend], 8));
+      units.set(
+        variant,
+        await calibrateBatch(run(variant), options.minBatchMs[backend], MAX_UNITS),
+      );
     }
     const first = new Map(live.map((v) => [v, built.get(v)!.next]));
     const samples = await roundRobin<Variant, BatchSample>(
@@ -333,6 +357,8 @@ async function measureStep(
         gflopPerS: cost.flops / (msPerStep.median * 1e6),
         gbPerS: cost.bytes / (msPerStep.median * 1e6),
         modelMs: roofline ? predictMs(cost, ceilingsOf(roofline)) : NaN,
+        kvReservedBytes: built.get(variant)!.decoder.kvReservedBytes,
+        kvUsedBytes: built.get(variant)!.decoder.kvUsedBytes,
       };
     });
   } finally {

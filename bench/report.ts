@@ -778,8 +778,8 @@ export function formatReadmeSection(results: BenchResults): string {
     speedupTable({
       ...results,
       speedups: results.speedups.filter((s) =>
-        s.comparison === "KV cache vs recompute (MHA)" ||
-        (s.shape === shape && s.comparison.endsWith(" vs MHA"))
+        s.shape === shape &&
+        (s.comparison === "KV cache vs recompute (MHA)" || s.comparison.endsWith(" vs MHA"))
       ),
     }, true),
     "",
