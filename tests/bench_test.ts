@@ -79,7 +79,7 @@ Deno.test({
     expect(new Set(decode.map((c) => c.positions.join())).size).toBe(1);
     expect(decode[0].meanPosition).toBe(16.5);
     // every timed path other than the CPU reference was checked; one-row decode with a cache
-    // past the first 256-position chunk (split across workgroups for GQA/MQA)
+    // past the first attention chunks (64-192 positions; split across workgroups for GQA/MQA)
     const timedVariants = new Set(
       results.cells.filter((c) => !(c.backend === "cpu" && c.cache === "kv-cache")).map((c) =>
         `${c.shape} ${c.attention} ${c.backend} ${c.cache}`
@@ -182,7 +182,7 @@ Deno.test("bench --help and bad flags", async () => {
   }
 });
 
-Deno.test("logits are checked inside and past the first 256-position attention chunk", () => {
+Deno.test("logits are checked inside and past the first attention chunks", () => {
   expect(checkPositions(4096, false)).toEqual([0, 37, 300, 560]);
   expect(checkPositions(4096, true)).toEqual([0, 37, 300]);
   expect(checkPositions(256, false)).toEqual([0, 37]);
