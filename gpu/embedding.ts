@@ -17,10 +17,12 @@ override FIRST_ID: u32 = 0u; // id of this block's first row (tables split by ro
 override BLOCK_ROWS: u32;
 @group(0) @binding(0) var<storage, read> table: array<f32>;
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;`,
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// A NaN read at run time: Tint (Chromium) rejects a NaN constant expression.
+var<private> nan_bits: u32 = 0x7fc00000u;`,
   `let token = tokens[i / DIM];
   if (token >= VOCAB) {
-    if (FIRST_ID == 0u) { out[i] = bitcast<f32>(0x7fc00000u); } // NaN: loud, never another row
+    if (FIRST_ID == 0u) { out[i] = bitcast<f32>(nan_bits); } // NaN: loud, never another row
     return;
   }
   if (token < FIRST_ID || token >= FIRST_ID + BLOCK_ROWS) { return; } // another block's row

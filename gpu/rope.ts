@@ -17,7 +17,9 @@ override MAX_SEQ: u32;
 override HALF_LAYOUT: bool; // pairs (i, i + HEAD_DIM/2) instead of (2i, 2i+1)
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> table: array<vec2<f32>>;
-${stateBinding(2)}`,
+${stateBinding(2)}
+// A NaN read at run time: Tint (Chromium) rejects a NaN constant expression.
+var<private> nan_bits: u32 = 0x7fc00000u;`,
   `let half = HEAD_DIM / 2u;
   let row = i / (WIDTH / 2u);
   let pair = i % (WIDTH / 2u);
@@ -27,7 +29,7 @@ ${stateBinding(2)}`,
   let b = select(a + 1u, a + half, HALF_LAYOUT);
   let pos = state[${STATE.pos}u] + row;
   // Past the table there is no angle: poison the output rather than reuse a wrong one.
-  let cs = select(vec2<f32>(bitcast<f32>(0x7fc00000u)), table[min(pos, MAX_SEQ - 1u) * half + j], pos < MAX_SEQ);
+  let cs = select(vec2<f32>(bitcast<f32>(nan_bits)), table[min(pos, MAX_SEQ - 1u) * half + j], pos < MAX_SEQ);
   let xa = x[a];
   let xb = x[b];
   x[a] = xa * cs.x - xb * cs.y;

@@ -1,0 +1,317 @@
+/**
+ * `deno task browser`: the same kernels in a real browser. Bundles the page, serves it on
+ * 127.0.0.1, starts the installed headless Chromium with WebGPU on, and prints what the page
+ * reports: the conformance table, the kernel bench, or a greedy decode checked against the
+ * CPU reference in Deno. Always ends the browser it started.
+ *
+ * @module
+ */
+import { parseFlags, UsageError } from "../model/cli_flags.ts";
+import { readCheckpoint } from "../model/checkpoint.ts";
+import { CpuDecoder } from "../model/cpu_decoder.ts";
+import { generate } from "../model/generate.ts";
+import { readTokenizer } from "../model/tokenizer.ts";
+import { type BrowserProcess, findBrowser, launchBrowser, NO_BROWSER_HELP } from "./chromium.ts";
+import { bundlePage, PAGE_HTML, type PageServer, servePage } from "./server.ts";
+import type { ConformanceReport, DecodeReport, KernelBenchReport, TaskReport } from "./tasks.ts";
+
+/** The shared models folder beside this checkout. */
+const MODELS_DIR = new URL("../../shared/models/", import.meta.url).pathname;
+
+/** The help text. */
+export const BROWSER_HELP: string = `Usage: deno task browser COMMAND [options]
+
+Commands:
+  conformance           every kernel against its reference in headless Chromium; the table
+  bench                 the kernel bench (WebGPU and the CPU reference) in headless Chromium
+  decode                greedy decode of a checkpoint on WebGPU in the page, checked against
+                        the CPU reference in Deno
+  serve                 serve the page for your own browser (open the printed address)
+  build                 write the page (index.html, page.js) to --out, to host anywhere
+
+Options:
+  --browser PATH        Chromium to run (default: the first installed of the usual paths)
+  --quick               bench: the quick kernel subset
+  --model PATH          decode: llama2.c checkpoint (default ../shared/models/stories260K.bin)
+  --tokenizer PATH      decode: its tokenizer (default ../shared/models/tok512.bin)
+  --prompt TEXT         decode: the prompt (default "Once upon a time")
+  --steps N             decode: tokens to generate (default 200)
+  --timeout S           give up after S seconds (default 300; bench 1200)
+  --json                print the page's report as JSON instead of a table
+  --port N              serve: the port (default 8000)
+  --out DIR             build: where to write the page
+  --help                this text
+
+Exit code: 0 when everything passed, 1 on any failure, 2 on bad usage.`;
+
+/** Where output goes (replaceable in tests). */
+export interface BrowserIo {
+  /** Tables and results (stdout). */
+  print(text: string): void;
+  /** Progress lines from the page (stderr). */
+  progress(line: string): void;
+}
+
+function denoIo(): BrowserIo {
+  return {
+    print: (text) => console.log(text),
+    progress: (line) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`),
+  };
+}
+
+const COMMANDS = ["conformance", "bench", "decode", "serve", "build"] as const;
+type Command = typeof COMMANDS[number];
+
+/**
+ * Runs `deno task browser` with `args`; returns the exit code (0 ok, 1 failure, 2 bad usage).
+ *
+ * @example
+ * ```ts ignore
+ * import { browserMain } from "./main.ts";
+ * Deno.exit(await browserMain(["conformance"]));
+ * ```
+ */
+export async function browserMain(args: string[], io: BrowserIo = denoIo()): Promise<number> {
+  try {
+    return await run(args, io);
+  } catch (error) {
+    io.print(
+      `browser: ${error instanceof Error ? error.message : error}${
+        error instanceof UsageError ? " (see --help)" : ""
+      }`,
+    );
+    return error instanceof UsageError ? 2 : 1;
+  }
+}
+
+async function run(args: string[], io: BrowserIo): Promise<number> {
+  const [command, ...rest] = args;
+  if (command === "--help" || command === "-h") {
+    io.print(BROWSER_HELP);
+    return 0;
+  }
+  if (!COMMANDS.includes(command as Command)) {
+    throw new UsageError(
+      `expected a command (${COMMANDS.join(", ")}), got ${command ? `"${command}"` : "none"}`,
+    );
+  }
+  const flags = parseFlags(rest, {
+    browser: { type: "string" },
+    quick: { type: "boolean" },
+    model: { type: "string" },
+    tokenizer: { type: "string" },
+    prompt: { type: "string" },
+    steps: { type: "string" },
+    timeout: { type: "string" },
+    json: { type: "boolean" },
+    port: { type: "string" },
+    out: { type: "string" },
+    help: { type: "boolean" },
+  });
+  if (flags.help) {
+    io.print(BROWSER_HELP);
+    return 0;
+  }
+  const positive = (name: string, value: string | undefined, fallback: number) => {
+    const n = Number(value ?? fallback);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new UsageError(`--${name}: expected an integer >= 1, got "${value}"`);
+    }
+    return n;
+  };
+  if (command === "build") return await build(flags.out, io);
+  if (command === "serve") return await serve(positive("port", flags.port, 8000), io);
+
+  const steps = positive("steps", flags.steps, 200);
+  const timeoutS = positive("timeout", flags.timeout, command === "bench" ? 1200 : 300);
+  const browserPath = findBrowser(flags.browser);
+  if (!browserPath) throw new Error(NO_BROWSER_HELP);
+  const files: Record<string, string> = {};
+  const query = new URLSearchParams({ task: command });
+  if (command === "decode") {
+    files["model.bin"] = flags.model ?? `${MODELS_DIR}stories260K.bin`;
+    files["tokenizer.bin"] = flags.tokenizer ?? `${MODELS_DIR}tok512.bin`;
+    for (
+      const [flag, path] of [["model", files["model.bin"]], ["tokenizer", files["tokenizer.bin"]]]
+    ) {
+      try {
+        Deno.statSync(path);
+      } catch {
+        throw new Error(`--${flag}: ${path} does not exist`);
+      }
+    }
+    query.set("prompt", flags.prompt ?? "Once upon a time");
+    query.set("steps", `${steps}`);
+  }
+  if (flags.quick) query.set("quick", "1");
+
+  io.progress("bundling the page");
+  const script = await bundlePage();
+  const report = await inBrowser(browserPath, script, files, query, timeoutS, io);
+  if (flags.json) io.print(JSON.stringify(report, null, 2));
+  if (report.task === "conformance") return printConformance(report, io, !flags.json);
+  if (report.task === "bench") {
+    if (!flags.json) io.print(formatKernelBench(report));
+    return 0;
+  }
+  return await checkDecode(report, files, flags.prompt ?? "Once upon a time", steps, io);
+}
+
+/** Serves the page, runs the browser at it, and returns the page's report. */
+async function inBrowser(
+  browserPath: string,
+  script: string,
+  files: Record<string, string>,
+  query: URLSearchParams,
+  timeoutS: number,
+  io: BrowserIo,
+): Promise<TaskReport> {
+  let server: PageServer | undefined;
+  let browser: BrowserProcess | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // Ctrl-C still ends the browser.
+  const interrupt = () => {
+    Promise.all([browser?.close(), server?.close()]).finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", interrupt);
+  try {
+    server = servePage({ script, files, onLog: io.progress });
+    io.progress(`starting ${browserPath}`);
+    browser = await launchBrowser(browserPath, `${server.url}?${query}`);
+    const crashed = browser.exited.then((code) => {
+      throw new Error(
+        `the browser exited (code ${code}) before the page reported:\n${browser!.stderrTail()}`,
+      );
+    });
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no report from the page within ${timeoutS} s (--timeout)`)),
+        timeoutS * 1000,
+      );
+    });
+    const report = await Promise.race([server.result, crashed, timedOut]) as
+      | TaskReport
+      | { error: string };
+    if ("error" in report) throw new Error(`in the page: ${report.error}`);
+    return report;
+  } finally {
+    clearTimeout(timer);
+    Deno.removeSignalListener("SIGINT", interrupt);
+    await browser?.close();
+    await server?.close();
+  }
+}
+
+function printConformance(report: ConformanceReport, io: BrowserIo, table: boolean): number {
+  if (table) io.print(report.table);
+  return report.failures.length === 0 && report.passed > 0 ? 0 : 1;
+}
+
+/**
+ * The kernel bench as a table: per kernel and shape, ms per call on each backend, and
+ * WebGPU's GB/s and fraction of its copy bandwidth.
+ *
+ * @example
+ * ```ts
+ * import { formatKernelBench } from "./main.ts";
+ * const table = formatKernelBench({
+ *   task: "bench",
+ *   adapter: { description: "test", features: [], browser: "Chrome/1" },
+ *   copyGbPerS: { webgpu: 10 },
+ *   kernels: [{ backend: "webgpu", kernel: "add", shape: "8", ms: 0.01, bytes: 96, gbPerS: 0.0096, rooflineFraction: 0.00096 }],
+ * });
+ * if (!table.includes("add")) throw new Error("wrong");
+ * ```
+ */
+export function formatKernelBench(report: KernelBenchReport): string {
+  const keys = [...new Set(report.kernels.map((k) => `${k.kernel}|${k.shape}`))];
+  const find = (key: string, backend: string) =>
+    report.kernels.find((k) => `${k.kernel}|${k.shape}` === key && k.backend === backend);
+  const rows = keys.map((key) => {
+    const [kernel, shape] = key.split("|");
+    const cpu = find(key, "cpu");
+    const gpu = find(key, "webgpu");
+    return [
+      kernel,
+      shape,
+      cpu ? cpu.ms.toFixed(3) : "-",
+      gpu ? gpu.ms.toFixed(3) : "-",
+      gpu ? gpu.gbPerS.toFixed(2) : "-",
+      gpu ? `${(gpu.rooflineFraction * 100).toFixed(1)}%` : "-",
+    ];
+  });
+  const header = ["kernel", "shape", "cpu ms", "webgpu ms", "webgpu GB/s", "of copy BW"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const copy = Object.entries(report.copyGbPerS).map(([b, g]) => `${b} ${g!.toFixed(2)} GB/s`);
+  return [
+    `adapter: ${report.adapter.description} (${report.adapter.browser})`,
+    `copy bandwidth: ${copy.join(", ")}`,
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map(line),
+  ].join("\n");
+}
+
+/** Prints the page's story and checks its tokens against the CPU reference's in Deno. */
+async function checkDecode(
+  report: DecodeReport,
+  files: Record<string, string>,
+  prompt: string,
+  steps: number,
+  io: BrowserIo,
+): Promise<number> {
+  io.print(report.text);
+  io.print(
+    `in the page (${report.adapter.description}, ${report.adapter.browser}): prefill ${
+      report.prefillTokensPerSecond.toFixed(1)
+    } tokens/s, decode ${report.tokens.length} tokens at ${
+      report.decodeTokensPerSecond.toFixed(1)
+    } tokens/s`,
+  );
+  const { config, weights } = await readCheckpoint(files["model.bin"]);
+  const tokenizer = await readTokenizer(files["tokenizer.bin"], config.vocabSize);
+  const promptTokens = tokenizer.encode(prompt);
+  const expected = await generate(new CpuDecoder(config, weights), promptTokens, {
+    steps: Math.min(steps, config.maxSeqLen - promptTokens.length),
+    temperature: 0,
+  });
+  const got = [...report.promptTokens, ...report.tokens];
+  const want = [...promptTokens, ...expected.tokens];
+  const first = want.findIndex((t, i) => got[i] !== t);
+  if (first < 0 && got.length === want.length) {
+    io.print(`matches the CPU reference in Deno: all ${want.length} token ids`);
+    return 0;
+  }
+  const at = first < 0 ? Math.min(got.length, want.length) : first;
+  io.print(
+    `MISMATCH with the CPU reference in Deno at token ${at}: expected ${want[at]}, got ${
+      got[at]
+    } (${got.length} vs ${want.length} tokens)`,
+  );
+  return 1;
+}
+
+async function build(out: string | undefined, io: BrowserIo): Promise<number> {
+  if (!out) throw new UsageError("build needs --out DIR");
+  const script = await bundlePage();
+  await Deno.mkdir(out, { recursive: true });
+  await Deno.copyFile(PAGE_HTML, `${out}/index.html`);
+  await Deno.writeTextFile(`${out}/page.js`, script);
+  io.print(
+    `wrote ${out}/index.html and ${out}/page.js; serve the folder over https or from ` +
+      `localhost (WebGPU needs a secure context), with models/ beside them for the decode`,
+  );
+  return 0;
+}
+
+async function serve(port: number, io: BrowserIo): Promise<number> {
+  const script = await bundlePage();
+  const server = servePage({ script, modelsDir: MODELS_DIR, port });
+  io.print(`serving the page at ${server.url} (models from ${MODELS_DIR}); Ctrl-C stops`);
+  await new Promise<void>((resolve) => Deno.addSignalListener("SIGINT", resolve));
+  await server.close();
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await browserMain(Deno.args));

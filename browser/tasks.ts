@@ -1,0 +1,324 @@
+/**
+ * What the browser page runs: conformance, the kernel bench, the decoder bench and a greedy
+ * decode of a llama2.c checkpoint given as bytes. Web-standard only (no `Deno.*`, no DOM), so
+ * the same functions run in a page, in a worker or in Deno.
+ *
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import {
+  conformanceCases,
+  type ConformanceResult,
+  formatConformanceTable,
+  runConformance,
+} from "../gpu/conformance.ts";
+import { makeConfig, preset } from "../model/config.ts";
+import { parseCheckpoint } from "../model/checkpoint.ts";
+import { generate } from "../model/generate.ts";
+import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { Tokenizer } from "../model/tokenizer.ts";
+import { runMatrix } from "../bench/matrix.ts";
+import {
+  type Backend,
+  cpuCopyBandwidth,
+  gpuCopyBandwidth,
+  type KernelResult,
+  measureKernels,
+} from "../bench/measure.ts";
+import {
+  type BenchResults,
+  computeSpeedups,
+  type MachineInfo,
+  RESULTS_SCHEMA,
+} from "../bench/report.ts";
+
+/** Progress lines while a task runs. */
+export type Progress = (line: string) => void;
+
+/** The adapter a page ran on. */
+export interface PageAdapter {
+  /** What the adapter says it is, e.g. "vendor google, swiftshader". */
+  description: string;
+  /** The adapter's optional features (e.g. "subgroups"), sorted. */
+  features: string[];
+  /** The browser, from its user agent (e.g. "Chrome/156.0.0.0"). */
+  browser: string;
+}
+
+/** What the conformance task reports. */
+export interface ConformanceReport {
+  /** Always "conformance". */
+  task: "conformance";
+  /** The adapter. */
+  adapter: PageAdapter;
+  /** The table `deno task conformance` prints, with this adapter. */
+  table: string;
+  /** Cases that passed. */
+  passed: number;
+  /** Cases that failed, as "kernel shape: why". */
+  failures: string[];
+}
+
+/** What the kernel bench reports. */
+export interface KernelBenchReport {
+  /** Always "bench". */
+  task: "bench";
+  /** The adapter. */
+  adapter: PageAdapter;
+  /** Copy bandwidth per backend, GB/s (the roofline). */
+  copyGbPerS: Partial<Record<Backend, number>>;
+  /** Each kernel's throughput. */
+  kernels: KernelResult[];
+}
+
+/** What the decode task reports. */
+export interface DecodeReport {
+  /** Always "decode". */
+  task: "decode";
+  /** The adapter. */
+  adapter: PageAdapter;
+  /** The prompt's token ids (BOS first). */
+  promptTokens: number[];
+  /** The generated ids. */
+  tokens: number[];
+  /** Prompt and continuation as text. */
+  text: string;
+  /** Prompt tokens per second. */
+  prefillTokensPerSecond: number;
+  /** Generated tokens per second after the first. */
+  decodeTokensPerSecond: number;
+}
+
+/** Any task's report, as the page posts it. */
+export type TaskReport = ConformanceReport | KernelBenchReport | DecodeReport;
+
+/**
+ * Describes the device's adapter for reports: its description, features and the browser.
+ *
+ * @example
+ * ```ts
+ * import { describeAdapter } from "./tasks.ts";
+ * const adapter = describeAdapter("vendor google, swiftshader", ["subgroups"], "Mozilla/5.0 Chrome/156.0.0.0");
+ * if (adapter.browser !== "Chrome/156.0.0.0") throw new Error("wrong");
+ * ```
+ */
+export function describeAdapter(
+  description: string,
+  features: Iterable<string>,
+  userAgent: string,
+): PageAdapter {
+  const browser = /(?:HeadlessChrome|Chrome|Firefox|Version)\/[\d.]+/.exec(userAgent)?.[0] ??
+    userAgent;
+  return { description, features: [...features].sort(), browser };
+}
+
+/** The adapter line of tables: description, browser and the features kernels may use. */
+function adapterLine(adapter: PageAdapter): string {
+  const notable = adapter.features.filter((f) => /subgroup|shader-f16|timestamp/.test(f));
+  return `${adapter.description} (${adapter.browser}${
+    notable.length ? `; features: ${notable.join(", ")}` : ""
+  })`;
+}
+
+/**
+ * Runs every conformance case on `gpu` and formats the same table as `deno task conformance`.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { describeAdapter, pageConformance } from "./tasks.ts";
+ * const gpu = await requestGpu();
+ * const report = await pageConformance(gpu, describeAdapter(gpu.adapterDescription, [], ""));
+ * console.log(report.table);
+ * ```
+ */
+export async function pageConformance(
+  gpu: Gpu,
+  adapter: PageAdapter,
+  progress: Progress = () => {},
+): Promise<ConformanceReport> {
+  const cases = conformanceCases();
+  progress(`running ${cases.length} kernel cases on ${adapterLine(adapter)}`);
+  const results: ConformanceResult[] = await runConformance(gpu, cases, (r) => {
+    if (!r.passed) progress(`FAIL ${r.kernel} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
+  });
+  return {
+    task: "conformance",
+    adapter,
+    table: formatConformanceTable(results, adapterLine(adapter)),
+    passed: results.filter((r) => r.passed).length,
+    failures: results.filter((r) => !r.passed).map((r) =>
+      `${r.kernel} ${r.shape}: ${
+        r.error ??
+          `NMSE ${r.nmse.toExponential(2)}, max abs ${r.maxAbsError.toExponential(2)}, guards ${
+            r.guardsIntact ? "intact" : "broken"
+          }`
+      }`
+    ),
+  };
+}
+
+/**
+ * Measures copy bandwidth and every kernel of the benchmark, on WebGPU and (unless
+ * `webgpuOnly`) on the CPU reference in the same JavaScript engine.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { describeAdapter, pageKernelBench } from "./tasks.ts";
+ * const gpu = await requestGpu();
+ * const report = await pageKernelBench(gpu, describeAdapter(gpu.adapterDescription, [], ""), { quick: true });
+ * console.log(report.kernels.length);
+ * ```
+ */
+export async function pageKernelBench(
+  gpu: Gpu,
+  adapter: PageAdapter,
+  options: { quick: boolean; webgpuOnly?: boolean },
+  progress: Progress = () => {},
+): Promise<KernelBenchReport> {
+  const backends: Backend[] = options.webgpuOnly ? ["webgpu"] : ["cpu", "webgpu"];
+  const copyBytes = options.quick ? 16 << 20 : 64 << 20;
+  const copyGbPerS: Partial<Record<Backend, number>> = {};
+  if (backends.includes("cpu")) copyGbPerS.cpu = await cpuCopyBandwidth(copyBytes);
+  copyGbPerS.webgpu = await gpuCopyBandwidth(gpu, copyBytes);
+  progress(
+    `copy bandwidth: ${
+      Object.entries(copyGbPerS).map(([b, g]) => `${b} ${g!.toFixed(2)} GB/s`).join(", ")
+    }`,
+  );
+  const kernels = await measureKernels(
+    { quick: options.quick, gpu, backends, copyGbPerS },
+    progress,
+  );
+  return { task: "bench", adapter, copyGbPerS, kernels };
+}
+
+/** Inputs of {@linkcode pageDecode}. */
+export interface DecodeInput {
+  /** A llama2.c checkpoint's bytes. */
+  model: Uint8Array;
+  /** Its `tokenizer.bin`'s bytes. */
+  tokenizer: Uint8Array;
+  /** The prompt. */
+  prompt: string;
+  /** Tokens to generate (capped at the model's context). */
+  steps: number;
+}
+
+/**
+ * Greedy decoding on WebGPU of a checkpoint given as bytes, GPU-resident.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { describeAdapter, pageDecode } from "./tasks.ts";
+ * const gpu = await requestGpu();
+ * const [model, tokenizer] = await Promise.all(
+ *   ["stories260K.bin", "tok512.bin"].map(async (f) => new Uint8Array(await (await fetch(f)).arrayBuffer())),
+ * );
+ * const report = await pageDecode(gpu, describeAdapter(gpu.adapterDescription, [], ""), {
+ *   model, tokenizer, prompt: "Once upon a time", steps: 100,
+ * });
+ * console.log(report.text);
+ * ```
+ */
+export async function pageDecode(
+  gpu: Gpu,
+  adapter: PageAdapter,
+  input: DecodeInput,
+  progress: Progress = () => {},
+): Promise<DecodeReport> {
+  const { config, weights } = parseCheckpoint(input.model, "model");
+  const tokenizer = Tokenizer.parse(input.tokenizer, "tokenizer", config.vocabSize);
+  const promptTokens = tokenizer.encode(input.prompt);
+  if (promptTokens.length >= config.maxSeqLen) {
+    throw new Error(
+      `prompt: expected fewer than ${config.maxSeqLen} tokens, got ${promptTokens.length}`,
+    );
+  }
+  const steps = Math.min(input.steps, config.maxSeqLen - promptTokens.length);
+  progress(
+    `decoding ${steps} tokens greedily: dim ${config.dim}, ${config.nLayers} layers, ` +
+      `${config.nHeads}/${config.nKvHeads} heads, vocabulary ${config.vocabSize}`,
+  );
+  const decoder = await GpuDecoder.create(gpu, config, weights);
+  try {
+    const result = await generate(decoder, promptTokens, { steps, temperature: 0 });
+    return {
+      task: "decode",
+      adapter,
+      promptTokens,
+      tokens: result.tokens,
+      text: tokenizer.decode([...promptTokens, ...result.tokens]),
+      prefillTokensPerSecond: result.prefillTokensPerSecond,
+      decodeTokensPerSecond: result.decodeTokensPerSecond,
+    };
+  } finally {
+    decoder.destroy();
+  }
+}
+
+/** The shape where attention dominates at long contexts, as `deno task bench` defines it. */
+const ATTENTION_HEAVY = makeConfig({
+  dim: 512,
+  hiddenDim: 256,
+  nLayers: 4,
+  nHeads: 8,
+  nKvHeads: 8,
+  vocabSize: 512,
+  maxSeqLen: 4096,
+});
+
+/**
+ * The page's whole benchmark, in the schema of `deno task bench`'s `results.json`: the kernel
+ * report's figures plus the decoder matrix (quick: stories260K and attention-heavy at contexts
+ * 16 and 32; full: stories15M and attention-heavy from 16 to 1024).
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { describeAdapter, pageBenchResults, pageKernelBench } from "./tasks.ts";
+ * const gpu = await requestGpu();
+ * const adapter = describeAdapter(gpu.adapterDescription, [], navigator.userAgent);
+ * const kernels = await pageKernelBench(gpu, adapter, { quick: true });
+ * const results = await pageBenchResults(gpu, kernels, { quick: true, machine: { cpu: "?", cores: 1, memoryGiB: 0, os: "?", deno: "-" } });
+ * console.log(JSON.stringify(results));
+ * ```
+ */
+export async function pageBenchResults(
+  gpu: Gpu,
+  kernelReport: KernelBenchReport,
+  options: { quick: boolean; machine: MachineInfo },
+  progress: Progress = () => {},
+): Promise<BenchResults> {
+  const backends = Object.keys(kernelReport.copyGbPerS) as Backend[];
+  const shapes = [
+    options.quick
+      ? { name: "stories260K", config: preset("stories260K") }
+      : { name: "stories15M", config: preset("stories15M") },
+    { name: "attention-heavy", config: ATTENTION_HEAVY },
+  ];
+  const contexts = options.quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024];
+  const { cells, rejected } = await runMatrix({
+    shapes,
+    backends,
+    contexts,
+    cellBudgetS: options.quick ? 10 : 60,
+    decodeSteps: options.quick ? 4 : 16,
+    recomputeSteps: 2,
+    copyGbPerS: kernelReport.copyGbPerS,
+    gpu,
+  }, progress);
+  return {
+    schema: RESULTS_SCHEMA,
+    date: new Date().toISOString(),
+    quick: options.quick,
+    machine: { ...options.machine, adapter: adapterLine(kernelReport.adapter) },
+    copyGbPerS: kernelReport.copyGbPerS,
+    kernels: kernelReport.kernels,
+    cells,
+    rejected,
+    speedups: computeSpeedups(cells),
+  };
+}
