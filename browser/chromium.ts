@@ -48,6 +48,8 @@ export function findBrowser(explicit?: string): string | undefined {
 
 /** A running browser. */
 export interface BrowserProcess {
+  /** Its process id. */
+  readonly pid: number;
   /** Resolves with the exit code if the browser ends by itself. */
   readonly exited: Promise<number>;
   /** The browser's stderr so far (the tail), for error messages. */
@@ -101,6 +103,7 @@ export async function launchBrowser(path: string, url: string): Promise<BrowserP
   const exited = child.status.then((s) => s.code);
   let closing: Promise<void> | undefined;
   return {
+    pid: child.pid,
     exited,
     stderrTail: () => tail,
     close() {

@@ -31,7 +31,7 @@ Commands:
 
 Options:
   --browser PATH        Chromium to run (default: the first installed of the usual paths)
-  --quick               bench: the quick kernel subset
+  --quick               conformance: one case of each kernel; bench: the quick subset
   --model PATH          decode: llama2.c checkpoint (default ../shared/models/stories260K.bin)
   --tokenizer PATH      decode: its tokenizer (default ../shared/models/tok512.bin)
   --prompt TEXT         decode: the prompt (default "Once upon a time")
@@ -124,7 +124,12 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
 
   const steps = positive("steps", flags.steps, 200);
   const timeoutS = positive("timeout", flags.timeout, command === "bench" ? 1200 : 300);
-  const browserPath = findBrowser(flags.browser);
+  let browserPath: string | undefined;
+  try {
+    browserPath = findBrowser(flags.browser);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   if (!browserPath) throw new Error(NO_BROWSER_HELP);
   const files: Record<string, string> = {};
   const query = new URLSearchParams({ task: command });

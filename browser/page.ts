@@ -59,8 +59,9 @@ async function automated(task: string): Promise<void> {
     const gpu = await requestGpu();
     const adapter = await adapterOf(gpu.adapterDescription);
     let report: TaskReport;
-    if (task === "conformance") report = await pageConformance(gpu, adapter, log);
-    else if (task === "bench") {
+    if (task === "conformance") {
+      report = await pageConformance(gpu, adapter, { quick: params.has("quick") }, log);
+    } else if (task === "bench") {
       report = await pageKernelBench(gpu, adapter, { quick: params.has("quick") }, log);
     } else if (task === "decode") {
       const [model, tokenizer] = await Promise.all(
@@ -149,7 +150,7 @@ async function interactive(): Promise<void> {
     const quick = checked("quick");
     try {
       if (checked("conformance")) {
-        const report = await pageConformance(gpu, adapter, log);
+        const report = await pageConformance(gpu, adapter, { quick }, log);
         const verdict = document.createElement("p");
         verdict.className = report.failures.length ? "fail" : "pass";
         verdict.textContent = report.failures.length

@@ -7,6 +7,7 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import {
+  type ConformanceCase,
   conformanceCases,
   type ConformanceResult,
   formatConformanceTable,
@@ -17,7 +18,7 @@ import { parseCheckpoint } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
-import { runMatrix } from "../bench/matrix.ts";
+import { type BenchShape, runMatrix } from "../bench/matrix.ts";
 import {
   type Backend,
   cpuCopyBandwidth,
@@ -114,14 +115,25 @@ export function describeAdapter(
 
 /** The adapter line of tables: description, browser and the features kernels may use. */
 function adapterLine(adapter: PageAdapter): string {
-  const notable = adapter.features.filter((f) => /subgroup|shader-f16|timestamp/.test(f));
+  const notable = adapter.features.filter((f) =>
+    ["subgroups", "subgroup-size-control", "shader-f16", "timestamp-query"].includes(f)
+  );
   return `${adapter.description} (${adapter.browser}${
     notable.length ? `; features: ${notable.join(", ")}` : ""
   })`;
 }
 
 /**
- * Runs every conformance case on `gpu` and formats the same table as `deno task conformance`.
+ * One case per kernel, the middle one of its list (past the degenerate 1-element sizes):
+ * every kernel's WGSL compiled and checked once.
+ */
+function oneOfEachKernel(cases: readonly ConformanceCase[]): ConformanceCase[] {
+  const byKernel = Map.groupBy(cases, (c) => c.kernel);
+  return [...byKernel.values()].map((group) => group[Math.floor(group.length / 2)]);
+}
+
+/**
+ * Runs every conformance case (`quick`: one of each kernel) on `gpu` and formats the same table as `deno task conformance`.
  *
  * @example
  * ```ts ignore
@@ -135,9 +147,10 @@ function adapterLine(adapter: PageAdapter): string {
 export async function pageConformance(
   gpu: Gpu,
   adapter: PageAdapter,
+  options: { quick?: boolean } = {},
   progress: Progress = () => {},
 ): Promise<ConformanceReport> {
-  const cases = conformanceCases();
+  const cases = options.quick ? oneOfEachKernel(conformanceCases()) : conformanceCases();
   progress(`running ${cases.length} kernel cases on ${adapterLine(adapter)}`);
   const results: ConformanceResult[] = await runConformance(gpu, cases, (r) => {
     if (!r.passed) progress(`FAIL ${r.kernel} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
@@ -287,19 +300,25 @@ const ATTENTION_HEAVY = makeConfig({
  * ```
  */
 export async function pageBenchResults(
-  gpu: Gpu,
+  gpu: Gpu | undefined,
   kernelReport: KernelBenchReport,
-  options: { quick: boolean; machine: MachineInfo },
+  options: {
+    quick: boolean;
+    machine: MachineInfo;
+    /** Other shapes and contexts than the defaults. */
+    matrix?: { shapes: BenchShape[]; contexts: number[] };
+  },
   progress: Progress = () => {},
 ): Promise<BenchResults> {
   const backends = Object.keys(kernelReport.copyGbPerS) as Backend[];
-  const shapes = [
+  const shapes = options.matrix?.shapes ?? [
     options.quick
       ? { name: "stories260K", config: preset("stories260K") }
       : { name: "stories15M", config: preset("stories15M") },
     { name: "attention-heavy", config: ATTENTION_HEAVY },
   ];
-  const contexts = options.quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024];
+  const contexts = options.matrix?.contexts ??
+    (options.quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024]);
   const { cells, rejected } = await runMatrix({
     shapes,
     backends,
