@@ -13,7 +13,16 @@ import { generate } from "../model/generate.ts";
 import { readTokenizer } from "../model/tokenizer.ts";
 import { type BrowserProcess, findBrowser, launchBrowser, NO_BROWSER_HELP } from "./chromium.ts";
 import { bundlePage, PAGE_HTML, type PageServer, servePage } from "./server.ts";
-import type { ConformanceReport, DecodeReport, KernelBenchReport, TaskReport } from "./tasks.ts";
+import {
+  type ConformanceReport,
+  type DecodeReport,
+  describeAdapter,
+  type KernelBenchReport,
+  pageKernelBench,
+  type TaskReport,
+} from "./tasks.ts";
+import { requestGpu } from "../gpu/device.ts";
+import type { KernelResult } from "../bench/measure.ts";
 
 /** The shared models folder beside this checkout. */
 const MODELS_DIR = new URL("../../shared/models/", import.meta.url).pathname;
@@ -23,7 +32,8 @@ export const BROWSER_HELP: string = `Usage: deno task browser COMMAND [options]
 
 Commands:
   conformance           every kernel against its reference in headless Chromium; the table
-  bench                 the kernel bench (WebGPU and the CPU reference) in headless Chromium
+  bench                 the kernel bench on WebGPU in headless Chromium (with --deno, also in
+                        Deno on its own adapter, side by side)
   decode                greedy decode of a checkpoint on WebGPU in the page, checked against
                         the CPU reference in Deno
   serve                 serve the page for your own browser (open the printed address)
@@ -36,7 +46,9 @@ Options:
   --tokenizer PATH      decode: its tokenizer (default ../shared/models/tok512.bin)
   --prompt TEXT         decode: the prompt (default "Once upon a time")
   --steps N             decode: tokens to generate (default 200)
-  --timeout S           give up after S seconds (default 300; bench 1200)
+  --repeat N            bench: N runs, each in a fresh browser; median and range (default 1)
+  --deno                bench: also run the same kernels on Deno's WebGPU adapter
+  --timeout S           give up after S seconds per browser run (default 300; bench 1200)
   --json                print the page's report as JSON instead of a table
   --port N              serve: the port (default 8000)
   --out DIR             build: where to write the page
@@ -104,6 +116,8 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     steps: { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
+    repeat: { type: "string" },
+    deno: { type: "boolean" },
     port: { type: "string" },
     out: { type: "string" },
     help: { type: "boolean" },
@@ -150,16 +164,47 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
   }
   if (flags.quick) query.set("quick", "1");
 
+  const repeat = positive("repeat", flags.repeat, 1);
   io.progress("bundling the page");
   const script = await bundlePage();
+  if (command === "bench") {
+    const runs: KernelBenchReport[] = [];
+    const denoRuns: KernelBenchReport[] = [];
+    for (let i = 0; i < repeat; i++) {
+      if (repeat > 1) io.progress(`run ${i + 1} of ${repeat}`);
+      runs.push(
+        await inBrowser(browserPath, script, files, query, timeoutS, io) as KernelBenchReport,
+      );
+      if (flags.deno) denoRuns.push(await denoKernelBench(!!flags.quick, io));
+    }
+    io.print(
+      flags.json
+        ? JSON.stringify({ chromium: runs, deno: denoRuns }, null, 2)
+        : formatKernelBench(runs, denoRuns),
+    );
+    return 0;
+  }
   const report = await inBrowser(browserPath, script, files, query, timeoutS, io);
   if (flags.json) io.print(JSON.stringify(report, null, 2));
   if (report.task === "conformance") return printConformance(report, io, !flags.json);
-  if (report.task === "bench") {
-    if (!flags.json) io.print(formatKernelBench(report));
-    return 0;
-  }
+  if (report.task !== "decode") throw new Error(`the page reported a ${report.task} run`);
   return await checkDecode(report, files, flags.prompt ?? "Once upon a time", steps, io);
+}
+
+/** The same kernel bench in this Deno process, on Deno's own WebGPU adapter. */
+async function denoKernelBench(quick: boolean, io: BrowserIo): Promise<KernelBenchReport> {
+  const gpu = await requestGpu();
+  try {
+    const adapter = describeAdapter(
+      gpu.adapterDescription,
+      gpu.device.features,
+      `Deno/${Deno.version.deno}`,
+    );
+    io.progress(`the same kernels in Deno on ${adapter.description}`);
+    return await pageKernelBench(gpu, adapter, { quick, webgpuOnly: true }, io.progress);
+  } finally {
+    gpu.destroy();
+  }
 }
 
 /** Serves the page, runs the browser at it, and returns the page's report. */
@@ -212,46 +257,81 @@ function printConformance(report: ConformanceReport, io: BrowserIo, table: boole
   return report.failures.length === 0 && report.passed > 0 ? 0 : 1;
 }
 
+/** A kernel's variant, where the results name one. */
+function variantOf(result: KernelResult): string {
+  return (result as KernelResult & { variant?: string }).variant ?? "";
+}
+
+/** "median (min-max)" of `values`, or the one value. */
+function spread(values: number[], digits: number): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  return sorted.length === 1
+    ? median.toFixed(digits)
+    : `${median.toFixed(digits)} (${sorted[0].toFixed(digits)}-${sorted.at(-1)!.toFixed(digits)})`;
+}
+
 /**
- * The kernel bench as a table: per kernel and shape, ms per call on each backend, and
- * WebGPU's GB/s and fraction of its copy bandwidth.
+ * The kernel bench on WebGPU as a table: per kernel, variant and shape, ms per call, GB/s and
+ * the fraction of the adapter's copy bandwidth, as the median (and range) over `runs`; with
+ * `deno` runs, the same columns for Deno's adapter beside them.
  *
  * @example
  * ```ts
  * import { formatKernelBench } from "./main.ts";
- * const table = formatKernelBench({
- *   task: "bench",
+ * const run = {
+ *   task: "bench" as const,
  *   adapter: { description: "test", features: [], browser: "Chrome/1" },
  *   copyGbPerS: { webgpu: 10 },
- *   kernels: [{ backend: "webgpu", kernel: "add", shape: "8", ms: 0.01, bytes: 96, gbPerS: 0.0096, rooflineFraction: 0.00096 }],
- * });
- * if (!table.includes("add")) throw new Error("wrong");
+ *   kernels: [{ backend: "webgpu" as const, kernel: "add", shape: "8", ms: 0.01, bytes: 96, gbPerS: 0.0096, rooflineFraction: 0.00096 }],
+ * };
+ * const table = formatKernelBench([run, run]);
+ * if (!table.includes("0.010 (0.010-0.010)")) throw new Error("wrong");
  * ```
  */
-export function formatKernelBench(report: KernelBenchReport): string {
-  const keys = [...new Set(report.kernels.map((k) => `${k.kernel}|${k.shape}`))];
-  const find = (key: string, backend: string) =>
-    report.kernels.find((k) => `${k.kernel}|${k.shape}` === key && k.backend === backend);
-  const rows = keys.map((key) => {
-    const [kernel, shape] = key.split("|");
-    const cpu = find(key, "cpu");
-    const gpu = find(key, "webgpu");
+export function formatKernelBench(
+  runs: readonly KernelBenchReport[],
+  deno: readonly KernelBenchReport[] = [],
+): string {
+  const keyOf = (k: KernelResult) => `${k.kernel}|${variantOf(k)}|${k.shape}`;
+  const webgpu = (reports: readonly KernelBenchReport[]) =>
+    reports.flatMap((r) => r.kernels.filter((k) => k.backend === "webgpu"));
+  const [browserKernels, denoKernels] = [webgpu(runs), webgpu(deno)];
+  const keys = [...new Set([...browserKernels, ...denoKernels].map(keyOf))];
+  const columns = (kernels: KernelResult[], key: string) => {
+    const mine = kernels.filter((k) => keyOf(k) === key);
+    if (mine.length === 0) return ["-", "-", "-"];
     return [
-      kernel,
-      shape,
-      cpu ? cpu.ms.toFixed(3) : "-",
-      gpu ? gpu.ms.toFixed(3) : "-",
-      gpu ? gpu.gbPerS.toFixed(2) : "-",
-      gpu ? `${(gpu.rooflineFraction * 100).toFixed(1)}%` : "-",
+      spread(mine.map((k) => k.ms), 3),
+      spread(mine.map((k) => k.gbPerS), 2),
+      spread(mine.map((k) => k.rooflineFraction * 100), 1),
     ];
-  });
-  const header = ["kernel", "shape", "cpu ms", "webgpu ms", "webgpu GB/s", "of copy BW"];
+  };
+  const rows = keys.map((key) => [
+    ...key.split("|"),
+    ...columns(browserKernels, key),
+    ...(deno.length ? columns(denoKernels, key) : []),
+  ]);
+  const header = [
+    "kernel",
+    "variant",
+    "shape",
+    "browser ms",
+    "browser GB/s",
+    "% of copy",
+    ...(deno.length ? ["deno ms", "deno GB/s", "% of copy"] : []),
+  ];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
-  const copy = Object.entries(report.copyGbPerS).map(([b, g]) => `${b} ${g!.toFixed(2)} GB/s`);
+  const copy = (reports: readonly KernelBenchReport[]) =>
+    spread(reports.map((r) => r.copyGbPerS.webgpu ?? NaN), 2);
+  const describe = (reports: readonly KernelBenchReport[], who: string) =>
+    `${who}: ${reports[0].adapter.description} (${reports[0].adapter.browser}), WebGPU copy ${
+      copy(reports)
+    } GB/s, ${reports.length} run${reports.length > 1 ? "s: median (min-max)" : ""}`;
   return [
-    `adapter: ${report.adapter.description} (${report.adapter.browser})`,
-    `copy bandwidth: ${copy.join(", ")}`,
+    describe(runs, "browser"),
+    ...(deno.length ? [describe(deno, "deno")] : []),
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),

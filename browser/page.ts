@@ -62,7 +62,10 @@ async function automated(task: string): Promise<void> {
     if (task === "conformance") {
       report = await pageConformance(gpu, adapter, { quick: params.has("quick") }, log);
     } else if (task === "bench") {
-      report = await pageKernelBench(gpu, adapter, { quick: params.has("quick") }, log);
+      report = await pageKernelBench(gpu, adapter, {
+        quick: params.has("quick"),
+        webgpuOnly: true,
+      }, log);
     } else if (task === "decode") {
       const [model, tokenizer] = await Promise.all(
         ["/models/model.bin", "/models/tokenizer.bin"].map(fetchBytes),

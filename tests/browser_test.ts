@@ -146,32 +146,30 @@ Deno.test("the page's results.json is one `deno task bench --from` renders", asy
   }
 });
 
-Deno.test("the kernel bench table shows both backends per kernel", () => {
-  const table = formatKernelBench({
+Deno.test("the kernel bench table: median and range per kernel, Deno beside the browser", () => {
+  const run = (adapter: string, browser: string, ms: number): KernelBenchReport => ({
     task: "bench",
-    adapter: describeAdapter("gpu x", [], "Chrome/1.2"),
-    copyGbPerS: { cpu: 20, webgpu: 5 },
-    kernels: [
-      {
-        backend: "cpu",
-        kernel: "add",
-        shape: "288",
-        ms: 0.01,
-        bytes: 3456,
-        gbPerS: 0.35,
-        rooflineFraction: 0.017,
-      },
-      {
-        backend: "webgpu",
-        kernel: "add",
-        shape: "288",
-        ms: 0.02,
-        bytes: 3456,
-        gbPerS: 0.17,
-        rooflineFraction: 0.035,
-      },
-    ],
+    adapter: describeAdapter(adapter, [], browser),
+    copyGbPerS: { webgpu: 5 },
+    kernels: [{
+      backend: "webgpu",
+      kernel: "add",
+      shape: "288",
+      ms,
+      bytes: 3456,
+      gbPerS: 3456 / ms / 1e6,
+      rooflineFraction: 3456 / ms / 1e6 / 5,
+    }],
   });
-  expect(table).toContain("copy bandwidth: cpu 20.00 GB/s, webgpu 5.00 GB/s");
-  expect(table.split("\n").at(-1)).toBe("add     288    0.010   0.020      0.17         3.5%");
+  const browserRuns = [0.02, 0.01, 0.04].map((ms) => run("gpu x", "Chrome/1.2", ms));
+  const table = formatKernelBench(browserRuns, [run("lavapipe", "Deno/2.9.6", 0.0864)]);
+  const lines = table.split("\n");
+  expect(lines[0]).toBe(
+    "browser: gpu x (Chrome/1.2), WebGPU copy 5.00 (5.00-5.00) GB/s, 3 runs: median (min-max)",
+  );
+  expect(lines[1]).toBe("deno: lavapipe (Deno/2.9.6), WebGPU copy 5.00 GB/s, 1 run");
+  // median 0.02 ms of 3456 bytes: 0.17 GB/s, 3.5% of 5 GB/s; Deno: 0.0864 ms, 0.04 GB/s, 0.8%
+  expect(lines.at(-1)!.replace(/ +/g, " ")).toMatch(
+    /^add (default )?288 0\.020 \(0\.010-0\.040\) 0\.17 \(0\.09-0\.35\) 3\.5 \(1\.7-6\.9\) 0\.086 0\.04 0\.8$/,
+  );
 });
