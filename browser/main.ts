@@ -19,10 +19,12 @@ import {
   describeAdapter,
   type KernelBenchReport,
   pageKernelBench,
+  type PageReport,
   type TaskReport,
 } from "./tasks.ts";
 import { requestGpu } from "../gpu/device.ts";
 import type { KernelResult } from "../bench/measure.ts";
+import { formatText } from "../bench/report.ts";
 
 /** The shared models folder beside this checkout. */
 const MODELS_DIR = new URL("../../shared/models/", import.meta.url).pathname;
@@ -36,6 +38,9 @@ Commands:
                         Deno on its own adapter, side by side)
   decode                greedy decode of a checkpoint on WebGPU in the page, checked against
                         the CPU reference in Deno
+  page                  the page users open, in headless Chromium, as if Run were pressed
+                        (conformance, quick kernel and decoder bench, decode); --out DIR
+                        writes the results.json it offers
   serve                 serve the page for your own browser (open the printed address)
   build                 write the page (index.html, page.js) to --out, to host anywhere
 
@@ -51,7 +56,7 @@ Options:
   --timeout S           give up after S seconds per browser run (default 300; bench 1200)
   --json                print the page's report as JSON instead of a table
   --port N              serve: the port (default 8000)
-  --out DIR             build: where to write the page
+  --out DIR             build: where to write the page; page: where to write results.json
   --help                this text
 
 Exit code: 0 when everything passed, 1 on any failure, 2 on bad usage.`;
@@ -71,7 +76,7 @@ function denoIo(): BrowserIo {
   };
 }
 
-const COMMANDS = ["conformance", "bench", "decode", "serve", "build"] as const;
+const COMMANDS = ["conformance", "bench", "decode", "page", "serve", "build"] as const;
 type Command = typeof COMMANDS[number];
 
 /**
@@ -184,6 +189,10 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     );
     return 0;
   }
+  if (command === "page") {
+    const report = await inBrowser(browserPath, script, files, query, timeoutS, io, MODELS_DIR);
+    return await printPage(report as PageReport, flags.out, io);
+  }
   const report = await inBrowser(browserPath, script, files, query, timeoutS, io);
   if (flags.json) io.print(JSON.stringify(report, null, 2));
   if (report.task === "conformance") return printConformance(report, io, !flags.json);
@@ -215,6 +224,7 @@ async function inBrowser(
   query: URLSearchParams,
   timeoutS: number,
   io: BrowserIo,
+  modelsDir?: string,
 ): Promise<TaskReport> {
   let server: PageServer | undefined;
   let browser: BrowserProcess | undefined;
@@ -225,7 +235,7 @@ async function inBrowser(
   };
   Deno.addSignalListener("SIGINT", interrupt);
   try {
-    server = servePage({ script, files, onLog: io.progress });
+    server = servePage({ script, files, modelsDir, onLog: io.progress });
     io.progress(`starting ${browserPath}`);
     browser = await launchBrowser(browserPath, `${server.url}?${query}`);
     const crashed = browser.exited.then((code) => {
@@ -375,6 +385,25 @@ async function checkDecode(
     } (${got.length} vs ${want.length} tokens)`,
   );
   return 1;
+}
+
+async function printPage(
+  report: PageReport,
+  out: string | undefined,
+  io: BrowserIo,
+): Promise<number> {
+  if (report.conformance) io.print(report.conformance.table);
+  if (report.results) io.print(`\n${formatText(report.results)}`);
+  if (report.decode) io.print(`\n${report.decode.text}`);
+  if (report.error) io.print(`\nthe page stopped: ${report.error}`);
+  if (report.results && out) {
+    await Deno.mkdir(out, { recursive: true });
+    await Deno.writeTextFile(`${out}/results.json`, JSON.stringify(report.results, null, 2) + "\n");
+    io.print(`\nwrote ${out}/results.json (deno task bench --from ${out}/results.json renders it)`);
+  }
+  const failed = report.error !== undefined || (report.conformance?.failures.length ?? 0) > 0 ||
+    (report.results?.rejected.length ?? 0) > 0;
+  return failed ? 1 : 0;
 }
 
 async function build(out: string | undefined, io: BrowserIo): Promise<number> {

@@ -18,6 +18,7 @@ import {
   pageConformance,
   pageDecode,
   pageKernelBench,
+  type PageReport,
   type TaskReport,
 } from "./tasks.ts";
 
@@ -139,6 +140,7 @@ async function interactive(): Promise<void> {
     gpu = await requestGpu();
   } catch (error) {
     adapterLine.textContent = `No WebGPU here: ${message(error)}`;
+    if (params.has("task")) await post("/api/result", JSON.stringify({ error: message(error) }));
     return;
   }
   const adapter = await adapterOf(gpu.adapterDescription);
@@ -146,24 +148,30 @@ async function interactive(): Promise<void> {
     adapter.features.join(", ") || "none"
   }`;
   runButton.disabled = false;
-  runButton.onclick = async () => {
+  const runTicked = async (): Promise<PageReport> => {
     runButton.disabled = true;
     element<HTMLDivElement>("out").replaceChildren();
     const checked = (id: string) => element<HTMLInputElement>(id).checked;
     const quick = checked("quick");
+    const report: PageReport = { task: "page", adapter };
     try {
       if (checked("conformance")) {
-        const report = await pageConformance(gpu, adapter, { quick }, log);
+        const conformance = report.conformance = await pageConformance(
+          gpu,
+          adapter,
+          { quick },
+          log,
+        );
         const verdict = document.createElement("p");
-        verdict.className = report.failures.length ? "fail" : "pass";
-        verdict.textContent = report.failures.length
-          ? `${report.failures.length} cases FAILED`
-          : `all ${report.passed} cases pass`;
-        section("Conformance", verdict, pre(report.table));
+        verdict.className = conformance.failures.length ? "fail" : "pass";
+        verdict.textContent = conformance.failures.length
+          ? `${conformance.failures.length} cases FAILED`
+          : `all ${conformance.passed} cases pass`;
+        section("Conformance", verdict, pre(conformance.table));
       }
       if (checked("bench")) {
         const kernels = await pageKernelBench(gpu, adapter, { quick }, log);
-        const results = await pageBenchResults(
+        const results = report.results = await pageBenchResults(
           gpu,
           kernels,
           { quick, machine: machine(adapter) },
@@ -182,7 +190,7 @@ async function interactive(): Promise<void> {
         link.hidden = false;
       }
       if (checked("decode")) {
-        const report = await pageDecode(gpu, adapter, {
+        const decode = report.decode = await pageDecode(gpu, adapter, {
           ...await decodeInputs(),
           prompt: element<HTMLInputElement>("prompt").value,
           steps: Number(element<HTMLInputElement>("steps").value),
@@ -190,18 +198,27 @@ async function interactive(): Promise<void> {
         section(
           "Decode",
           pre(
-            `${report.text}\n\nprefill ${report.prefillTokensPerSecond.toFixed(1)} tokens/s, ` +
-              `decode ${report.decodeTokensPerSecond.toFixed(1)} tokens/s (greedy, GPU-resident)`,
+            `${decode.text}\n\nprefill ${decode.prefillTokensPerSecond.toFixed(1)} tokens/s, ` +
+              `decode ${decode.decodeTokensPerSecond.toFixed(1)} tokens/s (greedy, GPU-resident)`,
           ),
         );
       }
       log("done");
     } catch (error) {
-      log(`error: ${message(error)}`);
+      report.error = message(error);
+      log(`error: ${report.error}`);
     } finally {
       runButton.disabled = false;
     }
+    return report;
   };
+  runButton.onclick = runTicked;
+  // `?task=page`: press Run (with the boxes ticked as `?quick`/`?full` say) and post what the
+  // page shows, as `deno task browser page` does to check the page users open.
+  if (params.get("task") === "page") {
+    element<HTMLInputElement>("quick").checked = !params.has("full");
+    await post("/api/result", JSON.stringify(await runTicked()));
+  }
 }
 
 addEventListener("error", (event) => {
@@ -212,5 +229,5 @@ addEventListener("unhandledrejection", (event) => {
 });
 
 const task = params.get("task");
-if (task) await automated(task);
+if (task && task !== "page") await automated(task);
 else await interactive();

@@ -90,8 +90,24 @@ export interface DecodeReport {
   decodeTokensPerSecond: number;
 }
 
+/** What the user page ran and shows (each part when ticked). */
+export interface PageReport {
+  /** Always "page". */
+  task: "page";
+  /** The adapter. */
+  adapter: PageAdapter;
+  /** Conformance. */
+  conformance?: ConformanceReport;
+  /** The kernel and decoder bench: the `results.json` the page offers. */
+  results?: BenchResults;
+  /** The decode. */
+  decode?: DecodeReport;
+  /** What stopped the run, if something did. */
+  error?: string;
+}
+
 /** Any task's report, as the page posts it. */
-export type TaskReport = ConformanceReport | KernelBenchReport | DecodeReport;
+export type TaskReport = ConformanceReport | KernelBenchReport | DecodeReport | PageReport;
 
 /**
  * Describes the device's adapter for reports: its description, features and the browser.
