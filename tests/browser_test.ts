@@ -80,7 +80,7 @@ Deno.test({
 Deno.test("browser usage errors get one line and exit 2", async () => {
   for (
     const [args, message] of [
-      [[], "browser: expected a command (conformance, bench, decode, serve, build), got none"],
+      [[], "browser: expected a command (conformance, bench, decode, page, serve, build), got none"],
       [["run"], 'got "run"'],
       [["conformance", "--bogus"], "Unknown option '--bogus'"],
       [["conformance", "--browser", "/nonexistent/chrome"], "--browser: expected an executable"],
