@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { requestGpu } from "../gpu/device.ts";
+import { type Gpu, requestGpu } from "../gpu/device.ts";
 import { chartFiles, formatText, type MachineInfo } from "../bench/report.ts";
 import {
   describeAdapter,
@@ -49,16 +49,16 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-async function adapterOf(gpuDescription: string): Promise<PageAdapter> {
-  const adapter = await navigator.gpu.requestAdapter();
-  return describeAdapter(gpuDescription, adapter?.features ?? [], navigator.userAgent);
+/** The adapter, with the features its device was created with (those kernels may use). */
+function adapterOf(gpu: Gpu): PageAdapter {
+  return describeAdapter(gpu.adapterDescription, gpu.device.features, navigator.userAgent);
 }
 
 /** Runs one task for `deno task browser` and posts the report. */
 async function automated(task: string): Promise<void> {
   try {
     const gpu = await requestGpu();
-    const adapter = await adapterOf(gpu.adapterDescription);
+    const adapter = adapterOf(gpu);
     let report: TaskReport;
     if (task === "conformance") {
       report = await pageConformance(gpu, adapter, { quick: params.has("quick") }, log);
@@ -143,7 +143,7 @@ async function interactive(): Promise<void> {
     if (params.has("task")) await post("/api/result", JSON.stringify({ error: message(error) }));
     return;
   }
-  const adapter = await adapterOf(gpu.adapterDescription);
+  const adapter = adapterOf(gpu);
   adapterLine.textContent = `Adapter: ${adapter.description} in ${adapter.browser}; features: ${
     adapter.features.join(", ") || "none"
   }`;

@@ -40,7 +40,7 @@ export type Progress = (line: string) => void;
 export interface PageAdapter {
   /** What the adapter says it is, e.g. "vendor google, swiftshader". */
   description: string;
-  /** The adapter's optional features (e.g. "subgroups"), sorted. */
+  /** Optional features enabled on the device (e.g. "subgroups"), sorted. */
   features: string[];
   /** The browser, from its user agent (e.g. "Chrome/156.0.0.0"). */
   browser: string;
