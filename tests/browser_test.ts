@@ -55,6 +55,29 @@ Deno.test({
 });
 
 Deno.test({
+  name: "browser errors: a bad model fails in the page, a timeout stops the run; both exit 1",
+  ignore: ignoreBrowserTests || ignoreModelTests,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const model = `${dir}/garbage.bin`;
+      await Deno.writeFile(model, new Uint8Array(100).fill(7));
+      const bad = await cli("decode", "--model", model);
+      expect(bad.out.trim()).toMatch(/^browser: in the page: model: .+$/);
+      expect(bad.code).toBe(1);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    const missing = await cli("decode", "--model", "/nonexistent/model.bin");
+    expect(missing.out.trim()).toBe("browser: --model: /nonexistent/model.bin does not exist");
+    expect(missing.code).toBe(1);
+    const late = await cli("conformance", "--timeout", "1");
+    expect(late.out.trim()).toBe("browser: no report from the page within 1 s (--timeout)");
+    expect(late.code).toBe(1);
+  },
+});
+
+Deno.test({
   name: "the bundled page touches no Deno API",
   ignore: ignoreBrowserTests,
   async fn() {
@@ -80,7 +103,10 @@ Deno.test({
 Deno.test("browser usage errors get one line and exit 2", async () => {
   for (
     const [args, message] of [
-      [[], "browser: expected a command (conformance, bench, decode, page, serve, build), got none"],
+      [
+        [],
+        "browser: expected a command (conformance, bench, decode, page, serve, build), got none",
+      ],
       [["run"], 'got "run"'],
       [["conformance", "--bogus"], "Unknown option '--bogus'"],
       [["conformance", "--browser", "/nonexistent/chrome"], "--browser: expected an executable"],
