@@ -100,29 +100,33 @@ export async function launchBrowser(path: string, url: string): Promise<BrowserP
       tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4000);
     }
   })().catch(() => {});
-  const exited = child.status.then((s) => s.code);
+  let ended = false;
+  const exited = child.status.then((s) => {
+    ended = true;
+    return s.code;
+  });
   let closing: Promise<void> | undefined;
+  const signal = (name: Deno.Signal) => {
+    try {
+      child.kill(name);
+    } catch { /* exited meanwhile */ }
+  };
   return {
     pid: child.pid,
     exited,
     stderrTail: () => tail,
     close() {
       closing ??= (async () => {
-        const ended = await Promise.race([exited.then(() => true), Promise.resolve(false)]);
         if (!ended) {
-          try {
-            child.kill("SIGTERM");
-          } catch { /* already gone */ }
+          signal("SIGTERM");
           let timer: ReturnType<typeof setTimeout> | undefined;
-          const killed = await Promise.race([
+          const stopped = await Promise.race([
             exited.then(() => true),
             new Promise<boolean>((r) => timer = setTimeout(() => r(false), 3000)),
           ]);
           clearTimeout(timer);
-          if (!killed) {
-            try {
-              child.kill("SIGKILL");
-            } catch { /* already gone */ }
+          if (!stopped) {
+            signal("SIGKILL");
             await exited;
           }
         }

@@ -27,7 +27,7 @@ import type { KernelResult } from "../bench/measure.ts";
 import { formatText } from "../bench/report.ts";
 
 /** The shared models folder beside this checkout. */
-const MODELS_DIR = new URL("../../shared/models/", import.meta.url).pathname;
+const MODELS_DIR = decodeURIComponent(new URL("../../shared/models/", import.meta.url).pathname);
 
 /** The help text. */
 export const BROWSER_HELP: string = `Usage: deno task browser COMMAND [options]

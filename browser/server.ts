@@ -24,7 +24,7 @@ export const PAGE_HTML: URL = new URL("./index.html", import.meta.url);
  */
 export async function bundlePage(entry: URL = PAGE_ENTRY): Promise<string> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", "--platform", "browser", entry.pathname],
+    args: ["bundle", "--quiet", "--platform", "browser", decodeURIComponent(entry.pathname)],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -113,7 +113,7 @@ export function servePage(options: ServePageOptions): PageServer {
       if (pathname === "/page.js") {
         return new Response(options.script, { headers: { "content-type": TYPES.js } });
       }
-      const model = /^\/models\/([\w.-]+)$/.exec(pathname)?.[1];
+      const model = /^\/models\/(\w[\w.-]*)$/.exec(pathname)?.[1]; // a plain name, no ".."
       if (model && options.files?.[model]) return await fileResponse(options.files[model]);
       if (model && options.modelsDir) return await fileResponse(`${options.modelsDir}/${model}`);
       return new Response("not found", { status: 404 });
