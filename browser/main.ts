@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "../model/cli_flags.ts";
+import { parseFlags, UsageError } from "../model/_cli_flags.ts";
 import { readCheckpoint } from "../model/checkpoint.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { generate } from "../model/generate.ts";
@@ -46,7 +46,7 @@ Commands:
 
 Options:
   --browser PATH        Chromium to run (default: the first installed of the usual paths)
-  --quick               conformance: one case of each kernel; bench: the quick subset
+  --quick               conformance: one case per kernel and variant; bench: the quick subset
   --model PATH          decode: llama2.c checkpoint (default ../shared/models/stories260K.bin)
   --tokenizer PATH      decode: its tokenizer (default ../shared/models/tok512.bin)
   --prompt TEXT         decode: the prompt (default "Once upon a time")

@@ -12,7 +12,7 @@ import {
   type ConformanceResult,
   formatConformanceTable,
   runConformance,
-} from "../gpu/conformance.ts";
+} from "../gpu/_conformance.ts";
 import { makeConfig, preset } from "../model/config.ts";
 import { parseCheckpoint } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";
@@ -56,7 +56,9 @@ export interface ConformanceReport {
   table: string;
   /** Cases that passed. */
   passed: number;
-  /** Cases that failed, as "kernel shape: why". */
+  /** Variants this adapter cannot run (a missing feature, a shape they do not serve), with why. */
+  skipped: string[];
+  /** Cases that failed, as "kernel variant shape: why". */
   failures: string[];
 }
 
@@ -140,16 +142,20 @@ function adapterLine(adapter: PageAdapter): string {
 }
 
 /**
- * One case per kernel, the middle one of its list (past the degenerate 1-element sizes):
- * every kernel's WGSL compiled and checked once.
+ * One case per kernel and variant: the middle one of those the variant runs on this device
+ * (past the degenerate 1-element sizes), so every kernel's WGSL is compiled and checked once.
  */
-function oneOfEachKernel(cases: readonly ConformanceCase[]): ConformanceCase[] {
-  const byKernel = Map.groupBy(cases, (c) => c.kernel);
-  return [...byKernel.values()].map((group) => group[Math.floor(group.length / 2)]);
+function oneOfEachVariant(cases: readonly ConformanceCase[], gpu: Gpu): ConformanceCase[] {
+  const groups = Map.groupBy(cases, (c) => `${c.kernel}|${c.variant}`);
+  return [...groups.values()].map((group) => {
+    const runnable = group.filter((c) => !c.unsupported(gpu));
+    const pool = runnable.length ? runnable : group;
+    return pool[Math.floor(pool.length / 2)];
+  });
 }
 
 /**
- * Runs every conformance case (`quick`: one of each kernel) on `gpu` and formats the same table as `deno task conformance`.
+ * Runs every conformance case (`quick`: one per kernel and variant) on `gpu` and formats the same table as `deno task conformance`.
  *
  * @example
  * ```ts ignore
@@ -166,18 +172,24 @@ export async function pageConformance(
   options: { quick?: boolean } = {},
   progress: Progress = () => {},
 ): Promise<ConformanceReport> {
-  const cases = options.quick ? oneOfEachKernel(conformanceCases()) : conformanceCases();
+  const cases = options.quick ? oneOfEachVariant(conformanceCases(), gpu) : conformanceCases();
   progress(`running ${cases.length} kernel cases on ${adapterLine(adapter)}`);
   const results: ConformanceResult[] = await runConformance(gpu, cases, (r) => {
-    if (!r.passed) progress(`FAIL ${r.kernel} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
+    if (!r.passed && !r.skipped) {
+      progress(`FAIL ${r.kernel} ${r.variant} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
+    }
   });
+  const ran = results.filter((r) => !r.skipped);
   return {
     task: "conformance",
     adapter,
     table: formatConformanceTable(results, adapterLine(adapter)),
-    passed: results.filter((r) => r.passed).length,
-    failures: results.filter((r) => !r.passed).map((r) =>
-      `${r.kernel} ${r.shape}: ${
+    passed: ran.filter((r) => r.passed).length,
+    skipped: results.filter((r) => r.skipped).map((r) =>
+      `${r.kernel} ${r.variant} ${r.shape}: ${r.skipped}`
+    ),
+    failures: ran.filter((r) => !r.passed).map((r) =>
+      `${r.kernel} ${r.variant} ${r.shape}: ${
         r.error ??
           `NMSE ${r.nmse.toExponential(2)}, max abs ${r.maxAbsError.toExponential(2)}, guards ${
             r.guardsIntact ? "intact" : "broken"

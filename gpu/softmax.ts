@@ -1,11 +1,14 @@
 /**
  * Numerically stable softmax over each row of `x: (rows, n)`, one workgroup per row: the row
- * maximum and then the sum of exponentials are reduced in workgroup memory.
+ * maximum and then the sum of exponentials are reduced in workgroup memory. `-Infinity` entries
+ * (found by their bits: WGSL may assume floats are finite) weigh 0, and a row of them gives
+ * zeros, as the reference's `softmax`.
  *
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 64u; // a power of two: the reductions halve it
@@ -17,8 +20,8 @@ var<workgroup> partial: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let base = wid.x * N;
-  var m = -3.402823e38;
-  for (var i = lid; i < N; i += WG) { m = max(m, x[base + i]); }
+  var m = ${WGSL_LOWEST};
+  for (var i = lid; i < N; i += WG) { m = max(m, x[base + i]); } // -inf rows: m stays finite
   partial[lid] = m;
   workgroupBarrier();
   for (var half = WG / 2u; half > 0u; half /= 2u) {
@@ -29,7 +32,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   var sum = 0.0;
   for (var i = lid; i < N; i += WG) {
-    let e = exp(x[base + i] - rowMax);
+    let v = x[base + i];
+    let e = select(exp(v - rowMax), 0.0, bitcast<u32>(v) == 0xff800000u);
     out[base + i] = e;
     sum += e;
   }
@@ -39,7 +43,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (lid < half) { partial[lid] += partial[lid + half]; }
     workgroupBarrier();
   }
-  let inv = 1.0 / partial[0];
+  // The largest entry contributes exp(0) = 1: a zero sum means every entry was -inf.
+  let inv = select(1.0 / partial[0], 0.0, partial[0] == 0.0);
   // Each invocation rescales the entries it wrote itself: no barrier needed on out.
   for (var i = lid; i < N; i += WG) { out[base + i] *= inv; }
 }`;
@@ -50,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * @example
  * ```ts ignore
  * const softmax = await softmaxKernel(gpu, { rows: 1, n: 32000 });
- * await gpu.submit([softmax.bind({ x: logits, out: probs })]);
+ * await gpu.submit(softmax.bind({ x: logits, out: probs }));
  * ```
  */
 export function softmaxKernel(
@@ -58,7 +63,7 @@ export function softmaxKernel(
   shape: { rows: number; n: number },
 ): Promise<Kernel<"x" | "out">> {
   const name = `softmax ${shape.rows}x${shape.n}`;
-  checkDimension(name, "rows", shape.rows);
-  checkDimension(name, "n", shape.n);
+  checkInteger(`${name}: rows`, shape.rows);
+  checkInteger(`${name}: n`, shape.n);
   return compileKernel(gpu, name, WGSL, { WG: 64, N: shape.n }, ["x", "out"], [shape.rows]);
 }

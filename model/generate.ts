@@ -5,8 +5,7 @@
  *
  * @module
  */
-import type { Decoder } from "./cpu_decoder.ts";
-import { GpuDecoder } from "./gpu_decoder.ts";
+import type { Decoder } from "./decoder.ts";
 import { BOS } from "./tokenizer.ts";
 import { gumbelSample, Sampler } from "../reference/sampling.ts";
 
@@ -21,7 +20,8 @@ export interface GenerateOptions {
   temperature?: number;
   /** Keep the `topK` most probable tokens (reads logits back per token on WebGPU). */
   topK?: number;
-  /** Nucleus sampling mass in (0, 1] (reads logits back per token on WebGPU). */
+  /** Nucleus sampling mass in (0, 1], taken over the top-k set renormalized when `topK` is set
+   * too, as llama.cpp and Hugging Face do (reads logits back per token on WebGPU). */
   topP?: number;
   /** Seed of every random choice. */
   seed?: number;
@@ -112,7 +112,8 @@ export async function generate(
     };
   };
 
-  if (decoder instanceof GpuDecoder && !sampler && !collectLogits) {
+  // A decoder that can choose tokens on its device skips the per-token read-back.
+  if (decoder.generate && !sampler && !collectLogits) {
     let stopped = false;
     const run = await decoder.generate(prompt, steps, {
       temperature,

@@ -14,6 +14,7 @@
  *
  * @module
  */
+export * from "./add.ts";
 export * from "./attention.ts";
 export * from "./compare.ts";
 export * from "./embedding.ts";
@@ -25,3 +26,5 @@ export * from "./rope.ts";
 export * from "./sampling.ts";
 export * from "./softmax.ts";
 export * from "./swiglu.ts";
+export * from "./paged_kv_cache.ts";
+export * from "./sliding_kv_cache.ts";

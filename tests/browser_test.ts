@@ -5,8 +5,13 @@ import { expect } from "expect";
 import { BROWSER_HELP, browserMain, formatKernelBench } from "../browser/main.ts";
 import { findBrowser, launchBrowser } from "../browser/chromium.ts";
 import { bundlePage } from "../browser/server.ts";
-import { describeAdapter, type KernelBenchReport, pageBenchResults } from "../browser/tasks.ts";
-import { conformanceCases } from "../gpu/conformance.ts";
+import {
+  type ConformanceReport,
+  describeAdapter,
+  type KernelBenchReport,
+  pageBenchResults,
+} from "../browser/tasks.ts";
+import { conformanceCases } from "../gpu/_conformance.ts";
 import { benchMain } from "../bench/main.ts";
 import { makeConfig } from "../model/config.ts";
 import { requireWebGpu } from "./_gpu.ts";
@@ -31,15 +36,19 @@ async function cli(...args: string[]) {
 }
 
 Deno.test({
-  name: "browser conformance: one case of every kernel passes in headless Chromium",
+  name: "browser conformance: one case of every kernel and variant passes in headless Chromium",
   ignore: ignoreBrowserTests,
   async fn() {
-    const { code, out, progress } = await cli("conformance", "--quick");
-    const kernels = new Set(conformanceCases().map((c) => c.kernel));
-    expect({ code, out, progress }).toMatchObject({ code: 0 });
-    expect(out).toMatch(/^adapter: .+\(.*Chrome\/\d+/m);
-    expect(out).toContain(`${kernels.size} passed, 0 failed`);
-    for (const kernel of kernels) expect(out).toMatch(new RegExp(`^${kernel} .* pass$`, "m"));
+    const { code, out, progress } = await cli("conformance", "--quick", "--json");
+    const report = JSON.parse(out) as ConformanceReport;
+    expect({ code, failures: report.failures, progress }).toMatchObject({ code: 0, failures: [] });
+    expect(report.adapter.browser).toMatch(/Chrome\/\d+/);
+    expect(report.table).toMatch(/^adapter: .+\(.*Chrome\/\d+/);
+    // every kernel and variant of the registry ran or says why it cannot run here
+    const variants = new Set(conformanceCases().map((c) => `${c.kernel} ${c.variant}`));
+    expect(report.passed + report.skipped.length).toBe(variants.size);
+    for (const row of report.table.split("\n").slice(3, -1)) expect(row).toMatch(/ pass$/);
+    expect(report.table.split("\n").length - 4).toBe(report.passed);
   },
 });
 
