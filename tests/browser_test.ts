@@ -4,7 +4,7 @@
 import { expect } from "expect";
 import { BROWSER_HELP, browserMain, formatKernelBench } from "../browser/main.ts";
 import { findBrowser, launchBrowser } from "../browser/chromium.ts";
-import { bundlePage } from "../browser/server.ts";
+import { bundlePage, servePage } from "../browser/server.ts";
 import {
   type ConformanceReport,
   describeAdapter,
@@ -207,4 +207,43 @@ Deno.test("the kernel bench table: median and range per kernel, Deno beside the 
   expect(lines.at(-1)!.replace(/ +/g, " ")).toMatch(
     /^add (default )?288 0\.020 \(0\.010-0\.040\) 0\.17 \(0\.09-0\.35\) 3\.5 \(1\.7-6\.9\) 0\.086 0\.04 0\.8$/,
   );
+});
+
+Deno.test("a browser that exits before the page reports fails the run with its exit code", async () => {
+  const { code, out } = await cli("conformance", "--browser", "/bin/false");
+  expect(out).toMatch(/^browser: the browser exited \(code 1\) before the page reported/);
+  expect(code).toBe(1);
+});
+
+Deno.test("the page server: page, script, model files by plain name, reports by POST", async () => {
+  const dir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const server = servePage({
+    script: "console.log(1);",
+    files: { "model.bin": `${dir}/weights.bin` },
+    modelsDir: dir,
+    onLog: (line) => lines.push(line),
+  });
+  try {
+    await Deno.writeFile(`${dir}/weights.bin`, Uint8Array.of(1, 2, 3));
+    const get = async (path: string) => {
+      const response = await fetch(new URL(path, server.url));
+      return { status: response.status, body: new Uint8Array(await response.arrayBuffer()) };
+    };
+    expect(new TextDecoder().decode((await get("/")).body)).toContain('src="page.js"');
+    expect(new TextDecoder().decode((await get("/page.js")).body)).toBe("console.log(1);");
+    expect((await get("/models/model.bin")).body).toEqual(Uint8Array.of(1, 2, 3));
+    expect((await get("/models/weights.bin")).body).toEqual(Uint8Array.of(1, 2, 3));
+    expect((await get("/models/missing.bin")).status).toBe(404);
+    expect((await get("/models/..%2Fetc%2Fpasswd")).status).toBe(404);
+    expect((await get("/models/.hidden")).status).toBe(404);
+    await (await fetch(new URL("/api/log", server.url), { method: "POST", body: "step 1" })).text();
+    await (await fetch(new URL("/api/result", server.url), { method: "POST", body: '{"a":1}' }))
+      .text();
+    expect(lines).toEqual(["step 1"]);
+    expect(await server.result).toEqual({ a: 1 });
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
