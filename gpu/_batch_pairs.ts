@@ -13,16 +13,16 @@ import { batchAttentionKernel } from "./batch_attention.ts";
 import { type BatchRowEntry, batchRowWords } from "./batch_rows.ts";
 import { kvScatterKernel } from "./kv_cache.ts";
 import { batchRopeKernel } from "./rope.ts";
-import type { AttentionShape } from "../reference/attention.ts";
+import { type AttentionShape, windowStart } from "../reference/attention.ts";
 import { pagedAttention } from "../reference/paged_kv_cache.ts";
 import { Rng } from "../reference/random.ts";
-import { rope, ropeTable } from "../reference/rope.ts";
-import { slidingWindowAttention, windowStart } from "../reference/sliding_kv_cache.ts";
+import { rope, type RopeLayout, ropeTable } from "../reference/rope.ts";
+import { slidingWindowAttention } from "../reference/sliding_kv_cache.ts";
 
 /**
  * Shape of batched attention: one row per sequence at `positions[r]`, its keys and values in a
- * pool of blocks of `blockSize` positions (`ring`: each sequence one ring of `blockSize`, a
- * sliding window of that size); `window` limits what a paged row sees.
+ * pool of blocks of `blockSize` positions (`ring`: each sequence one ring of `blockSize`
+ * positions); a row sees the last `window` positions (default: all; a ring: `blockSize`).
  */
 export interface BatchAttentionPairShape extends AttentionShape {
   positions: number[];
@@ -45,8 +45,10 @@ const blocksOf = ({ positions, blockSize, ring }: BatchAttentionPairShape, r: nu
 const poolBlocks = (shape: BatchAttentionPairShape) =>
   shape.positions.reduce((sum, _, r) => sum + blocksOf(shape, r), 0) + 3; // 3 spare: noise
 
-const startOf = (shape: BatchAttentionPairShape, pos: number) =>
-  windowStart(pos, shape.ring ? shape.blockSize : shape.window ?? Infinity);
+const windowOf = ({ ring, blockSize, window }: BatchAttentionPairShape) =>
+  window ?? (ring ? blockSize : Infinity);
+
+const startOf = (shape: BatchAttentionPairShape, pos: number) => windowStart(pos, windowOf(shape));
 
 /** Each row's query against its own sequence in the pool, through its block table. */
 export const BATCH_ATTENTION_PAIR: KernelPair<BatchAttentionPairShape, BatchAttentionInputs> = {
@@ -88,8 +90,9 @@ export const BATCH_ATTENTION_PAIR: KernelPair<BatchAttentionPairShape, BatchAtte
           ringOf(keyPool),
           ringOf(valuePool),
           pos,
-          blockSize,
+          windowOf(shape),
           shape,
+          blockSize,
         );
         out.set(at, r * qDim);
       } else {
@@ -124,6 +127,15 @@ export const BATCH_ATTENTION_PAIR: KernelPair<BatchAttentionPairShape, BatchAtte
       window: 37,
     },
     { positions: [200, 3, 49, 50], nHeads: 4, nKvHeads: 2, headDim: 16, blockSize: 50, ring: true },
+    {
+      positions: [200, 3, 49, 50],
+      nHeads: 4,
+      nKvHeads: 2,
+      headDim: 16,
+      blockSize: 50,
+      ring: true,
+      window: 37, // a ring longer than the window, as the decoder sizes it
+    },
     { positions: [99, 0], nHeads: 8, nKvHeads: 1, headDim: 64, blockSize: 100, ring: false },
   ],
   bench: {
@@ -185,23 +197,24 @@ export interface BatchRopePairShape {
   positions: number[];
   nHeads: number;
   headDim: number;
+  layout?: RopeLayout;
 }
 
 /** RoPE in place, each row at its own position. */
 export const BATCH_ROPE_PAIR: KernelPair<BatchRopePairShape, { x: Float32Array }> = {
   family: "batchRope",
-  describe: ({ positions, nHeads, headDim }) =>
-    `${positions.length}x${nHeads}x${headDim} at ${positions.join(",")}`,
+  describe: ({ positions, nHeads, headDim, layout = "interleaved" }) =>
+    `${positions.length}x${nHeads}x${headDim} at ${positions.join(",")} ${layout}`,
   inputs: ({ positions, nHeads, headDim }) => ({
     x: new Rng(nHeads * headDim + positions.length).uniformArray(
       positions.length * nHeads * headDim,
     ),
   }),
-  reference({ positions, nHeads, headDim }, { x }) {
+  reference({ positions, nHeads, headDim, layout }, { x }) {
     const width = nHeads * headDim;
     const out = new Float32Array(x.length);
     positions.forEach((pos, r) =>
-      out.set(rope(x.subarray(r * width, (r + 1) * width), pos, headDim), r * width)
+      out.set(rope(x.subarray(r * width, (r + 1) * width), pos, headDim, { layout }), r * width)
     );
     return out;
   },
@@ -209,6 +222,7 @@ export const BATCH_ROPE_PAIR: KernelPair<BatchRopePairShape, { x: Float32Array }
     { positions: [0], nHeads: 1, headDim: 2 },
     { positions: [17, 0, 63, 5], nHeads: 3, headDim: 8 },
     { positions: [1000, 3, 511], nHeads: 32, headDim: 128 },
+    { positions: [1000, 3, 511], nHeads: 32, headDim: 128, layout: "half" },
   ],
   bench: { quick: [], full: [] },
   bytes: ({ positions, nHeads, headDim }) =>
@@ -217,13 +231,14 @@ export const BATCH_ROPE_PAIR: KernelPair<BatchRopePairShape, { x: Float32Array }
   tolerance: TIGHT,
   variants: [{
     name: "default",
-    async record(gpu, { positions, nHeads, headDim }, { x }, buffers) {
+    async record(gpu, { positions, nHeads, headDim, layout }, { x }, buffers) {
       const maxSeqLen = Math.max(...positions) + 1;
       const kernel = await batchRopeKernel(gpu, {
         rows: positions.length,
         nHeads,
         headDim,
         maxSeqLen,
+        layout,
       });
       return kernel.bind({
         x: buffers.output(x.length, x),

@@ -155,7 +155,9 @@ export function batchAttentionKernel(
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads: expected a multiple of nKvHeads ${nKvHeads}, got ${nHeads}`);
   }
-  const workgroupBytes = 4 * (3 * BATCH_ATTENTION_WG + headDim);
+  // WebGPU rounds each workgroup variable up to 16 bytes.
+  const round16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
+  const workgroupBytes = 3 * round16(4 * BATCH_ATTENTION_WG) + round16(4 * headDim);
   if (workgroupBytes > gpu.limits.maxComputeWorkgroupStorageSize) {
     throw new GpuError(
       name,

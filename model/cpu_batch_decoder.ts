@@ -7,13 +7,8 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import {
-  type BatchDecoder,
-  type BatchRow,
-  checkBatchRows,
-  checkPrime,
-  primeRows,
-} from "./batch_decoder.ts";
+import type { BatchDecoder, BatchRow } from "./batch_decoder.ts";
+import { BatchSequences, primeRows } from "./_batch_sequences.ts";
 import { createKvStore, type KvLayout, type KvStore, type KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -45,15 +40,15 @@ export class CpuBatchDecoder implements BatchDecoder {
   readonly weights: LlamaWeights;
   /** Keys and values of every live sequence. */
   readonly store: KvStore;
-  /** Positions each live sequence has processed. */
-  #processed = new Map<number, number>();
+  readonly #sequences: BatchSequences;
 
-  /** Wraps validated weights; `options` choose the KV layout. */
+  /** Wraps validated weights; `options` choose the KV layout and its sizes. */
   constructor(config: LlamaConfig, weights: LlamaWeights, options: KvStoreOptions = {}) {
     checkWeights(config, weights);
     this.config = config;
     this.weights = weights;
     this.store = createKvStore(config, options);
+    this.#sequences = new BatchSequences(config, this.store.pool);
   }
 
   /** The KV-cache layout. */
@@ -61,30 +56,40 @@ export class CpuBatchDecoder implements BatchDecoder {
     return this.store.layout;
   }
 
-  /** Bytes of KV cache held now. */
+  /** Rows one step may hold. */
+  get maxRows(): number {
+    return this.store.pool.shape.maxRows;
+  }
+
+  /** Bytes of the KV pools (every layer, used or not). */
   get kvReservedBytes(): number {
-    return this.store.reservedBytes;
+    return this.store.pool.reservedBytes;
   }
 
   /** Bytes of KV cache the live sequences' positions need. */
   get kvUsedBytes(): number {
-    return this.store.usedBytes;
+    return this.store.pool.usedBytes;
   }
 
   /** Sequences with cached positions. */
   get sequences(): number[] {
-    return [...this.#processed.keys()];
+    return this.#sequences.ids;
   }
 
   /** Positions sequence `seq` has processed (0 if unknown). */
   processed(seq: number): number {
-    return this.#processed.get(seq) ?? 0;
+    return this.#sequences.processed(seq);
+  }
+
+  /** Reserves cache for whole sequences, all or nothing (see {@linkcode BatchDecoder}). */
+  reserve(lengths: ReadonlyMap<number, number>): void {
+    this.store.pool.reserve(lengths);
   }
 
   /**
    * Runs one step over `rows` and returns each sequence's next-token logits `(vocabSize)`,
-   * after its last row (see {@linkcode BatchDecoder}); the rows are checked, all of them,
-   * before anything is cached.
+   * after its last row (see {@linkcode BatchDecoder}); the rows are checked, all of them, and
+   * the cache reserved before anything is written.
    */
   // deno-lint-ignore require-await
   async step(rows: readonly BatchRow[]): Promise<Float32Array[]> {
@@ -93,7 +98,7 @@ export class CpuBatchDecoder implements BatchDecoder {
 
   /** {@linkcode CpuBatchDecoder.step}, synchronously. */
   stepSync(rows: readonly BatchRow[]): Float32Array[] {
-    const lastRows = checkBatchRows(this.config, rows, (seq) => this.processed(seq));
+    const plan = this.#sequences.begin(rows);
     const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, normEps: eps } = this.config;
     const hd = headDim(this.config);
     const qDim = nHeads * hd, kvDim = nKvHeads * hd;
@@ -102,12 +107,6 @@ export class CpuBatchDecoder implements BatchDecoder {
       layout: this.config.ropeLayout,
     };
     const b = rows.length;
-    // Reserve each sequence's new length once (all or nothing per sequence); only then is
-    // anything recorded as processed.
-    const lengths = new Map<number, number>();
-    for (const { seq, pos } of rows) lengths.set(seq, pos + 1);
-    for (const [seq, length] of lengths) this.store.reserve(seq, length);
-    for (const [seq, length] of lengths) this.#processed.set(seq, length);
     const w = this.weights;
     // x: (b, dim), the residual stream of every row.
     const x = embedding(w.tokenEmbedding, rows.map((r) => r.token), dim);
@@ -133,6 +132,7 @@ export class CpuBatchDecoder implements BatchDecoder {
       addInPlace(x, matmul(layer.w2, siluMul(gate, up), b, dim, hiddenDim));
     });
     // The classifier runs on each sequence's last row only.
+    const { lastRows } = plan;
     const last = new Float32Array(lastRows.length * dim);
     lastRows.forEach((r, i) => last.set(x.subarray(r * dim, (r + 1) * dim), i * dim));
     const logits = matmul(
@@ -142,18 +142,20 @@ export class CpuBatchDecoder implements BatchDecoder {
       vocabSize,
       dim,
     );
+    this.#sequences.commit(plan);
     return lastRows.map((_, i) => logits.slice(i * vocabSize, (i + 1) * vocabSize));
   }
 
   /** Caches `length` positions of new sequence `seq` with seeded random keys and values. */
   prime(seq: number, length: number, seed = 0): void {
-    checkPrime(this.config, seq, length, this.#processed.has(seq));
+    this.#sequences.prime(seq, length);
     const kvDim = this.config.nKvHeads * headDim(this.config);
-    this.store.reserve(seq, length);
     for (let l = 0; l < this.config.nLayers; l++) {
       const keys = primeRows(length, kvDim, seed + 2 * l);
       const values = primeRows(length, kvDim, seed + 2 * l + 1);
-      for (let pos = 0; pos < length; pos++) {
+      // A ring keeps only the last of them.
+      const { ring, blockSize } = this.store.pool.shape;
+      for (let pos = ring ? Math.max(0, length - blockSize) : 0; pos < length; pos++) {
         const at = pos * kvDim;
         this.store.write(
           l,
@@ -164,16 +166,11 @@ export class CpuBatchDecoder implements BatchDecoder {
         );
       }
     }
-    this.#processed.set(seq, length);
   }
 
   /** Ends sequence `seq`, freeing its cache (its paged blocks return to the pool). */
   release(seq: number): void {
-    if (!this.#processed.has(seq)) {
-      throw new RangeError(`release: expected a live sequence id, got ${seq}`);
-    }
-    this.store.release(seq);
-    this.#processed.delete(seq);
+    this.#sequences.release(seq);
   }
 }
 

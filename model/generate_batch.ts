@@ -1,8 +1,8 @@
 /**
  * Generation for many prompts at once with continuous batching: up to `maxBatch` sequences
- * advance together, each step one row per decoding sequence plus the whole prompt of every
- * sequence that just joined; a sequence that finishes frees its cache and the next waiting
- * prompt takes its place in the next step.
+ * advance together, each step one row per decoding sequence plus, in the rows left (the
+ * decoder's `maxRows`), prompt tokens of sequences that joined; a sequence that finishes frees
+ * its cache and the next waiting prompt takes its place, once the cache can hold its whole run.
  *
  * @module
  */
@@ -20,7 +20,10 @@ export interface BatchGenerateOptions {
   seed?: number;
   /** Stop a sequence at BOS (id 1), as llama2.c does; true by default. */
   stopAtBos?: boolean;
-  /** Sequences decoding at once (default: every prompt). */
+  /**
+   * Sequences running at once (default: every prompt, up to the decoder's `maxRows`); fewer run
+   * while the KV cache cannot hold another's whole run.
+   */
   maxBatch?: number;
   /** Called with each new token of sequence `index` (the prompt's index). */
   onToken?: (index: number, token: number) => void;
@@ -62,12 +65,14 @@ export async function generateBatch(
   options: BatchGenerateOptions,
 ): Promise<BatchGeneration> {
   const { steps, temperature = 0, seed = 0, stopAtBos = true, onToken } = options;
-  const maxBatch = options.maxBatch ?? prompts.length;
+  const maxBatch = options.maxBatch ?? Math.min(prompts.length, decoder.maxRows);
   if (!Number.isInteger(steps) || steps < 1) {
     throw new RangeError(`steps: expected an integer >= 1, got ${steps}`);
   }
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
-    throw new RangeError(`maxBatch: expected an integer >= 1, got ${maxBatch}`);
+  if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > decoder.maxRows) {
+    throw new RangeError(
+      `maxBatch: expected an integer in [1, maxRows ${decoder.maxRows}], got ${maxBatch}`,
+    );
   }
   if (prompts.length === 0) throw new RangeError("prompts: expected at least one, got none");
   prompts.forEach((prompt, i) => {
@@ -82,40 +87,73 @@ export async function generateBatch(
   });
   const tokens: number[][] = prompts.map(() => []);
   const waiting = prompts.map((_, i) => i);
-  // Rows each live sequence runs in the next step: its prompt when it joins, then one token.
-  const pending = new Map<number, BatchRow[]>();
+  // Live sequences: how much of the prompt has run, and the next decode row once it all has.
+  const live = new Map<number, { fed: number; next?: BatchRow }>();
   const admit = () => {
-    while (pending.size < maxBatch && waiting.length > 0) {
-      const seq = waiting.shift()!;
-      pending.set(seq, prompts[seq].map((token, pos) => ({ seq, token, pos })));
+    while (live.size < maxBatch && waiting.length > 0) {
+      const seq = waiting[0];
+      // Its whole run, reserved up front, so it cannot run out of cache mid-way (the last
+      // token is chosen, never run).
+      try {
+        decoder.reserve(new Map([[seq, prompts[seq].length + steps - 1]]));
+      } catch (error) {
+        if (live.size === 0) throw error; // it will never fit
+        return; // it waits for a running sequence to finish
+      }
+      waiting.shift();
+      live.set(seq, { fed: 0 });
     }
   };
   const rowsPerStep: number[] = [];
   let generated = 0;
   const start = performance.now();
-  admit();
-  while (pending.size > 0) {
-    const rows = [...pending.values()].flat();
-    rowsPerStep.push(rows.length);
-    const logits = await decoder.step(rows);
-    for (const [i, [seq, seqRows]] of [...pending].entries()) {
-      const last = seqRows[seqRows.length - 1];
-      const next = gumbelSample(logits[i], temperature, seed, last.pos + 1);
-      const stop = stopAtBos && next === BOS;
-      if (!stop) {
-        tokens[seq].push(next);
-        generated++;
-        onToken?.(seq, next);
-      }
-      // The last token is chosen but never run: its logits are not needed.
-      if (stop || tokens[seq].length === steps) {
-        decoder.release(seq);
-        pending.delete(seq);
-      } else {
-        pending.set(seq, [{ seq, token: next, pos: last.pos + 1 }]);
-      }
-    }
+  try {
     admit();
+    while (live.size > 0) {
+      // Decode rows first (one per running sequence), then prompt chunks in the rows left.
+      let budget = decoder.maxRows - [...live.values()].filter((s) => s.next).length;
+      const rows: BatchRow[] = [];
+      const ran: number[] = []; // sequences whose logits this step yields a token for
+      for (const [seq, state] of live) {
+        if (state.next) {
+          rows.push(state.next);
+          ran.push(seq);
+          continue;
+        }
+        const prompt = prompts[seq];
+        const count = Math.min(prompt.length - state.fed, budget);
+        if (count <= 0) continue;
+        budget -= count;
+        for (let pos = state.fed; pos < state.fed + count; pos++) {
+          rows.push({ seq, token: prompt[pos], pos });
+        }
+        state.fed += count;
+        ran.push(state.fed === prompt.length ? seq : -1);
+      }
+      rowsPerStep.push(rows.length);
+      const logits = await decoder.step(rows);
+      for (const [i, seq] of ran.entries()) {
+        if (seq < 0) continue; // a prompt chunk with more to come
+        const state = live.get(seq)!;
+        const pos = state.next ? state.next.pos + 1 : prompts[seq].length;
+        const next = gumbelSample(logits[i], temperature, seed, pos);
+        const stop = stopAtBos && next === BOS;
+        if (!stop) {
+          tokens[seq].push(next);
+          generated++;
+          onToken?.(seq, next);
+        }
+        if (stop || tokens[seq].length === steps) {
+          decoder.release(seq);
+          live.delete(seq);
+        } else {
+          state.next = { seq, token: next, pos };
+        }
+      }
+      admit();
+    }
+  } finally {
+    for (const seq of live.keys()) decoder.release(seq);
   }
   const ms = performance.now() - start;
   return {

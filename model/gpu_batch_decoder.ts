@@ -7,15 +7,10 @@
  *
  * @module
  */
-import {
-  type BatchDecoder,
-  type BatchRow,
-  checkBatchRows,
-  checkPrime,
-  primeRows,
-} from "./batch_decoder.ts";
+import type { BatchDecoder, BatchRow } from "./batch_decoder.ts";
+import { BatchSequences, primeRows } from "./_batch_sequences.ts";
 import { headDim, type LlamaConfig } from "./config.ts";
-import type { KvLayout, KvStoreOptions } from "./kv_store.ts";
+import { type KvLayout, KvPool, type KvStoreOptions } from "./kv_store.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { destroyWeights, type GpuWeights, uploadWeights } from "./_gpu_weights.ts";
 import { type Activations, createActivations } from "./_gpu_run_state.ts";
@@ -29,15 +24,10 @@ import { embeddingDispatches, embeddingKernel } from "../gpu/embedding.ts";
 import { type GpuMatrix, matmulDispatches } from "../gpu/matmul.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
 import { siluMulKernel } from "../gpu/swiglu.ts";
-import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
-import { BlockAllocator } from "../reference/paged_kv_cache.ts";
 import { ropeTable } from "../reference/rope.ts";
-import { windowStart } from "../reference/sliding_kv_cache.ts";
 
 /** Options of {@linkcode GpuBatchDecoder.create}. */
 export interface GpuBatchDecoderOptions extends KvStoreOptions {
-  /** Rows one step may hold: decode rows plus prompt rows (default 64). */
-  maxRows?: number;
   /** Split weight matrices into blocks of at most this many bytes (default: the device limit). */
   maxBindingBytes?: number;
 }
@@ -68,23 +58,17 @@ export class GpuBatchDecoder implements BatchDecoder {
   readonly config: LlamaConfig;
   /** The device. */
   readonly gpu: Gpu;
-  /** The KV-cache layout. */
-  readonly layout: KvLayout;
-  /** Rows one step may hold. */
-  readonly maxRows: number;
+  /** The KV cache's bookkeeping: blocks per sequence, where each position lives. */
+  readonly pool: KvPool;
+  readonly #sequences: BatchSequences;
   readonly #weights: GpuWeights;
-  /** Which pool blocks each sequence holds (contiguous and ring: one block a sequence). */
-  readonly #blocks: BlockAllocator;
-  readonly #ring: boolean;
-  readonly #window: number;
-  /** Per layer: keys and values of every sequence, `(poolRows, nKvHeads·headDim)`. */
+  /** Per layer: keys and values of every sequence, `(pool.rows, nKvHeads·headDim)`. */
   readonly #pools: { keys: GPUBuffer; values: GPUBuffer }[];
   /** The step's activations (`_gpu_run_state.ts`), `maxRows` rows, logits of as many. */
   readonly #act: Activations;
   readonly #inputs: StepInputs;
   readonly #ropeTable: GPUBuffer;
   readonly #plans = new Map<string, Promise<Dispatch[]>>();
-  readonly #processed = new Map<number, number>();
 
   private constructor(
     gpu: Gpu,
@@ -94,52 +78,37 @@ export class GpuBatchDecoder implements BatchDecoder {
   ) {
     this.gpu = gpu;
     this.config = config;
-    this.layout = options.layout ?? "contiguous";
+    this.pool = new KvPool(config, options);
+    this.#sequences = new BatchSequences(config, this.pool);
     const { maxSeqLen, nLayers } = config;
-    const hd = headDim(config);
-    const kvDim = config.nKvHeads * hd;
-    const maxSequences = options.maxSequences ?? 1;
-    this.#window = config.slidingWindow ?? Infinity;
-    this.#ring = this.layout === "sliding";
-    if (this.layout === "sliding") {
-      if (config.slidingWindow === undefined) {
-        throw new RangeError(
-          "KV layout sliding: expected a model with slidingWindow set, got none (pass a window)",
-        );
-      }
-      this.#blocks = new BlockAllocator(Math.min(config.slidingWindow, maxSeqLen), maxSequences);
-    } else if (this.layout === "paged") {
-      const blockSize = options.blockSize ?? 16;
-      const numBlocks = options.numBlocks ?? maxSequences * Math.ceil(maxSeqLen / blockSize);
-      this.#blocks = new BlockAllocator(blockSize, numBlocks);
-    } else if (this.layout === "contiguous") {
-      this.#blocks = new BlockAllocator(maxSeqLen, maxSequences);
-    } else {
+    const kvDim = config.nKvHeads * headDim(config);
+    const poolBytes = this.pool.rows * kvDim * 4;
+    const limit = gpu.limits.maxStorageBufferBindingSize;
+    if (poolBytes > limit) {
       throw new RangeError(
-        `KV layout: expected one of contiguous, paged, sliding, got ${String(this.layout)}`,
+        `KV cache (${this.pool.shape.layout}): each layer's key pool is bound whole: expected <= ${limit} bytes (maxStorageBufferBindingSize), got ${poolBytes}; use fewer sequences or blocks`,
       );
     }
-    this.maxRows = options.maxRows ?? 64;
-    if (!Number.isInteger(this.maxRows) || this.maxRows < 1) {
-      throw new RangeError(`maxRows: expected an integer >= 1, got ${this.maxRows}`);
-    }
-    const rows = this.maxRows;
-    this.#weights = uploadWeights(gpu, config, weights, options.maxBindingBytes);
-    const poolFloats = this.#blocks.numBlocks * this.#blocks.blockSize * kvDim;
+    // The pools first: a failed allocation leaks no uploaded weights.
     this.#pools = Array.from({ length: nLayers }, (_, l) => ({
-      keys: gpu.createBuffer(poolFloats * 4, `layers[${l}].keyPool`),
-      values: gpu.createBuffer(poolFloats * 4, `layers[${l}].valuePool`),
+      keys: gpu.createBuffer(poolBytes, `layers[${l}].keyPool`),
+      values: gpu.createBuffer(poolBytes, `layers[${l}].valuePool`),
     }));
+    const rows = this.pool.shape.maxRows;
     const floats = (n: number, label: string) => gpu.createBuffer(n * 4, label);
     this.#act = createActivations(gpu, config, rows, rows);
-    const blocksPerSequence = Math.ceil(maxSeqLen / this.#blocks.blockSize);
+    const blocksPerSequence = Math.ceil(maxSeqLen / this.pool.shape.blockSize);
     this.#inputs = {
       tokens: floats(rows, "tokens"),
       rows: floats(rows * BATCH_ROW_WORDS, "rows"),
       tables: floats(rows * blocksPerSequence, "blockTables"),
       lastRows: floats(rows, "lastRows"),
     };
-    this.#ropeTable = gpu.upload(ropeTable(hd, maxSeqLen, config.ropeTheta), "ropeTable");
+    this.#ropeTable = gpu.upload(
+      ropeTable(headDim(config), maxSeqLen, config.ropeTheta),
+      "ropeTable",
+    );
+    this.#weights = uploadWeights(gpu, config, weights, options.maxBindingBytes);
   }
 
   /** Validates and uploads the weights, allocates the KV pools and activations. */
@@ -155,56 +124,54 @@ export class GpuBatchDecoder implements BatchDecoder {
     return decoder;
   }
 
+  /** The KV-cache layout. */
+  get layout(): KvLayout {
+    return this.pool.shape.layout;
+  }
+
+  /** Rows one step may hold. */
+  get maxRows(): number {
+    return this.pool.shape.maxRows;
+  }
+
   /** Sequences with cached positions. */
   get sequences(): number[] {
-    return [...this.#processed.keys()];
+    return this.#sequences.ids;
   }
 
   /** Positions sequence `seq` has processed (0 if unknown). */
   processed(seq: number): number {
-    return this.#processed.get(seq) ?? 0;
+    return this.#sequences.processed(seq);
   }
 
   /** Bytes of the KV pools (every layer, used or not). */
   get kvReservedBytes(): number {
-    const positions = this.#blocks.numBlocks * this.#blocks.blockSize;
-    return positions * this.#bytesPerPosition;
+    return this.pool.reservedBytes;
   }
 
   /** Bytes of KV cache the live sequences' positions need. */
   get kvUsedBytes(): number {
-    let positions = 0;
-    for (const seq of this.#blocks.sequences) positions += this.#blocks.length(seq);
-    return positions * this.#bytesPerPosition;
+    return this.pool.usedBytes;
   }
 
-  get #bytesPerPosition(): number {
-    return kvCacheBytesPerToken({ ...this.config, headDim: headDim(this.config) });
+  /** Reserves cache for whole sequences, all or nothing (see {@linkcode BatchDecoder}). */
+  reserve(lengths: ReadonlyMap<number, number>): void {
+    this.pool.reserve(lengths);
   }
 
   /**
    * Runs one step and returns each sequence's next-token logits after its last row (see
-   * {@linkcode BatchDecoder}); every row is checked, and every block reserved, before anything
-   * runs.
+   * {@linkcode BatchDecoder}); every row is checked, and the cache reserved, before anything
+   * runs, and positions count as processed only once the step has succeeded.
    */
   async step(rows: readonly BatchRow[]): Promise<Float32Array[]> {
-    const lastRows = checkBatchRows(this.config, rows, (seq) => this.processed(seq));
-    if (rows.length > this.maxRows) {
-      throw new RangeError(
-        `step: expected at most maxRows ${this.maxRows} rows, got ${rows.length}`,
-      );
-    }
-    // Reserve each sequence's new length (a ring never needs more than its window).
-    const lengths = new Map<number, number>();
-    for (const { seq, pos } of rows) lengths.set(seq, pos + 1);
-    for (const [seq, length] of lengths) {
-      this.#blocks.reserve(seq, this.#ring ? Math.min(length, this.#blocks.blockSize) : length);
-    }
-    for (const [seq, length] of lengths) this.#processed.set(seq, length);
+    const plan = this.#sequences.begin(rows);
+    const { lastRows } = plan;
     this.#upload(rows, lastRows);
     await this.gpu.submit(await this.#plan(rows.length, lastRows.length), "batch step");
     const { vocabSize } = this.config;
     const logits = await this.gpu.readFloat32(this.#act.logits, lastRows.length * vocabSize);
+    this.#sequences.commit(plan);
     return lastRows.map((_, i) => logits.slice(i * vocabSize, (i + 1) * vocabSize));
   }
 
@@ -213,21 +180,14 @@ export class GpuBatchDecoder implements BatchDecoder {
     const entries: BatchRowEntry[] = [];
     const tables: number[] = [];
     const tableOffset = new Map<number, number>();
-    rows.forEach(({ seq, pos }) => {
+    for (const { seq, pos } of rows) {
       if (!tableOffset.has(seq)) {
         tableOffset.set(seq, tables.length);
-        tables.push(...this.#blocks.blockTable(seq));
+        tables.push(...this.pool.blockTable(seq));
       }
-      const slot = this.#ring
-        ? this.#blocks.blockTable(seq)[0] * this.#blocks.blockSize + pos % this.#blocks.blockSize
-        : this.#blocks.row(seq, pos);
-      entries.push({
-        pos,
-        slot,
-        table: tableOffset.get(seq)!,
-        start: windowStart(pos, this.#window),
-      });
-    });
+      const table = tableOffset.get(seq)!;
+      entries.push({ pos, slot: this.pool.slot(seq, pos), table, start: this.pool.start(pos) });
+    }
     const gpu = this.gpu;
     gpu.write(this.#inputs.tokens, Uint32Array.from(rows, (r) => r.token));
     gpu.write(this.#inputs.rows, batchRowWords(entries));
@@ -237,20 +197,19 @@ export class GpuBatchDecoder implements BatchDecoder {
 
   /** Caches `length` positions of new sequence `seq` with seeded random keys and values. */
   prime(seq: number, length: number, seed = 0): void {
-    checkPrime(this.config, seq, length, this.#processed.has(seq));
-    const { blockSize } = this.#blocks;
-    const rows = this.#ring ? Math.min(length, blockSize) : length;
-    this.#blocks.reserve(seq, rows);
+    this.#sequences.prime(seq, length);
+    const { ring, blockSize } = this.pool.shape;
+    const rows = ring ? Math.min(length, blockSize) : length;
     const kvDim = this.config.nKvHeads * headDim(this.config);
-    const table = this.#blocks.blockTable(seq);
-    // Position p holds filler row p, wherever the layout puts it (a ring: row p % window).
+    const table = this.pool.blockTable(seq);
+    // Position p holds filler row p, wherever the layout puts it (a ring: row p % its length).
     const arrange = (filler: Float32Array) => {
-      if (!this.#ring) return filler;
-      const ring = new Float32Array(rows * kvDim);
+      if (!ring) return filler;
+      const out = new Float32Array(rows * kvDim);
       for (let p = length - rows; p < length; p++) {
-        ring.set(filler.subarray(p * kvDim, (p + 1) * kvDim), (p % blockSize) * kvDim);
+        out.set(filler.subarray(p * kvDim, (p + 1) * kvDim), (p % blockSize) * kvDim);
       }
-      return ring;
+      return out;
     };
     this.#pools.forEach((pool, l) => {
       const keys = arrange(primeRows(length, kvDim, seed + 2 * l));
@@ -264,16 +223,11 @@ export class GpuBatchDecoder implements BatchDecoder {
         this.gpu.write(pool.values, values.subarray(...span), offset);
       }
     });
-    this.#processed.set(seq, length);
   }
 
   /** Ends sequence `seq`, returning its blocks to the pool. */
   release(seq: number): void {
-    if (!this.#processed.has(seq)) {
-      throw new RangeError(`release: expected a live sequence id, got ${seq}`);
-    }
-    this.#blocks.release(seq);
-    this.#processed.delete(seq);
+    this.#sequences.release(seq);
   }
 
   #plan(rows: number, sequences: number): Promise<Dispatch[]> {
@@ -282,6 +236,7 @@ export class GpuBatchDecoder implements BatchDecoder {
     if (!plan) {
       plan = this.#record(rows, sequences);
       this.#plans.set(key, plan);
+      plan.catch(() => this.#plans.delete(key)); // a failed compile is retried, not cached
     }
     return plan;
   }
@@ -306,13 +261,13 @@ export class GpuBatchDecoder implements BatchDecoder {
           nHeads,
           nKvHeads,
           headDim: hd,
-          blockSize: this.#blocks.blockSize,
-          ring: this.#ring,
+          blockSize: this.pool.shape.blockSize,
+          ring: this.pool.shape.ring,
         }),
         addKernel(gpu, rows * dim),
         siluMulKernel(gpu, rows * hiddenDim),
         // Each sequence's last row, gathered for the classifier: a lookup into x by row index.
-        embeddingKernel(gpu, { rows: sequences, dim, vocabSize: this.maxRows }),
+        embeddingKernel(gpu, { rows: sequences, dim, vocabSize: this.pool.shape.maxRows }),
         rmsNormKernel(gpu, { rows: sequences, dim, eps }),
       ]);
     const project = (w: GpuMatrix, input: GPUBuffer, out: GPUBuffer, n = rows) =>

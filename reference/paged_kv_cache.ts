@@ -49,12 +49,16 @@ export class BlockAllocator {
   /** Positions reserved by each live sequence. */
   #lengths = new Map<number, number>();
 
-  /** A pool with every block free. */
-  constructor(blockSize: number, numBlocks: number) {
+  /** What errors call the cache. */
+  readonly #what: string;
+
+  /** A pool with every block free; `what` names the cache in errors. */
+  constructor(blockSize: number, numBlocks: number, what = "PagedKvCache") {
     checkInteger("blockSize", blockSize);
     checkInteger("numBlocks", numBlocks);
     this.blockSize = blockSize;
     this.numBlocks = numBlocks;
+    this.#what = what;
     this.#free = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
   }
 
@@ -63,19 +67,46 @@ export class BlockAllocator {
    * nothing: throws, allocating nothing, when too few blocks are free.
    */
   reserve(seq: number, length: number): void {
-    checkInteger("PagedKvCache sequence id", seq, 0);
-    checkInteger("PagedKvCache length", length);
-    const table = this.#tables.get(seq) ?? [];
-    const needed = Math.ceil(length / this.blockSize) - table.length;
+    this.reserveAll(new Map([[seq, length]]));
+  }
+
+  /**
+   * {@linkcode BlockAllocator.reserve} for several sequences at once, all or nothing: the
+   * blocks every sequence needs are counted first, and none is taken unless all are free.
+   */
+  reserveAll(lengths: ReadonlyMap<number, number>): void {
+    const short: [number, number, number][] = [];
+    let needed = 0;
+    for (const [seq, length] of lengths) {
+      checkInteger(`${this.#what} sequence id`, seq, 0);
+      checkInteger(`${this.#what} length`, length);
+      const more = Math.ceil(length / this.blockSize) - (this.#tables.get(seq)?.length ?? 0);
+      if (more > 0) {
+        short.push([seq, length, more]);
+        needed += more;
+      }
+    }
     if (needed > this.#free.length) {
+      const seqs = short.map(([seq]) => seq).join(", ");
+      const of = `${this.blockSize} positions for length ${short.map(([, l]) => l).join(", ")}`;
       throw new RangeError(
-        `PagedKvCache: sequence ${seq} needs ${needed} more blocks of ${this.blockSize} ` +
-          `positions for length ${length}, got ${this.#free.length} free of ${this.numBlocks}`,
+        `${this.#what}: sequence${short.length > 1 ? "s" : ""} ${seqs} need${
+          short.length > 1 ? "" : "s"
+        } ${needed} more blocks of ${of}, got ${this.#free.length} free of ${this.numBlocks}`,
       );
     }
-    for (let i = 0; i < needed; i++) table.push(this.#free.pop()!);
-    this.#tables.set(seq, table);
-    this.#lengths.set(seq, Math.max(length, this.#lengths.get(seq) ?? 0));
+    for (const [seq, length] of lengths) {
+      const table = this.#tables.get(seq) ?? [];
+      const more = Math.ceil(length / this.blockSize) - table.length;
+      for (let i = 0; i < more; i++) table.push(this.#free.pop()!);
+      this.#tables.set(seq, table);
+      this.#lengths.set(seq, Math.max(length, this.#lengths.get(seq) ?? 0));
+    }
+  }
+
+  /** Whether sequence `seq` holds blocks. */
+  has(seq: number): boolean {
+    return this.#tables.has(seq);
   }
 
   /** Returns every block of sequence `seq` to the pool; the sequence is forgotten. */
@@ -109,7 +140,7 @@ export class BlockAllocator {
     const length = this.#lengths.get(seq)!;
     if (!Number.isInteger(pos) || pos < 0 || pos >= length) {
       throw new RangeError(
-        `PagedKvCache position of sequence ${seq}: expected an integer in [0, ${length}), got ${pos}`,
+        `${this.#what} position of sequence ${seq}: expected an integer in [0, ${length}), got ${pos}`,
       );
     }
     return table[Math.floor(pos / this.blockSize)] * this.blockSize + (pos % this.blockSize);
@@ -130,7 +161,7 @@ export class BlockAllocator {
   #table(seq: number): number[] {
     const table = this.#tables.get(seq);
     if (table === undefined) {
-      throw new RangeError(`PagedKvCache: expected a live sequence id, got ${seq}`);
+      throw new RangeError(`${this.#what}: expected a live sequence id, got ${seq}`);
     }
     return table;
   }

@@ -6,9 +6,8 @@
  * @module
  */
 import { checkHeads, checkInteger, checkLength } from "./_checks.ts";
-import { type AttentionShape, decodeAttention } from "./attention.ts";
+import { type AttentionShape, decodeAttention, windowStart } from "./attention.ts";
 import { kvCacheBytesPerToken } from "./kv_cache.ts";
-import { softmax } from "./softmax.ts";
 
 /** Dimensions of a {@linkcode SlidingKvCache}. */
 export interface SlidingKvCacheShape {
@@ -20,19 +19,6 @@ export interface SlidingKvCacheShape {
   headDim: number;
   /** Positions a token sees, itself included; the ring holds this many. */
   window: number;
-}
-
-/**
- * The first position a token at `pos` sees under a sliding window: `max(0, pos − window + 1)`.
- *
- * @example
- * ```ts
- * import { windowStart } from "./sliding_kv_cache.ts";
- * if (windowStart(10, 4) !== 7 || windowStart(2, 4) !== 0) throw new Error("wrong");
- * ```
- */
-export function windowStart(pos: number, window: number): number {
-  return Math.max(0, pos - window + 1);
 }
 
 /**
@@ -97,10 +83,12 @@ export class SlidingKvCache {
 }
 
 /**
- * Attention of one new token at `pos` against a ring of `window` positions, the contract of the
- * sliding-window attention kernel: `q: (nHeads·headDim)`; `keyRing, valueRing:
- * (window, nKvHeads·headDim)` holding positions `windowStart(pos)..pos` at rows `p % window`.
- * Returns `(nHeads·headDim)`: {@linkcode decodeAttention} over exactly those positions.
+ * Attention of one new token at `pos` against a ring, the contract of the sliding-window
+ * attention kernel: `q: (nHeads·headDim)`; `keyRing, valueRing: (ringSize, nKvHeads·headDim)`
+ * holding position `p` at row `p % ringSize` for every `p` in `windowStart(pos, window)..pos`.
+ * Returns `(nHeads·headDim)`: {@linkcode decodeAttention} over exactly those positions. The ring
+ * may be longer than the window (`ringSize ≥ window`, e.g. so that a step can write several
+ * positions before any of them is read).
  *
  * @example
  * ```ts
@@ -118,82 +106,33 @@ export function slidingWindowAttention(
   pos: number,
   window: number,
   shape: AttentionShape,
+  ringSize: number = window,
 ): Float32Array {
   checkHeads(shape.nHeads, shape.nKvHeads, shape.headDim);
   checkInteger("window", window);
   checkInteger("pos", pos, 0);
+  if (!Number.isInteger(ringSize) || ringSize < window) {
+    throw new RangeError(`ringSize: expected an integer >= window ${window}, got ${ringSize}`);
+  }
   const kvDim = shape.nKvHeads * shape.headDim;
-  checkLength("slidingWindowAttention keyRing (window*nKvHeads*headDim)", keyRing, window * kvDim);
   checkLength(
-    "slidingWindowAttention valueRing (window*nKvHeads*headDim)",
+    "slidingWindowAttention keyRing (ringSize*nKvHeads*headDim)",
+    keyRing,
+    ringSize * kvDim,
+  );
+  checkLength(
+    "slidingWindowAttention valueRing (ringSize*nKvHeads*headDim)",
     valueRing,
-    window * kvDim,
+    ringSize * kvDim,
   );
   const start = windowStart(pos, window);
   const count = pos - start + 1;
   const keys = new Float32Array(count * kvDim);
   const values = new Float32Array(count * kvDim);
   for (let t = start; t <= pos; t++) {
-    const row = t % window;
+    const row = t % ringSize;
     keys.set(keyRing.subarray(row * kvDim, (row + 1) * kvDim), (t - start) * kvDim);
     values.set(valueRing.subarray(row * kvDim, (row + 1) * kvDim), (t - start) * kvDim);
   }
   return decodeAttention(q, keys, values, count - 1, shape);
-}
-
-/**
- * Causal attention over a whole sequence with a sliding window (the recompute and prefill
- * path): like `attention`, but token `t` sees only tokens `windowStart(t, window)..t`.
- * `q: (seqLen, nHeads·headDim)`, `k, v: (seqLen, nKvHeads·headDim)`; returns
- * `(seqLen, nHeads·headDim)`.
- *
- * @example
- * ```ts
- * import { windowedAttention } from "./sliding_kv_cache.ts";
- * const shape = { nHeads: 1, nKvHeads: 1, headDim: 1 };
- * // a window of 1: every token sees only its own value
- * const out = windowedAttention(new Float32Array([1, 1, 1]), new Float32Array([1, 2, 3]), new Float32Array([5, 6, 7]), 3, 1, shape);
- * if (out.join() !== "5,6,7") throw new Error("wrong");
- * ```
- */
-export function windowedAttention(
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  seqLen: number,
-  window: number,
-  shape: AttentionShape,
-): Float32Array {
-  const { nHeads, nKvHeads, headDim } = shape;
-  checkHeads(nHeads, nKvHeads, headDim);
-  checkInteger("seqLen", seqLen);
-  checkInteger("window", window);
-  const qDim = nHeads * headDim;
-  const kvDim = nKvHeads * headDim;
-  checkLength("windowedAttention q (seqLen*nHeads*headDim)", q, seqLen * qDim);
-  checkLength("windowedAttention k (seqLen*nKvHeads*headDim)", k, seqLen * kvDim);
-  checkLength("windowedAttention v (seqLen*nKvHeads*headDim)", v, seqLen * kvDim);
-  const group = nHeads / nKvHeads;
-  const scale = 1 / Math.sqrt(headDim);
-  const out = new Float32Array(seqLen * qDim);
-  for (let t = 0; t < seqLen; t++) {
-    const start = windowStart(t, window);
-    for (let h = 0; h < nHeads; h++) {
-      const qOffset = t * qDim + h * headDim;
-      const kvOffset = Math.floor(h / group) * headDim;
-      const scores = new Float32Array(t - start + 1);
-      for (let j = start; j <= t; j++) {
-        let dot = 0;
-        for (let d = 0; d < headDim; d++) dot += q[qOffset + d] * k[j * kvDim + kvOffset + d];
-        scores[j - start] = dot * scale;
-      }
-      const weights = softmax(scores);
-      for (let j = start; j <= t; j++) {
-        for (let d = 0; d < headDim; d++) {
-          out[qOffset + d] += weights[j - start] * v[j * kvDim + kvOffset + d];
-        }
-      }
-    }
-  }
-  return out;
 }

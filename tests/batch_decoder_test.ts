@@ -114,8 +114,8 @@ Deno.test("paged layout reserves blocks as sequences grow and frees them when th
   const perToken = 2 * 2 * 2 * 8 * 4; // K and V, 2 layers, 2 KV heads of 8, f32
   decoder.stepSync([0, 1, 2, 3, 4].map((pos) => ({ seq: 0, token: 1, pos })));
   decoder.stepSync([{ seq: 1, token: 2, pos: 0 }]);
-  expect(decoder.store.usedBytes).toBe(6 * perToken);
-  expect(decoder.store.reservedBytes).toBe(6 * 4 * perToken);
+  expect(decoder.kvUsedBytes).toBe(6 * perToken);
+  expect(decoder.kvReservedBytes).toBe(6 * 4 * perToken);
   // 2 + 1 blocks live: a third sequence of 13 positions (4 blocks) does not fit, and says so
   expect(() =>
     decoder.stepSync(Array.from({ length: 13 }, (_, pos) => ({ seq: 2, token: 3, pos })))
@@ -124,7 +124,7 @@ Deno.test("paged layout reserves blocks as sequences grow and frees them when th
   expect(decoder.sequences).toEqual([0, 1]); // the refused sequence left nothing behind
   decoder.release(0);
   decoder.stepSync(Array.from({ length: 13 }, (_, pos) => ({ seq: 2, token: 3, pos })));
-  expect(decoder.store.usedBytes).toBe(14 * perToken);
+  expect(decoder.kvUsedBytes).toBe(14 * perToken);
 });
 
 Deno.test("batched step checks every row before caching anything", () => {
@@ -135,10 +135,13 @@ Deno.test("batched step checks every row before caching anything", () => {
     .toThrow("step row 1 token: expected an id in [0, 40), got 99");
   expect(decoder.processed(0)).toBe(1);
   expect(() => decoder.stepSync([{ seq: 0, token: 1, pos: 2 }])).toThrow(
-    "step row 0 pos of sequence 0: expected an integer in [0, 1], got 2",
+    "step row 0 (sequence 0): position 2 skips ahead: only positions 0..0 have been processed",
   );
   expect(() => decoder.stepSync([{ seq: 3, token: 1, pos: 0 }, { seq: 3, token: 1, pos: 0 }]))
-    .toThrow("step row 1 pos of sequence 3: expected an integer in [1, 1], got 0");
+    .toThrow("step row 1 pos of sequence 3: expected 1, the next position, got 0");
+  expect(() => decoder.stepSync([{ seq: 4, token: 1, pos: 48 }])).toThrow(
+    "step row 0 (sequence 4): position: expected an integer in [0, maxSeqLen 48), got 48",
+  );
   expect(() =>
     decoder.stepSync([
       { seq: 3, token: 1, pos: 0 },
@@ -150,34 +153,77 @@ Deno.test("batched step checks every row before caching anything", () => {
   expect(() => decoder.release(7)).toThrow("release: expected a live sequence id, got 7");
 });
 
-Deno.test("a sliding window gives the same logits on every layout, and a ring bounded by it", () => {
+Deno.test("a sliding window gives the CPU decoder's logits on every layout, in a ring of window + rows - 1", async () => {
   const window = 6;
   const { config, weights } = model(2, window);
   const tokens = Array.from({ length: 20 }, (_, i) => (i * 7 + 3) % 40);
-  const run = (layout: KvLayout) => {
-    const decoder = new CpuBatchDecoder(config, weights, { layout, blockSize: 4 });
-    const logits = tokens.map((token, pos) => decoder.stepSync([{ seq: 0, token, pos }])[0]);
-    return { logits, store: decoder.store };
-  };
-  const contiguous = run("contiguous");
-  for (const layout of ["paged", "sliding"] as const) {
-    const other = run(layout);
-    other.logits.forEach((l, pos) => {
-      expect(compare(l, contiguous.logits[pos]).maxAbsError).toBeLessThan(1e-5);
+  // The single-sequence reference decoder, with the window (full attention over a cache).
+  const reference = new CpuDecoder(config, weights);
+  const want: Float32Array[] = [];
+  for (const [pos, token] of tokens.entries()) want.push(await reference.forward(token, pos));
+  for (const layout of ["contiguous", "paged", "sliding"] as const) {
+    const decoder = new CpuBatchDecoder(config, weights, {
+      layout,
+      blockSize: 4,
+      maxSequences: 1,
+      maxRows: 4,
     });
+    // A prompt longer than the window in steps of 4 rows, then one token a step.
+    const got: [number, Float32Array][] = [];
+    for (let pos = 0; pos < tokens.length;) {
+      const n = pos < 12 ? 4 : 1;
+      const rows = tokens.slice(pos, pos + n).map((token, i) => ({ seq: 0, token, pos: pos + i }));
+      got.push([pos + rows.length - 1, decoder.stepSync(rows)[0]]);
+      pos += rows.length;
+    }
+    for (const [pos, logits] of got) {
+      expect(compare(logits, want[pos]).maxAbsError).toBeLessThan(1e-5);
+    }
+    if (layout === "sliding") {
+      expect(decoder.kvReservedBytes).toBe((window + 3) * 2 * 2 * 2 * 8 * 4);
+    }
   }
-  const sliding = run("sliding");
-  expect(sliding.store.reservedBytes).toBe(window * 2 * 2 * 2 * 8 * 4);
   // Past the window, the window matters: a full-attention model disagrees there, not before.
-  const fullDecoder = new CpuBatchDecoder({ ...config, slidingWindow: undefined }, weights);
-  const full = tokens.map((token, pos) => fullDecoder.stepSync([{ seq: 0, token, pos }])[0]);
-  expect(compare(full[window - 1], contiguous.logits[window - 1]).maxAbsError).toBe(0);
-  expect(compare(full[window + 4], contiguous.logits[window + 4]).maxAbsError).toBeGreaterThan(
-    1e-4,
-  );
+  const full = new CpuDecoder({ ...config, slidingWindow: undefined }, weights);
+  const fullLogits: Float32Array[] = [];
+  for (const [pos, token] of tokens.entries()) fullLogits.push(await full.forward(token, pos));
+  expect(compare(fullLogits[window - 1], want[window - 1]).maxAbsError).toBe(0);
+  expect(compare(fullLogits[window + 4], want[window + 4]).maxAbsError).toBeGreaterThan(1e-4);
   expect(() => new CpuBatchDecoder(model(2).config, weights, { layout: "sliding" })).toThrow(
     "KV layout sliding: expected a model with slidingWindow set",
   );
+});
+
+Deno.test("a sliding-window ring restarts a sequence but does not rewind it", () => {
+  const { config, weights } = model(2, 4);
+  const decoder = new CpuBatchDecoder(config, weights, { layout: "sliding", maxRows: 2 });
+  for (let pos = 0; pos < 10; pos++) decoder.stepSync([{ seq: 0, token: 1, pos }]);
+  expect(() => decoder.stepSync([{ seq: 0, token: 1, pos: 5 }])).toThrow(
+    "step row 0 pos of sequence 0: a sliding-window ring continues at 10 or restarts at 0, got 5",
+  );
+  decoder.stepSync([{ seq: 0, token: 1, pos: 0 }]);
+  expect(decoder.processed(0)).toBe(1);
+});
+
+Deno.test("a step refused for lack of blocks reserves nothing for any sequence", () => {
+  const { config, weights } = model(2);
+  const decoder = new CpuBatchDecoder(config, weights, {
+    layout: "paged",
+    blockSize: 4,
+    numBlocks: 3,
+  });
+  decoder.stepSync([{ seq: 9, token: 1, pos: 0 }]);
+  expect(() =>
+    decoder.stepSync([
+      { seq: 0, token: 1, pos: 0 },
+      ...[0, 1, 2, 3, 4, 5, 6, 7, 8].map((pos) => ({ seq: 1, token: 2, pos })),
+    ])
+  ).toThrow(
+    "KV cache (paged): sequences 0, 1 need 4 more blocks of 4 positions for length 1, 9, got 2 free of 3",
+  );
+  expect(decoder.sequences).toEqual([9]);
+  expect(decoder.kvUsedBytes).toBe(1 * 2 * 2 * 2 * 8 * 4);
+  decoder.stepSync([{ seq: 0, token: 1, pos: 0 }, { seq: 1, token: 1, pos: 0 }]);
 });
 
 for (const temperature of [0, 0.9]) {
@@ -215,3 +261,30 @@ for (const temperature of [0, 0.9]) {
     expect(decoder.kvUsedBytes).toBe(0);
   });
 }
+
+Deno.test("continuous batching feeds long prompts in chunks of the rows left and waits for cache", async () => {
+  const { config, weights } = model(1);
+  const prompts = [[1, 5, 9, 2, 30, 8, 8], [7, 3], [4, 4, 8, 11, 12, 13, 1, 2, 3]];
+  const decoder = new CpuBatchDecoder(config, weights, {
+    layout: "paged",
+    blockSize: 4,
+    numBlocks: 7, // two runs of 7 + 5 and 2 + 5 positions fit (3 + 2 blocks); the third waits
+    maxRows: 4,
+  });
+  const run = await generateBatch(decoder, prompts, { steps: 6, stopAtBos: false });
+  expect(Math.max(...run.rowsPerStep)).toBeLessThanOrEqual(4);
+  // 4 rows of prompt 0; its last 3 and the first of prompt 1; then decode rows, prompt 2 waiting
+  expect(run.rowsPerStep.slice(0, 3)).toEqual([4, 4, 2]);
+  for (let i = 0; i < prompts.length; i++) {
+    const alone = await generate(new CpuDecoder(config, weights), prompts[i], {
+      steps: 6,
+      stopAtBos: false,
+    });
+    expect(run.tokens[i]).toEqual(alone.tokens);
+  }
+  expect(decoder.sequences).toEqual([]);
+  // A prompt whose run can never fit says so rather than wait forever.
+  await expect(generateBatch(decoder, [Array(30).fill(1)], { steps: 2 })).rejects.toThrow(
+    "KV cache (paged): sequence 0 needs 8 more blocks of 4 positions for length 31, got 7 free of 7",
+  );
+});

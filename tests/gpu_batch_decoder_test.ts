@@ -30,6 +30,7 @@ const CASES: [string, number, KvLayout, number | undefined][] = [
   ["GQA", 2, "paged", undefined],
   ["MQA", 1, "paged", undefined],
   ["GQA", 2, "sliding", 9],
+  ["GQA", 2, "sliding", 4], // the 6-token prompt outruns the window within one step
   ["MQA", 1, "paged", 9],
 ];
 
@@ -113,7 +114,7 @@ gpuTest(
     await decoder.step(prompt(4));
     await decoder.step([{ seq: 1, token: 1, pos: 0 }]);
     await expect(decoder.step([{ seq: 2, token: 1, pos: 0 }])).rejects.toThrow(
-      "PagedKvCache: sequence 2 needs 1 more blocks of 8 positions for length 1, got 0 free of 2",
+      "KV cache (paged): sequence 2 needs 1 more blocks of 8 positions for length 1, got 0 free of 2",
     );
     decoder.destroy();
   },

@@ -9,7 +9,6 @@ import {
   Rng,
   SlidingKvCache,
   slidingWindowAttention,
-  windowedAttention,
   windowStart,
 } from "../reference/mod.ts";
 
@@ -171,12 +170,12 @@ Deno.test("windowed attention: hand-computed at window 2, full causal attention 
   const q = new Float32Array([1, 1, 1]);
   const k = new Float32Array([5, 0, Math.log(3)]);
   const v = new Float32Array([100, 4, 8]);
-  const out = windowedAttention(q, k, v, 3, 2, one);
+  const out = attention(q, k, v, 3, one, 2);
   expect(out[2]).toBeCloseTo(4 / 4 + 8 * 3 / 4, 5);
   const rng = new Rng(11);
   const seqLen = 9;
   const qs = rng.uniformArray(seqLen * shape.nHeads * shape.headDim);
   const ks = rng.uniformArray(seqLen * kvDim), vs = rng.uniformArray(seqLen * kvDim);
-  const wide = windowedAttention(qs, ks, vs, seqLen, seqLen, shape);
+  const wide = attention(qs, ks, vs, seqLen, shape, seqLen);
   expect(compare(wide, attention(qs, ks, vs, seqLen, shape)).maxAbsError).toBeLessThan(1e-6);
 });
