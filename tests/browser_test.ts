@@ -247,3 +247,18 @@ Deno.test("the page server: page, script, model files by plain name, reports by 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("build writes the page and its script for static hosting", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { code, out } = await cli("build", "--out", dir);
+    expect(out).toContain(`wrote ${dir}/index.html and ${dir}/page.js`);
+    expect(code).toBe(0);
+    expect(await Deno.readTextFile(`${dir}/index.html`)).toContain(
+      '<script type="module" src="page.js">',
+    );
+    expect(await Deno.readTextFile(`${dir}/page.js`)).toContain("requestAdapter");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
