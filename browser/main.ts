@@ -229,11 +229,12 @@ async function inBrowser(
   let server: PageServer | undefined;
   let browser: BrowserProcess | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  // Ctrl-C still ends the browser.
+  // Ctrl-C or a kill still ends the browser.
   const interrupt = () => {
     Promise.all([browser?.close(), server?.close()]).finally(() => Deno.exit(130));
   };
-  Deno.addSignalListener("SIGINT", interrupt);
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, interrupt);
   try {
     server = servePage({ script, files, modelsDir, onLog: io.progress });
     io.progress(`starting ${browserPath}`);
@@ -256,7 +257,7 @@ async function inBrowser(
     return report;
   } finally {
     clearTimeout(timer);
-    Deno.removeSignalListener("SIGINT", interrupt);
+    for (const signal of signals) Deno.removeSignalListener(signal, interrupt);
     await browser?.close();
     await server?.close();
   }
