@@ -24,6 +24,8 @@ import {
 } from "./tasks.ts";
 import { requestGpu } from "../gpu/device.ts";
 import type { KernelResult } from "../bench/measure.ts";
+import { type Spread, summarize } from "../bench/stats.ts";
+import { bestMs } from "../bench/timing.ts";
 import { formatText } from "../bench/report.ts";
 
 /** The shared models folder beside this checkout. */
@@ -268,43 +270,52 @@ function printConformance(report: ConformanceReport, io: BrowserIo, table: boole
   return report.failures.length === 0 && report.passed > 0 ? 0 : 1;
 }
 
-/** A kernel's variant, where the results name one. */
-function variantOf(result: KernelResult): string {
-  return (result as KernelResult & { variant?: string }).variant ?? "";
-}
-
-/** "median (min-max)" of `values`, or the one value. */
-function spread(values: number[], digits: number): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  const median = sorted[Math.floor((sorted.length - 1) / 2)];
-  return sorted.length === 1
-    ? median.toFixed(digits)
-    : `${median.toFixed(digits)} (${sorted[0].toFixed(digits)}-${sorted.at(-1)!.toFixed(digits)})`;
+/**
+ * "median (min-max)": of one run, its own samples' spread; of several, the spread of their
+ * medians.
+ */
+function spread(values: readonly Spread[], digits: number): string {
+  const f = (x: number) => x.toFixed(digits);
+  if (values.length === 1) {
+    const [one] = values;
+    return one.n > 1 ? `${f(one.median)} (${f(one.min)}-${f(one.max)})` : f(one.median);
+  }
+  const medians = summarize(values.map((v) => v.median));
+  return `${f(medians.median)} (${f(medians.min)}-${f(medians.max)})`;
 }
 
 /**
- * The kernel bench on WebGPU as a table: per kernel, variant and shape, ms per call, GB/s and
- * the fraction of the adapter's copy bandwidth, as the median (and range) over `runs`; with
- * `deno` runs, the same columns for Deno's adapter beside them.
+ * The kernel bench on WebGPU as a table: per kernel, variant and shape, ms per call (GPU time
+ * where timestamps exist), GB/s and the fraction of the adapter's read-stream bandwidth, each
+ * as "median (min-max)": of one run's samples, or of several runs' medians; with `deno` runs,
+ * the same columns for Deno's adapter beside them.
  *
  * @example
  * ```ts
  * import { formatKernelBench } from "./main.ts";
+ * import { summarize } from "../bench/stats.ts";
+ * const s = (...xs: number[]) => summarize(xs);
+ * const roofline = { readGbPerS: s(10), copyGbPerS: s(8), peakGflopPerS: s(50), dispatchUs: s(20), probeBytes: 1 << 26, gpuTimestamps: true };
  * const run = {
  *   task: "bench" as const,
  *   adapter: { description: "test", features: [], browser: "Chrome/1" },
- *   copyGbPerS: { webgpu: 10 },
- *   kernels: [{ backend: "webgpu" as const, kernel: "add", shape: "8", ms: 0.01, bytes: 96, gbPerS: 0.0096, rooflineFraction: 0.00096 }],
+ *   settings: { reps: 3, minBatchMs: { cpu: 20, webgpu: 20 }, probeBytes: 1 << 26 },
+ *   rooflines: { webgpu: roofline },
+ *   kernels: [{
+ *     backend: "webgpu" as const, kernel: "add", variant: "default", shape: "8", bytes: 96, flops: 8, dispatches: 1,
+ *     timing: { wallMs: s(0.02), gpuMs: s(0.01, 0.01, 0.02), batch: 100 }, gbPerS: s(0.0096), gflopPerS: s(0.0008),
+ *     rooflineFraction: 0.00096, predictedMs: 0.01, measuredOverPredicted: 1,
+ *   }],
  * };
- * const table = formatKernelBench([run, run]);
- * if (!table.includes("0.010 (0.010-0.010)")) throw new Error("wrong");
+ * const table = formatKernelBench([run]);
+ * if (!table.includes("0.010 (0.010-0.020)")) throw new Error("wrong");
  * ```
  */
 export function formatKernelBench(
   runs: readonly KernelBenchReport[],
   deno: readonly KernelBenchReport[] = [],
 ): string {
-  const keyOf = (k: KernelResult) => `${k.kernel}|${variantOf(k)}|${k.shape}`;
+  const keyOf = (k: KernelResult) => `${k.kernel}|${k.variant}|${k.shape}`;
   const webgpu = (reports: readonly KernelBenchReport[]) =>
     reports.flatMap((r) => r.kernels.filter((k) => k.backend === "webgpu"));
   const [browserKernels, denoKernels] = [webgpu(runs), webgpu(deno)];
@@ -313,9 +324,9 @@ export function formatKernelBench(
     const mine = kernels.filter((k) => keyOf(k) === key);
     if (mine.length === 0) return ["-", "-", "-"];
     return [
-      spread(mine.map((k) => k.ms), 3),
+      spread(mine.map((k) => bestMs(k.timing)), 3),
       spread(mine.map((k) => k.gbPerS), 2),
-      spread(mine.map((k) => k.rooflineFraction * 100), 1),
+      spread(mine.map((k) => summarize([k.rooflineFraction * 100])), 1),
     ];
   };
   const rows = keys.map((key) => [
@@ -329,17 +340,23 @@ export function formatKernelBench(
     "shape",
     "browser ms",
     "browser GB/s",
-    "% of copy",
-    ...(deno.length ? ["deno ms", "deno GB/s", "% of copy"] : []),
+    "% of read",
+    ...(deno.length ? ["deno ms", "deno GB/s", "% of read"] : []),
   ];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
-  const copy = (reports: readonly KernelBenchReport[]) =>
-    spread(reports.map((r) => r.copyGbPerS.webgpu ?? NaN), 2);
+  const ceiling = (reports: readonly KernelBenchReport[], field: "readGbPerS" | "copyGbPerS") =>
+    reports.every((r) => r.rooflines.webgpu)
+      ? spread(reports.map((r) => r.rooflines.webgpu![field]), 2)
+      : "-";
   const describe = (reports: readonly KernelBenchReport[], who: string) =>
-    `${who}: ${reports[0].adapter.description} (${reports[0].adapter.browser}), WebGPU copy ${
-      copy(reports)
-    } GB/s, ${reports.length} run${reports.length > 1 ? "s: median (min-max)" : ""}`;
+    `${who}: ${reports[0].adapter.description} (${reports[0].adapter.browser}), WebGPU read ${
+      ceiling(reports, "readGbPerS")
+    } GB/s, copy ${ceiling(reports, "copyGbPerS")} GB/s; ${
+      reports.length > 1
+        ? `${reports.length} runs, median (min-max) of their medians`
+        : "median (min-max) of the samples"
+    }`;
   return [
     describe(runs, "browser"),
     ...(deno.length ? [describe(deno, "deno")] : []),

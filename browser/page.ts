@@ -91,8 +91,11 @@ function machine(adapter: PageAdapter): MachineInfo {
     cpu: "unknown CPU (browsers do not say)",
     cores: nav.hardwareConcurrency,
     memoryGiB: nav.deviceMemory ?? 0,
+    caches: [],
+    llcBytes: 0,
     os: nav.platform || "unknown OS",
     deno: `- (in ${adapter.browser})`,
+    v8: `- (in ${adapter.browser})`,
   };
 }
 

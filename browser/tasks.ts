@@ -19,14 +19,11 @@ import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { type BenchShape, runMatrix } from "../bench/matrix.ts";
+import { type Backend, type KernelResult, measureKernels } from "../bench/measure.ts";
+import { benchKernels } from "../bench/_kernels.ts";
+import { cpuRoofline, gpuRoofline, type Roofline } from "../bench/probes.ts";
 import {
-  type Backend,
-  cpuCopyBandwidth,
-  gpuCopyBandwidth,
-  type KernelResult,
-  measureKernels,
-} from "../bench/measure.ts";
-import {
+  type AdapterInfo,
   type BenchResults,
   computeSpeedups,
   type MachineInfo,
@@ -68,9 +65,11 @@ export interface KernelBenchReport {
   task: "bench";
   /** The adapter. */
   adapter: PageAdapter;
-  /** Copy bandwidth per backend, GB/s (the roofline). */
-  copyGbPerS: Partial<Record<Backend, number>>;
-  /** Each kernel's throughput. */
+  /** Samples per kernel and probe, batch lengths and probe size, as `deno task bench` uses. */
+  settings: { reps: number; minBatchMs: Record<Backend, number>; probeBytes: number };
+  /** Each backend's measured ceilings (read stream, copy, compute, per-dispatch cost). */
+  rooflines: Partial<Record<Backend, Roofline>>;
+  /** Each kernel's timing and throughput. */
   kernels: KernelResult[];
 }
 
@@ -199,9 +198,13 @@ export async function pageConformance(
   };
 }
 
+/** The page's working set for the bandwidth probes: browsers do not tell the cache sizes. */
+const PROBE_BYTES = 64 << 20;
+
 /**
- * Measures copy bandwidth and every kernel of the benchmark, on WebGPU and (unless
- * `webgpuOnly`) on the CPU reference in the same JavaScript engine.
+ * Measures the rooflines and every kernel of the benchmark's registry, with the settings of
+ * `deno task bench` (samples, batch lengths), on WebGPU and (unless `webgpuOnly`) on the CPU
+ * reference in the same JavaScript engine.
  *
  * @example
  * ```ts ignore
@@ -213,26 +216,52 @@ export async function pageConformance(
  * ```
  */
 export async function pageKernelBench(
-  gpu: Gpu,
+  gpu: Gpu | undefined,
   adapter: PageAdapter,
-  options: { quick: boolean; webgpuOnly?: boolean },
+  options: { quick: boolean; webgpuOnly?: boolean; cpuOnly?: boolean },
   progress: Progress = () => {},
 ): Promise<KernelBenchReport> {
-  const backends: Backend[] = options.webgpuOnly ? ["webgpu"] : ["cpu", "webgpu"];
-  const copyBytes = options.quick ? 16 << 20 : 64 << 20;
-  const copyGbPerS: Partial<Record<Backend, number>> = {};
-  if (backends.includes("cpu")) copyGbPerS.cpu = await cpuCopyBandwidth(copyBytes);
-  copyGbPerS.webgpu = await gpuCopyBandwidth(gpu, copyBytes);
-  progress(
-    `copy bandwidth: ${
-      Object.entries(copyGbPerS).map(([b, g]) => `${b} ${g!.toFixed(2)} GB/s`).join(", ")
-    }`,
-  );
+  const { quick } = options;
+  const backends: Backend[] = options.cpuOnly || !gpu
+    ? ["cpu"]
+    : options.webgpuOnly
+    ? ["webgpu"]
+    : ["cpu", "webgpu"];
+  const reps = quick ? 3 : 5;
+  const timestamps = gpu?.device.features.has("timestamp-query") ?? false;
+  // Without GPU timestamps a batch must outlast the runtime's completion polling.
+  const minBatchMs: Record<Backend, number> = {
+    cpu: quick ? 20 : 100,
+    webgpu: timestamps ? (quick ? 20 : 100) : (quick ? 200 : 1000),
+  };
+  const probe = { reps, minBatchMs: minBatchMs.cpu, probeBytes: PROBE_BYTES };
+  const rooflines: Partial<Record<Backend, Roofline>> = {};
+  if (backends.includes("cpu")) rooflines.cpu = await cpuRoofline(probe);
+  if (gpu && backends.includes("webgpu")) {
+    rooflines.webgpu = await gpuRoofline(gpu, { ...probe, minBatchMs: minBatchMs.webgpu });
+  }
+  for (const [backend, r] of Object.entries(rooflines)) {
+    progress(
+      `${backend} roofline: read ${r!.readGbPerS.median.toFixed(2)} GB/s, copy ${
+        r!.copyGbPerS.median.toFixed(2)
+      } GB/s, ${r!.peakGflopPerS.median.toFixed(1)} GFLOP/s, ${
+        r!.dispatchUs.median.toFixed(2)
+      } µs/dispatch`,
+    );
+  }
   const kernels = await measureKernels(
-    { quick: options.quick, gpu, backends, copyGbPerS },
+    benchKernels(quick),
+    // browsers do not tell the cache sizes: 0 is "unknown" to the cache flags
+    { backends, gpu, reps, minBatchMs, rooflines, llcBytes: 0 },
     progress,
   );
-  return { task: "bench", adapter, copyGbPerS, kernels };
+  return {
+    task: "bench",
+    adapter,
+    settings: { reps, minBatchMs, probeBytes: PROBE_BYTES },
+    rooflines,
+    kernels,
+  };
 }
 
 /** Inputs of {@linkcode pageDecode}. */
@@ -312,9 +341,38 @@ const ATTENTION_HEAVY = makeConfig({
 });
 
 /**
+ * The adapter as `results.json` records it (as `deno task bench` does).
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { adapterInfo } from "./tasks.ts";
+ * console.log(adapterInfo(await requestGpu()).features);
+ * ```
+ */
+export function adapterInfo(gpu: Gpu): AdapterInfo {
+  const info = gpu.device.adapterInfo;
+  const limits: Record<string, number> = {};
+  for (const key in gpu.device.limits) {
+    const value = (gpu.device.limits as unknown as Record<string, unknown>)[key];
+    if (typeof value === "number") limits[key] = value;
+  }
+  return {
+    description: info?.description || gpu.adapterDescription,
+    vendor: info?.vendor ?? "",
+    architecture: info?.architecture ?? "",
+    device: info?.device ?? "",
+    isFallbackAdapter: (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter,
+    features: [...gpu.device.features].sort(),
+    limits,
+  };
+}
+
+/**
  * The page's whole benchmark, in the schema of `deno task bench`'s `results.json`: the kernel
- * report's figures plus the decoder matrix (quick: stories260K and attention-heavy at contexts
- * 16 and 32; full: stories15M and attention-heavy from 16 to 1024).
+ * report's rooflines and kernels plus the decoder matrix (quick: attention-heavy and stories260K
+ * at contexts 16 and 32; full: attention-heavy and stories15M from 16 to 1024), with the
+ * settings `deno task bench` uses.
  *
  * @example
  * ```ts ignore
@@ -323,7 +381,7 @@ const ATTENTION_HEAVY = makeConfig({
  * const gpu = await requestGpu();
  * const adapter = describeAdapter(gpu.adapterDescription, [], navigator.userAgent);
  * const kernels = await pageKernelBench(gpu, adapter, { quick: true });
- * const results = await pageBenchResults(gpu, kernels, { quick: true, machine: { cpu: "?", cores: 1, memoryGiB: 0, os: "?", deno: "-" } });
+ * const results = await pageBenchResults(gpu, kernels, { quick: true, machine: { cpu: "?", cores: 1, memoryGiB: 0, caches: [], llcBytes: 0, os: "?", deno: "-", v8: "-" } });
  * console.log(JSON.stringify(results));
  * ```
  */
@@ -338,34 +396,57 @@ export async function pageBenchResults(
   },
   progress: Progress = () => {},
 ): Promise<BenchResults> {
-  const backends = Object.keys(kernelReport.copyGbPerS) as Backend[];
+  const started = performance.now();
+  const { quick } = options;
+  const { reps, minBatchMs, probeBytes } = kernelReport.settings;
+  const backends = Object.keys(kernelReport.rooflines) as Backend[];
+  // as `deno task bench`: attention-heavy first, so the time budget never cuts it
   const shapes = options.matrix?.shapes ?? [
-    options.quick
+    { name: "attention-heavy", config: ATTENTION_HEAVY },
+    quick
       ? { name: "stories260K", config: preset("stories260K") }
       : { name: "stories15M", config: preset("stories15M") },
-    { name: "attention-heavy", config: ATTENTION_HEAVY },
   ];
   const contexts = options.matrix?.contexts ??
-    (options.quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024]);
-  const { cells, rejected } = await runMatrix({
+    (quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024]);
+  const cellBudgetS = quick ? 2 : 8;
+  // the time budget of `deno task bench`: no decoder cell starts past it
+  const maxMinutes = quick ? 5 : 14;
+  const { cells, rejected, checks, skipped } = await runMatrix({
     shapes,
     backends,
     contexts,
-    cellBudgetS: options.quick ? 10 : 60,
-    decodeSteps: options.quick ? 4 : 16,
-    recomputeSteps: 2,
-    copyGbPerS: kernelReport.copyGbPerS,
+    cellBudgetS,
+    decodePositions: 2,
+    reps,
+    minBatchMs,
+    rooflines: kernelReport.rooflines,
+    llcBytes: options.machine.llcBytes,
+    quick,
     gpu,
+    deadline: started + maxMinutes * 60_000,
   }, progress);
   return {
     schema: RESULTS_SCHEMA,
     date: new Date().toISOString(),
-    quick: options.quick,
-    machine: { ...options.machine, adapter: adapterLine(kernelReport.adapter) },
-    copyGbPerS: kernelReport.copyGbPerS,
+    quick,
+    elapsedS: (performance.now() - started) / 1000,
+    settings: {
+      reps,
+      contexts,
+      decodePositions: 2,
+      cellBudgetS,
+      maxMinutes,
+      minBatchMs,
+      probeBytes,
+    },
+    machine: { ...options.machine, ...(gpu ? { adapter: adapterInfo(gpu) } : {}) },
+    rooflines: kernelReport.rooflines,
     kernels: kernelReport.kernels,
     cells,
+    checks,
     rejected,
+    skipped,
     speedups: computeSpeedups(cells),
   };
 }
