@@ -304,7 +304,7 @@ function spread(values: readonly Spread[], digits: number): string {
  *   kernels: [{
  *     backend: "webgpu" as const, kernel: "add", variant: "default", shape: "8", bytes: 96, flops: 8, dispatches: 1,
  *     timing: { wallMs: s(0.02), gpuMs: s(0.01, 0.01, 0.02), batch: 100 }, gbPerS: s(0.0096), gflopPerS: s(0.0008),
- *     rooflineFraction: 0.00096, predictedMs: 0.01, measuredOverPredicted: 1,
+ *     rooflineFraction: 0.00096, predictedMs: 0.01, measuredOverPredicted: 1, fitsInLlc: true,
  *   }],
  * };
  * const table = formatKernelBench([run]);
