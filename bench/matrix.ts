@@ -158,7 +158,7 @@ export function kvHeadVariants(nHeads: number): number[] {
 }
 
 /**
- * Positions whose logits are checked: the first, one inside the first 256-position attention
+ * Positions whose logits are checked: the first, one inside the first attention
  * chunk, one past it (which split attention hands to a second workgroup), and one past the
  * second chunk when the run goes that far; all below `limit`.
  *
@@ -244,7 +244,7 @@ export async function runMatrix(
         c + options.decodePositions <= shape.config.maxSeqLen
       ).at(-1);
       if (maxContext === undefined) continue;
-      // Checked positions reach past the run where it is short: the one past a 256-position
+      // Checked positions reach past the run where it is short: the one past the first attention
       // chunk (and into a second split) is checked whenever the model allows it.
       const positions = checkPositions(shape.config.maxSeqLen, options.quick);
       const recomputeLimit = Math.min(301, Math.max(38, maxContext + options.decodePositions));

@@ -88,9 +88,10 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   if (!adapter) throw new GpuError("requestGpu", NO_ADAPTER_HELP);
   const requiredLimits: Record<string, number> = {};
   for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
-  const requiredFeatures = (["timestamp-query", "shader-f16"] as GPUFeatureName[]).filter((f) =>
-    adapter.features.has(f)
-  );
+  // Every optional feature a kernel variant may use, where the adapter has it (Chromium's
+  // software adapter has subgroups; lavapipe under Deno does not).
+  const requiredFeatures = (["timestamp-query", "subgroups", "shader-f16"] as GPUFeatureName[])
+    .filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info;
   const description = [info.description, info.vendor && `vendor ${info.vendor}`, info.architecture]

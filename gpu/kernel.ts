@@ -27,7 +27,8 @@ export async function compileKernel<Name extends string>(
   names: readonly Name[],
   workgroups: readonly [number, number?, number?],
 ): Promise<Kernel<Name>> {
-  const pipeline = await gpu.pipeline(name, code, constants);
+  const source = code.includes(WGSL_NAN) ? code + NAN_BITS_DECLARATION : code;
+  const pipeline = await gpu.pipeline(name, source, constants);
   return {
     name,
     bind: (buffers) => [gpu.dispatch(name, pipeline, names.map((n) => buffers[n]), workgroups)],
@@ -56,10 +57,15 @@ export const LINEAR_INDEX = "let i = gid.x + gid.y * nwg.x * WG;";
 export const WGSL_LOWEST = "-3.402823e38";
 
 /**
- * WGSL for a quiet NaN, built at run time (a constant NaN is a shader-creation error): written
- * where a kernel must fail loudly rather than return a wrong value.
+ * WGSL for a quiet NaN, written where a kernel must fail loudly rather than return a wrong value.
+ * It reads its bits from a private variable, at run time: a NaN constant expression is a
+ * shader-creation error (Tint, in Chromium, rejects `bitcast<f32>(0x7fc00000u)`; naga accepts
+ * it). {@linkcode compileKernel} declares the variable in shaders that use this.
  */
-export const WGSL_NAN = "bitcast<f32>(0x7fc00000u)";
+export const WGSL_NAN = "bitcast<f32>(nan_bits)";
+
+/** The declaration {@linkcode WGSL_NAN} reads (module scope, so order does not matter). */
+const NAN_BITS_DECLARATION = "\nvar<private> nan_bits: u32 = 0x7fc00000u;\n";
 
 /** Workgroup size of the one-invocation-per-element kernels. */
 export const ELEMENTWISE_WG = 64;

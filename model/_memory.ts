@@ -52,17 +52,26 @@ export function kvCacheBytes(config: LlamaConfig): number {
 
 /** Throws when `bytes` would take more than 80% of this machine's memory; `what` says for what. */
 export function checkFits(bytes: number, what: string): void {
-  let total: number;
-  try {
-    total = Deno.systemMemoryInfo().total;
-  } catch {
-    return; // no permission to ask: allocation will tell
-  }
+  const total = totalMemory();
+  if (total === undefined) return; // no way to ask: allocation will tell
   if (bytes > 0.8 * total) {
     const gb = (n: number) =>
       n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : `${(n / 1e6).toFixed(1)} MB`;
     throw new RangeError(
       `${what} ${gb(bytes)}, more than 80% of this machine's ${gb(total)} of memory`,
     );
+  }
+}
+
+/**
+ * This machine's memory in bytes where the runtime tells: Deno with `--allow-sys`; undefined
+ * without the permission and in a browser (feature-detected: the decoder runs in pages too).
+ */
+function totalMemory(): number | undefined {
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  try {
+    return deno?.systemMemoryInfo().total;
+  } catch {
+    return undefined;
   }
 }
