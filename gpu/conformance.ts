@@ -18,6 +18,7 @@ import { rmsNormKernel } from "./rms_norm.ts";
 import { ropeKernel } from "./rope.ts";
 import { softmaxKernel } from "./softmax.ts";
 import { siluMulKernel } from "./swiglu.ts";
+import { variantCases } from "./variant_cases.ts";
 import { decodeAttention } from "../reference/attention.ts";
 import { compare, type ErrorStats } from "../reference/compare.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -45,6 +46,8 @@ export interface ConformanceCase {
   kernel: string;
   /** The shape, readable, e.g. "7x768x288". */
   shape: string;
+  /** The registry variant it runs; "default" where a kernel has one form. */
+  variant?: string;
   /** Largest NMSE that passes. */
   maxNmse: number;
   /** Largest max-abs error that passes. */
@@ -59,6 +62,8 @@ export interface ConformanceResult extends ErrorStats {
   kernel: string;
   /** The shape. */
   shape: string;
+  /** The variant. */
+  variant: string;
   /** Whether the guards around outputs are intact. */
   guardsIntact: boolean;
   /** NMSE and max-abs within bounds, no NaN/Inf, guards intact, no error. */
@@ -145,6 +150,7 @@ function matmulCase(
 ): ConformanceCase {
   return {
     kernel: rows === 1 ? "matvec" : "matmul",
+    variant: "row",
     shape: `${rows}x${outDim}x${inDim}${workgroupSize ? ` wg${workgroupSize}` : ""}`,
     ...PRODUCT,
     async run(gpu) {
@@ -347,6 +353,7 @@ function attentionCase(
 ): ConformanceCase {
   return {
     kernel: rows === 1 ? "attention decode" : "attention prefill",
+    variant: splits ? `split${splits}` : "split auto",
     shape: `${rows}x${nHeads}/${nKvHeads}x${headDim} at ${pos}${splits ? ` split ${splits}` : ""}`,
     ...PRODUCT,
     async run(gpu) {
@@ -597,13 +604,19 @@ export function conformanceCases(): ConformanceCase[] {
     copyCase(4),
     copyCase(4100),
     embeddingSplitCase(),
+    ...variantCases(),
   ];
 }
 
 /** Runs `testCase` and judges it; a thrown error is a failed case, not a crash. */
 export async function judgeCase(gpu: Gpu, testCase: ConformanceCase): Promise<ConformanceResult> {
   const bounds = { maxNmse: testCase.maxNmse, maxAbsError: testCase.maxAbsError };
-  const base = { kernel: testCase.kernel, shape: testCase.shape, bounds };
+  const base = {
+    kernel: testCase.kernel,
+    shape: testCase.shape,
+    variant: testCase.variant ?? "default",
+    bounds,
+  };
   try {
     const { actual, expected, guardsIntact } = await testCase.run(gpu);
     const stats = compare(actual, expected);
@@ -640,7 +653,7 @@ export async function runConformance(
 }
 
 /**
- * The conformance table: kernel, shape, NMSE, max abs error, guards, verdict, under a line
+ * The conformance table: kernel, variant, shape, NMSE, max abs error, guards, verdict, under a line
  * naming the adapter.
  *
  * @example
@@ -654,9 +667,10 @@ export function formatConformanceTable(
   results: readonly ConformanceResult[],
   adapter: string,
 ): string {
-  const header = ["kernel", "shape", "NMSE", "max abs err", "guards", "result"];
+  const header = ["kernel", "variant", "shape", "NMSE", "max abs err", "guards", "result"];
   const rows = results.map((r) => [
     r.kernel,
+    r.variant,
     r.shape,
     r.nmse.toExponential(2),
     r.maxAbsError.toExponential(2),
