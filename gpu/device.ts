@@ -32,6 +32,18 @@ export interface RequestGpuOptions {
   powerPreference?: GPUPowerPreference;
 }
 
+/** What the adapter says it is (`GPUAdapterInfo`'s strings, empty where it says nothing). */
+export interface AdapterIdentity {
+  /** Vendor, e.g. "nvidia" or a PCI id. */
+  vendor: string;
+  /** Architecture, e.g. "hopper". */
+  architecture: string;
+  /** Device, e.g. a PCI device id. */
+  device: string;
+  /** Human-readable description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+  description: string;
+}
+
 /** A buffer, or a range of one, as a kernel binding. */
 export type BufferRange = GPUBuffer | GPUBufferBinding;
 
@@ -87,7 +99,13 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   const description = [info.description, info.vendor && `vendor ${info.vendor}`, info.architecture]
     .filter(Boolean)
     .join(", ");
-  return new Gpu(device, description || "unknown adapter");
+  const identity = {
+    vendor: info.vendor ?? "",
+    architecture: info.architecture ?? "",
+    device: info.device ?? "",
+    description: info.description ?? "",
+  };
+  return new Gpu(device, description || "unknown adapter", identity);
 }
 
 /**
@@ -100,14 +118,18 @@ export class Gpu {
   readonly device: GPUDevice;
   /** What the adapter says it is, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   readonly adapterDescription: string;
+  /** The adapter's vendor, architecture, device and description (what tunings are keyed by). */
+  readonly adapter: AdapterIdentity;
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   #lost: string | undefined;
   #uncaptured: string[] = [];
 
   /** Wraps a device (use {@linkcode requestGpu} to get one). */
-  constructor(device: GPUDevice, adapterDescription: string) {
+  constructor(device: GPUDevice, adapterDescription: string, adapter?: AdapterIdentity) {
     this.device = device;
     this.adapterDescription = adapterDescription;
+    this.adapter = adapter ??
+      { vendor: "", architecture: "", device: "", description: adapterDescription };
     device.lost.then((info) => {
       this.#lost = `${info.reason}${info.message ? `: ${info.message}` : ""}`;
     });
