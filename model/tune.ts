@@ -44,8 +44,14 @@ export interface TuneMeasurement {
 export interface TuneOptions {
   /** Fewer and shorter samples (3 of 40 ms instead of 7 of 100 ms): the bench's `--quick`. */
   quick?: boolean;
+  /** Samples per measurement (overrides `quick`'s 3 and the default 7). */
+  samples?: number;
+  /** Shortest sample in milliseconds (overrides `quick`'s 40 and the default 100). */
+  minSampleMs?: number;
   /** Prefill chunk (rows of a prefill pass); 64 or maxSeqLen if smaller. */
   prefillRows?: number;
+  /** Which candidates to measure (all by default). */
+  filter?: (key: string, variant: string) => boolean;
   /** Called after each measurement. */
   onMeasurement?: (m: TuneMeasurement) => void;
 }
@@ -300,14 +306,15 @@ export async function tune(
   config: LlamaConfig,
   options: TuneOptions = {},
 ): Promise<TuneResult> {
-  const samples = options.quick ? 3 : 7;
-  const minSampleMs = options.quick ? 40 : 100;
+  const samples = options.samples ?? (options.quick ? 3 : 7);
+  const minSampleMs = options.minSampleMs ?? (options.quick ? 40 : 100);
   const prefillRows = options.prefillRows ?? Math.min(64, config.maxSeqLen);
   const measurements: TuneMeasurement[] = [];
   const choices: Record<string, string> = { decoder: "fused" };
   for (const job of jobs(gpu, config, prefillRows)) {
     let best: TuneMeasurement | undefined;
     for (const candidate of job.candidates) {
+      if (options.filter && !options.filter(job.key, candidate.variant)) continue;
       const m: TuneMeasurement = {
         key: job.key,
         variant: candidate.variant,
