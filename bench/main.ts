@@ -6,11 +6,11 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "../model/cli_flags.ts";
+import { parseFlags, UsageError } from "../model/_cli_flags.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
-import { checkWeightsFitMemory } from "../model/memory.ts";
+import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { runMatrix } from "./matrix.ts";
 import { type Backend, cpuCopyBandwidth, gpuCopyBandwidth, measureKernels } from "./measure.ts";

@@ -9,7 +9,8 @@
 import type { Gpu } from "../gpu/device.ts";
 import { headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
-import { CpuDecoder, type Decoder } from "../model/cpu_decoder.ts";
+import { CpuDecoder } from "../model/cpu_decoder.ts";
+import type { Decoder } from "../model/decoder.ts";
 import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
 import { randomWeights } from "../model/weights.ts";
@@ -141,7 +142,7 @@ export async function runMatrix(
             attention,
           }, progress);
           cells.push(...series);
-          if (decoder instanceof GpuDecoder) decoder.destroy();
+          decoder.destroy?.();
         }
       }
     }
@@ -219,7 +220,7 @@ async function runSeries(
     const start = performance.now();
     // Warm-up: JIT-compiles the CPU path; compiles the GPU pipelines for these row counts
     // (recompute: one plan per sequence length, so the whole run).
-    if (decoder instanceof GpuDecoder && !kvCache) await run();
+    if (decoder.compilesPerLength) await run();
     else {await generate(decoder, prompt.slice(0, Math.min(context, 64)), {
         steps: 2,
         stopAtBos: false,

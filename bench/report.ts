@@ -235,7 +235,9 @@ function kernelTable(results: BenchResults, markdown: boolean): string {
     k,
   ) => [
     k.backend,
-    k.kernel,
+    k.variant && k.variant !== "default" && k.variant !== "reference"
+      ? `${k.kernel} ${k.variant}`
+      : k.kernel,
     k.shape,
     f(k.ms, 3),
     mib(k.bytes),

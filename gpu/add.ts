@@ -18,7 +18,7 @@ const WGSL = elementwiseWgsl(
  * @example
  * ```ts ignore
  * const residual = await addKernel(gpu, 288);
- * await gpu.submit([residual.bind({ x, delta: attentionOut })]);
+ * await gpu.submit(residual.bind({ x, delta: attentionOut }));
  * ```
  */
 export function addKernel(gpu: Gpu, n: number): Promise<Kernel<"x" | "delta">> {

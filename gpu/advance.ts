@@ -6,7 +6,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { compileKernel, type Kernel, STATE } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { STATE } from "./state.ts";
 
 const WGSL = /* wgsl */ `
 override MOVE_POS: bool; // KV cache: the next forward pass starts at the new token
@@ -28,7 +29,7 @@ fn main() {
  * @example
  * ```ts ignore
  * const advance = await advanceKernel(gpu, { movePos: true });
- * await gpu.submit([pick.bind({ logits, state }), advance.bind({ state, history })]);
+ * await gpu.submit([...pick.bind({ logits, state }), ...advance.bind({ state, history })]);
  * ```
  */
 export function advanceKernel(

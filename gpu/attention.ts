@@ -13,15 +13,16 @@
  *
  * @module
  */
-import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
+import { type Gpu, GpuError } from "./device.ts";
 import {
-  checkDimension,
   compileElementwise,
   compileKernel,
   elementwiseWgsl,
-  STATE,
-  stateBinding,
+  type Kernel,
+  WGSL_LOWEST,
 } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
+import { STATE, stateBinding } from "./state.ts";
 
 const WG = 64;
 /** Key positions each invocation scores per chunk. */
@@ -93,13 +94,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var runningMax: array<f32, G>;
   var runningSum: array<f32, G>;
   var acc: array<f32, ${g * Math.ceil(headDim / WG)}>;
-  for (var h = 0u; h < G; h++) { runningMax[h] = -3.402823e38; }
+  for (var h = 0u; h < G; h++) { runningMax[h] = ${WGSL_LOWEST}; }
   // Split s takes chunks s, s + SPLITS, ...: long contexts keep many workgroups busy even when
   // few K/V heads (MQA: one) leave few (head, row) pairs.
   for (var start = split * CHUNK; start <= last; start += SPLITS * CHUNK) {
     // Scores of this invocation's PPT keys, each key read once for all G query heads.
     var localMax: array<f32, G>;
-    for (var h = 0u; h < G; h++) { localMax[h] = -3.402823e38; }
+    for (var h = 0u; h < G; h++) { localMax[h] = ${WGSL_LOWEST}; }
     for (var p = 0u; p < PPT; p++) {
       let j = p * WG + lid;
       let t = start + j;
@@ -188,7 +189,7 @@ override SPLITS: u32;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;`,
   `let d = i % HEAD_DIM;
   let first = (i / HEAD_DIM) * SPLITS * (HEAD_DIM + 2u);
-  var m = -3.402823e38;
+  var m = ${WGSL_LOWEST};
   for (var s = 0u; s < SPLITS; s++) { m = max(m, partials[first + s * (HEAD_DIM + 2u)]); }
   var sum = 0.0;
   var acc = 0.0;
@@ -220,13 +221,9 @@ export interface AttentionKernelShape {
 }
 
 /** A compiled attention: one dispatch, or two when the keys are split across workgroups. */
-export interface AttentionKernel {
-  /** Kernel name with its shape. */
-  readonly name: string;
+export interface AttentionKernel extends Kernel<"q" | "keyCache" | "valueCache" | "state" | "out"> {
   /** Workgroups per head sharing its keys. */
   readonly splits: number;
-  /** Binds the buffers (allocating the partial-results buffer when split). */
-  bind(buffers: Record<"q" | "keyCache" | "valueCache" | "state" | "out", BufferRange>): Dispatch[];
 }
 
 /**
@@ -246,10 +243,10 @@ export async function attentionKernel(
 ): Promise<AttentionKernel> {
   const { rows, nHeads, nKvHeads, headDim } = shape;
   const name = `attention ${rows}x${nHeads}/${nKvHeads}x${headDim}`;
-  checkDimension(name, "rows", rows);
-  checkDimension(name, "nHeads", nHeads);
-  checkDimension(name, "nKvHeads", nKvHeads);
-  checkDimension(name, "headDim", headDim);
+  checkInteger(`${name}: rows`, rows);
+  checkInteger(`${name}: nHeads`, nHeads);
+  checkInteger(`${name}: nKvHeads`, nKvHeads);
+  checkInteger(`${name}: headDim`, headDim);
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
@@ -268,7 +265,7 @@ export async function attentionKernel(
   }
   const tiles = Math.ceil(group / headsPerWorkgroup);
   const splits = shape.splits ?? Math.min(8, Math.ceil(MIN_WORKGROUPS / (nKvHeads * tiles * rows)));
-  checkDimension(name, "splits", splits);
+  checkInteger(`${name}: splits`, splits);
   const constants = {
     N_HEADS: nHeads,
     N_KV_HEADS: nKvHeads,
@@ -284,7 +281,7 @@ export async function attentionKernel(
     names,
     [nKvHeads * tiles, splits, rows],
   );
-  if (splits === 1) return { name: main.name, splits, bind: (buffers) => [main.bind(buffers)] };
+  if (splits === 1) return { name: main.name, splits, bind: main.bind };
   const outputs = rows * nHeads * headDim;
   const combine = await compileElementwise(
     gpu,
@@ -306,8 +303,8 @@ export async function attentionKernel(
         `${name} partials`,
       );
       return [
-        main.bind({ ...buffers, out: partials }),
-        combine.bind({ partials, out: buffers.out }),
+        ...main.bind({ ...buffers, out: partials }),
+        ...combine.bind({ partials, out: buffers.out }),
       ];
     },
   };

@@ -7,7 +7,9 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { checkDimension, compileKernel, STATE, stateBinding } from "./kernel.ts";
+import { compileKernel, WGSL_NAN } from "./kernel.ts";
+import { STATE, stateBinding } from "./state.ts";
+import { checkInteger } from "../reference/_checks.ts";
 import type { AttentionKernel, AttentionKernelShape } from "./attention.ts";
 
 const QUERY_TILE = 32;
@@ -103,10 +105,10 @@ export async function tiledAttentionKernel(
 ): Promise<AttentionKernel> {
   const { rows, nHeads, nKvHeads, headDim } = shape;
   const name = `attention tiled ${rows}x${nHeads}/${nKvHeads}x${headDim}`;
-  checkDimension(name, "rows", rows);
-  checkDimension(name, "nHeads", nHeads);
-  checkDimension(name, "nKvHeads", nKvHeads);
-  checkDimension(name, "headDim", headDim);
+  checkInteger(`${name}: rows`, rows);
+  checkInteger(`${name}: nHeads`, nHeads);
+  checkInteger(`${name}: nKvHeads`, nKvHeads);
+  checkInteger(`${name}: headDim`, headDim);
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
@@ -130,8 +132,6 @@ export async function tiledAttentionKernel(
     splits: 1,
     bind: (
       buffers: Record<"q" | "keyCache" | "valueCache" | "state" | "out", BufferRange>,
-    ): Dispatch[] => [
-      kernel.bind(buffers),
-    ],
+    ): Dispatch[] => kernel.bind(buffers),
   };
 }

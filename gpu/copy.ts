@@ -19,7 +19,7 @@ const WGSL = elementwiseWgsl(
  * @example
  * ```ts ignore
  * const copy = await copyKernel(gpu, 1 << 24);
- * await gpu.submit([copy.bind({ src, dst })]);
+ * await gpu.submit(copy.bind({ src, dst }));
  * ```
  */
 export function copyKernel(gpu: Gpu, n: number): Promise<Kernel<"src" | "dst">> {

@@ -138,6 +138,11 @@ export class Gpu {
     });
   }
 
+  /** The features the device was created with. */
+  get features(): GPUSupportedFeatures {
+    return this.device.features;
+  }
+
   /** The device's limits (the adapter's, as requested). */
   get limits(): GPUSupportedLimits {
     return this.device.limits;
@@ -370,9 +375,4 @@ export class Gpu {
   destroy(): void {
     this.device.destroy();
   }
-}
-
-/** Number of workgroups of `size` needed to cover `n` items. */
-export function groupsFor(n: number, size: number): number {
-  return Math.max(1, Math.ceil(n / size));
 }

@@ -8,7 +8,8 @@
  */
 import type { BufferRange, Dispatch, Gpu } from "./device.ts";
 import type { GpuMatrix } from "./matmul.ts";
-import { checkDimension, compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel, WGSL_NAN } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 const WGSL = elementwiseWgsl(
   `override DIM: u32;
@@ -20,7 +21,7 @@ override BLOCK_ROWS: u32;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;`,
   `let token = tokens[i / DIM];
   if (token >= VOCAB) {
-    if (FIRST_ID == 0u) { out[i] = bitcast<f32>(0x7fc00000u); } // NaN: loud, never another row
+    if (FIRST_ID == 0u) { out[i] = ${WGSL_NAN}; } // NaN: loud, never another row
     return;
   }
   if (token < FIRST_ID || token >= FIRST_ID + BLOCK_ROWS) { return; } // another block's row
@@ -46,7 +47,7 @@ export interface EmbeddingShape {
  * @example
  * ```ts ignore
  * const embed = await embeddingKernel(gpu, { rows: 1, dim: 288, vocabSize: 32000 });
- * await gpu.submit([embed.bind({ table, tokens: state, out: x })]);
+ * await gpu.submit(embed.bind({ table, tokens: state, out: x }));
  * ```
  */
 export function embeddingKernel(
@@ -55,8 +56,8 @@ export function embeddingKernel(
 ): Promise<Kernel<"table" | "tokens" | "out">> {
   const { rows, dim, vocabSize, block = { firstId: 0, rows: vocabSize } } = shape;
   const name = `embedding ${rows}x${dim} (vocab ${vocabSize})`;
-  checkDimension(name, "dim", dim);
-  checkDimension(name, "vocabSize", vocabSize);
+  checkInteger(`${name}: dim`, dim);
+  checkInteger(`${name}: vocabSize`, vocabSize);
   return compileElementwise(gpu, name, WGSL, rows * dim, ["table", "tokens", "out"], {
     DIM: dim,
     VOCAB: vocabSize,
@@ -88,7 +89,7 @@ export async function embeddingDispatches(
       vocabSize: table.outDim,
       block: { firstId: chunk.rowStart, rows: chunk.rows },
     });
-    dispatches.push(kernel.bind({ table: chunk.buffer, tokens: args.tokens, out: args.out }));
+    dispatches.push(...kernel.bind({ table: chunk.buffer, tokens: args.tokens, out: args.out }));
   }
   return dispatches;
 }

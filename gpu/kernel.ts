@@ -1,34 +1,21 @@
 /**
- * What every kernel module shares: the compiled-kernel type, the GPU-side decoder state, and
- * the 1-D grid that covers any number of elements.
+ * What every kernel module shares: the compiled-kernel type and the 1-D grid that covers any
+ * number of elements. (The GPU-side decoder state is `state.ts`'s.)
  *
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 /** A compiled kernel for one shape: bind buffers to get a {@linkcode Dispatch} to record. */
 export interface Kernel<Bindings extends string> {
   /** Kernel name (with its shape), for errors and reports. */
   readonly name: string;
-  /** Binds named buffers, checked against the device's binding limits. */
-  bind(buffers: Record<Bindings, BufferRange>): Dispatch;
-}
-
-/**
- * Word indices of the small `u32` state buffer that kernels read instead of CPU-side
- * arguments, so that a decode step, or many, can be recorded once and replayed:
- * - `token`: the current token id (written by argmax on the GPU);
- * - `pos`: position of the first row a forward pass processes;
- * - `next`: position of the token being chosen (argmax's noise key; where it is recorded).
- */
-export const STATE = { token: 0, pos: 1, next: 2 } as const;
-
-/** Words in the state buffer. */
-export const STATE_WORDS = 4;
-
-/** WGSL declaring the state buffer at `binding` of group 0. */
-export function stateBinding(binding: number): string {
-  return `@group(0) @binding(${binding}) var<storage, read> state: array<u32>;`;
+  /**
+   * Binds named buffers, checked against the device's binding limits: the dispatches to record
+   * (one for most kernels; a kernel in passes, such as split attention, gives several).
+   */
+  bind(buffers: Record<Bindings, BufferRange>): Dispatch[];
 }
 
 /** Compiles `code` and returns a kernel whose bindings are `names`, in binding order. */
@@ -43,7 +30,7 @@ export async function compileKernel<Name extends string>(
   const pipeline = await gpu.pipeline(name, code, constants);
   return {
     name,
-    bind: (buffers) => gpu.dispatch(name, pipeline, names.map((n) => buffers[n]), workgroups),
+    bind: (buffers) => [gpu.dispatch(name, pipeline, names.map((n) => buffers[n]), workgroups)],
   };
 }
 
@@ -65,12 +52,14 @@ export function linearGrid(gpu: Gpu, n: number, size: number): [number, number] 
 /** WGSL computing the element index `i` on a {@linkcode linearGrid}; needs `gid` and `nwg`. */
 export const LINEAR_INDEX = "let i = gid.x + gid.y * nwg.x * WG;";
 
-/** Throws unless `n` is a positive integer, naming the kernel and the field. */
-export function checkDimension(kernel: string, field: string, n: number): void {
-  if (!Number.isInteger(n) || n < 1) {
-    throw new GpuError(kernel, `${field}: expected an integer >= 1, got ${n}`);
-  }
-}
+/** WGSL for the lowest finite f32: the start of a running maximum (WGSL has no -inf literal). */
+export const WGSL_LOWEST = "-3.402823e38";
+
+/**
+ * WGSL for a quiet NaN, built at run time (a constant NaN is a shader-creation error): written
+ * where a kernel must fail loudly rather than return a wrong value.
+ */
+export const WGSL_NAN = "bitcast<f32>(0x7fc00000u)";
 
 /** Workgroup size of the one-invocation-per-element kernels. */
 export const ELEMENTWISE_WG = 64;
@@ -102,7 +91,7 @@ export function compileElementwise<Name extends string>(
   names: readonly Name[],
   constants: Record<string, number> = {},
 ): Promise<Kernel<Name>> {
-  checkDimension(name, "n", n);
+  checkInteger(`${name}: n`, n);
   return compileKernel(
     gpu,
     name,

@@ -6,7 +6,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { compileElementwise, elementwiseWgsl, type Kernel, STATE, stateBinding } from "./kernel.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
+import { STATE, stateBinding } from "./state.ts";
 
 const WGSL = elementwiseWgsl(
   `override KV_DIM: u32;
@@ -40,7 +41,7 @@ export interface KvAppendShape {
  * @example
  * ```ts ignore
  * const append = await kvAppendKernel(gpu, { rows: 1, kvDim: 288, maxSeqLen: 256 });
- * await gpu.submit([append.bind({ k, v, keyCache, valueCache, state })]);
+ * await gpu.submit(append.bind({ k, v, keyCache, valueCache, state }));
  * ```
  */
 export function kvAppendKernel(

@@ -6,7 +6,8 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 /** Shape of a {@linkcode matmulKernel}. */
 export interface MatmulShape {
@@ -69,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * @example
  * ```ts ignore
  * const matmul = await matmulKernel(gpu, { rows: 7, outDim: 768, inDim: 288 });
- * await gpu.submit([matmul.bind({ w, x, out })]);
+ * await gpu.submit(matmul.bind({ w, x, out }));
  * ```
  */
 export function matmulKernel(
@@ -83,9 +84,9 @@ export function matmulKernel(
   if (vec4 && xOffset % 4 !== 0) {
     throw new GpuError(name, `xOffset: expected a multiple of 4, got ${xOffset}`);
   }
-  checkDimension(name, "rows", rows);
-  checkDimension(name, "outDim", outDim);
-  checkDimension(name, "inDim", inDim);
+  checkInteger(`${name}: rows`, rows);
+  checkInteger(`${name}: outDim`, outDim);
+  checkInteger(`${name}: inDim`, inDim);
   const workgroupSize = options.workgroupSize ?? 64;
   return compileKernel(
     gpu,
@@ -110,7 +111,7 @@ export function matmulKernel(
  * @example
  * ```ts ignore
  * const matvec = await matvecKernel(gpu, { outDim: 768, inDim: 288 });
- * await gpu.submit([matvec.bind({ w, x, out })]);
+ * await gpu.submit(matvec.bind({ w, x, out }));
  * ```
  */
 export function matvecKernel(
@@ -214,7 +215,7 @@ export async function matmulDispatches(
       outStride: matrix.outDim,
       outOffset: chunk.rowStart,
     }, options);
-    dispatches.push(kernel.bind({ w: chunk.buffer, x: args.x, out: args.out }));
+    dispatches.push(...kernel.bind({ w: chunk.buffer, x: args.x, out: args.out }));
   }
   return dispatches;
 }

@@ -1,7 +1,28 @@
 /**
  * WebGPU (WGSL compute) kernels for every LLaMA component, each mirroring a function of
  * `reference/` and tested against it. Kernels take and produce `GPUBuffer`s, so a whole
- * decoder step chains on the GPU; `Gpu` uploads and reads back `Float32Array`s.
+ * decoder step chains on the GPU; `Gpu` uploads and reads back `Float32Array`s. Every kernel's
+ * `bind` returns the `Dispatch[]` to record.
+ *
+ * Each kernel and the reference it is checked against (same file name on both sides):
+ *
+ * | kernel (`gpu/`)                              | reference (`reference/`)            |
+ * | -------------------------------------------- | ----------------------------------- |
+ * | `matmulKernel`, `matmulDispatches` (matmul)  | `matmul`, `matvec` (matmul)         |
+ * | `rmsNormKernel` (norm)                       | `rmsNorm` (norm)                    |
+ * | `softmaxKernel` (softmax)                    | `softmax` (softmax)                 |
+ * | `siluMulKernel` (swiglu)                     | `siluMul` (swiglu)                  |
+ * | `addKernel` (add)                            | `add` (add)                         |
+ * | `embeddingKernel`, `embeddingDispatches`     | `embedding` (embedding)             |
+ * | `ropeKernel` (rope)                          | `ropeRows` (rope)                   |
+ * | `kvAppendKernel` (kv_cache)                  | `KvCache.write` (kv_cache)          |
+ * | `attentionKernel` (attention)                | `cachedAttention` (attention)       |
+ * | `argmaxKernel` (sampling)                    | `gumbelSample`, `argmax` (sampling) |
+ * | `copyKernel` (copy)                          | none: the bandwidth roofline        |
+ * | `advanceKernel` (advance)                    | none: decoder bookkeeping           |
+ *
+ * The pairs themselves (inputs, shapes, bytes, tolerance, variants) are one registry,
+ * `gpu/_pairs.ts`, which the kernel tests, `deno task conformance` and the benchmarks iterate.
  *
  * @example
  * ```ts ignore
@@ -11,7 +32,7 @@
  * const x = gpu.upload(new Float32Array([1, 1]));
  * const out = gpu.createBuffer(8);
  * const matvec = await matvecKernel(gpu, { outDim: 2, inDim: 2 });
- * await gpu.submit([matvec.bind({ w, x, out })]);
+ * await gpu.submit(matvec.bind({ w, x, out }));
  * console.log(await gpu.readFloat32(out)); // [3, 7]
  * ```
  *
@@ -19,7 +40,7 @@
  */
 export * from "./add.ts";
 export * from "./advance.ts";
-export * from "./argmax.ts";
+export * from "./sampling.ts";
 export * from "./attention.ts";
 export * from "./attention_tiled.ts";
 export * from "./copy.ts";
@@ -29,10 +50,10 @@ export * from "./fused_weights.ts";
 export * from "./kernel.ts";
 export * from "./kv_cache.ts";
 export * from "./matmul.ts";
+export * from "./norm.ts";
 export * from "./projection.ts";
-export * from "./rms_norm.ts";
 export * from "./rope.ts";
 export * from "./softmax.ts";
+export * from "./state.ts";
 export * from "./swiglu.ts";
-export * from "./conformance.ts";
-export * from "./variant_cases.ts";
+export * from "./tuning.ts";

@@ -19,7 +19,9 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { checkDimension, compileKernel, STATE, stateBinding } from "./kernel.ts";
+import { compileKernel, WGSL_NAN } from "./kernel.ts";
+import { STATE, stateBinding } from "./state.ts";
+import { checkInteger } from "../reference/_checks.ts";
 import type { RopeLayout } from "../reference/rope.ts";
 import { DEFAULT_NORM_EPS } from "../reference/norm.ts";
 
@@ -190,7 +192,7 @@ export interface ProjectionKernel<E extends ProjectionEpilogue["kind"]> {
   /** The variant it runs. */
   readonly variant: ProjectionVariant;
   /** Binds `w`, `x` and the epilogue's buffers. */
-  bind(buffers: Record<"w" | "x" | ProjectionBindings[E], BufferRange>): Dispatch;
+  bind(buffers: Record<"w" | "x" | ProjectionBindings[E], BufferRange>): Dispatch[];
 }
 
 const PAIR: Record<ProjectionEpilogue["kind"], number> = {
@@ -258,7 +260,7 @@ fn emit(t: u32, u: u32, a: f32, b: f32) {
   let ia = select(start + 2u * i, start + i, HALF_LAYOUT);
   let ib = select(ia + 1u, ia + half, HALF_LAYOUT);
   // Past the table there is no angle: poison the output rather than reuse a wrong one.
-  let cs = select(vec2<f32>(bitcast<f32>(0x7fc00000u)), table[min(pos, MAX_SEQ - 1u) * half + i], pos < MAX_SEQ);
+  let cs = select(vec2<f32>(${WGSL_NAN}), table[min(pos, MAX_SEQ - 1u) * half + i], pos < MAX_SEQ);
   let ra = a * cs.x - b * cs.y;
   let rb = a * cs.y + b * cs.x;
   if (isKey) {
@@ -477,9 +479,9 @@ export async function projectionKernel<E extends ProjectionEpilogue>(
   const { rows, units, inDim } = shape;
   const { norm = false, eps = DEFAULT_NORM_EPS, xOffset = 0, unitOffset = 0 } = options;
   const name = `${epilogue.kind}${norm ? "+norm" : ""} ${rows}x${units}x${inDim} ${variant.name}`;
-  checkDimension(name, "rows", rows);
-  checkDimension(name, "units", units);
-  checkDimension(name, "inDim", inDim);
+  checkInteger(`${name}: rows`, rows);
+  checkInteger(`${name}: units`, units);
+  checkInteger(`${name}: inDim`, inDim);
   if (!variant.applies(shape, gpu.limits)) {
     throw new GpuError(name, `variant ${variant.name} does not apply to this shape`);
   }

@@ -6,7 +6,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { compileElementwise, elementwiseWgsl, type Kernel, STATE, stateBinding } from "./kernel.ts";
+import { compileElementwise, elementwiseWgsl, type Kernel, WGSL_NAN } from "./kernel.ts";
+import { STATE, stateBinding } from "./state.ts";
 import type { RopeLayout } from "../reference/rope.ts";
 import { GpuError } from "./device.ts";
 
@@ -27,7 +28,7 @@ ${stateBinding(2)}`,
   let b = select(a + 1u, a + half, HALF_LAYOUT);
   let pos = state[${STATE.pos}u] + row;
   // Past the table there is no angle: poison the output rather than reuse a wrong one.
-  let cs = select(vec2<f32>(bitcast<f32>(0x7fc00000u)), table[min(pos, MAX_SEQ - 1u) * half + j], pos < MAX_SEQ);
+  let cs = select(vec2<f32>(${WGSL_NAN}), table[min(pos, MAX_SEQ - 1u) * half + j], pos < MAX_SEQ);
   let xa = x[a];
   let xb = x[b];
   x[a] = xa * cs.x - xb * cs.y;
@@ -56,7 +57,7 @@ export interface RopeShape {
  * ```ts ignore
  * const table = gpu.upload(ropeTable(48, 256));
  * const ropeQ = await ropeKernel(gpu, { rows: 1, nHeads: 6, headDim: 48, maxSeqLen: 256 });
- * await gpu.submit([ropeQ.bind({ x: q, table, state })]);
+ * await gpu.submit(ropeQ.bind({ x: q, table, state }));
  * ```
  */
 export function ropeKernel(gpu: Gpu, shape: RopeShape): Promise<Kernel<"x" | "table" | "state">> {

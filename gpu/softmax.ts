@@ -5,7 +5,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 64u; // a power of two: the reductions halve it
@@ -17,7 +18,7 @@ var<workgroup> partial: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let base = wid.x * N;
-  var m = -3.402823e38;
+  var m = ${WGSL_LOWEST};
   for (var i = lid; i < N; i += WG) { m = max(m, x[base + i]); }
   partial[lid] = m;
   workgroupBarrier();
@@ -50,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * @example
  * ```ts ignore
  * const softmax = await softmaxKernel(gpu, { rows: 1, n: 32000 });
- * await gpu.submit([softmax.bind({ x: logits, out: probs })]);
+ * await gpu.submit(softmax.bind({ x: logits, out: probs }));
  * ```
  */
 export function softmaxKernel(
@@ -58,7 +59,7 @@ export function softmaxKernel(
   shape: { rows: number; n: number },
 ): Promise<Kernel<"x" | "out">> {
   const name = `softmax ${shape.rows}x${shape.n}`;
-  checkDimension(name, "rows", shape.rows);
-  checkDimension(name, "n", shape.n);
+  checkInteger(`${name}: rows`, shape.rows);
+  checkInteger(`${name}: n`, shape.n);
   return compileKernel(gpu, name, WGSL, { WG: 64, N: shape.n }, ["x", "out"], [shape.rows]);
 }

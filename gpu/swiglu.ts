@@ -19,7 +19,7 @@ const WGSL = elementwiseWgsl(
  * @example
  * ```ts ignore
  * const gate = await siluMulKernel(gpu, 768);
- * await gpu.submit([gate.bind({ gate: hidden1, up: hidden3 })]);
+ * await gpu.submit(gate.bind({ gate: hidden1, up: hidden3 }));
  * ```
  */
 export function siluMulKernel(gpu: Gpu, n: number): Promise<Kernel<"gate" | "up">> {

@@ -4,11 +4,12 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "./cli_flags.ts";
+import { parseFlags, UsageError } from "./_cli_flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readCheckpoint } from "./checkpoint.ts";
-import { checkWeightsFitMemory } from "./memory.ts";
-import { CpuDecoder, type Decoder } from "./cpu_decoder.ts";
+import { checkWeightsFitMemory } from "./_memory.ts";
+import { CpuDecoder } from "./cpu_decoder.ts";
+import type { Decoder } from "./decoder.ts";
 import { generate } from "./generate.ts";
 import { GpuDecoder } from "./gpu_decoder.ts";
 import { readTokenizer, type Tokenizer } from "./tokenizer.ts";

@@ -6,32 +6,15 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
+import { checkPosition, checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
-import { attention, decodeAttention } from "../reference/attention.ts";
+import { attention, cachedAttention } from "../reference/attention.ts";
 import { embedding } from "../reference/embedding.ts";
 import { KvCache } from "../reference/kv_cache.ts";
 import { matmul, matvec } from "../reference/matmul.ts";
 import { rmsNorm } from "../reference/norm.ts";
-import { rope, type RopeOptions } from "../reference/rope.ts";
+import { rope, type RopeOptions, ropeRows } from "../reference/rope.ts";
 import { siluMul, swiglu } from "../reference/swiglu.ts";
-
-/** What every decoder backend offers: logits for a token at a position, and prefill. */
-export interface Decoder {
-  /** The model's configuration. */
-  readonly config: LlamaConfig;
-  /** Whether keys and values are cached (false: the prefix is recomputed every step). */
-  readonly kvCache: boolean;
-  /** Processes `token` at `pos` (after positions `0..pos-1`) and returns the next-token logits. */
-  forward(token: number, pos: number): Promise<Float32Array>;
-  /** Processes `tokens` at positions `startPos...` and returns the logits after the last. */
-  prefill(tokens: readonly number[], startPos?: number): Promise<Float32Array>;
-}
-
-/** Options of {@linkcode CpuDecoder}. */
-export interface DecoderOptions {
-  /** Keep a KV cache (default) or recompute the whole prefix at every step. */
-  kvCache?: boolean;
-}
 
 /**
  * LLaMA on the CPU reference.
@@ -129,7 +112,7 @@ export class CpuDecoder implements Decoder {
       const k = rope(matvec(layer.wk, xb, kvDim, dim), pos, hd, ropeOptions);
       const v = matvec(layer.wv, xb, kvDim, dim);
       this.cache.write(l, pos, k, v);
-      const att = decodeAttention(q, this.cache.keys[l], this.cache.values[l], pos, {
+      const att = cachedAttention(q, this.cache.keys[l], this.cache.values[l], pos, 1, {
         nHeads,
         nKvHeads,
         headDim: hd,
@@ -148,17 +131,11 @@ export class CpuDecoder implements Decoder {
       this.#dims;
     const seqLen = tokens.length;
     const w = this.weights;
-    const ropeRows = (m: Float32Array, width: number) => {
-      for (let t = 0; t < seqLen; t++) {
-        m.set(rope(m.subarray(t * width, (t + 1) * width), t, hd, ropeOptions), t * width);
-      }
-      return m;
-    };
     const x = embedding(w.tokenEmbedding, tokens, dim);
     for (const layer of w.layers) {
       let xb = rmsNorm(x, layer.attentionNorm, eps);
-      const q = ropeRows(matmul(layer.wq, xb, seqLen, qDim, dim), qDim);
-      const k = ropeRows(matmul(layer.wk, xb, seqLen, kvDim, dim), kvDim);
+      const q = ropeRows(matmul(layer.wq, xb, seqLen, qDim, dim), 0, seqLen, hd, ropeOptions);
+      const k = ropeRows(matmul(layer.wk, xb, seqLen, kvDim, dim), 0, seqLen, hd, ropeOptions);
       const v = matmul(layer.wv, xb, seqLen, kvDim, dim);
       const att = attention(q, k, v, seqLen, { nHeads, nKvHeads, headDim: hd });
       addInPlace(x, matmul(layer.wo, att, seqLen, dim, qDim));
@@ -169,40 +146,6 @@ export class CpuDecoder implements Decoder {
     }
     const last = x.subarray((seqLen - 1) * dim);
     return matvec(w.classifier, rmsNorm(last, w.finalNorm, eps), vocabSize, dim);
-  }
-}
-
-/** Throws unless `pos` is a valid next position: at most `processed`, below `maxSeqLen`. */
-export function checkPosition(config: LlamaConfig, pos: number, processed: number): void {
-  if (!Number.isInteger(pos) || pos < 0 || pos >= config.maxSeqLen) {
-    throw new RangeError(
-      `position: expected an integer in [0, maxSeqLen ${config.maxSeqLen}), got ${pos}`,
-    );
-  }
-  if (pos > processed) {
-    throw new RangeError(
-      `position ${pos} skips ahead: only positions 0..${processed - 1} have been processed`,
-    );
-  }
-}
-
-/**
- * Throws unless `count` tokens from `startPos` can be processed next: `startPos` valid for
- * {@linkcode checkPosition} and the last position below `maxSeqLen`.
- */
-export function checkPrefill(
-  config: LlamaConfig,
-  startPos: number,
-  count: number,
-  processed: number,
-): void {
-  checkPosition(config, startPos, processed);
-  if (startPos + count > config.maxSeqLen) {
-    throw new RangeError(
-      `prefill: positions ${startPos}..${
-        startPos + count - 1
-      } exceed maxSeqLen ${config.maxSeqLen}`,
-    );
   }
 }
 

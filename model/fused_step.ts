@@ -155,7 +155,7 @@ export async function projectionDispatches<E extends ProjectionEpilogue>(
         outStride: units,
       },
     );
-    dispatches.push(kernel.bind({ w: chunk.buffer, x: args.x, ...args.buffers } as never));
+    dispatches.push(...kernel.bind({ w: chunk.buffer, x: args.x, ...args.buffers } as never));
   }
   return dispatches;
 }

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import type { Decoder } from "./cpu_decoder.ts";
-import { GpuDecoder } from "./gpu_decoder.ts";
+import type { Decoder } from "./decoder.ts";
 import { BOS } from "./tokenizer.ts";
 import { gumbelSample, Sampler } from "../reference/sampling.ts";
 
@@ -112,7 +111,8 @@ export async function generate(
     };
   };
 
-  if (decoder instanceof GpuDecoder && !sampler && !collectLogits) {
+  // A decoder that can choose tokens on its device skips the per-token read-back.
+  if (decoder.generate && !sampler && !collectLogits) {
     let stopped = false;
     const run = await decoder.generate(prompt, steps, {
       temperature,

@@ -1,83 +1,100 @@
 /**
- * The LLaMA decoder on WebGPU: weights uploaded once (split where a tensor exceeds the
- * binding limit), the KV cache in GPU buffers, each forward pass recorded once per row count
- * as a list of dispatches that read the token and position from a small state buffer, so one
- * decode step, or N of them with GPU-side token choice, is one command encoder.
+ * The LLaMA decoder on WebGPU, read like llama2.c's `run.c`: the forward pass first, recorded
+ * once per row count as a list of dispatches that read the token and position from the state
+ * buffer (`gpu/state.ts`), so one decode step, or N of them with the token chosen on the GPU, is
+ * one submit. Weights upload in `_gpu_weights.ts`; activations and the KV cache are
+ * `_gpu_run_state.ts`'s `GpuRunState`.
  *
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import { checkPrefill, type Decoder, type DecoderOptions } from "./cpu_decoder.ts";
+import { checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
+import type { ResidentGeneration, ResidentOptions } from "./decoder.ts";
+import { destroyWeights, type GpuWeights, uploadWeights } from "./_gpu_weights.ts";
+import { createRunState, destroyRunState, type GpuRunState } from "./_gpu_run_state.ts";
 import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
+import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
-import { argmaxKernel } from "../gpu/argmax.ts";
 import { attentionKernel } from "../gpu/attention.ts";
-import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { embeddingDispatches } from "../gpu/embedding.ts";
-import { STATE, STATE_WORDS } from "../gpu/kernel.ts";
 import { kvAppendKernel } from "../gpu/kv_cache.ts";
-import { type GpuMatrix, matmulDispatches, uploadMatrix } from "../gpu/matmul.ts";
-import { rmsNormKernel } from "../gpu/rms_norm.ts";
+import { type GpuMatrix, matmulDispatches } from "../gpu/matmul.ts";
+import { rmsNormKernel } from "../gpu/norm.ts";
 import { ropeKernel } from "../gpu/rope.ts";
+import { argmaxKernel } from "../gpu/sampling.ts";
+import { stateWords } from "../gpu/state.ts";
 import { siluMulKernel } from "../gpu/swiglu.ts";
 import { ropeTable } from "../reference/rope.ts";
-
-/** Options of {@linkcode GpuDecoder.create}. */
-export interface GpuDecoderOptions extends DecoderOptions {
-  /** Prompt tokens processed per forward pass when prefilling with a KV cache (default 64). */
-  maxPrefillRows?: number;
-  /** Split weight matrices into blocks of at most this many bytes (default: the device limit). */
-  maxBindingBytes?: number;
-}
-
-/** Options of {@linkcode GpuDecoder.generate}. */
-export interface ResidentOptions {
-  /** 0 (default) is greedy; above 0 is a Gumbel-max draw at that temperature. */
-  temperature?: number;
-  /** Seed of the sampling noise. */
-  seed?: number;
-  /** Called with each batch of new token ids as it is read back. */
-  onTokens?: (tokens: number[]) => void;
-  /** Tokens per submit and read-back (default: all in one, the fastest; lower streams sooner). */
-  streamEvery?: number;
-}
-
-/** GPU-resident generation's result. */
-export interface ResidentGeneration {
-  /** The generated token ids (not including the prompt). */
-  tokens: number[];
-  /** Milliseconds from submitting the prompt to its first generated token being ready. */
-  prefillMs: number;
-  /** Milliseconds for the remaining tokens, one submit and one read-back. */
-  decodeMs: number;
-}
-
-interface GpuLayer {
-  attentionNorm: GPUBuffer;
-  wq: GpuMatrix;
-  wk: GpuMatrix;
-  wv: GpuMatrix;
-  wo: GpuMatrix;
-  ffnNorm: GPUBuffer;
-  w1: GpuMatrix;
-  w2: GpuMatrix;
-  w3: GpuMatrix;
-  keyCache: GPUBuffer;
-  valueCache: GPUBuffer;
-}
 
 /**
  * LLaMA on WebGPU.
  *
  * @example
  * ```ts ignore
- * const gpu = await requestGpu();
- * const decoder = await GpuDecoder.create(gpu, config, weights);
+ * const decoder = await GpuDecoder.create(await requestGpu(), config, weights);
  * const logits = await decoder.prefill(tokenizer.encode("Once upon a time"));
  * ```
  */
 export class GpuDecoder implements Decoder {
+  /**
+   * The forward pass over `rows` tokens from `state.pos`, through the classifier of the last
+   * row, as run.c's `forward()`. Recorded once per row count (see {@linkcode GpuDecoder.#plan}).
+   */
+  async #record(rows: number): Promise<Dispatch[]> {
+    const { gpu, config } = this;
+    const [w, run] = [this.#weights, this.#run];
+    const { dim, hiddenDim, nHeads, nKvHeads, maxSeqLen, normEps: eps, ropeLayout: layout } =
+      config;
+    const hd = headDim(config);
+    const { x, xb, xb2, q, k, v, att, hb, hb2, logits } = run.act;
+    const { state } = run;
+    const table = this.#ropeTable;
+    const [norm, ropeQ, ropeK, append, attend, residual, gate] = await Promise.all([
+      rmsNormKernel(gpu, { rows, dim, eps }),
+      ropeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
+      ropeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
+      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen }),
+      attentionKernel(gpu, { rows, nHeads, nKvHeads, headDim: hd }),
+      addKernel(gpu, rows * dim),
+      siluMulKernel(gpu, rows * hiddenDim),
+    ]);
+    const project = (m: GpuMatrix, input: GPUBuffer, out: GPUBuffer) =>
+      matmulDispatches(gpu, m, { rows, x: input, out });
+    const tokens = this.#tokenSource(rows);
+    const steps = await embeddingDispatches(gpu, w.tokenEmbedding, { rows, tokens, out: x });
+    for (const [l, layer] of w.layers.entries()) {
+      const [keyCache, valueCache] = [run.keyCache[l], run.valueCache[l]];
+      // attention: x += wo · attention(rope(wq·xb), cache + rope(wk·xb), wv·xb)
+      steps.push(...norm.bind({ x, weight: layer.attentionNorm, out: xb }));
+      steps.push(...await project(layer.wq, xb, q), ...await project(layer.wk, xb, k));
+      steps.push(...await project(layer.wv, xb, v));
+      steps.push(...ropeQ.bind({ x: q, table, state }), ...ropeK.bind({ x: k, table, state }));
+      steps.push(...append.bind({ k, v, keyCache, valueCache, state }));
+      steps.push(...attend.bind({ q, keyCache, valueCache, state, out: att }));
+      steps.push(...await project(layer.wo, att, xb2), ...residual.bind({ x, delta: xb2 }));
+      // feed-forward: x += w2 · (silu(w1·xb) ⊙ w3·xb)
+      steps.push(...norm.bind({ x, weight: layer.ffnNorm, out: xb }));
+      steps.push(...await project(layer.w1, xb, hb), ...await project(layer.w3, xb, hb2));
+      steps.push(...gate.bind({ gate: hb, up: hb2 }));
+      steps.push(...await project(layer.w2, hb, xb2), ...residual.bind({ x, delta: xb2 }));
+    }
+    steps.push(...norm.bind({ x, weight: w.finalNorm, out: xb }));
+    const lastRow = { rows: 1, x: xb, out: logits, xOffset: (rows - 1) * dim };
+    steps.push(...await matmulDispatches(gpu, w.classifier, lastRow));
+    return steps;
+  }
+
+  /** Where a forward pass over `rows` tokens reads their ids. */
+  #tokenSource(rows: number): GPUBuffer {
+    // Recomputing: the whole sequence from position 0, kept in the history.
+    if (!this.kvCache) return this.#run.history;
+    // Decoding one token: argmax left it in the state buffer, so the GPU feeds itself.
+    if (rows === 1) return this.#run.state;
+    // Prefilling a chunk with a cache: the chunk's ids, written by the CPU.
+    return this.#run.chunkTokens;
+  }
+
   /** The model's configuration. */
   readonly config: LlamaConfig;
   /** Whether keys and values are cached (false: the prefix is recomputed every step). */
@@ -86,21 +103,13 @@ export class GpuDecoder implements Decoder {
   readonly gpu: Gpu;
   /** Bytes of weights resident on the GPU. */
   readonly weightBytes: number;
-  readonly #maxRows: number;
-  readonly #layers: GpuLayer[];
-  readonly #embedding: GpuMatrix;
-  readonly #finalNorm: GPUBuffer;
-  readonly #classifier: GpuMatrix;
+  /** The weights on the GPU. */
+  readonly #weights: GpuWeights;
+  /** Activations, KV cache, token and position bookkeeping. */
+  readonly #run: GpuRunState;
   readonly #ropeTable: GPUBuffer;
-  readonly #state: GPUBuffer;
-  /** Token ids by position: the prompt (recompute mode) and every token chosen on the GPU. */
-  readonly #history: GPUBuffer;
-  /** Token ids of one prefill chunk (KV-cache mode). */
-  readonly #chunkTokens: GPUBuffer;
-  readonly #act: Record<
-    "x" | "xb" | "xb2" | "q" | "k" | "v" | "att" | "hb" | "hb2" | "logits",
-    GPUBuffer
-  >;
+  /** Tokens one forward pass processes at most. */
+  readonly #maxRows: number;
   readonly #plans = new Map<number, Promise<Dispatch[]>>();
   #processed = 0;
   #tokens: number[] = [];
@@ -114,51 +123,15 @@ export class GpuDecoder implements Decoder {
     this.gpu = gpu;
     this.config = config;
     this.kvCache = options.kvCache ?? true;
-    const { dim, hiddenDim, vocabSize, maxSeqLen } = config;
-    const hd = headDim(config);
-    const qDim = config.nHeads * hd;
-    const kvDim = config.nKvHeads * hd;
+    const { maxSeqLen } = config;
     this.#maxRows = this.kvCache ? Math.min(options.maxPrefillRows ?? 64, maxSeqLen) : maxSeqLen;
-    const split = { maxBindingBytes: options.maxBindingBytes };
-    const matrix = (w: Float32Array, outDim: number, inDim: number, label: string) =>
-      uploadMatrix(gpu, w, outDim, inDim, { ...split, label });
-    this.#embedding = matrix(weights.tokenEmbedding, vocabSize, dim, "tokenEmbedding");
-    this.#classifier = config.sharedClassifier
-      ? this.#embedding
-      : matrix(weights.classifier, vocabSize, dim, "classifier");
-    this.#finalNorm = gpu.upload(weights.finalNorm, "finalNorm");
-    this.#layers = weights.layers.map((layer, l) => ({
-      attentionNorm: gpu.upload(layer.attentionNorm, `layers[${l}].attentionNorm`),
-      wq: matrix(layer.wq, qDim, dim, `layers[${l}].wq`),
-      wk: matrix(layer.wk, kvDim, dim, `layers[${l}].wk`),
-      wv: matrix(layer.wv, kvDim, dim, `layers[${l}].wv`),
-      wo: matrix(layer.wo, dim, qDim, `layers[${l}].wo`),
-      ffnNorm: gpu.upload(layer.ffnNorm, `layers[${l}].ffnNorm`),
-      w1: matrix(layer.w1, hiddenDim, dim, `layers[${l}].w1`),
-      w2: matrix(layer.w2, dim, hiddenDim, `layers[${l}].w2`),
-      w3: matrix(layer.w3, hiddenDim, dim, `layers[${l}].w3`),
-      keyCache: gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].keyCache`),
-      valueCache: gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].valueCache`),
-    }));
+    this.#weights = uploadWeights(gpu, config, weights, options.maxBindingBytes);
     this.weightBytes = parameterCount(config) * 4;
-    this.#ropeTable = gpu.upload(ropeTable(hd, maxSeqLen, config.ropeTheta), "ropeTable");
-    this.#state = gpu.createBuffer(STATE_WORDS * 4, "state");
-    this.#history = gpu.createBuffer(maxSeqLen * 4, "history");
-    this.#chunkTokens = gpu.createBuffer(this.#maxRows * 4, "chunkTokens");
-    const rows = this.#maxRows;
-    const buffer = (floats: number, label: string) => gpu.createBuffer(floats * 4, label);
-    this.#act = {
-      x: buffer(rows * dim, "x"),
-      xb: buffer(rows * dim, "xb"),
-      xb2: buffer(rows * dim, "xb2"),
-      q: buffer(rows * qDim, "q"),
-      k: buffer(rows * kvDim, "k"),
-      v: buffer(rows * kvDim, "v"),
-      att: buffer(rows * qDim, "att"),
-      hb: buffer(rows * hiddenDim, "hb"),
-      hb2: buffer(rows * hiddenDim, "hb2"),
-      logits: buffer(vocabSize, "logits"),
-    };
+    this.#run = createRunState(gpu, config, this.#maxRows);
+    this.#ropeTable = gpu.upload(
+      ropeTable(headDim(config), maxSeqLen, config.ropeTheta),
+      "ropeTable",
+    );
   }
 
   /** Validates and uploads the weights, allocates the KV cache and activations. */
@@ -174,15 +147,17 @@ export class GpuDecoder implements Decoder {
     return decoder;
   }
 
-  /** Bytes of the KV cache (all layers, `maxSeqLen` positions). */
-  get kvCacheBytes(): number {
-    return this.#layers.length * 2 * this.#layers[0].keyCache.size;
+  /** Recomputing compiles one plan per sequence length. */
+  get compilesPerLength(): boolean {
+    return !this.kvCache;
   }
 
-  /**
-   * The dispatches of one forward pass over `rows` tokens starting at `state.pos`, through
-   * the classifier of the last row; recorded once per row count.
-   */
+  /** Bytes of the KV cache (all layers, `maxSeqLen` positions). */
+  get kvCacheBytes(): number {
+    return 2 * this.#run.keyCache.reduce((sum, b) => sum + b.size, 0);
+  }
+
+  /** The dispatches of {@linkcode GpuDecoder.#record}, recorded once per row count. */
   #plan(rows: number): Promise<Dispatch[]> {
     let plan = this.#plans.get(rows);
     if (!plan) {
@@ -192,71 +167,18 @@ export class GpuDecoder implements Decoder {
     return plan;
   }
 
-  async #record(rows: number): Promise<Dispatch[]> {
-    const gpu = this.gpu;
-    const { dim, hiddenDim, nHeads, nKvHeads, maxSeqLen, normEps: eps, ropeLayout: layout } =
-      this.config;
-    const hd = headDim(this.config);
-    const { x, xb, xb2, q, k, v, att, hb, hb2, logits } = this.#act;
-    const state = this.#state;
-    const table = this.#ropeTable;
-    // Decoding one token with a cache reads it from the state, where argmax leaves it.
-    const tokens = !this.kvCache ? this.#history : rows === 1 ? state : this.#chunkTokens;
-    const [norm, ropeQ, ropeK, append, attend, residual, gate] = await Promise.all([
-      rmsNormKernel(gpu, { rows, dim, eps }),
-      ropeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
-      ropeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
-      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen }),
-      attentionKernel(gpu, { rows, nHeads, nKvHeads, headDim: hd }),
-      addKernel(gpu, rows * dim),
-      siluMulKernel(gpu, rows * hiddenDim),
-    ]);
-    const project = (w: GpuMatrix, input: GPUBuffer, out: GPUBuffer) =>
-      matmulDispatches(gpu, w, { rows, x: input, out });
-    const steps: Dispatch[] = await embeddingDispatches(gpu, this.#embedding, {
-      rows,
-      tokens,
-      out: x,
-    });
-    for (const layer of this.#layers) {
-      const { keyCache, valueCache } = layer;
-      steps.push(norm.bind({ x, weight: layer.attentionNorm, out: xb }));
-      steps.push(
-        ...await project(layer.wq, xb, q),
-        ...await project(layer.wk, xb, k),
-        ...await project(layer.wv, xb, v),
-      );
-      steps.push(ropeQ.bind({ x: q, table, state }), ropeK.bind({ x: k, table, state }));
-      steps.push(append.bind({ k, v, keyCache, valueCache, state }));
-      steps.push(...attend.bind({ q, keyCache, valueCache, state, out: att }));
-      steps.push(...await project(layer.wo, att, xb2), residual.bind({ x, delta: xb2 }));
-      steps.push(norm.bind({ x, weight: layer.ffnNorm, out: xb }));
-      steps.push(...await project(layer.w1, xb, hb), ...await project(layer.w3, xb, hb2));
-      steps.push(gate.bind({ gate: hb, up: hb2 }));
-      steps.push(...await project(layer.w2, hb, xb2), residual.bind({ x, delta: xb2 }));
-    }
-    steps.push(norm.bind({ x, weight: this.#finalNorm, out: xb }));
-    const lastRow = { rows: 1, x: xb, out: logits, xOffset: (rows - 1) * dim };
-    steps.push(...await matmulDispatches(gpu, this.#classifier, lastRow));
-    return steps;
-  }
-
   /** Argmax (or a Gumbel-max draw) into the state, then the history/position bookkeeping. */
   async #choose(temperature: number, seed: number): Promise<Dispatch[]> {
     const pick = await argmaxKernel(this.gpu, this.config.vocabSize, { temperature, seed });
     const advance = await advanceKernel(this.gpu, { movePos: this.kvCache });
     return [
-      pick.bind({ logits: this.#act.logits, state: this.#state }),
-      advance.bind({ state: this.#state, history: this.#history }),
+      ...pick.bind({ logits: this.#run.act.logits, state: this.#run.state }),
+      ...advance.bind({ state: this.#run.state, history: this.#run.history }),
     ];
   }
 
   #writeState(token: number, pos: number, next: number): void {
-    const words = new Uint32Array(STATE_WORDS);
-    words[STATE.token] = token;
-    words[STATE.pos] = pos;
-    words[STATE.next] = next;
-    this.gpu.write(this.#state, words);
+    this.gpu.write(this.#run.state, stateWords({ token, pos, next }));
   }
 
   #checkTokens(tokens: readonly number[]): void {
@@ -277,7 +199,7 @@ export class GpuDecoder implements Decoder {
   /** Processes `tokens` from `startPos` (in chunks) and returns the logits after the last. */
   async prefill(tokens: readonly number[], startPos = 0): Promise<Float32Array> {
     await this.#submitPrompt(tokens, startPos);
-    return await this.gpu.readFloat32(this.#act.logits, this.config.vocabSize);
+    return await this.gpu.readFloat32(this.#run.act.logits, this.config.vocabSize);
   }
 
   /**
@@ -298,7 +220,7 @@ export class GpuDecoder implements Decoder {
     this.#processed = end;
     if (!this.kvCache) {
       // Recompute: the whole sequence from position 0, every time.
-      this.gpu.write(this.#history, Uint32Array.from(this.#tokens));
+      this.gpu.write(this.#run.history, Uint32Array.from(this.#tokens));
       this.#writeState(tokens[0], 0, end);
       return this.gpu.submit([...await this.#plan(end), ...tail], "forward (recompute)");
     }
@@ -306,7 +228,7 @@ export class GpuDecoder implements Decoder {
     for (let chunk = 0; chunk < tokens.length; chunk += this.#maxRows) {
       const ids = tokens.slice(chunk, chunk + this.#maxRows);
       const pos = startPos + chunk;
-      this.gpu.write(this.#chunkTokens, Uint32Array.from(ids));
+      this.gpu.write(this.#run.chunkTokens, Uint32Array.from(ids));
       this.#writeState(ids[0], pos, pos + ids.length);
       const last = chunk + this.#maxRows >= tokens.length;
       submitted = this.gpu.submit(
@@ -357,7 +279,7 @@ export class GpuDecoder implements Decoder {
       if (decode.length > 0) await this.gpu.submit(decode, "generate");
       const ready = Math.min(steps, done + streamEvery);
       const ids = await this.gpu.readUint32(
-        this.#history,
+        this.#run.history,
         ready - tokens.length,
         prompt.length + tokens.length,
       );
@@ -372,28 +294,16 @@ export class GpuDecoder implements Decoder {
 
   /** Frees the GPU buffers. */
   destroy(): void {
-    const matrices = [
-      this.#embedding,
-      this.#classifier,
-      ...this.#layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3]),
-    ];
-    for (const m of matrices) for (const chunk of m.chunks) chunk.buffer.destroy();
-    for (const l of this.#layers) {
-      for (const b of [l.attentionNorm, l.ffnNorm, l.keyCache, l.valueCache]) {
-        b.destroy();
-      }
-    }
-    for (
-      const b of [
-        this.#finalNorm,
-        this.#ropeTable,
-        this.#state,
-        this.#history,
-        this.#chunkTokens,
-        ...Object.values(this.#act),
-      ]
-    ) {
-      b.destroy();
-    }
+    destroyWeights(this.#weights);
+    destroyRunState(this.#run);
+    this.#ropeTable.destroy();
   }
+}
+
+/** Options of {@linkcode GpuDecoder.create}. */
+export interface GpuDecoderOptions extends DecoderOptions {
+  /** Prompt tokens processed per forward pass when prefilling with a KV cache (default 64). */
+  maxPrefillRows?: number;
+  /** Split weight matrices into blocks of at most this many bytes (default: the device limit). */
+  maxBindingBytes?: number;
 }

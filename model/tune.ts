@@ -9,17 +9,21 @@ import { headDim, type LlamaConfig } from "./config.ts";
 import { attentionKernel } from "../gpu/attention.ts";
 import { tiledAttentionKernel } from "../gpu/attention_tiled.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
-import { guardedBuffer, readGuarded, stateBuffer } from "../gpu/conformance.ts";
+import type { KernelPair, KernelVariant } from "../gpu/_pair.ts";
+import { ATTENTION_PAIR } from "../gpu/_pairs.ts";
+import { judgeCase, pairCases } from "../gpu/_conformance.ts";
+import {
+  PROJECTION_PAIR,
+  type ProjectionPairShape,
+  TILED_ATTENTION_VARIANT,
+} from "../gpu/_variant_pairs.ts";
+import { createState } from "../gpu/state.ts";
 import {
   PROJECTION_VARIANTS,
   type ProjectionEpilogue,
   projectionKernel,
-  type ProjectionVariant,
 } from "../gpu/projection.ts";
 import { attentionKey, projectionKey, type Tuning } from "../gpu/tuning.ts";
-import { decodeAttention } from "../reference/attention.ts";
-import { compare } from "../reference/compare.ts";
-import { matmul } from "../reference/matmul.ts";
 import { Rng } from "../reference/random.ts";
 
 /** One variant measured at one kernel shape. */
@@ -78,7 +82,21 @@ interface Candidate {
   check(): Promise<string | undefined>;
 }
 
-const PRODUCT_NMSE = 1e-8;
+/** Judges one variant of a registry entry at one shape with the conformance harness. */
+async function conformance<S, I>(
+  gpu: Gpu,
+  pair: KernelPair<S, I>,
+  variant: KernelVariant<S, I>,
+  shape: S,
+): Promise<string | undefined> {
+  const [testCase] = pairCases({ ...pair, conformance: [shape], variants: [variant] });
+  const result = await judgeCase(gpu, testCase);
+  if (result.passed) return undefined;
+  return result.error ?? result.skipped ??
+    (result.guardsIntact
+      ? `NMSE ${result.nmse.toExponential(2)}, max abs error ${result.maxAbsError.toExponential(2)}`
+      : "wrote outside its output");
+}
 
 function projectionJob(
   gpu: Gpu,
@@ -87,89 +105,68 @@ function projectionJob(
   rows: number,
   units: number,
   inDim: number,
-  xOffset = 0,
 ): Job {
   const pair = epilogue.kind === "siluMul" || epilogue.kind === "qkvRope" ? 2 : 1;
-  const outRows = pair * units;
   const key = projectionKey(epilogue.kind, norm, rows, units, inDim);
-  const rng = new Rng(units * 7 + inDim + rows);
-  const w = rng.uniformArray(outRows * inDim);
-  const xRows = rows + xOffset / inDim;
-  const x = rng.uniformArray(xRows * inDim);
-  const applicable = PROJECTION_VARIANTS.filter((v) =>
-    v.applies({ rows, units, inDim }, gpu.limits)
-  );
+  const outputs = epilogue.kind === "qkvRope" ? 2 * units : units;
+  // the harness checks at most two token tiles: the kernel differs only in its row count
+  const checkRows = Math.min(rows, 17);
+  const checkShape: ProjectionPairShape = epilogue.kind === "qkvRope"
+    ? {
+      kind: "qkvRope",
+      rows: checkRows,
+      inDim,
+      outDim: epilogue.nHeads * epilogue.headDim,
+      norm,
+      attention: {
+        nHeads: epilogue.nHeads,
+        nKvHeads: epilogue.nKvHeads,
+        headDim: epilogue.headDim,
+        pos: 0,
+        maxSeqLen: checkRows,
+        layout: epilogue.layout ?? "interleaved",
+      },
+    }
+    : { kind: epilogue.kind, rows: checkRows, inDim, outDim: units, norm };
   return {
     key,
-    bytes: 4 *
-      (outRows * inDim + xRows * inDim + rows * (units + (epilogue.kind === "add" ? units : 0))),
-    flops: 2 * rows * outRows * inDim,
-    candidates: applicable.map((variant) => ({
-      variant: variant.name,
-      build: () => buildProjection(gpu, variant, epilogue, norm, rows, units, inDim, w, x, xOffset),
-    })),
-  };
-}
-
-/**
- * Times the projection as the decoder runs it; checks it without the norm and with a plain
- * `store` epilogue (the epilogues and prologue are covered by conformance; here the question
- * is whether this layout computes this shape right on this adapter).
- */
-async function buildProjection(
-  gpu: Gpu,
-  variant: ProjectionVariant,
-  epilogue: ProjectionEpilogue,
-  norm: boolean,
-  rows: number,
-  units: number,
-  inDim: number,
-  w: Float32Array,
-  x: Float32Array,
-  xOffset: number,
-): Promise<Candidate> {
-  const pair = epilogue.kind === "siluMul" || epilogue.kind === "qkvRope" ? 2 : 1;
-  const shape = { rows, units, inDim };
-  const kernel = await projectionKernel(gpu, shape, epilogue, variant, { norm, xOffset });
-  const wBuffer = gpu.upload(w);
-  const xBuffer = gpu.upload(x);
-  let bindings: Record<string, GPUBuffer>;
-  if (epilogue.kind === "qkvRope") {
-    const kvDim = epilogue.nKvHeads * epilogue.headDim;
-    bindings = {
-      q: gpu.createBuffer(rows * epilogue.nHeads * epilogue.headDim * 4),
-      keyCache: gpu.createBuffer(epilogue.maxSeqLen * kvDim * 4),
-      valueCache: gpu.createBuffer(epilogue.maxSeqLen * kvDim * 4),
-      table: gpu.createBuffer(epilogue.maxSeqLen * epilogue.headDim * 4),
-      state: stateBuffer(gpu, 0),
-    };
-  } else {
-    bindings = { out: gpu.createBuffer(rows * units * 4) };
-  }
-  const dispatch = kernel.bind({ w: wBuffer, x: xBuffer, ...bindings } as never);
-  return {
-    dispatches: [dispatch],
-    async check() {
-      // the same layout with a plain store, rows capped at two token tiles
-      const checkRows = Math.min(rows, 17);
-      const plain = await projectionKernel(
-        gpu,
-        { rows: checkRows, units: units * pair, inDim },
-        { kind: "store" },
-        variant,
-        { xOffset },
-      );
-      const out = guardedBuffer(gpu, checkRows * units * pair);
-      await gpu.submit([plain.bind({ w: wBuffer, x: xBuffer, out: out.range })]);
-      const got = await readGuarded(gpu, out);
-      const xs = x.subarray(xOffset, xOffset + checkRows * inDim);
-      const stats = compare(got.values, matmul(w, xs, checkRows, units * pair, inDim));
-      if (!got.guardsIntact) return "wrote outside its output";
-      if (stats.firstNonFinite >= 0 || !(stats.nmse <= PRODUCT_NMSE)) {
-        return `NMSE ${stats.nmse.toExponential(2)} over ${PRODUCT_NMSE}`;
-      }
-      return undefined;
-    },
+    bytes: 4 * (pair * units * inDim + rows * inDim +
+      rows * outputs * (epilogue.kind === "add" ? 2 : 1)),
+    flops: 2 * rows * pair * units * inDim,
+    candidates: PROJECTION_VARIANTS.filter((v) => v.applies({ rows, units, inDim }, gpu.limits))
+      .map((variant) => ({
+        variant: variant.name,
+        build: async () => {
+          const kernel = await projectionKernel(
+            gpu,
+            { rows, units, inDim },
+            epilogue,
+            variant,
+            { norm },
+          );
+          const rng = new Rng(units * 7 + inDim + rows);
+          const w = gpu.upload(rng.uniformArray(pair * units * inDim));
+          const x = gpu.upload(rng.uniformArray(rows * inDim));
+          let bindings: Record<string, GPUBuffer>;
+          if (epilogue.kind === "qkvRope") {
+            const kvDim = epilogue.nKvHeads * epilogue.headDim;
+            bindings = {
+              q: gpu.createBuffer(rows * epilogue.nHeads * epilogue.headDim * 4),
+              keyCache: gpu.createBuffer(epilogue.maxSeqLen * kvDim * 4),
+              valueCache: gpu.createBuffer(epilogue.maxSeqLen * kvDim * 4),
+              table: gpu.createBuffer(epilogue.maxSeqLen * epilogue.headDim * 4),
+              state: createState(gpu),
+            };
+          } else {
+            bindings = { out: gpu.createBuffer(rows * units * 4) };
+          }
+          const entry = PROJECTION_PAIR.variants.find((v) => v.name === variant.name)!;
+          return {
+            dispatches: kernel.bind({ w, x, ...bindings } as never),
+            check: () => conformance(gpu, PROJECTION_PAIR, entry, checkShape),
+          };
+        },
+      })),
   };
 }
 
@@ -179,55 +176,32 @@ function attentionJob(gpu: Gpu, config: LlamaConfig, rows: number, context: numb
   const key = attentionKey(rows, nHeads, nKvHeads, hd);
   const pos = context - rows; // queries at pos..context-1
   const kvDim = nKvHeads * hd;
-  const rng = new Rng(nHeads * 13 + context);
-  const q = rng.uniformArray(rows * nHeads * hd);
-  const keys = rng.uniformArray(context * kvDim);
-  const values = rng.uniformArray(context * kvDim);
   const shape = { rows, nHeads, nKvHeads, headDim: hd };
   const names = rows === 1
     ? ["split auto", "split1", "split2", "split4", "split8", "split16", "split32"]
     : ["split auto", "tiled"];
   const build = async (name: string): Promise<Candidate> => {
+    const splits = name.startsWith("split") && name !== "split auto"
+      ? Number(name.slice(5))
+      : undefined;
     const kernel = name === "tiled"
       ? await tiledAttentionKernel(gpu, shape)
-      : await attentionKernel(gpu, {
-        ...shape,
-        splits: name === "split auto" ? undefined : Number(name.slice(5)),
-      });
-    const buffers = {
-      q: gpu.upload(q),
-      keyCache: gpu.upload(keys),
-      valueCache: gpu.upload(values),
-      state: stateBuffer(gpu, pos),
-    };
-    const out = guardedBuffer(gpu, q.length);
+      : await attentionKernel(gpu, { ...shape, splits });
+    const rng = new Rng(nHeads * 13 + context);
+    const q = rng.uniformArray(rows * nHeads * hd);
+    const variant = name === "tiled" ? TILED_ATTENTION_VARIANT : ATTENTION_PAIR.variants[0];
     return {
-      dispatches: kernel.bind({ ...buffers, out: out.range }),
-      async check() {
-        await gpu.submit(kernel.bind({ ...buffers, out: out.range }));
-        const got = await readGuarded(gpu, out);
-        const width = nHeads * hd;
-        const expected = new Float32Array(q.length);
-        for (let t = 0; t < rows; t++) {
-          expected.set(
-            decodeAttention(q.subarray(t * width, (t + 1) * width), keys, values, pos + t, {
-              nHeads,
-              nKvHeads,
-              headDim: hd,
-            }),
-            t * width,
-          );
-        }
-        const stats = compare(got.values, expected);
-        if (!got.guardsIntact) return "wrote outside its output";
-        if (stats.firstNonFinite >= 0 || !(stats.nmse <= PRODUCT_NMSE)) {
-          return `NMSE ${stats.nmse.toExponential(2)} over ${PRODUCT_NMSE}`;
-        }
-        return undefined;
-      },
+      dispatches: kernel.bind({
+        q: gpu.upload(q),
+        keyCache: gpu.upload(rng.uniformArray(context * kvDim)),
+        valueCache: gpu.upload(rng.uniformArray(context * kvDim)),
+        state: createState(gpu, { pos }),
+        out: gpu.createBuffer(q.length * 4),
+      }),
+      check: () => conformance(gpu, ATTENTION_PAIR, variant, { ...shape, pos, splits }),
     };
   };
-  // decode reads every cached key and value; prefill (causal) about half of them per query tile
+  // decode reads every cached key and value; prefill (causal) about half of them per query
   return {
     key,
     bytes: 4 * (2 * context * kvDim + 2 * rows * nHeads * hd),

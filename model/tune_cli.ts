@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "./cli_flags.ts";
+import { parseFlags, UsageError } from "./_cli_flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readCheckpoint } from "./checkpoint.ts";
 import { formatTuneTable, tune } from "./tune.ts";

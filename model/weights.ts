@@ -41,22 +41,52 @@ export interface LlamaWeights {
   classifier: Float32Array;
 }
 
-/** Floats of each per-layer tensor, in {@linkcode LayerWeights} order. */
-export function layerTensorSizes(config: LlamaConfig): Record<keyof LayerWeights, number> {
+/** Per-layer tensors that are matrices, `(out, in)` row-major. */
+export type LayerMatrix = "wq" | "wk" | "wv" | "wo" | "w1" | "w2" | "w3";
+
+/** Per-layer tensors that are vectors (norm weights). */
+export type LayerVector = "attentionNorm" | "ffnNorm";
+
+/** The shape of each per-layer tensor: `[out, in]` for a matrix, `[length]` for a vector. */
+export type LayerTensorShapes =
+  & { [K in LayerMatrix]: readonly [out: number, inner: number] }
+  & { [K in LayerVector]: readonly [length: number] };
+
+/**
+ * The shape of each per-layer tensor, in {@linkcode LayerWeights} order: the one table that
+ * sizes, checks, reads and uploads the weights.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { layerTensorShapes } from "./weights.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 10, maxSeqLen: 4 });
+ * if (layerTensorShapes(config).wk.join() !== "4,8") throw new Error("wrong");
+ * ```
+ */
+export function layerTensorShapes(config: LlamaConfig): LayerTensorShapes {
   const { dim, hiddenDim, nHeads, nKvHeads } = config;
   const qDim = nHeads * headDim(config);
   const kvDim = nKvHeads * headDim(config);
   return {
-    attentionNorm: dim,
-    wq: qDim * dim,
-    wk: kvDim * dim,
-    wv: kvDim * dim,
-    wo: dim * qDim,
-    ffnNorm: dim,
-    w1: hiddenDim * dim,
-    w2: dim * hiddenDim,
-    w3: hiddenDim * dim,
+    attentionNorm: [dim],
+    wq: [qDim, dim],
+    wk: [kvDim, dim],
+    wv: [kvDim, dim],
+    wo: [dim, qDim],
+    ffnNorm: [dim],
+    w1: [hiddenDim, dim],
+    w2: [dim, hiddenDim],
+    w3: [hiddenDim, dim],
   };
+}
+
+/** Floats of each per-layer tensor, in {@linkcode LayerWeights} order. */
+export function layerTensorSizes(config: LlamaConfig): Record<keyof LayerWeights, number> {
+  const shapes: Record<string, readonly number[]> = layerTensorShapes(config);
+  return Object.fromEntries(
+    Object.entries(shapes).map(([name, shape]) => [name, shape.reduce((a, b) => a * b, 1)]),
+  ) as Record<keyof LayerWeights, number>;
 }
 
 /** Number of parameters (the classifier counted once when shared). */

@@ -127,6 +127,43 @@ export function decodeAttention(
 }
 
 /**
+ * Attention of `rows` new tokens against a KV cache, row `t` at position `startPos + t`
+ * attending to positions `0..startPos + t`: `q: (rows, nHeads·headDim)`, `keyCache, valueCache:
+ * (≥ startPos + rows, nKvHeads·headDim)`; returns `(rows, nHeads·headDim)`. The contract of the
+ * `gpu/attention.ts` kernel: prefill (`rows` = prompt length) and decode (`rows` = 1) alike.
+ *
+ * @example
+ * ```ts
+ * import { cachedAttention } from "./attention.ts";
+ * const shape = { nHeads: 1, nKvHeads: 1, headDim: 1 };
+ * const keys = new Float32Array([0, 0]), values = new Float32Array([5, 7]);
+ * // row 0 (position 0) sees only value 5; row 1 the mean of 5 and 7
+ * const out = cachedAttention(new Float32Array([1, 1]), keys, values, 0, 2, shape);
+ * if (out.join() !== "5,6") throw new Error("wrong");
+ * ```
+ */
+export function cachedAttention(
+  q: Float32Array,
+  keyCache: Float32Array,
+  valueCache: Float32Array,
+  startPos: number,
+  rows: number,
+  shape: AttentionShape,
+): Float32Array {
+  checkHeads(shape.nHeads, shape.nKvHeads, shape.headDim);
+  checkInteger("cachedAttention rows", rows);
+  checkInteger("cachedAttention startPos", startPos, 0);
+  const width = shape.nHeads * shape.headDim;
+  checkLength("cachedAttention q (rows*nHeads*headDim)", q, rows * width);
+  const out = new Float32Array(rows * width);
+  for (let t = 0; t < rows; t++) {
+    const row = q.subarray(t * width, (t + 1) * width);
+    out.set(decodeAttention(row, keyCache, valueCache, startPos + t, shape), t * width);
+  }
+  return out;
+}
+
+/**
  * Repeats each of the `nKvHeads` heads of `kv: (seqLen, nKvHeads·headDim)` `repeats` times,
  * giving `(seqLen, nKvHeads·repeats·headDim)`: how grouped-query attention reduces to multi-head
  * attention on paper. Kernels never do this copy; it exists to state and test the equivalence.

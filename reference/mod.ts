@@ -14,6 +14,7 @@
  *
  * @module
  */
+export * from "./add.ts";
 export * from "./attention.ts";
 export * from "./compare.ts";
 export * from "./embedding.ts";

@@ -86,6 +86,42 @@ export function rope(
   return out;
 }
 
+/**
+ * Applies RoPE to `rows` consecutive tokens, row `t` at position `startPos + t`: `x` is
+ * `(rows, width)` with `width` a multiple of `headDim` (all heads side by side). Returns a new
+ * array. The contract of the `gpu/rope.ts` kernel (which reads `startPos` from the state buffer).
+ *
+ * @example
+ * ```ts
+ * import { rope, ropeRows } from "./rope.ts";
+ * const x = new Float32Array([1, 2, 3, 4]); // two tokens of one head of 2
+ * const y = ropeRows(x, 5, 2, 2);
+ * if (y[2] !== rope(x.subarray(2), 6, 2)[0]) throw new Error("wrong");
+ * ```
+ */
+export function ropeRows(
+  x: Float32Array,
+  startPos: number,
+  rows: number,
+  headDim: number,
+  options: RopeOptions = {},
+): Float32Array {
+  checkInteger("ropeRows rows", rows);
+  checkInteger("ropeRows startPos", startPos, 0);
+  if (x.length % rows !== 0) {
+    throw new RangeError(`ropeRows x: expected a multiple of rows ${rows}, got length ${x.length}`);
+  }
+  const width = x.length / rows;
+  const out = new Float32Array(x.length);
+  for (let t = 0; t < rows; t++) {
+    out.set(
+      rope(x.subarray(t * width, (t + 1) * width), startPos + t, headDim, options),
+      t * width,
+    );
+  }
+  return out;
+}
+
 function checkRopeShape(headDim: number, theta: number): void {
   checkInteger("rope headDim", headDim);
   if (headDim % 2 !== 0) {

@@ -2,6 +2,7 @@ import { expect } from "expect";
 import {
   attention,
   type AttentionShape,
+  cachedAttention,
   compare,
   decodeAttention,
   KvCache,
@@ -155,4 +156,24 @@ Deno.test("attention rejects nHeads not divisible by nKvHeads and mismatched len
   );
   expect(() => attention(new Float32Array(0), new Float32Array(0), new Float32Array(0), 0, ok))
     .toThrow("seqLen");
+});
+
+Deno.test("cachedAttention of rows from startPos equals those rows of full causal attention", () => {
+  const shape = { nHeads: 4, nKvHeads: 2, headDim: 8 };
+  const seqLen = 9;
+  const rng = new Rng(17);
+  const q = rng.uniformArray(seqLen * 32);
+  const k = rng.uniformArray(seqLen * 16);
+  const v = rng.uniformArray(seqLen * 16);
+  const full = attention(q, k, v, seqLen, shape);
+  // the whole prompt at once (prefill from 0), then the last 3 rows from position 6
+  expect(compare(cachedAttention(q, k, v, 0, seqLen, shape), full).nmse).toBeLessThan(1e-12);
+  const tail = cachedAttention(q.subarray(6 * 32), k, v, 6, 3, shape);
+  expect(compare(tail, full.subarray(6 * 32)).nmse).toBeLessThan(1e-12);
+  expect(() => cachedAttention(q, k, v, 1, seqLen, shape)).toThrow(
+    "decodeAttention keys ((pos+1)*nKvHeads*headDim): expected length >= 160, got 144",
+  );
+  expect(() => cachedAttention(q.subarray(1), k, v, 0, seqLen, shape)).toThrow(
+    "cachedAttention q (rows*nHeads*headDim): expected length 288, got 287",
+  );
 });

@@ -1,6 +1,7 @@
 import { expect } from "expect";
 import { GENERATE_HELP, generateMain } from "../model/cli.ts";
-import { checkWeightsFitMemory, makeConfig, preset } from "../model/mod.ts";
+import { makeConfig, preset } from "../model/mod.ts";
+import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 

@@ -1,9 +1,9 @@
 import { expect } from "expect";
+import { tinyConfig } from "./_config.ts";
 import {
   CpuDecoder,
   forwardCost,
   generate,
-  makeConfig,
   randomWeights,
   readCheckpoint,
   readTokenizer,
@@ -19,7 +19,7 @@ const variants = [
 
 for (const { name, nKvHeads } of variants) {
   Deno.test(`${name}: cached and recomputed decoding give the same logits at every position`, async () => {
-    const config = makeConfig({
+    const config = tinyConfig({
       dim: 32,
       hiddenDim: 56,
       nLayers: 2,
@@ -41,15 +41,7 @@ for (const { name, nKvHeads } of variants) {
 }
 
 Deno.test("the decoder rejects positions that skip ahead or pass maxSeqLen", async () => {
-  const config = makeConfig({
-    dim: 8,
-    hiddenDim: 8,
-    nLayers: 1,
-    nHeads: 2,
-    nKvHeads: 1,
-    vocabSize: 5,
-    maxSeqLen: 2,
-  });
+  const config = tinyConfig({ dim: 8, hiddenDim: 8, vocabSize: 5, maxSeqLen: 2 });
   const decoder = new CpuDecoder(config, randomWeights(config));
   await expect(decoder.forward(1, 1)).rejects.toThrow(
     "position 1 skips ahead: only positions 0..-1 have been processed",
@@ -65,15 +57,7 @@ Deno.test("the decoder rejects positions that skip ahead or pass maxSeqLen", asy
 });
 
 Deno.test("seeded generation repeats exactly and differs across seeds", async () => {
-  const config = makeConfig({
-    dim: 16,
-    hiddenDim: 32,
-    nLayers: 1,
-    nHeads: 2,
-    nKvHeads: 1,
-    vocabSize: 50,
-    maxSeqLen: 40,
-  });
+  const config = tinyConfig({ vocabSize: 50, maxSeqLen: 40 });
   const weights = randomWeights(config, 2);
   const run = async (seed: number, extra = {}) =>
     (await generate(new CpuDecoder(config, weights), [1, 3], {
@@ -108,7 +92,7 @@ Deno.test({
 });
 
 Deno.test("prefill without a cache is one pass over the prompt, equal to the cached prefill", async () => {
-  const config = makeConfig({
+  const config = tinyConfig({
     dim: 32,
     hiddenDim: 40,
     nLayers: 2,
@@ -128,15 +112,7 @@ Deno.test("prefill without a cache is one pass over the prompt, equal to the cac
 });
 
 Deno.test("forwardCost: decode reads weights plus the cached keys/values; recompute costs ~context× the FLOPs", () => {
-  const config = makeConfig({
-    dim: 8,
-    hiddenDim: 16,
-    nLayers: 2,
-    nHeads: 2,
-    nKvHeads: 1,
-    vocabSize: 10,
-    maxSeqLen: 64,
-  });
+  const config = tinyConfig({ dim: 8, hiddenDim: 16, nLayers: 2, maxSeqLen: 64 });
   // per layer: wq 64 + wk 32 + wv 32 + wo 64 + w1/w2/w3 3*128 = 576 floats
   const decode = forwardCost(config, { rows: 1, start: 9 });
   expect(decode.flops).toBe(2 * 2 * 576 + 2 * 10 * 8 + 2 * 2 * 4 * 4 * 10);

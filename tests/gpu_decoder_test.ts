@@ -1,10 +1,10 @@
 import { expect } from "expect";
+import { tinyConfig } from "./_config.ts";
 import {
   CpuDecoder,
   generate,
   GpuDecoder,
   type LlamaConfig,
-  makeConfig,
   parameterCount,
   randomWeights,
   readCheckpoint,
@@ -39,7 +39,7 @@ for (const [name, nKvHeads] of [["MHA", 8], ["GQA", 2], ["MQA", 1]] as const) {
         sharedClassifier ? "shared" : "separate"
       } classifier): WebGPU logits match the CPU reference at every position`,
       async (gpu) => {
-        const config = makeConfig({
+        const config = tinyConfig({
           dim: 64,
           hiddenDim: 100,
           nLayers: 2,
@@ -61,7 +61,7 @@ for (const [name, nKvHeads] of [["MHA", 8], ["GQA", 2], ["MQA", 1]] as const) {
 gpuTest(
   "tensors split past the binding limit and chunked prefill give the CPU's logits",
   async (gpu) => {
-    const config = makeConfig({
+    const config = tinyConfig({
       dim: 32,
       hiddenDim: 72,
       nLayers: 2,
@@ -88,7 +88,7 @@ gpuTest(
 );
 
 gpuTest("WebGPU recompute (no KV cache) gives the cached decoder's logits", async (gpu) => {
-  const config = makeConfig({
+  const config = tinyConfig({
     dim: 32,
     hiddenDim: 64,
     nLayers: 2,
@@ -116,15 +116,7 @@ gpuTest("WebGPU recompute (no KV cache) gives the cached decoder's logits", asyn
 });
 
 gpuTest("the WebGPU decoder rejects bad tokens and positions with clear errors", async (gpu) => {
-  const config = makeConfig({
-    dim: 16,
-    hiddenDim: 16,
-    nLayers: 1,
-    nHeads: 2,
-    nKvHeads: 1,
-    vocabSize: 10,
-    maxSeqLen: 4,
-  });
+  const config = tinyConfig({ hiddenDim: 16, maxSeqLen: 4 });
   const decoder = await GpuDecoder.create(gpu, config, randomWeights(config));
   await expect(decoder.forward(10, 0)).rejects.toThrow(
     "token id 10 is outside the vocabulary [0, 10)",
@@ -142,7 +134,7 @@ gpuTest("the WebGPU decoder rejects bad tokens and positions with clear errors",
 gpuTest(
   "GPU-resident generation on a random GQA model picks the CPU's tokens, greedy and sampled",
   async (gpu) => {
-    const config = makeConfig({
+    const config = tinyConfig({
       dim: 64,
       hiddenDim: 128,
       nLayers: 2,

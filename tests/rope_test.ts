@@ -1,5 +1,5 @@
 import { expect } from "expect";
-import { Rng, rope, ropeFrequencies } from "../reference/mod.ts";
+import { Rng, rope, ropeFrequencies, ropeRows } from "../reference/mod.ts";
 
 const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0);
 const norm = (a: Float32Array) => Math.sqrt(dot(a, a));
@@ -84,4 +84,19 @@ Deno.test("rope rejects an odd head dimension, a bad layout and a bad position",
     "rope pos: expected an integer >= 0, got -1",
   );
   expect(() => ropeFrequencies(4, 0)).toThrow("rope theta");
+});
+
+Deno.test("ropeRows rotates row t by (startPos + t)·freq, by hand", () => {
+  // one head of 2 features: the pair (1, 0) turns by the angle pos·1
+  const y = ropeRows(new Float32Array([1, 0, 1, 0, 1, 0]), 4, 3, 2);
+  for (let t = 0; t < 3; t++) {
+    expect(y[2 * t]).toBeCloseTo(Math.cos(4 + t), 6);
+    expect(y[2 * t + 1]).toBeCloseTo(Math.sin(4 + t), 6);
+  }
+  expect(() => ropeRows(new Float32Array(6), 0, 4, 2)).toThrow(
+    "ropeRows x: expected a multiple of rows 4, got length 6",
+  );
+  expect(() => ropeRows(new Float32Array(4), -1, 2, 2)).toThrow(
+    "ropeRows startPos: expected an integer >= 0, got -1",
+  );
 });

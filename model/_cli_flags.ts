@@ -15,7 +15,7 @@ export class UsageError extends Error {}
  *
  * @example
  * ```ts
- * import { parseFlags } from "./cli_flags.ts";
+ * import { parseFlags } from "./_cli_flags.ts";
  * const flags = parseFlags(["--steps", "3"], { steps: { type: "string" } });
  * if (flags.steps !== "3") throw new Error("wrong");
  * ```

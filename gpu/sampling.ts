@@ -8,7 +8,9 @@
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel, STATE } from "./kernel.ts";
+import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
+import { STATE } from "./state.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 256u; // a power of two: the reduction halves it
@@ -34,7 +36,7 @@ fn mix32(x: u32) -> u32 { // lowbias32, as gumbelNoise in reference/sampling.ts
 fn main(@builtin(local_invocation_index) lid: u32) {
   var noiseKey = 0u;
   if (TEMPERATURE > 0.0) { noiseKey = mix32(state[${STATE.next}u] ^ mix32(SEED)); }
-  var value = -3.402823e38;
+  var value = ${WGSL_LOWEST};
   var index = 0xffffffffu;
   for (var i = lid; i < N; i += WG) {
     var v = logits[i];
@@ -76,7 +78,7 @@ export interface ArgmaxOptions {
  * @example
  * ```ts ignore
  * const pick = await argmaxKernel(gpu, 32000);
- * await gpu.submit([pick.bind({ logits, state })]);
+ * await gpu.submit(pick.bind({ logits, state }));
  * ```
  */
 export function argmaxKernel(
@@ -86,7 +88,7 @@ export function argmaxKernel(
 ): Promise<Kernel<"logits" | "state">> {
   const { temperature = 0, seed = 0 } = options;
   const name = `argmax ${n}${temperature > 0 ? ` T=${temperature}` : ""}`;
-  checkDimension(name, "n", n);
+  checkInteger(`${name}: n`, n);
   if (!(temperature >= 0) || !Number.isFinite(temperature)) {
     throw new GpuError(name, `temperature: expected a finite number >= 0, got ${temperature}`);
   }

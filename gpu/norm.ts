@@ -5,7 +5,8 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { checkDimension, compileKernel, type Kernel } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
+import { checkInteger } from "../reference/_checks.ts";
 import { DEFAULT_NORM_EPS } from "../reference/norm.ts";
 
 const WGSL = /* wgsl */ `
@@ -53,7 +54,7 @@ export interface RmsNormShape {
  * @example
  * ```ts ignore
  * const norm = await rmsNormKernel(gpu, { rows: 1, dim: 288 });
- * await gpu.submit([norm.bind({ x, weight, out })]);
+ * await gpu.submit(norm.bind({ x, weight, out }));
  * ```
  */
 export function rmsNormKernel(
@@ -62,8 +63,8 @@ export function rmsNormKernel(
 ): Promise<Kernel<"x" | "weight" | "out">> {
   const { rows, dim, eps = DEFAULT_NORM_EPS } = shape;
   const name = `rmsNorm ${rows}x${dim}`;
-  checkDimension(name, "rows", rows);
-  checkDimension(name, "dim", dim);
+  checkInteger(`${name}: rows`, rows);
+  checkInteger(`${name}: dim`, dim);
   return compileKernel(gpu, name, WGSL, { WG: 64, DIM: dim, EPS: eps }, ["x", "weight", "out"], [
     rows,
   ]);
