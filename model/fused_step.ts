@@ -37,14 +37,10 @@ export interface FusedLayer {
   w13: GpuMatrix;
   /** The down projection `(dim, hiddenDim)`. */
   w2: GpuMatrix;
-  /** Keys `(maxSeqLen, kvDim)`. */
-  keyCache: GPUBuffer;
-  /** Values `(maxSeqLen, kvDim)`. */
-  valueCache: GPUBuffer;
 }
 
 /**
- * Uploads layer `l` in the fused layouts and allocates its cache.
+ * Uploads layer `l` in the fused layouts.
  *
  * @example
  * ```ts ignore
@@ -58,7 +54,7 @@ export function uploadFusedLayer(
   l: number,
   maxBindingBytes?: number,
 ): FusedLayer {
-  const { dim, hiddenDim, nHeads, nKvHeads, maxSeqLen, ropeLayout: layout } = config;
+  const { dim, hiddenDim, nHeads, nKvHeads, ropeLayout: layout } = config;
   const hd = headDim(config);
   const qDim = nHeads * hd;
   const kvDim = nKvHeads * hd;
@@ -81,8 +77,6 @@ export function uploadFusedLayer(
       "w13",
     ),
     w2: matrix(layer.w2, dim, hiddenDim, "w2"),
-    keyCache: gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].keyCache`),
-    valueCache: gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].valueCache`),
   };
 }
 
@@ -91,8 +85,6 @@ export function destroyFusedLayer(layer: FusedLayer): void {
   for (const m of [layer.wqkv, layer.wo, layer.w13, layer.w2]) {
     for (const chunk of m.chunks) chunk.buffer.destroy();
   }
-  layer.keyCache.destroy();
-  layer.valueCache.destroy();
 }
 
 /** What {@linkcode recordFusedLayers} and {@linkcode projectionDispatches} bind. */
@@ -109,6 +101,10 @@ export interface FusedBuffers {
   state: GPUBuffer;
   /** The RoPE table. */
   ropeTable: GPUBuffer;
+  /** Each layer's keys `(maxSeqLen, kvDim)`. */
+  keyCache: readonly GPUBuffer[];
+  /** Each layer's values `(maxSeqLen, kvDim)`. */
+  valueCache: readonly GPUBuffer[];
 }
 
 /**
@@ -207,8 +203,8 @@ export async function recordFusedLayers(
     layout,
   } as const;
   const steps: Dispatch[] = [];
-  for (const layer of layers) {
-    const { keyCache, valueCache } = layer;
+  for (const [l, layer] of layers.entries()) {
+    const [keyCache, valueCache] = [buffers.keyCache[l], buffers.valueCache[l]];
     steps.push(
       ...await projectionDispatches(gpu, tuning, layer.wqkv, qkvEpilogue, {
         rows,
