@@ -4,6 +4,13 @@
  * `deno task conformance`, the benchmark's kernel table and `deno bench bench/` iterate
  * {@linkcode KERNEL_PAIRS}: adding a kernel, or a variant, is one entry here.
  *
+ * Adding a variant (a tiled matmul, an f16-weight matvec...): append to the family's
+ * `variants` a `{ name, features?, applies?, tolerance?, record }`; `record` compiles and binds
+ * it on the entry's inputs, allocating through `buffers` (`input` uploads, `output` is what
+ * conformance guards and compares with the entry's `reference`, in allocation order). It then
+ * shows up in the kernel tests, `deno task conformance` (its `variant` column), the bench
+ * kernel table and `deno bench`, skipped where its features or predicate rule it out.
+ *
  * No Deno APIs: this module runs in a browser too.
  *
  * @module
