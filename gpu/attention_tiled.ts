@@ -7,7 +7,7 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { compileKernel, WGSL_NAN } from "./kernel.ts";
+import { compileKernel } from "./kernel.ts";
 import { STATE, stateBinding } from "./state.ts";
 import { checkInteger } from "../reference/_checks.ts";
 import type { AttentionKernel, AttentionKernelShape } from "./attention.ts";
