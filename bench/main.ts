@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
 import { parseFlags, UsageError } from "../model/_cli_flags.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
@@ -218,7 +219,10 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       name,
       config: name === "attention-heavy" ? ATTENTION_HEAVY : preset(name),
     }));
+    // tuned first, so that the decoder matrix runs the variants chosen on this adapter
+    const variants = gpu ? await measureVariants(gpu, shapes, quick, io.progress) : [];
     const { cells, rejected } = await runMatrix({
+      tunings: Object.fromEntries(variants.map((v) => [v.shape, v.tuning])),
       shapes,
       backends,
       contexts,
@@ -241,6 +245,11 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     };
     if (values.llama2c) results.peer = await comparePeer(values.llama2c, shapes, results, io);
     await writeResults(results, out, io);
+    if (variants.length > 0) {
+      await io.writeFile(`${out}/variants.md`, formatVariantsMarkdown(variants));
+      await io.writeFile(`${out}/variants.json`, JSON.stringify(variants, null, 2) + "\n");
+      io.print(`wrote ${out}/variants.md and ${out}/variants.json (tuning, dispatches per token)`);
+    }
     return rejected.length > 0 ? 1 : 0;
   } finally {
     gpu?.destroy();

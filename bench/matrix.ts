@@ -7,6 +7,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
+import type { Tuning } from "../gpu/tuning.ts";
 import { headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
@@ -86,6 +87,8 @@ export function kvHeadVariants(nHeads: number): number[] {
 
 /** Options of {@linkcode runMatrix}. */
 export interface MatrixOptions {
+  /** Tuning per shape name for the WebGPU decoder (the adapter class's defaults if absent). */
+  tunings?: Record<string, Tuning>;
   /** Shapes to run. */
   shapes: BenchShape[];
   /** Backends to run. */
@@ -122,7 +125,10 @@ export async function runMatrix(
           const kvCache = cache === "kv-cache";
           let decoder: Decoder;
           if (backend === "webgpu") {
-            const gpuDecoder = await GpuDecoder.create(options.gpu!, config, weights, { kvCache });
+            const gpuDecoder = await GpuDecoder.create(options.gpu!, config, weights, {
+              kvCache,
+              tuning: options.tunings?.[shape.name],
+            });
             const check = await checkAgainstReference(gpuDecoder, new CpuDecoder(config, weights));
             if (check) {
               rejected.push({ variant: label, reason: check });

@@ -235,16 +235,17 @@ function jobs(gpu: Gpu, config: LlamaConfig, prefillRows: number): Job[] {
 /**
  * Median milliseconds per call of `dispatches`, repeated in one submit per sample: batches
  * grow until a sample lasts `minSampleMs`, since completion is only observed at Deno's device
- * poll (every ~10 ms). A candidate already 4x slower than `best` after one call is not
- * sampled further.
+ * poll (every ~10 ms). A candidate whose first call took over 50 ms and 4x the quickest first
+ * call of its kernel (`quickestOnce`) is clearly slower and is not sampled further. Returns the
+ * time and that first call's wall time.
  */
 async function time(
   gpu: Gpu,
   dispatches: Dispatch[],
   samples: number,
   minSampleMs: number,
-  best: number,
-): Promise<number> {
+  quickestOnce: number,
+): Promise<{ ms: number; once: number }> {
   const run = async (calls: number) => {
     const start = performance.now();
     await gpu.submit(Array.from({ length: calls }, () => dispatches).flat());
@@ -252,7 +253,7 @@ async function time(
     return performance.now() - start;
   };
   const once = await run(1);
-  if (once > 4 * best) return once;
+  if (once > 50 && once > 4 * quickestOnce) return { ms: once, once };
   let calls = 1;
   let elapsed = once;
   while (elapsed < minSampleMs && calls < 4096) {
@@ -262,7 +263,7 @@ async function time(
   const times = [elapsed / calls];
   for (let s = 1; s < samples; s++) times.push((await run(calls)) / calls);
   times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return { ms: times[Math.floor(times.length / 2)], once };
 }
 
 /**
@@ -287,6 +288,7 @@ export async function tune(
   const choices: Record<string, string> = { decoder: "fused" };
   for (const job of jobs(gpu, config, prefillRows)) {
     let best: TuneMeasurement | undefined;
+    let quickestOnce = Infinity;
     for (const candidate of job.candidates) {
       if (options.filter && !options.filter(job.key, candidate.variant)) continue;
       const m: TuneMeasurement = {
@@ -302,7 +304,9 @@ export async function tune(
         m.error = await built.check();
         m.passed = m.error === undefined;
         if (m.passed) {
-          m.ms = await time(gpu, built.dispatches, samples, minSampleMs, best?.ms ?? Infinity);
+          const timed = await time(gpu, built.dispatches, samples, minSampleMs, quickestOnce);
+          quickestOnce = Math.min(quickestOnce, timed.once);
+          m.ms = timed.ms;
           m.gbPerS = job.bytes / (m.ms * 1e6);
           m.gflopPerS = job.flops / (m.ms * 1e6);
         }
