@@ -252,6 +252,7 @@ async function time(
     await gpu.finish();
     return performance.now() - start;
   };
+  await run(1); // warm-up: some drivers finish compiling a pipeline at its first dispatch
   const once = await run(1);
   if (once > 50 && once > 4 * quickestOnce) return { ms: once, once };
   let calls = 1;
