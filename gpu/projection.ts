@@ -56,7 +56,7 @@ export interface ProjectionShape {
 
 const TILE_UNITS = 16;
 const TILE_TOKENS = 16;
-const TILE_K_VECTORS = 4;
+const TILE_K_VECTORS = 16;
 
 function gridFits(groups: number, limits?: GPUSupportedLimits): boolean {
   return groups <= (limits?.maxComputeWorkgroupsPerDimension ?? 65535);

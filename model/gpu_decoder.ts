@@ -33,7 +33,7 @@ import {
   projectionDispatches,
   recordFusedLayers,
   uploadFusedLayer,
-} from "./fused_step.ts";
+} from "./_fused_step.ts";
 
 /**
  * LLaMA on WebGPU.
@@ -72,7 +72,7 @@ export class GpuDecoder implements Decoder {
     const tokens = this.#tokenSource(rows);
     const steps = await embeddingDispatches(gpu, w.tokenEmbedding, { rows, tokens, out: x });
     if (this.#fused) {
-      // five dispatches per layer (six when attention splits), see fused_step.ts
+      // five dispatches per layer (six when attention splits), see _fused_step.ts
       steps.push(
         ...await recordFusedLayers(gpu, this.tuning, config, rows, this.#fused, {
           x,

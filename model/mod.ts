@@ -23,3 +23,4 @@ export * from "./gpu_decoder.ts";
 export * from "./tokenizer.ts";
 export * from "./weights.ts";
 export * from "./cost.ts";
+export * from "./tune.ts";

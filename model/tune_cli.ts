@@ -63,7 +63,13 @@ export async function tuneMain(
       print(
         `tuning for ${flags.model ?? flags.preset ?? "stories15M"} on ${gpu.adapterDescription}`,
       );
-      const { tuning, measurements } = await tune(gpu, config, { quick: flags.quick });
+      const { tuning, measurements } = await tune(gpu, config, {
+        quick: flags.quick,
+        onMeasurement: (m) =>
+          console.error(
+            `  ${m.key} ${m.variant}: ${m.passed ? `${m.ms.toFixed(3)} ms` : `FAIL ${m.error}`}`,
+          ),
+      });
       print(formatTuneTable(measurements, tuning.choices));
       await Deno.writeTextFile(out, JSON.stringify({ ...tuning, measurements }, null, 2) + "\n");
       print(`wrote ${out}`);

@@ -1,17 +1,13 @@
-/**
- * The fused forward pass on WebGPU: per layer five dispatches (six when attention splits its
- * keys) instead of ~15, each kernel the variant a {@linkcode TuningTable} chooses:
- *
- * 1. RMSNorm → Q, K, V (one matrix) → RoPE → K/V appended to the cache (`qkvRope`);
- * 2. attention (plus its combine pass when split);
- * 3. Wo with the residual add;
- * 4. RMSNorm → W1, W3 (interleaved) → SiLU·mul;
- * 5. W2 with the residual add.
- *
- * The RMSNorm weights are folded into the matrices' columns at upload.
- *
- * @module
- */
+// The fused forward pass on WebGPU: per layer five dispatches (six when attention splits its
+// keys) instead of ~15, each kernel the variant the decoder's `TuningTable` chooses:
+//
+// 1. RMSNorm → Q, K, V (one matrix) → RoPE → K/V appended to the cache (`qkvRope`);
+// 2. attention (plus its combine pass when split);
+// 3. Wo with the residual add;
+// 4. RMSNorm → W1, W3 (interleaved) → SiLU·mul;
+// 5. W2 with the residual add.
+//
+// The RMSNorm weights are folded into the matrices' columns at upload.
 import { headDim, type LlamaConfig } from "./config.ts";
 import type { LayerWeights } from "./weights.ts";
 import { type AttentionKernel, attentionKernel } from "../gpu/attention.ts";
