@@ -29,10 +29,8 @@ const unfused = JSON.stringify({
   deno: Deno.version.deno,
   choices: { decoder: "unfused" },
 });
-const modes = { unfused, [values.tuning ? "fused, tuned" : "fused, defaults"]: tuning } as Record<
-  string,
-  string | undefined
->;
+const modes: Record<string, string | undefined> = { unfused, "fused, defaults": undefined };
+if (tuning) modes["fused, tuned"] = tuning;
 const prompt = Array.from({ length: 64 }, (_, i) => (i * 37 + 1) % config.vocabSize);
 const results: Record<string, { decodeMs: number[]; prefillTokS: number[]; dispatches: number }> =
   {};
