@@ -29,6 +29,7 @@ import { softmaxKernel } from "./softmax.ts";
 import { createState, STATE_WORDS, stateWords } from "./state.ts";
 import { siluMulKernel } from "./swiglu.ts";
 import { PROJECTION_PAIR, TILED_ATTENTION_VARIANT } from "./_variant_pairs.ts";
+import { BATCH_ATTENTION_PAIR, BATCH_ROPE_PAIR, KV_SCATTER_PAIR } from "./_batch_pairs.ts";
 import { add } from "../reference/add.ts";
 import { type AttentionShape, cachedAttention } from "../reference/attention.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -580,4 +581,7 @@ export const KERNEL_PAIRS: readonly AnyKernelPair[] = [
   COPY_PAIR,
   EMBEDDING_SPLIT_PAIR,
   PROJECTION_PAIR,
+  BATCH_ROPE_PAIR,
+  KV_SCATTER_PAIR,
+  BATCH_ATTENTION_PAIR,
 ];

@@ -15,8 +15,11 @@
  * | `addKernel` (add)                            | `add` (add)                         |
  * | `embeddingKernel`, `embeddingDispatches`     | `embedding` (embedding)             |
  * | `ropeKernel` (rope)                          | `ropeRows` (rope)                   |
+ * | `batchRopeKernel` (rope)                     | `rope` per row (rope)               |
  * | `kvAppendKernel` (kv_cache)                  | `KvCache.write` (kv_cache)          |
+ * | `kvScatterKernel` (kv_cache)                 | `PagedKvCache.write` (paged_kv_cache) |
  * | `attentionKernel` (attention)                | `cachedAttention` (attention)       |
+ * | `batchAttentionKernel` (batch_attention)     | `pagedAttention`, `slidingWindowAttention` |
  * | `argmaxKernel` (sampling)                    | `gumbelSample`, `argmax` (sampling) |
  * | `copyKernel` (copy)                          | none: the bandwidth roofline        |
  * | `advanceKernel` (advance)                    | none: decoder bookkeeping           |
@@ -43,6 +46,8 @@ export * from "./advance.ts";
 export * from "./sampling.ts";
 export * from "./attention.ts";
 export * from "./attention_tiled.ts";
+export * from "./batch_attention.ts";
+export * from "./batch_rows.ts";
 export * from "./copy.ts";
 export * from "./device.ts";
 export * from "./embedding.ts";

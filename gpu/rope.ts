@@ -8,32 +8,39 @@
 import type { Gpu } from "./device.ts";
 import { compileElementwise, elementwiseWgsl, type Kernel, WGSL_NAN } from "./kernel.ts";
 import { STATE, stateBinding } from "./state.ts";
+import { BATCH_ROW, batchRowsBinding } from "./batch_rows.ts";
 import type { RopeLayout } from "../reference/rope.ts";
 import { GpuError } from "./device.ts";
 
-const WGSL = elementwiseWgsl(
-  `override HEAD_DIM: u32;
+/** RoPE's WGSL, each row's position read by `position` from what `positionSource` declares. */
+function ropeWgsl(positionSource: string, position: string): string {
+  return elementwiseWgsl(
+    `override HEAD_DIM: u32;
 override WIDTH: u32;       // nHeads * HEAD_DIM
 override MAX_SEQ: u32;
 override HALF_LAYOUT: bool; // pairs (i, i + HEAD_DIM/2) instead of (2i, 2i+1)
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> table: array<vec2<f32>>;
-${stateBinding(2)}`,
-  `let half = HEAD_DIM / 2u;
+${positionSource}`,
+    `let half = HEAD_DIM / 2u;
   let row = i / (WIDTH / 2u);
   let pair = i % (WIDTH / 2u);
   let j = pair % half;
   let start = row * WIDTH + (pair / half) * HEAD_DIM;
   let a = select(start + 2u * j, start + j, HALF_LAYOUT);
   let b = select(a + 1u, a + half, HALF_LAYOUT);
-  let pos = state[${STATE.pos}u] + row;
+  let pos = ${position};
   // Past the table there is no angle: poison the output rather than reuse a wrong one.
   let cs = select(vec2<f32>(${WGSL_NAN}), table[min(pos, MAX_SEQ - 1u) * half + j], pos < MAX_SEQ);
   let xa = x[a];
   let xb = x[b];
   x[a] = xa * cs.x - xb * cs.y;
   x[b] = xa * cs.y + xb * cs.x;`,
-);
+  );
+}
+
+const WGSL = ropeWgsl(stateBinding(2), `state[${STATE.pos}u] + row`);
+const BY_ROW_WGSL = ropeWgsl(batchRowsBinding(2), `batchRows[row][${BATCH_ROW.pos}]`);
 
 /** Shape of a {@linkcode ropeKernel}. */
 export interface RopeShape {
@@ -61,17 +68,44 @@ export interface RopeShape {
  * ```
  */
 export function ropeKernel(gpu: Gpu, shape: RopeShape): Promise<Kernel<"x" | "table" | "state">> {
+  return compileRope(gpu, "rope", WGSL, shape, "state");
+}
+
+/**
+ * RoPE for batched decoding: row `r` of `x` turns by the position its entry in the step's row
+ * buffer gives (`batch_rows.ts`), not `state.pos + r`. Bindings: `x`, `table`, `rows`.
+ *
+ * @example
+ * ```ts ignore
+ * const rope = await batchRopeKernel(gpu, { rows: 4, nHeads: 8, headDim: 64, maxSeqLen: 1024 });
+ * await gpu.submit(rope.bind({ x: q, table, rows }));
+ * ```
+ */
+export function batchRopeKernel(
+  gpu: Gpu,
+  shape: RopeShape,
+): Promise<Kernel<"x" | "table" | "rows">> {
+  return compileRope(gpu, "batchRope", BY_ROW_WGSL, shape, "rows");
+}
+
+function compileRope<P extends string>(
+  gpu: Gpu,
+  kernel: string,
+  code: string,
+  shape: RopeShape,
+  positions: P,
+): Promise<Kernel<"x" | "table" | P>> {
   const { rows, nHeads, headDim, maxSeqLen, layout = "interleaved" } = shape;
-  const name = `rope ${rows}x${nHeads}x${headDim} (${layout})`;
+  const name = `${kernel} ${rows}x${nHeads}x${headDim} (${layout})`;
   if (headDim % 2 !== 0) {
     throw new GpuError(name, `headDim: expected an even number, got ${headDim}`);
   }
   return compileElementwise(
     gpu,
     name,
-    WGSL,
+    code,
     (rows * nHeads * headDim) / 2,
-    ["x", "table", "state"],
+    ["x", "table", positions],
     {
       HEAD_DIM: headDim,
       WIDTH: nHeads * headDim,

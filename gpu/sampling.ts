@@ -1,71 +1,111 @@
 /**
  * Chooses the next token on the GPU: argmax over logits (ties to the lowest id), or, with a
- * temperature, the Gumbel-max draw `argmax(logits / T + g)` whose noise `g` is the same pure
- * function of (seed, position of the drawn token, id) as `gumbelNoise` in the reference. The id goes to
- * `state[STATE.token]`, where the next step's embedding lookup reads it: no read-back.
+ * temperature, the Gumbel-max draw that `gumbelSample` in the reference makes, bit for bit: the
+ * noise is the same integer function of (seed, position of the drawn token, id), and the
+ * perturbed values are compared as the same integers. The id goes to `state[STATE.token]`, where
+ * the next step's embedding lookup reads it: no read-back.
+ *
+ * Values are classified by their bits, never by float comparisons, which WGSL lets a compiler
+ * assume are free of NaN and infinities: `-Infinity` loses to every finite logit and `+Infinity`
+ * beats them, all `-Infinity` gives id 0, as the reference's `argmax`. A NaN never wins (all
+ * NaN gives id 0), where the reference throws: a kernel cannot.
  *
  * @module
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
-import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
+import { compileKernel, type Kernel } from "./kernel.ts";
 import { checkInteger } from "../reference/_checks.ts";
 import { STATE } from "./state.ts";
+import { GUMBEL_WGSL } from "./_gumbel.ts";
+import { GUMBEL_TEMPERATURE_RANGE } from "../reference/sampling.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 256u; // a power of two: the reduction halves it
 override N: u32;
-override TEMPERATURE: f32 = 0.0; // 0: greedy
+override INVERSE_TEMPERATURE: f32 = 0.0; // 0: greedy
 override SEED: u32 = 0u;
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> state: array<u32>;
-var<workgroup> bestValue: array<f32, WG>;
+var<workgroup> bestKey: array<u32, WG>;
 var<workgroup> bestIndex: array<u32, WG>;
+${GUMBEL_WGSL}
+const NONE = 0xffffffffu;
+const EXPONENT = 0x7f800000u;
 
-fn mix32(x: u32) -> u32 { // lowbias32, as gumbelNoise in reference/sampling.ts
-  var h = x;
-  h ^= h >> 16u;
-  h *= 0x7feb352du;
-  h ^= h >> 15u;
-  h *= 0x846ca68bu;
-  h ^= h >> 16u;
-  return h;
+// u32 keys in the order of the f32 values: NaN 0, -inf 0x007fffff, ..., +inf 0xff800000.
+fn orderKey(bits: u32) -> u32 {
+  if ((bits & 0x7fffffffu) > EXPONENT) { return 0u; } // NaN
+  if ((bits & 0x7fffffffu) == 0u) { return 0x80000000u; } // -0 == +0
+  return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
-  var noiseKey = 0u;
-  if (TEMPERATURE > 0.0) { noiseKey = mix32(state[${STATE.next}u] ^ mix32(SEED)); }
-  var value = ${WGSL_LOWEST};
-  var index = 0xffffffffu;
-  for (var i = lid; i < N; i += WG) {
-    var v = logits[i];
-    if (TEMPERATURE > 0.0) {
-      let u = (f32(mix32(i ^ noiseKey) >> 8u) + 0.5) / 16777216.0;
-      v = v / TEMPERATURE - log(-log(u));
-    }
-    if (v > value || index == 0xffffffffu) { value = v; index = i; } // ascending i: ties keep the first
+fn isFinite(bits: u32) -> bool { return (bits & EXPONENT) != EXPONENT; }
+
+// The Gumbel-max key, as gumbelKey in reference/_gumbel.ts, as a u32 in the order of the i32.
+fn gumbelKey(bits: u32, rowMax: f32, noise: i32) -> u32 {
+  if ((bits & 0x7fffffffu) > EXPONENT) { return 0u; } // NaN: below everything
+  if (!isFinite(bits)) { return select(1u, NONE, bits == EXPONENT); } // -inf 1, +inf above all
+  let floor = -30000i * 65536i;
+  var fixed = floor;
+  let difference = bitcast<f32>(bits) - rowMax;
+  if (isFinite(bitcast<u32>(difference))) {
+    let x = difference * INVERSE_TEMPERATURE;
+    if (isFinite(bitcast<u32>(x)) && x >= -30000.0) { fixed = i32(x * 65536.0); }
   }
-  bestValue[lid] = value;
+  return bitcast<u32>(fixed + noise) ^ 0x80000000u;
+}
+
+// Workgroup-wide (max key, lowest index); the result in bestKey[0], bestIndex[0].
+fn reduce(lid: u32, key: u32, index: u32) {
+  bestKey[lid] = key;
   bestIndex[lid] = index;
   workgroupBarrier();
   for (var half = WG / 2u; half > 0u; half /= 2u) {
     if (lid < half) {
-      let v = bestValue[lid + half];
+      let k = bestKey[lid + half];
       let j = bestIndex[lid + half];
-      if (v > bestValue[lid] || (v == bestValue[lid] && j < bestIndex[lid])) {
-        bestValue[lid] = v;
+      if (k > bestKey[lid] || (k == bestKey[lid] && j < bestIndex[lid])) {
+        bestKey[lid] = k;
         bestIndex[lid] = j;
       }
     }
     workgroupBarrier();
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32) {
+  // Greedy: the largest value. Sampling: the largest finite value, the shift of every logit.
+  var key = 0u;
+  var index = NONE;
+  for (var i = lid; i < N; i += WG) {
+    let bits = bitcast<u32>(logits[i]);
+    var k = orderKey(bits);
+    if (INVERSE_TEMPERATURE > 0.0 && !isFinite(bits)) { k = 0u; }
+    if (k > key || index == NONE) { key = k; index = i; } // ascending i: ties keep the first
+  }
+  reduce(lid, key, index);
+  if (INVERSE_TEMPERATURE > 0.0) {
+    let maxKey = bestKey[0];
+    workgroupBarrier();
+    let rowMax = bitcast<f32>(select(~maxKey, maxKey & 0x7fffffffu, maxKey >= 0x80000000u));
+    let noiseKey = mix32(state[${STATE.next}u] ^ mix32(SEED));
+    key = 0u;
+    index = NONE;
+    for (var i = lid; i < N; i += WG) {
+      let k = gumbelKey(bitcast<u32>(logits[i]), rowMax, gumbelFixed(mix32(i ^ noiseKey)));
+      if (k > key || index == NONE) { key = k; index = i; }
+    }
+    reduce(lid, key, index);
   }
   if (lid == 0u) { state[${STATE.token}u] = bestIndex[0]; }
 }`;
 
 /** Sampling of an {@linkcode argmaxKernel}. */
 export interface ArgmaxOptions {
-  /** 0 (default) for greedy argmax; above 0 for a Gumbel-max draw at that temperature. */
+  /** 0 (default) for greedy argmax; otherwise a Gumbel-max draw at that temperature, in
+   * `GUMBEL_TEMPERATURE_RANGE`. */
   temperature?: number;
   /** Seed of the noise stream (a u32). */
   seed?: number;
@@ -89,15 +129,25 @@ export function argmaxKernel(
   const { temperature = 0, seed = 0 } = options;
   const name = `argmax ${n}${temperature > 0 ? ` T=${temperature}` : ""}`;
   checkInteger(`${name}: n`, n);
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) {
-    throw new GpuError(name, `temperature: expected a finite number >= 0, got ${temperature}`);
+  const [low, high] = GUMBEL_TEMPERATURE_RANGE;
+  if (!(temperature === 0 || (temperature >= low && temperature <= high))) {
+    throw new GpuError(
+      name,
+      `temperature: expected 0 or a number in [${low}, ${high}], got ${temperature}`,
+    );
   }
   const workgroupSize = Math.min(256, gpu.limits.maxComputeInvocationsPerWorkgroup);
   return compileKernel(
     gpu,
     name,
     WGSL,
-    { WG: workgroupSize, N: n, TEMPERATURE: temperature, SEED: seed >>> 0 },
+    {
+      WG: workgroupSize,
+      N: n,
+      // exactly the f32 the reference multiplies by
+      INVERSE_TEMPERATURE: temperature > 0 ? Math.fround(1 / temperature) : 0,
+      SEED: seed >>> 0,
+    },
     ["logits", "state"],
     [1],
   );

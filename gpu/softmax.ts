@@ -1,6 +1,8 @@
 /**
  * Numerically stable softmax over each row of `x: (rows, n)`, one workgroup per row: the row
- * maximum and then the sum of exponentials are reduced in workgroup memory.
+ * maximum and then the sum of exponentials are reduced in workgroup memory. `-Infinity` entries
+ * (found by their bits: WGSL may assume floats are finite) weigh 0, and a row of them gives
+ * zeros, as the reference's `softmax`.
  *
  * @module
  */
@@ -19,7 +21,7 @@ var<workgroup> partial: array<f32, WG>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let base = wid.x * N;
   var m = ${WGSL_LOWEST};
-  for (var i = lid; i < N; i += WG) { m = max(m, x[base + i]); }
+  for (var i = lid; i < N; i += WG) { m = max(m, x[base + i]); } // -inf rows: m stays finite
   partial[lid] = m;
   workgroupBarrier();
   for (var half = WG / 2u; half > 0u; half /= 2u) {
@@ -30,7 +32,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   var sum = 0.0;
   for (var i = lid; i < N; i += WG) {
-    let e = exp(x[base + i] - rowMax);
+    let v = x[base + i];
+    let e = select(exp(v - rowMax), 0.0, bitcast<u32>(v) == 0xff800000u);
     out[base + i] = e;
     sum += e;
   }
@@ -40,7 +43,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (lid < half) { partial[lid] += partial[lid + half]; }
     workgroupBarrier();
   }
-  let inv = 1.0 / partial[0];
+  // The largest entry contributes exp(0) = 1: a zero sum means every entry was -inf.
+  let inv = select(1.0 / partial[0], 0.0, partial[0] == 0.0);
   // Each invocation rescales the entries it wrote itself: no barrier needed on out.
   for (var i = lid; i < N; i += WG) { out[base + i] *= inv; }
 }`;

@@ -27,7 +27,7 @@ export interface Activations {
   hb: GPUBuffer;
   /** FFN up projection `w3·xb`, `(rows, hiddenDim)`. */
   hb2: GPUBuffer;
-  /** Next-token logits of the last row, `(vocabSize)`. */
+  /** Next-token logits of the last row (batched: of each sequence's last row), `(vocabSize)`. */
   logits: GPUBuffer;
 }
 
@@ -47,27 +47,42 @@ export interface GpuRunState {
   chunkTokens: GPUBuffer;
 }
 
-/** Allocates the run state for forward passes of up to `rows` tokens. */
-export function createRunState(gpu: Gpu, config: LlamaConfig, rows: number): GpuRunState {
-  const { dim, hiddenDim, vocabSize, maxSeqLen, nLayers } = config;
+/** Allocates activations for `rows` tokens, with logits for `logitRows` of them. */
+export function createActivations(
+  gpu: Gpu,
+  config: LlamaConfig,
+  rows: number,
+  logitRows = 1,
+): Activations {
+  const { dim, hiddenDim, vocabSize } = config;
   const qDim = config.nHeads * headDim(config);
   const kvDim = config.nKvHeads * headDim(config);
   const floats = (n: number, label: string) => gpu.createBuffer(n * 4, label);
-  const perLayer = (label: string) =>
-    Array.from({ length: nLayers }, (_, l) => floats(maxSeqLen * kvDim, `layers[${l}].${label}`));
   return {
-    act: {
-      x: floats(rows * dim, "x"),
-      xb: floats(rows * dim, "xb"),
-      xb2: floats(rows * dim, "xb2"),
-      q: floats(rows * qDim, "q"),
-      k: floats(rows * kvDim, "k"),
-      v: floats(rows * kvDim, "v"),
-      att: floats(rows * qDim, "att"),
-      hb: floats(rows * hiddenDim, "hb"),
-      hb2: floats(rows * hiddenDim, "hb2"),
-      logits: floats(vocabSize, "logits"),
-    },
+    x: floats(rows * dim, "x"),
+    xb: floats(rows * dim, "xb"),
+    xb2: floats(rows * dim, "xb2"),
+    q: floats(rows * qDim, "q"),
+    k: floats(rows * kvDim, "k"),
+    v: floats(rows * kvDim, "v"),
+    att: floats(rows * qDim, "att"),
+    hb: floats(rows * hiddenDim, "hb"),
+    hb2: floats(rows * hiddenDim, "hb2"),
+    logits: floats(logitRows * vocabSize, "logits"),
+  };
+}
+
+/** Allocates the run state for forward passes of up to `rows` tokens. */
+export function createRunState(gpu: Gpu, config: LlamaConfig, rows: number): GpuRunState {
+  const { maxSeqLen, nLayers } = config;
+  const kvDim = config.nKvHeads * headDim(config);
+  const perLayer = (label: string) =>
+    Array.from(
+      { length: nLayers },
+      (_, l) => gpu.createBuffer(maxSeqLen * kvDim * 4, `layers[${l}].${label}`),
+    );
+  return {
+    act: createActivations(gpu, config, rows),
     keyCache: perLayer("keyCache"),
     valueCache: perLayer("valueCache"),
     state: gpu.createBuffer(STATE_BYTES, "state"),

@@ -30,6 +30,11 @@ export interface LlamaConfig {
   normEps: number;
   /** Whether the classifier is the token-embedding table (tied weights). */
   sharedClassifier: boolean;
+  /**
+   * Sliding-window attention, as in Mistral: each token attends to itself and the
+   * `slidingWindow − 1` tokens before it. Absent: full causal attention.
+   */
+  slidingWindow?: number;
 }
 
 /** Features per attention head: `dim / nHeads`. */
@@ -122,6 +127,10 @@ export function validateConfig(config: LlamaConfig, source = "config"): void {
   }
   if (!(config.normEps >= 0)) {
     throw new RangeError(`${source}: normEps must be >= 0, got ${config.normEps}`);
+  }
+  const window = config.slidingWindow;
+  if (window !== undefined && (!Number.isInteger(window) || window < 1)) {
+    throw new RangeError(`${source}: slidingWindow must be a positive integer, got ${window}`);
   }
   if (config.ropeLayout !== "interleaved" && config.ropeLayout !== "half") {
     throw new RangeError(

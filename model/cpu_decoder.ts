@@ -112,11 +112,15 @@ export class CpuDecoder implements Decoder {
       const k = rope(matvec(layer.wk, xb, kvDim, dim), pos, hd, ropeOptions);
       const v = matvec(layer.wv, xb, kvDim, dim);
       this.cache.write(l, pos, k, v);
-      const att = cachedAttention(q, this.cache.keys[l], this.cache.values[l], pos, 1, {
-        nHeads,
-        nKvHeads,
-        headDim: hd,
-      });
+      const att = cachedAttention(
+        q,
+        this.cache.keys[l],
+        this.cache.values[l],
+        pos,
+        1,
+        { nHeads, nKvHeads, headDim: hd },
+        this.config.slidingWindow, // Mistral-style window; undefined is full attention
+      );
       addInPlace(x, matvec(layer.wo, att, dim, qDim));
       // feed-forward: x += w2 · (silu(w1·xb) ⊙ w3·xb)
       xb = rmsNorm(x, layer.ffnNorm, eps);
@@ -137,7 +141,14 @@ export class CpuDecoder implements Decoder {
       const q = ropeRows(matmul(layer.wq, xb, seqLen, qDim, dim), 0, seqLen, hd, ropeOptions);
       const k = ropeRows(matmul(layer.wk, xb, seqLen, kvDim, dim), 0, seqLen, hd, ropeOptions);
       const v = matmul(layer.wv, xb, seqLen, kvDim, dim);
-      const att = attention(q, k, v, seqLen, { nHeads, nKvHeads, headDim: hd });
+      const att = attention(
+        q,
+        k,
+        v,
+        seqLen,
+        { nHeads, nKvHeads, headDim: hd },
+        this.config.slidingWindow,
+      );
       addInPlace(x, matmul(layer.wo, att, seqLen, dim, qDim));
       xb = rmsNorm(x, layer.ffnNorm, eps);
       const gate = matmul(layer.w1, xb, seqLen, hiddenDim, dim);

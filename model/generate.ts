@@ -20,7 +20,8 @@ export interface GenerateOptions {
   temperature?: number;
   /** Keep the `topK` most probable tokens (reads logits back per token on WebGPU). */
   topK?: number;
-  /** Nucleus sampling mass in (0, 1] (reads logits back per token on WebGPU). */
+  /** Nucleus sampling mass in (0, 1], taken over the top-k set renormalized when `topK` is set
+   * too, as llama.cpp and Hugging Face do (reads logits back per token on WebGPU). */
   topP?: number;
   /** Seed of every random choice. */
   seed?: number;

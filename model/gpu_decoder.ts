@@ -194,6 +194,11 @@ export class GpuDecoder implements Decoder {
     options: GpuDecoderOptions = {},
   ): Promise<GpuDecoder> {
     checkWeights(config, weights);
+    if (config.slidingWindow !== undefined) {
+      throw new RangeError(
+        `GpuDecoder: slidingWindow: expected none (GpuBatchDecoder runs sliding-window models), got ${config.slidingWindow}`,
+      );
+    }
     const decoder = new GpuDecoder(gpu, config, weights, options);
     await decoder.#plan(1); // compiles the decode pipelines up front
     return decoder;

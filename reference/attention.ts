@@ -21,10 +21,30 @@ export interface AttentionShape {
 }
 
 /**
+ * The first position a token at `pos` sees under a sliding window of `window` positions (itself
+ * and the `window − 1` before it): `max(0, pos − window + 1)`; 0 without a window (`Infinity`).
+ *
+ * @example
+ * ```ts
+ * import { windowStart } from "./attention.ts";
+ * if (windowStart(10, 4) !== 7 || windowStart(2, 4) !== 0 || windowStart(9, Infinity) !== 0) throw new Error("wrong");
+ * ```
+ */
+export function windowStart(pos: number, window: number): number {
+  return Math.max(0, pos - window + 1);
+}
+
+function checkWindow(window: number): void {
+  if (window !== Infinity && (!Number.isInteger(window) || window < 1)) {
+    throw new RangeError(`window: expected an integer >= 1 or Infinity, got ${window}`);
+  }
+}
+
+/**
  * Full causal attention over a sequence of `seqLen` tokens: `q: (seqLen, nHeads·headDim)`,
  * `k, v: (seqLen, nKvHeads·headDim)`; returns `(seqLen, nHeads·headDim)`. Token `t` attends to
  * tokens `0..t`: scores `q·k / sqrt(headDim)`, masked above the diagonal, softmax, weighted sum
- * of values.
+ * of values. With a sliding `window` (Mistral's), token `t` sees only `windowStart(t, window)..t`.
  *
  * @example
  * ```ts
@@ -41,10 +61,12 @@ export function attention(
   v: Float32Array,
   seqLen: number,
   shape: AttentionShape,
+  window: number = Infinity,
 ): Float32Array {
   const { nHeads, nKvHeads, headDim } = shape;
   checkHeads(nHeads, nKvHeads, headDim);
   checkInteger("seqLen", seqLen);
+  checkWindow(window);
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
   checkLength("attention q (seqLen*nHeads*headDim)", q, seqLen * qDim);
@@ -55,11 +77,11 @@ export function attention(
   const out = new Float32Array(seqLen * qDim);
   for (let h = 0; h < nHeads; h++) {
     const kvHead = Math.floor(h / group);
-    // Scores for all (query, key) pairs of this head, future keys masked out.
+    // Scores for all (query, key) pairs of this head, future (and out-of-window) keys masked.
     const scores = new Float32Array(seqLen * seqLen);
     for (let i = 0; i < seqLen; i++) {
       for (let j = 0; j < seqLen; j++) {
-        scores[i * seqLen + j] = j > i
+        scores[i * seqLen + j] = j > i || j < windowStart(i, window)
           ? -Infinity
           : dot(q, i * qDim + h * headDim, k, j * kvDim + kvHead * headDim, headDim) * scale;
       }
@@ -68,7 +90,7 @@ export function attention(
     for (let i = 0; i < seqLen; i++) {
       for (let d = 0; d < headDim; d++) {
         let sum = 0;
-        for (let j = 0; j <= i; j++) {
+        for (let j = windowStart(i, window); j <= i; j++) {
           sum += weights[i * seqLen + j] * v[j * kvDim + kvHead * headDim + d];
         }
         out[i * qDim + h * headDim + d] = sum;
@@ -131,6 +153,7 @@ export function decodeAttention(
  * attending to positions `0..startPos + t`: `q: (rows, nHeads·headDim)`, `keyCache, valueCache:
  * (≥ startPos + rows, nKvHeads·headDim)`; returns `(rows, nHeads·headDim)`. The contract of the
  * `gpu/attention.ts` kernel: prefill (`rows` = prompt length) and decode (`rows` = 1) alike.
+ * With a sliding `window`, position `p` sees only `windowStart(p, window)..p`.
  *
  * @example
  * ```ts
@@ -149,16 +172,22 @@ export function cachedAttention(
   startPos: number,
   rows: number,
   shape: AttentionShape,
+  window: number = Infinity,
 ): Float32Array {
   checkHeads(shape.nHeads, shape.nKvHeads, shape.headDim);
   checkInteger("cachedAttention rows", rows);
   checkInteger("cachedAttention startPos", startPos, 0);
+  checkWindow(window);
   const width = shape.nHeads * shape.headDim;
+  const kvDim = shape.nKvHeads * shape.headDim;
   checkLength("cachedAttention q (rows*nHeads*headDim)", q, rows * width);
   const out = new Float32Array(rows * width);
   for (let t = 0; t < rows; t++) {
     const row = q.subarray(t * width, (t + 1) * width);
-    out.set(decodeAttention(row, keyCache, valueCache, startPos + t, shape), t * width);
+    const pos = startPos + t;
+    const first = windowStart(pos, window) * kvDim;
+    const keys = keyCache.subarray(first), values = valueCache.subarray(first);
+    out.set(decodeAttention(row, keys, values, pos - first / kvDim, shape), t * width);
   }
   return out;
 }

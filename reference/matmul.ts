@@ -40,7 +40,9 @@ export function matvec(
 /**
  * Row-wise `out[t] = W · x[t]` for `rows` input vectors at once: `w: (outDim, inDim)`,
  * `x: (rows, inDim)`, result `(rows, outDim)`. This is `X · Wᵀ`, the layout of every
- * projection in a prefill.
+ * projection in a prefill or a batched step. Each row of W is read once and used for every
+ * input row while it is in cache, so `rows` inputs cost one pass over W, not `rows` passes;
+ * each output sums in the same order as {@linkcode matvec}.
  *
  * @example
  * ```ts
@@ -63,8 +65,14 @@ export function matmul(
   checkLength("matmul w (outDim*inDim)", w, outDim * inDim);
   checkLength("matmul x (rows*inDim)", x, rows * inDim);
   const out = new Float32Array(rows * outDim);
-  for (let t = 0; t < rows; t++) {
-    out.set(matvec(w, x.subarray(t * inDim, (t + 1) * inDim), outDim, inDim), t * outDim);
+  for (let r = 0; r < outDim; r++) {
+    const row = r * inDim;
+    for (let t = 0; t < rows; t++) {
+      const input = t * inDim;
+      let sum = 0;
+      for (let c = 0; c < inDim; c++) sum += w[row + c] * x[input + c];
+      out[t * outDim + r] = sum;
+    }
   }
   return out;
 }

@@ -26,3 +26,5 @@ export * from "./rope.ts";
 export * from "./sampling.ts";
 export * from "./softmax.ts";
 export * from "./swiglu.ts";
+export * from "./paged_kv_cache.ts";
+export * from "./sliding_kv_cache.ts";

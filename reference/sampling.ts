@@ -5,6 +5,7 @@
  */
 import { Rng } from "./random.ts";
 import { softmax } from "./softmax.ts";
+import { gumbelFixed, gumbelKey, NOISE_FRACTION_BITS, noiseBits } from "./_gumbel.ts";
 
 /**
  * Index of the largest value; ties go to the lowest index. NaN logits are an error.
@@ -59,25 +60,31 @@ export function topK(probs: Float32Array, k: number): number[] {
 }
 
 /**
- * The nucleus: the smallest set of ids, most probable first, whose probabilities sum to at
- * least `p` (ties: lower id first). `p` must be in (0, 1].
+ * The nucleus: ids, most probable first (ties: lower id first), up to and including the first
+ * whose cumulative probability exceeds `p` (llama2.c's `cumulative > topp`: at an exact tie one
+ * more id is kept). `p` must be in (0, 1]; 1 keeps every id.
  *
  * @example
  * ```ts
  * import { topP } from "./sampling.ts";
  * if (topP(new Float32Array([0.1, 0.6, 0.3]), 0.7).join() !== "1,2") throw new Error("wrong");
+ * // 0.5 + 0.25 does not exceed 0.75: the third id is kept too
+ * if (topP(new Float32Array([0.25, 0.5, 0.25]), 0.75).join() !== "1,0,2") throw new Error("wrong");
  * ```
  */
-export function topP(probs: Float32Array, p: number): number[] {
+export function topP(probs: ArrayLike<number>, p: number): number[] {
   if (!(p > 0 && p <= 1)) throw new RangeError(`top-p: expected a value in (0, 1], got ${p}`);
-  const ranked = rankByProbability(probs);
+  return nucleus(rankByProbability(probs), probs, p);
+}
+
+function nucleus(ranked: readonly number[], probs: ArrayLike<number>, p: number): number[] {
+  if (p === 1) return [...ranked];
   const kept: number[] = [];
-  let mass = 0;
+  let cumulative = 0;
   for (const id of ranked) {
     kept.push(id);
-    mass += probs[id];
-    // 1e-6 slack: float32 probabilities rarely sum to exactly 1, and p = 1 must keep them all.
-    if (mass >= p - 1e-6 && p < 1) break;
+    cumulative += probs[id];
+    if (cumulative > p) break;
   }
   return kept;
 }
@@ -88,13 +95,15 @@ export interface SamplingOptions {
   temperature?: number;
   /** Keep only the `topK` most probable tokens. */
   topK?: number;
-  /** Keep only the smallest set of tokens whose mass reaches `topP`, in (0, 1]. */
+  /** Keep the nucleus: the most probable tokens until their mass exceeds `topP`, in (0, 1]. */
   topP?: number;
 }
 
 /**
  * Draws a token id from `logits`: greedy at temperature 0, otherwise from
- * `softmax(logits / temperature)` restricted by top-k then top-p and renormalized, using `rng`.
+ * `softmax(logits / temperature)` restricted and renormalized, using `rng`. As in llama.cpp and
+ * Hugging Face, top-k comes first and top-p is taken over the top-k set's renormalized
+ * probabilities (see {@linkcode topP} for its stop rule).
  *
  * @example
  * ```ts
@@ -118,8 +127,11 @@ export function sample(logits: Float32Array, options: SamplingOptions, rng: Rng)
     ? topK(probs, options.topK)
     : rankByProbability(probs);
   if (options.topP !== undefined) {
-    const nucleus = new Set(topP(probs, options.topP));
-    candidates = candidates.filter((id) => nucleus.has(id));
+    let topKMass = 0;
+    for (const id of candidates) topKMass += probs[id];
+    const renormalized = new Float64Array(probs.length);
+    for (const id of candidates) renormalized[id] = probs[id] / topKMass;
+    candidates = nucleus(candidates, renormalized, options.topP);
   }
   let mass = 0;
   for (const id of candidates) mass += probs[id];
@@ -162,49 +174,59 @@ export class Sampler {
   }
 }
 
-function rankByProbability(probs: Float32Array): number[] {
-  const ids = Array.from(probs.keys());
+function rankByProbability(probs: ArrayLike<number>): number[] {
+  const ids = Array.from({ length: probs.length }, (_, i) => i);
   return ids.sort((a, b) => probs[b] - probs[a] || a - b);
 }
 
-/** A 32-bit integer hash (lowbias32): the noise stream of {@linkcode gumbelSample}. */
-function mix32(x: number): number {
-  x >>>= 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  x ^= x >>> 16;
-  return x >>> 0;
-}
+/**
+ * Temperatures a Gumbel draw accepts besides 0: far beyond any useful range, and within it
+ * `1 / T` and the scaled logits stay normal f32 numbers on every adapter.
+ *
+ * @example
+ * ```ts
+ * import { GUMBEL_TEMPERATURE_RANGE } from "./sampling.ts";
+ * const [low, high] = GUMBEL_TEMPERATURE_RANGE;
+ * if (!(low <= 0.8 && 0.8 <= high)) throw new Error("wrong");
+ * ```
+ */
+export const GUMBEL_TEMPERATURE_RANGE: readonly [number, number] = [1e-30, 1e30];
 
 /**
  * Standard Gumbel noise for token `id` at position `pos` under `seed`: a pure function of the
- * three, so the GPU kernel draws the very same numbers without sharing any generator state.
+ * three, computed in integer arithmetic only, so the GPU kernel draws bit-identical numbers
+ * without sharing any generator state. 32 hashed bits give `u = (2·(bits >> 9) + 1) / 2^24`,
+ * strictly inside (0, 1); the noise is `−ln(−ln u)` to within 2^-15, a multiple of 2^-16 in
+ * [−2.812, 16.636] (never infinite or NaN).
  *
  * @example
  * ```ts
  * import { gumbelNoise } from "./sampling.ts";
- * if (gumbelNoise(1, 2, 3) !== gumbelNoise(1, 2, 3)) throw new Error("not repeatable");
+ * // seed 0, position 0, token 0 hash to 0 bits: u = 2^-24, −ln u = 24 ln 2, noise −ln(24 ln 2)
+ * if (Math.abs(gumbelNoise(0, 0, 0) - -2.81154) > 2 ** -15) throw new Error("wrong");
  * ```
  */
 export function gumbelNoise(seed: number, pos: number, id: number): number {
-  const bits = mix32(id ^ mix32(pos ^ mix32(seed)));
-  const u = ((bits >>> 8) + 0.5) / 16777216; // 24 bits, strictly inside (0, 1)
-  return -Math.log(-Math.log(u));
+  return gumbelFixed(noiseBits(seed, pos, id)) / 2 ** NOISE_FRACTION_BITS;
 }
 
 /**
  * Temperature sampling by the Gumbel-max trick: `argmax(logits / temperature + g)` with
- * {@linkcode gumbelNoise} draws exactly from `softmax(logits / temperature)`, and needs no
- * sort or prefix sum, so the GPU can do it in the same pass as greedy argmax. Temperature 0 is
- * plain argmax.
+ * {@linkcode gumbelNoise} draws from `softmax(logits / temperature)`, and needs no sort or
+ * prefix sum, so the GPU does it in the same pass as greedy argmax and chooses the same token.
+ * The sum is taken exactly as the kernel takes it: `(logit − max) / T` in two f32 steps, clamped
+ * below at −30000 (a probability of e^-30000), to 2^-16, plus the noise, compared as integers
+ * (ties to the lowest id). A `-Infinity` logit loses to every finite one, `+Infinity` beats
+ * them; all `-Infinity` gives id 0, as {@linkcode argmax} does. NaN logits are an error.
+ * Temperature 0 is plain argmax; otherwise it must lie in {@linkcode GUMBEL_TEMPERATURE_RANGE}.
  *
  * @example
  * ```ts
- * import { argmax, gumbelSample } from "./sampling.ts";
+ * import { gumbelSample } from "./sampling.ts";
  * const logits = new Float32Array([0, 3, 1]);
- * if (gumbelSample(logits, 0, 1, 0) !== argmax(logits)) throw new Error("wrong");
+ * if (gumbelSample(logits, 0, 1, 0) !== 1) throw new Error("wrong");
+ * // a logit 100 above the others at T = 1 beats noise that never exceeds 16.7 − (−2.9)
+ * if (gumbelSample(new Float32Array([0, 100, 0]), 1, 7, 3) !== 1) throw new Error("wrong");
  * ```
  */
 export function gumbelSample(
@@ -213,13 +235,31 @@ export function gumbelSample(
   seed: number,
   pos: number,
 ): number {
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) {
-    throw new RangeError(`temperature: expected a finite number >= 0, got ${temperature}`);
+  const [low, high] = GUMBEL_TEMPERATURE_RANGE;
+  if (!(temperature === 0 || (temperature >= low && temperature <= high))) {
+    throw new RangeError(
+      `temperature: expected 0 or a number in [${low}, ${high}], got ${temperature}`,
+    );
   }
   if (temperature === 0) return argmax(logits);
-  const perturbed = new Float64Array(logits.length);
+  if (logits.length === 0) throw new RangeError("argmax: expected at least one logit, got none");
+  let max = -Infinity;
   for (let i = 0; i < logits.length; i++) {
-    perturbed[i] = logits[i] / temperature + gumbelNoise(seed, pos, i);
+    if (Number.isNaN(logits[i])) throw new RangeError(`argmax: logit ${i} is NaN`);
+    if (Number.isFinite(logits[i]) && logits[i] > max) max = logits[i];
   }
-  return argmax(perturbed);
+  const inverseTemperature = Math.fround(1 / temperature);
+  let best = 0;
+  let bestKey = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const logit = logits[i];
+    const key = Number.isFinite(logit)
+      ? gumbelKey(logit, max, inverseTemperature, gumbelFixed(noiseBits(seed, pos, i)))
+      : logit; // ±Infinity: above or below every finite key
+    if (key > bestKey || (i === 0 && key === -Infinity)) {
+      best = i;
+      bestKey = key;
+    }
+  }
+  return best;
 }

@@ -7,12 +7,16 @@
 /**
  * Numerically stable softmax over each row of `x` (row length `rowLength`, the whole array by
  * default): the row maximum is subtracted before exponentiating, so large logits never overflow.
+ * `-Infinity` is a weight of 0 (a mask); a row masked entirely has no distribution and gives all
+ * zeros, as the GPU kernel does, rather than NaN.
  *
  * @example
  * ```ts
  * import { softmax } from "./softmax.ts";
  * const p = softmax(new Float32Array([1000, 1000]));
  * if (p[0] !== 0.5 || p[1] !== 0.5) throw new Error("wrong");
+ * const masked = softmax(new Float32Array([-Infinity, -Infinity]));
+ * if (masked[0] !== 0 || masked[1] !== 0) throw new Error("wrong");
  * ```
  */
 export function softmax(x: Float32Array, rowLength: number = x.length): Float32Array {
@@ -25,11 +29,10 @@ export function softmax(x: Float32Array, rowLength: number = x.length): Float32A
   for (let row = 0; row < x.length; row += rowLength) {
     let max = -Infinity;
     for (let i = 0; i < rowLength; i++) max = Math.max(max, x[row + i]);
+    if (max === -Infinity) continue; // masked entirely: zeros
     let sum = 0;
     const exps = new Float64Array(rowLength);
     for (let i = 0; i < rowLength; i++) {
-      // A row masked entirely to -Infinity has no distribution: fail loudly rather than NaN.
-      if (max === -Infinity) throw new RangeError("softmax: every value in a row is -Infinity");
       exps[i] = Math.exp(x[row + i] - max);
       sum += exps[i];
     }

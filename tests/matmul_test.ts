@@ -7,16 +7,21 @@ Deno.test("matvec computes W·x on a hand-worked 3x2 case", () => {
   expect(Array.from(matvec(w, new Float32Array([2, 0.5]), 3, 2))).toEqual([3, 8, 13]);
 });
 
-Deno.test("matmul equals matvec applied to each row", () => {
-  const rng = new Rng(1);
-  const [rows, outDim, inDim] = [5, 7, 33];
-  const w = rng.uniformArray(outDim * inDim);
-  const x = rng.uniformArray(rows * inDim);
-  const y = matmul(w, x, rows, outDim, inDim);
-  for (let t = 0; t < rows; t++) {
-    expect(y.subarray(t * outDim, (t + 1) * outDim)).toEqual(
-      matvec(w, x.subarray(t * inDim, (t + 1) * inDim), outDim, inDim),
-    );
+Deno.test("matmul computes X·Wᵀ on a hand-worked case", () => {
+  const w = new Float32Array([1, 2, 3, 4, 5, 6]); // (outDim 2, inDim 3)
+  const x = new Float32Array([1, 0, -1, 2, 1, 0.5]); // (rows 2, inDim 3)
+  // row 0: (1·1 + 2·0 − 3·1, 4 − 6); row 1: (2 + 2 + 1.5, 8 + 5 + 3)
+  expect(Array.from(matmul(w, x, 2, 2, 3))).toEqual([-2, -2, 5.5, 16]);
+});
+
+Deno.test("matmul with the identity as X gives Wᵀ", () => {
+  const [outDim, inDim] = [7, 33];
+  const w = new Rng(1).uniformArray(outDim * inDim);
+  const identity = new Float32Array(inDim * inDim);
+  for (let i = 0; i < inDim; i++) identity[i * inDim + i] = 1;
+  const y = matmul(w, identity, inDim, outDim, inDim); // (inDim, outDim)
+  for (let t = 0; t < inDim; t++) {
+    for (let o = 0; o < outDim; o++) expect(y[t * outDim + o]).toBe(w[o * inDim + t]);
   }
 });
 

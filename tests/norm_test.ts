@@ -37,6 +37,19 @@ Deno.test("rmsNorm normalizes each row of a batch independently; eps keeps zeros
   expect(Array.from(rmsNorm(new Float32Array(2), w))).toEqual([0, 0]);
 });
 
+Deno.test("rmsNorm adds eps inside the sqrt, where it matters: rows of |x| ~ 1e-3", () => {
+  const x = new Float32Array([1e-3, -1e-3, 1e-3, -1e-3]); // mean square 1e-6
+  const w = new Float32Array(4).fill(1);
+  // 1e-3 / sqrt(1e-6 + 1e-5) = 0.30151; eps outside the sqrt: 1e-3 / (1e-3 + 1e-5) = 0.99010;
+  // no eps: 1
+  const y = rmsNorm(x, w);
+  [0.30151134, -0.30151134, 0.30151134, -0.30151134].forEach((v, i) =>
+    expect(y[i]).toBeCloseTo(v, 6)
+  );
+  expect(rmsNorm(x, w, 1e-6)[0]).toBeCloseTo(0.70710678, 6); // 1e-3 / sqrt(2e-6)
+  expect(rmsNorm(x, w, 0)[0]).toBeCloseTo(1, 6);
+});
+
 Deno.test("layerNorm gives zero mean and unit variance per sample", () => {
   const rng = new Rng(5);
   const [rows, dim] = [3, 33];

@@ -1,6 +1,7 @@
 import { expect } from "expect";
 import {
   argmax,
+  gumbelNoise,
   gumbelSample,
   Rng,
   sample,
@@ -9,10 +10,12 @@ import {
   topK,
   topP,
 } from "../reference/mod.ts";
+import { gumbelFixed, noiseBits } from "../reference/_gumbel.ts";
 
 Deno.test("argmax picks the largest logit, ties to the lowest id, and rejects NaN", () => {
   expect(argmax(new Float32Array([-1, 4, 2, 4]))).toBe(1);
   expect(argmax(new Float32Array([-Infinity, -5]))).toBe(1);
+  expect(argmax(new Float32Array([-Infinity, -Infinity]))).toBe(0); // all masked: the first
   expect(() => argmax(new Float32Array([1, NaN]))).toThrow("argmax: logit 1 is NaN");
   expect(() => argmax(new Float32Array(0))).toThrow("at least one logit");
 });
@@ -30,18 +33,33 @@ Deno.test("topK keeps the k most probable ids, ties to the lower id", () => {
   expect(topK(new Float32Array([0.2, 0.1, 0.4, 0.2, 0.1]), 3)).toEqual([2, 0, 3]);
 });
 
-Deno.test("topP keeps the smallest set whose mass reaches p", () => {
-  const probs = new Float32Array([0.05, 0.5, 0.25, 0.15, 0.05]);
-  expect(topP(probs, 0.5)).toEqual([1]);
-  expect(topP(probs, 0.51)).toEqual([1, 2]);
-  expect(topP(probs, 0.75)).toEqual([1, 2]);
-  expect(topP(probs, 0.76)).toEqual([1, 2, 3]);
-  expect(topP(probs, 1)).toHaveLength(5);
-  // smallest: dropping the last kept id falls below p
-  const kept = topP(probs, 0.8);
-  const mass = (ids: number[]) => ids.reduce((s, i) => s + probs[i], 0);
-  expect(mass(kept)).toBeGreaterThanOrEqual(0.8 - 1e-6);
-  expect(mass(kept.slice(0, -1))).toBeLessThan(0.8);
+Deno.test("topP keeps ids until the cumulative mass exceeds p (llama2.c's rule at ties)", () => {
+  // binary fractions: the cumulative sums are exact, so ties are real ties
+  const probs = new Float32Array([0.0625, 0.5, 0.25, 0.125, 0.0625]);
+  expect(topP(probs, 0.4)).toEqual([1]);
+  expect(topP(probs, 0.5)).toEqual([1, 2]); // 0.5 does not exceed 0.5: one more id
+  expect(topP(probs, 0.74)).toEqual([1, 2]);
+  expect(topP(probs, 0.75)).toEqual([1, 2, 3]);
+  expect(topP(probs, 0.875)).toEqual([1, 2, 3, 0]); // ties: the lower id first
+  expect(topP(probs, 1)).toEqual([1, 2, 3, 0, 4]);
+});
+
+Deno.test("top-p is taken over the top-k set renormalized, as llama.cpp and Hugging Face do", () => {
+  // probabilities 0.4, 0.3, 0.2, 0.1; top-k 2 leaves 4/7 and 3/7
+  const logits = new Float32Array([0.4, 0.3, 0.2, 0.1].map(Math.log));
+  const draw = (options: { topK: number; topP: number }, seed: number) => {
+    const sampler = new Sampler({ temperature: 1, seed, ...options });
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 2000; i++) counts[sampler.sample(logits)]++;
+    return counts;
+  };
+  // 4/7 > 0.5: the nucleus of the top-2 set is token 0 alone (over the full distribution,
+  // 0.4 < 0.5 would keep tokens 0 and 1)
+  expect(draw({ topK: 2, topP: 0.5 }, 1)).toEqual([2000, 0, 0, 0]);
+  // 4/7 < 0.6 < 1: both top-2 tokens, in proportion 4:3
+  const both = draw({ topK: 2, topP: 0.6 }, 2);
+  expect(both[2] + both[3]).toBe(0);
+  expect(both[0] / 2000).toBeCloseTo(4 / 7, 1);
 });
 
 Deno.test("sampling never returns ids outside top-k or top-p, and follows the distribution", () => {
@@ -94,6 +112,38 @@ Deno.test("gumbelSample draws from softmax(logits / T) and repeats per (seed, po
   expect(gumbelSample(logits, temperature, 5, 3)).toBe(gumbelSample(logits, temperature, 5, 3));
   expect(gumbelSample(logits, 0, 5, 3)).toBe(2);
   expect(() => gumbelSample(logits, -1, 5, 3)).toThrow(
-    "temperature: expected a finite number >= 0, got -1",
+    "temperature: expected 0 or a number in [1e-30, 1e+30], got -1",
+  );
+});
+
+Deno.test("gumbelNoise is -ln(-ln u) to 2^-15 over the whole range of u, and always finite", () => {
+  // an independent evaluation in f64 of the same u = (2·(bits >> 9) + 1) / 2^24
+  const exact = (bits: number) => -Math.log(-Math.log((2 * (bits >>> 9) + 1) / 2 ** 24));
+  const at = (bits: number) => gumbelFixed(bits) / 65536;
+  // every 61st of the 2^23 values of u, and all of both ends
+  const samples: number[] = [];
+  for (let m = 0; m < 2 ** 23; m += 61) samples.push(m << 9);
+  for (let m = 0; m < 4096; m++) samples.push(m << 9, (2 ** 23 - 1 - m) << 9);
+  let worst = 0;
+  for (const bits of samples) worst = Math.max(worst, Math.abs(at(bits >>> 0) - exact(bits >>> 0)));
+  expect(worst).toBeLessThan(2 ** -15);
+  expect(at(0)).toBeCloseTo(-Math.log(24 * Math.LN2), 4); // u = 2^-24
+  expect(at(0xffffffff)).toBeCloseTo(16.635532, 4); // u = 1 - 2^-24: finite, unlike u = 1
+  // hashed (seed, pos, id) draws: seed 0, pos 0, id 0 hash to 0 bits
+  expect(gumbelNoise(0, 0, 0)).toBe(at(0));
+  expect(gumbelNoise(3, 9, 11)).toBeCloseTo(exact(noiseBits(3, 9, 11)), 4);
+});
+
+Deno.test("gumbelSample: -Infinity never wins, +Infinity always does, NaN is an error", () => {
+  const minus = new Float32Array([-Infinity, 0, -Infinity, -50]);
+  const plus = new Float32Array([0, Infinity, 5, Infinity]);
+  for (let pos = 0; pos < 200; pos++) {
+    expect([1, 3]).toContain(gumbelSample(minus, 10, 1, pos));
+    expect(gumbelSample(plus, 1, 1, pos)).toBe(1);
+  }
+  expect(gumbelSample(new Float32Array(3).fill(-Infinity), 1, 1, 0)).toBe(0); // as argmax
+  expect(() => gumbelSample(new Float32Array([0, NaN]), 1, 1, 0)).toThrow("logit 1 is NaN");
+  expect(() => gumbelSample(new Float32Array(2), 1e-31, 1, 0)).toThrow(
+    "temperature: expected 0 or a number in [1e-30, 1e+30], got 1e-31",
   );
 });
