@@ -26,7 +26,7 @@ import type { RopeLayout } from "../reference/rope.ts";
 import { DEFAULT_NORM_EPS } from "../reference/norm.ts";
 
 /** How a projection's dot products are spread over invocations. */
-export type ProjectionLayout = "row" | "cooperative" | "multirow" | "tiled";
+export type ProjectionLayout = "row" | "cooperative" | "multirow" | "subgroup" | "tiled";
 
 /** One registered way to compute a projection. */
 export interface ProjectionVariant {
@@ -38,7 +38,7 @@ export interface ProjectionVariant {
   readonly workgroupSize: number;
   /** Invocations sharing one unit's dot products (cooperative and multirow layouts). */
   readonly lanes: number;
-  /** Optional WebGPU features the variant needs (none so far). */
+  /** Optional WebGPU features the variant needs (`subgroups` for the subgroup layout). */
   readonly features: readonly GPUFeatureName[];
   /** Whether the variant suits a shape (and the adapter's limits). */
   applies(shape: ProjectionShape, limits?: GPUSupportedLimits): boolean;
@@ -108,6 +108,14 @@ export const PROJECTION_VARIANTS: readonly ProjectionVariant[] = [
   sharedVariant("coop256", "cooperative", 256, 256),
   sharedVariant("multirow8", "multirow", 64, 8),
   sharedVariant("multirow16", "multirow", 64, 16),
+  {
+    name: "subgroup64",
+    layout: "subgroup",
+    workgroupSize: 64,
+    lanes: 64,
+    features: ["subgroups" as GPUFeatureName],
+    applies: (shape, limits) => gridFits(shape.units, limits) && shape.inDim >= 64,
+  },
   {
     name: "tiled",
     layout: "tiled",
@@ -385,6 +393,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
+/**
+ * A workgroup per unit like `coop64`, reduced with `subgroupAdd` and one barrier instead of a
+ * six-step tree. Subgroups need not be contiguous in `local_invocation_index`, so each
+ * subgroup's first lane writes its sum at its own index and the others write 0.
+ */
+function subgroupWgsl(pair: number, workgroupSize: number): string {
+  const ps = [...Array(pair).keys()];
+  return /* wgsl */ `
+const WG: u32 = ${workgroupSize}u;
+${WORKGROUP_NORM}
+var<workgroup> red: array<f32, ${pair} * WG>;
+@compute @workgroup_size(WG)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(subgroup_invocation_id) subgroupLane: u32,
+) {
+  let t = wid.y;
+  let u = wid.x;
+  let s = workgroupScale(t, lid);
+  ${ps.map((p) => `var acc${p} = T(0.0);`).join("\n  ")}
+  if (u < UNITS) {
+    let n = IN_DIM / V;
+    let xb = xBase(t);
+    ${ps.map((p) => `let w${p} = wRow(u, ${p}u);`).join("\n    ")}
+    for (var c = lid; c < n; c += WG) {
+      let xv = x[xb + c];
+      ${ps.map((p) => `acc${p} += w[w${p} + c] * xv;`).join("\n      ")}
+    }
+  }
+  ${ps.map((p) => `let sum${p} = subgroupAdd(hsum(acc${p}));`).join("\n  ")}
+  ${ps.map((p) => `red[${p}u * WG + lid] = select(0.0, sum${p}, subgroupLane == 0u);`).join("\n  ")}
+  workgroupBarrier();
+  if (lid == 0u && u < UNITS) {
+    ${ps.map((p) => `var total${p} = 0.0;`).join("\n    ")}
+    for (var i = 0u; i < WG; i++) {
+      ${ps.map((p) => `total${p} += red[${p}u * WG + i];`).join("\n      ")}
+    }
+    ${emitCall(pair, (p) => `total${p} * s`)}
+  }
+}`;
+}
+
 function tiledWgsl(pair: number): string {
   // 64 invocations as 8 x 8; each computes 2 units x 2 tokens (x pair rows) in registers.
   return /* wgsl */ `
@@ -530,12 +581,19 @@ export async function projectionKernel<E extends ProjectionEpilogue>(
       body = sharedWgsl(pair, variant.workgroupSize, variant.lanes);
       grid = [Math.ceil(units / (variant.workgroupSize / variant.lanes)), rows];
       break;
+    case "subgroup":
+      body = subgroupWgsl(pair, variant.workgroupSize);
+      grid = [units, rows];
+      break;
     case "tiled":
       body = tiledWgsl(pair);
       grid = [Math.ceil(units / TILE_UNITS), Math.ceil(rows / TILE_TOKENS)];
       break;
   }
-  const code = `${commonWgsl(vec4, pair, norm)}\n${epilogueWgsl(epilogue)}\n${body}`;
+  const enable = variant.features.includes("subgroups" as GPUFeatureName)
+    ? "enable subgroups;\n"
+    : "";
+  const code = `${enable}${commonWgsl(vec4, pair, norm)}\n${epilogueWgsl(epilogue)}\n${body}`;
   const kernel = await compileKernel(gpu, name, code, constants, bindingNames(epilogue.kind), grid);
   return {
     name,

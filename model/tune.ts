@@ -133,7 +133,10 @@ function projectionJob(
     bytes: 4 * (pair * units * inDim + rows * inDim +
       rows * outputs * (epilogue.kind === "add" ? 2 : 1)),
     flops: 2 * rows * pair * units * inDim,
-    candidates: PROJECTION_VARIANTS.filter((v) => v.applies({ rows, units, inDim }, gpu.limits))
+    candidates: PROJECTION_VARIANTS.filter((v) =>
+      v.applies({ rows, units, inDim }, gpu.limits) &&
+      v.features.every((f) => gpu.device.features.has(f))
+    )
       .map((variant) => ({
         variant: variant.name,
         build: async () => {

@@ -59,7 +59,7 @@ Deno.test("a bad tuning file is one clear error naming the field", () => {
     "tuning version: expected 1, got 2",
   );
   expect(() => parseTuning(tuningText({ "projection add decode 1x1": "fast" }))).toThrow(
-    'tuning choices["projection add decode 1x1"]: expected row | coop64 | coop256 | multirow8 | multirow16 | tiled, got "fast"',
+    'tuning choices["projection add decode 1x1"]: expected row | coop64 | coop256 | multirow8 | multirow16 | subgroup64 | tiled, got "fast"',
   );
   expect(() => parseTuning(tuningText({ "attention decode 1/1x2": "split0" }))).toThrow(
     /expected split auto \| splitN \| tiled, got "split0"/,
