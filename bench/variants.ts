@@ -61,7 +61,7 @@ export async function measureVariants(
     progress(`tuning ${name}${quick ? " (quick)" : ""}`);
     const { tuning, measurements } = await tune(gpu, config, {
       quick,
-      ...(quick ? { samples: 2, minSampleMs: 20 } : {}),
+      ...(quick ? { samples: 1, minSampleMs: 5 } : {}),
     });
     const unfused = { ...tuning, choices: { ...tuning.choices, decoder: "unfused" } };
     reports.push({

@@ -127,8 +127,22 @@ export class TuningTable {
   /** Whether defaults are those of a software adapter. */
   readonly software: boolean;
 
-  /** A table over `tuning` (may be undefined) for `adapter`. */
+  /**
+   * A table over `tuning` (may be undefined) for `adapter`; throws if the tuning was measured
+   * on another adapter (its choices would be guesses there). A different Deno version is
+   * accepted.
+   */
   constructor(adapter: AdapterIdentity, tuning?: Tuning) {
+    if (tuning) {
+      const fields = ["vendor", "architecture", "device", "description"] as const;
+      const differs = fields.filter((f) => tuning.adapter[f] !== adapter[f]);
+      if (differs.length > 0) {
+        throw new TypeError(
+          `tuning adapter: expected this adapter (${JSON.stringify(adapter)}), got one measured ` +
+            `on ${JSON.stringify(tuning.adapter)}; run deno task tune here`,
+        );
+      }
+    }
     this.tuning = tuning;
     this.software = isSoftwareAdapter(adapter);
   }

@@ -46,7 +46,10 @@ export interface TuneMeasurement {
 
 /** Options of {@linkcode tune}. */
 export interface TuneOptions {
-  /** Fewer and shorter samples (3 of 40 ms instead of 7 of 100 ms): the bench's `--quick`. */
+  /**
+   * Fewer candidates (see `QUICK_CANDIDATES`) and shorter samples (3 of 40 ms instead of 7 of
+   * 100 ms): the bench's `--quick`.
+   */
   quick?: boolean;
   /** Samples per measurement (overrides `quick`'s 3 and the default 7). */
   samples?: number;
@@ -67,6 +70,14 @@ export interface TuneResult {
   /** Every measurement. */
   measurements: TuneMeasurement[];
 }
+
+/**
+ * What `quick` measures: every decode projection layout, prefill projections as `row` or
+ * `tiled` only (a workgroup per row of a 64-token matmul can take seconds on a software
+ * adapter), and 1, 4 or 16 attention splits beside the kernel's own choice.
+ */
+const QUICK_CANDIDATES =
+  /^(projection \S+ decode .*|projection \S+ prefill \S+ (row|tiled)|attention decode .* (split auto|split1|split4|split16)|attention prefill .*)$/;
 
 /** A kernel shape to tune: its candidates as runnable recipes. */
 interface Job {
@@ -295,6 +306,7 @@ export async function tune(
     let quickestOnce = Infinity;
     for (const candidate of job.candidates) {
       if (options.filter && !options.filter(job.key, candidate.variant)) continue;
+      if (options.quick && !QUICK_CANDIDATES.test(`${job.key} ${candidate.variant}`)) continue;
       const m: TuneMeasurement = {
         key: job.key,
         variant: candidate.variant,

@@ -4,12 +4,14 @@ import { CpuDecoder, GpuDecoder, type LlamaConfig, randomWeights } from "../mode
 import { headDim } from "../model/config.ts";
 import { attentionKey, projectionKey, type Tuning } from "../gpu/tuning.ts";
 import { compare } from "../reference/mod.ts";
+import type { Gpu } from "../gpu/device.ts";
 import { gpuTest } from "./_gpu.ts";
 
 const TOKENS = [1, 17, 4, 99, 250, 3, 3, 61, 128, 7, 255, 42];
 
 /** A tuning choosing `projection` for every decode projection and `attention` for decode. */
 function tuningFor(
+  gpu: Gpu,
   config: LlamaConfig,
   decoder: "fused" | "unfused",
   projection: string,
@@ -30,8 +32,7 @@ function tuningFor(
   choices[projectionKey("store", false, 1, vocabSize, dim)] = projection;
   choices[attentionKey(1, nHeads, nKvHeads, hd)] = attention;
   choices[attentionKey(5, nHeads, nKvHeads, hd)] = prefill === "tiled" ? "tiled" : "split auto";
-  const adapter = { vendor: "", architecture: "", device: "", description: "test" };
-  return { version: 1, adapter, deno: Deno.version.deno, choices };
+  return { version: 1, adapter: gpu.adapter, deno: Deno.version.deno, choices };
 }
 
 const RUNS = [
@@ -59,7 +60,7 @@ for (const [name, nKvHeads] of [["MHA", 8], ["GQA", 2], ["MQA", 1]] as const) {
           sharedClassifier: nKvHeads !== 2,
         });
         const weights = randomWeights(config, 5);
-        const tuning = tuningFor(config, mode, projection, attention);
+        const tuning = tuningFor(gpu, config, mode, projection, attention);
         const decoder = await GpuDecoder.create(gpu, config, weights, {
           tuning: mode === "fused" && projection === "coop64" ? JSON.stringify(tuning) : tuning,
           maxPrefillRows: 5,
@@ -100,23 +101,34 @@ gpuTest("the fused decode step is 5 dispatches per layer, 6 when attention split
     return n;
   };
   // embedding, layers, final norm, classifier, argmax, advance
-  expect(await count(tuningFor(config, "fused", "row", "split1"))).toBe(1 + 5 * 3 + 1 + 1 + 2);
-  expect(await count(tuningFor(config, "fused", "row", "split2"))).toBe(1 + 6 * 3 + 1 + 1 + 2);
+  expect(await count(tuningFor(gpu, config, "fused", "row", "split1"))).toBe(1 + 5 * 3 + 1 + 1 + 2);
+  expect(await count(tuningFor(gpu, config, "fused", "row", "split2"))).toBe(1 + 6 * 3 + 1 + 1 + 2);
   // unfused: norm, q, k, v, 2 RoPE, append, attention and its combine (the kernel's own split
   // here), wo, add, norm, w1, w3, gate, w2, add
-  expect(await count(tuningFor(config, "unfused", "row", "split1"))).toBe(1 + 17 * 3 + 1 + 1 + 2);
+  expect(await count(tuningFor(gpu, config, "unfused", "row", "split1"))).toBe(
+    1 + 17 * 3 + 1 + 1 + 2,
+  );
 });
 
-gpuTest("a bad tuning is rejected before anything is uploaded", async (gpu) => {
-  const config = tinyConfig({
-    dim: 8,
-    hiddenDim: 12,
-    nLayers: 1,
-    nHeads: 2,
-    nKvHeads: 1,
-    vocabSize: 10,
-    maxSeqLen: 4,
-  });
-  await expect(GpuDecoder.create(gpu, config, randomWeights(config), { tuning: "{}" }))
-    .rejects.toThrow("tuning version: expected 1, got undefined");
-});
+gpuTest(
+  "a bad tuning, or one from another adapter, is rejected before anything is uploaded",
+  async (gpu) => {
+    const config = tinyConfig({
+      dim: 8,
+      hiddenDim: 12,
+      nLayers: 1,
+      nHeads: 2,
+      nKvHeads: 1,
+      vocabSize: 10,
+      maxSeqLen: 4,
+    });
+    await expect(GpuDecoder.create(gpu, config, randomWeights(config), { tuning: "{}" }))
+      .rejects.toThrow("tuning version: expected 1, got undefined");
+    const elsewhere = {
+      ...tuningFor(gpu, config, "fused", "row", "split1"),
+      adapter: { vendor: "nvidia", architecture: "hopper", device: "0x2335", description: "" },
+    };
+    await expect(GpuDecoder.create(gpu, config, randomWeights(config), { tuning: elsewhere }))
+      .rejects.toThrow(/^tuning adapter: expected this adapter .* got one measured on .*hopper/);
+  },
+);

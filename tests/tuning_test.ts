@@ -42,6 +42,9 @@ Deno.test("defaults: row-per-invocation on software adapters, cooperative elsewh
   expect(defaultChoice(attentionKey(1, 32, 4, 128), false)).toBe("split16");
   expect(defaultChoice(attentionKey(64, 32, 4, 128), false)).toBe("tiled");
   expect(new TuningTable(lavapipe).fused).toBe(true);
+  expect(() => new TuningTable(lavapipe, parseTuning(tuningText({})))).toThrow(
+    /^tuning adapter: expected this adapter/,
+  );
 });
 
 Deno.test("a tuning's choices override the defaults", () => {
