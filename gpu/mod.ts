@@ -23,6 +23,7 @@
  * | `argmaxKernel` (sampling)                    | `gumbelSample`, `argmax` (sampling) |
  * | `copyKernel` (copy)                          | none: the bandwidth roofline        |
  * | `advanceKernel` (advance)                    | none: decoder bookkeeping           |
+ * | `finiteCheckKernel` (finite_check)           | none: generation's overflow guard   |
  *
  * The pairs themselves (inputs, shapes, bytes, tolerance, variants) are one registry,
  * `gpu/_pairs.ts`, which the kernel tests, `deno task conformance` and the benchmarks iterate.
@@ -52,6 +53,7 @@ export * from "./copy.ts";
 export * from "./device.ts";
 export * from "./embedding.ts";
 export * from "./fused_weights.ts";
+export * from "./finite_check.ts";
 export * from "./kernel.ts";
 export * from "./kv_cache.ts";
 export * from "./matmul.ts";

@@ -26,8 +26,21 @@ export function parseFlags<T extends ParseArgsOptionsConfig>(
 ): ReturnType<
   typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>
 >["values"] {
+  // `--steps -1` would read "-1" as a flag; bind a negative number to its flag so the flag's
+  // own check can name the bad value.
+  const bound = args.map((arg, i) => {
+    const name = args[i - 1]?.startsWith("--") ? args[i - 1].slice(2) : undefined;
+    return name && options[name]?.type === "string" && /^-(\d|\.\d|Infinity)/.test(arg)
+      ? undefined
+      : arg;
+  });
+  const joined: string[] = [];
+  bound.forEach((arg, i) => {
+    if (arg === undefined) joined[joined.length - 1] += `=${args[i]}`;
+    else joined.push(arg);
+  });
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args: joined, options, strict: true, allowPositionals: false }).values;
   } catch (error) {
     throw new UsageError(
       (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " "),

@@ -41,7 +41,7 @@ export interface GpuRunState {
   valueCache: GPUBuffer[];
   /** The decoder state (`gpu/state.ts`): current token, position, next position. */
   state: GPUBuffer;
-  /** Token ids by position, `(maxSeqLen)` u32: the prompt and every token chosen on the GPU. */
+  /** Token ids by position, `(maxSeqLen + 1)` u32: the prompt and every token chosen on the GPU. */
   history: GPUBuffer;
   /** Token ids of one prefill chunk, `(rows)` u32. */
   chunkTokens: GPUBuffer;
@@ -86,7 +86,8 @@ export function createRunState(gpu: Gpu, config: LlamaConfig, rows: number): Gpu
     keyCache: perLayer("keyCache"),
     valueCache: perLayer("valueCache"),
     state: gpu.createBuffer(STATE_BYTES, "state"),
-    history: gpu.createBuffer(maxSeqLen * 4, "history"),
+    // One slot more than positions: the last generated token is recorded, never processed.
+    history: gpu.createBuffer((maxSeqLen + 1) * 4, "history"),
     chunkTokens: gpu.createBuffer(rows * 4, "chunkTokens"),
   };
 }

@@ -6,6 +6,8 @@
  * @module
  */
 import { headDim, type LlamaConfig, makeConfig } from "./config.ts";
+import { readBoundedFile } from "./_file.ts";
+import { checkWeightsFitMemory } from "./_memory.ts";
 import {
   checkWeights,
   layerTensorSizes,
@@ -60,25 +62,123 @@ const V1_LAYER_ORDER: (keyof LayerWeights)[] = ["wq", "wk", "wv", "wo", "w1", "w
  * ```
  */
 export function parseCheckpoint(bytes: Uint8Array, source = "checkpoint"): Checkpoint {
-  if (bytes.byteLength < LEGACY_HEADER_BYTES) {
+  const layout = checkpointLayout(bytes, source);
+  checkSize(bytes.byteLength, layout, source);
+  const { config } = layout;
+  const take = floatReader(floatView(bytes, layout.headerBytes, layout.floats));
+  const sizes = layerTensorSizes(config);
+  let weights: LlamaWeights;
+  if (layout.format === "legacy") {
+    const tokenEmbedding = take(config.vocabSize * config.dim);
+    const perLayer = Object.fromEntries(
+      LAYER_ORDER.map((name) => [name, take(config.nLayers * sizes[name])]),
+    );
+    const finalNorm = take(config.dim);
+    take(config.maxSeqLen * headDim(config)); // freq_cis_real and _imag, unused
+    const classifier = config.sharedClassifier
+      ? tokenEmbedding
+      : take(config.vocabSize * config.dim);
+    weights = { tokenEmbedding, layers: splitLayers(config, perLayer), finalNorm, classifier };
+  } else {
+    const attentionNorm = take(config.nLayers * config.dim);
+    const ffnNorm = take(config.nLayers * config.dim);
+    const finalNorm = take(config.dim);
+    const tokenEmbedding = take(config.vocabSize * config.dim);
+    const perLayer: Record<string, Float32Array> = { attentionNorm, ffnNorm };
+    for (const name of V1_LAYER_ORDER) perLayer[name] = take(config.nLayers * sizes[name]);
+    const classifier = config.sharedClassifier
+      ? tokenEmbedding
+      : take(config.vocabSize * config.dim);
+    weights = { tokenEmbedding, layers: splitLayers(config, perLayer), finalNorm, classifier };
+  }
+  checkWeights(config, weights, source);
+  return { format: layout.format, config, weights };
+}
+
+/** What a checkpoint's header says: its format, configuration and size. */
+export interface CheckpointLayout {
+  /** Which layout the file uses. */
+  format: CheckpointFormat;
+  /** The configuration from the header. */
+  config: LlamaConfig;
+  /** Bytes before the first float. */
+  headerBytes: number;
+  /** Floats after the header (the legacy RoPE table included). */
+  floats: number;
+  /** The file's size the header implies: `headerBytes + 4·floats`. */
+  expectedBytes: number;
+}
+
+/** The most bytes {@linkcode checkpointLayout} reads: the version 1 header. */
+export const CHECKPOINT_HEADER_BYTES: number = V1_HEADER_BYTES;
+
+/**
+ * Reads a checkpoint's header (the first {@linkcode CHECKPOINT_HEADER_BYTES} bytes suffice) and
+ * validates it, without the weights: the format, the configuration and the file size it
+ * implies. Errors name `source` and the field.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { randomWeights } from "./weights.ts";
+ * import { checkpointLayout, serializeCheckpoint } from "./checkpoint.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 12, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 5, maxSeqLen: 4 });
+ * const bytes = serializeCheckpoint(config, randomWeights(config), "v1");
+ * if (checkpointLayout(bytes.subarray(0, 256)).expectedBytes !== bytes.length) throw new Error("wrong");
+ * ```
+ */
+export function checkpointLayout(header: Uint8Array, source = "checkpoint"): CheckpointLayout {
+  if (header.byteLength < LEGACY_HEADER_BYTES) {
     throw new RangeError(
-      `${source}: ${bytes.byteLength} bytes is too short for a llama2.c header (${LEGACY_HEADER_BYTES} bytes)`,
+      `${source}: ${header.byteLength} bytes is too short for a llama2.c header (${LEGACY_HEADER_BYTES} bytes)`,
     );
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
   const magic = view.getUint32(0, true);
-  if (magic === CHECKPOINT_MAGIC) return parseV1(bytes, view, source);
+  const layout = (format: CheckpointFormat, config: LlamaConfig, headerBytes: number) => {
+    const ropeTableFloats = format === "legacy" ? config.maxSeqLen * headDim(config) : 0;
+    const floats = parameterCount(config) + ropeTableFloats;
+    return { format, config, headerBytes, floats, expectedBytes: headerBytes + 4 * floats };
+  };
+  if (magic === CHECKPOINT_MAGIC) {
+    if (header.byteLength < V1_HEADER_BYTES) {
+      throw new RangeError(
+        `${source}: ${header.byteLength} bytes is too short for a version 1 header (${V1_HEADER_BYTES} bytes)`,
+      );
+    }
+    const version = view.getInt32(4, true);
+    if (version !== 1) {
+      throw new RangeError(
+        `${source}: unsupported checkpoint version ${version} (only version 1, fp32, is supported)`,
+      );
+    }
+    const sharedFlag = view.getUint8(8 + 7 * 4);
+    if (sharedFlag > 1) {
+      throw new RangeError(`${source}: shared-classifier flag must be 0 or 1, got ${sharedFlag}`);
+    }
+    const config = makeConfig(
+      { ...headerFields(view, 8), sharedClassifier: sharedFlag === 1 },
+      source,
+    );
+    return layout("v1", config, V1_HEADER_BYTES);
+  }
   // A legacy file starts with dim, a small integer; four ASCII letters/digits are a magic.
-  const text = String.fromCharCode(...bytes.subarray(0, 4)).split("").reverse().join("");
+  const text = String.fromCharCode(...header.subarray(0, 4)).split("").reverse().join("");
   if (/^[A-Za-z0-9]{4}$/.test(text)) {
     throw new RangeError(
       `${source}: wrong magic "${text}" (expected "ak42" for a versioned checkpoint)`,
     );
   }
-  return parseLegacy(bytes, view, source);
+  const raw = headerFields(view, 0);
+  const sharedClassifier = raw.vocabSize > 0;
+  const config = makeConfig(
+    { ...raw, vocabSize: Math.abs(raw.vocabSize), sharedClassifier },
+    source,
+  );
+  return layout("legacy", config, LEGACY_HEADER_BYTES);
 }
 
-function header(view: DataView, offset: number) {
+function headerFields(view: DataView, offset: number) {
   const read = (i: number) => view.getInt32(offset + 4 * i, true);
   return {
     dim: read(0),
@@ -91,75 +191,13 @@ function header(view: DataView, offset: number) {
   };
 }
 
-function parseLegacy(bytes: Uint8Array, view: DataView, source: string): Checkpoint {
-  const raw = header(view, 0);
-  const sharedClassifier = raw.vocabSize > 0;
-  const config = makeConfig(
-    { ...raw, vocabSize: Math.abs(raw.vocabSize), sharedClassifier },
-    source,
-  );
-  const ropeTableFloats = config.maxSeqLen * headDim(config); // freq_cis_real and _imag, unused
-  const floats = parameterCount(config) + ropeTableFloats;
-  checkSize(bytes, LEGACY_HEADER_BYTES, floats, source, "legacy");
-  const take = floatReader(floatView(bytes, LEGACY_HEADER_BYTES, floats));
-  const sizes = layerTensorSizes(config);
-  const tokenEmbedding = take(config.vocabSize * config.dim);
-  const perLayer = Object.fromEntries(
-    LAYER_ORDER.map((name) => [name, take(config.nLayers * sizes[name])]),
-  );
-  const finalNorm = take(config.dim);
-  take(ropeTableFloats);
-  const classifier = sharedClassifier ? tokenEmbedding : take(config.vocabSize * config.dim);
-  const weights = { tokenEmbedding, layers: splitLayers(config, perLayer), finalNorm, classifier };
-  checkWeights(config, weights, source);
-  return { format: "legacy", config, weights };
-}
-
-function parseV1(bytes: Uint8Array, view: DataView, source: string): Checkpoint {
-  if (bytes.byteLength < V1_HEADER_BYTES) {
+function checkSize(byteLength: number, layout: CheckpointLayout, source: string): void {
+  const expected = layout.expectedBytes;
+  if (byteLength !== expected) {
+    const problem = byteLength < expected ? "truncated" : "longer than its header implies";
+    const format = layout.format === "legacy" ? "legacy" : "version 1";
     throw new RangeError(
-      `${source}: ${bytes.byteLength} bytes is too short for a version 1 header (${V1_HEADER_BYTES} bytes)`,
-    );
-  }
-  const version = view.getInt32(4, true);
-  if (version !== 1) {
-    throw new RangeError(
-      `${source}: unsupported checkpoint version ${version} (only version 1, fp32, is supported)`,
-    );
-  }
-  const sharedFlag = view.getUint8(8 + 7 * 4);
-  if (sharedFlag > 1) {
-    throw new RangeError(`${source}: shared-classifier flag must be 0 or 1, got ${sharedFlag}`);
-  }
-  const config = makeConfig({ ...header(view, 8), sharedClassifier: sharedFlag === 1 }, source);
-  const floats = parameterCount(config);
-  checkSize(bytes, V1_HEADER_BYTES, floats, source, "version 1");
-  const take = floatReader(floatView(bytes, V1_HEADER_BYTES, floats));
-  const sizes = layerTensorSizes(config);
-  const attentionNorm = take(config.nLayers * config.dim);
-  const ffnNorm = take(config.nLayers * config.dim);
-  const finalNorm = take(config.dim);
-  const tokenEmbedding = take(config.vocabSize * config.dim);
-  const perLayer: Record<string, Float32Array> = { attentionNorm, ffnNorm };
-  for (const name of V1_LAYER_ORDER) perLayer[name] = take(config.nLayers * sizes[name]);
-  const classifier = config.sharedClassifier ? tokenEmbedding : take(config.vocabSize * config.dim);
-  const weights = { tokenEmbedding, layers: splitLayers(config, perLayer), finalNorm, classifier };
-  checkWeights(config, weights, source);
-  return { format: "v1", config, weights };
-}
-
-function checkSize(
-  bytes: Uint8Array,
-  headerBytes: number,
-  floats: number,
-  source: string,
-  format: string,
-): void {
-  const expected = headerBytes + floats * 4;
-  if (bytes.byteLength !== expected) {
-    const problem = bytes.byteLength < expected ? "truncated" : "longer than its header implies";
-    throw new RangeError(
-      `${source}: ${format} checkpoint is ${problem}: expected ${expected} bytes, got ${bytes.byteLength}`,
+      `${source}: ${format} checkpoint is ${problem}: expected ${expected} bytes, got ${byteLength}`,
     );
   }
 }
@@ -265,7 +303,10 @@ export function serializeCheckpoint(
 }
 
 /**
- * Reads and parses a checkpoint file (needs `--allow-read`); errors name the path.
+ * Reads and parses a checkpoint file (needs `--allow-read`); errors name the path. Before
+ * reading the weights it requires a regular file (not a device or a pipe), checks the size
+ * the header implies against the file's, and that the weights fit in memory (with
+ * `--allow-sys=systemMemoryInfo`).
  *
  * @example
  * ```ts ignore
@@ -273,13 +314,11 @@ export function serializeCheckpoint(
  * ```
  */
 export async function readCheckpoint(path: string): Promise<Checkpoint> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    throw new Error(
-      `${path}: cannot read checkpoint (${error instanceof Error ? error.message : error})`,
-    );
-  }
+  const bytes = await readBoundedFile(path, "checkpoint", (header, size) => {
+    const layout = checkpointLayout(header, path);
+    checkSize(size, layout, path);
+    checkWeightsFitMemory(layout.config, path);
+    return layout.expectedBytes;
+  }, CHECKPOINT_HEADER_BYTES);
   return parseCheckpoint(bytes, path);
 }

@@ -5,9 +5,9 @@
  * @module
  */
 import { parseFlags, UsageError } from "./_cli_flags.ts";
-import { type LlamaConfig, preset, PRESETS } from "./config.ts";
+import { contextConfig, type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readCheckpoint } from "./checkpoint.ts";
-import { checkWeightsFitMemory } from "./_memory.ts";
+import { checkKvCacheFitsMemory, checkWeightsFitMemory } from "./_memory.ts";
 import { CpuDecoder } from "./cpu_decoder.ts";
 import type { Decoder } from "./decoder.ts";
 import { generate } from "./generate.ts";
@@ -147,17 +147,29 @@ async function run(args: string[], io: CliIo): Promise<number> {
     "an integer >= 1",
   );
 
+  const presetName = flags.preset ?? "stories260K";
+  if (!flags.model && !(presetName in PRESETS)) {
+    throw new UsageError(
+      `--preset: expected one of ${Object.keys(PRESETS).join(", ")}, got "${presetName}"`,
+    );
+  }
+
   let config: LlamaConfig;
   let weights: LlamaWeights;
   if (flags.model) {
     ({ config, weights } = await readCheckpoint(flags.model));
   } else {
-    config = preset(flags.preset ?? "stories260K");
-    checkWeightsFitMemory(config, `--preset ${flags.preset ?? "stories260K"}`);
+    config = preset(presetName);
+    checkWeightsFitMemory(config, `--preset ${presetName}`);
     weights = randomWeights(config, seed);
   }
+  const source = flags.model ?? `--preset ${presetName}`;
   let tokenizer: Tokenizer | undefined;
   if (flags.tokenizer) tokenizer = await readTokenizer(flags.tokenizer, config.vocabSize);
+  const tooLong = (tokens: number, atLeast = "") =>
+    new UsageError(
+      `the prompt has ${atLeast}${tokens} tokens; the model's maxSeqLen is ${config.maxSeqLen}`,
+    );
 
   let prompt: number[];
   if (flags.tokens !== undefined) {
@@ -169,25 +181,28 @@ async function run(args: string[], io: CliIo): Promise<number> {
       return id;
     });
   } else if (flags.prompt !== undefined && tokenizer) {
+    // Cheap bound first: a huge prompt is refused without encoding it.
+    const least = tokenizer.minTokenCount(flags.prompt);
+    if (least > config.maxSeqLen) throw tooLong(least, "at least ");
     prompt = tokenizer.encode(flags.prompt);
   } else {
     prompt = [1];
   }
-  if (prompt.length >= config.maxSeqLen) {
-    throw new UsageError(
-      `the prompt has ${prompt.length} tokens; the model's maxSeqLen is ${config.maxSeqLen}`,
-    );
-  }
-  const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - prompt.length);
+  if (prompt.length > config.maxSeqLen) throw tooLong(prompt.length);
+  // The last token is chosen, never processed: prompt + steps - 1 positions.
+  const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - prompt.length + 1);
+  // Size the KV cache, RoPE table and history to this run, not to the model's maxSeqLen.
+  const runConfig = contextConfig(config, prompt.length + steps - 1);
+  checkKvCacheFitsMemory(runConfig, `${source}: maxSeqLen ${config.maxSeqLen}, run`);
 
   const kvCache = !flags["no-kv-cache"];
   const gpu = backend === "webgpu" ? await requestGpu() : undefined;
   const decoder: Decoder = gpu
-    ? await GpuDecoder.create(gpu, config, weights, {
+    ? await GpuDecoder.create(gpu, runConfig, weights, {
       kvCache,
       tuning: flags.tuning === undefined ? undefined : await readTuning(flags.tuning),
     })
-    : new CpuDecoder(config, weights, { kvCache });
+    : new CpuDecoder(runConfig, weights, { kvCache });
 
   const textDecoder = new TextDecoder();
   let previous = prompt[prompt.length - 1];

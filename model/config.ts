@@ -77,7 +77,7 @@ export function makeConfig(
 /**
  * Throws an error naming `source` and the field unless the configuration is consistent:
  * positive integer sizes, `dim % nHeads == 0`, `nHeads % nKvHeads == 0`, an even head
- * dimension, positive theta, non-negative eps.
+ * dimension, finite positive theta, finite non-negative eps.
  *
  * @example
  * ```ts
@@ -122,11 +122,11 @@ export function validateConfig(config: LlamaConfig, source = "config"): void {
       `${source}: head dimension dim/nHeads = ${headDim(config)} must be even for RoPE`,
     );
   }
-  if (!(config.ropeTheta > 0)) {
-    throw new RangeError(`${source}: ropeTheta must be > 0, got ${config.ropeTheta}`);
+  if (!(config.ropeTheta > 0) || !Number.isFinite(config.ropeTheta)) {
+    throw new RangeError(`${source}: ropeTheta must be finite and > 0, got ${config.ropeTheta}`);
   }
-  if (!(config.normEps >= 0)) {
-    throw new RangeError(`${source}: normEps must be >= 0, got ${config.normEps}`);
+  if (!(config.normEps >= 0) || !Number.isFinite(config.normEps)) {
+    throw new RangeError(`${source}: normEps must be finite and >= 0, got ${config.normEps}`);
   }
   const window = config.slidingWindow;
   if (window !== undefined && (!Number.isInteger(window) || window < 1)) {
@@ -137,6 +137,26 @@ export function validateConfig(config: LlamaConfig, source = "config"): void {
       `${source}: ropeLayout must be "interleaved" or "half", got ${String(config.ropeLayout)}`,
     );
   }
+}
+
+/**
+ * The configuration of a run that processes `positions` positions: `config` with `maxSeqLen`
+ * lowered to that, so a decoder built from it sizes its KV cache, RoPE table and history to the
+ * run, not to the model's maximum (a version 1 checkpoint may state any `maxSeqLen`).
+ *
+ * @example
+ * ```ts
+ * import { contextConfig, preset } from "./config.ts";
+ * if (contextConfig(preset("stories15M"), 40).maxSeqLen !== 40) throw new Error("wrong");
+ * ```
+ */
+export function contextConfig(config: LlamaConfig, positions: number): LlamaConfig {
+  if (!Number.isInteger(positions) || positions < 1 || positions > config.maxSeqLen) {
+    throw new RangeError(
+      `positions: expected an integer in [1, maxSeqLen ${config.maxSeqLen}], got ${positions}`,
+    );
+  }
+  return { ...config, maxSeqLen: positions };
 }
 
 /** Named shapes of real models, for random-weight runs and benchmarks. */

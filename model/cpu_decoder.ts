@@ -7,6 +7,7 @@
  */
 import { headDim, type LlamaConfig } from "./config.ts";
 import { checkPosition, checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
+import { checkKvCacheFitsMemory, kvCacheBytes } from "./_memory.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import { attention, cachedAttention } from "../reference/attention.ts";
 import { embedding } from "../reference/embedding.ts";
@@ -37,8 +38,8 @@ export class CpuDecoder implements Decoder {
   readonly weights: LlamaWeights;
   /** Whether keys and values are cached. */
   readonly kvCache: boolean;
-  /** The KV cache (also written, as scratch, when recomputing). */
-  readonly cache: KvCache;
+  /** The KV cache; undefined when recomputing. */
+  readonly cache: KvCache | undefined;
   #history: number[] = [];
   /** Sizes the forward passes use, derived once from the config. */
   readonly #dims: LlamaConfig & {
@@ -49,13 +50,16 @@ export class CpuDecoder implements Decoder {
     kvDim: number;
   };
 
-  /** Wraps validated weights. */
+  /**
+   * Wraps validated weights. The KV cache holds `config.maxSeqLen` positions: build the
+   * decoder from `contextConfig(config, positions)` to size it to a run.
+   */
   constructor(config: LlamaConfig, weights: LlamaWeights, options: DecoderOptions = {}) {
     checkWeights(config, weights);
     this.config = config;
     this.weights = weights;
     this.kvCache = options.kvCache ?? true;
-    this.cache = new KvCache({ ...config, headDim: headDim(config) });
+    this.cache = this.kvCache ? allocateCache(config) : undefined;
     const hd = headDim(config);
     this.#dims = {
       ...config,
@@ -75,6 +79,8 @@ export class CpuDecoder implements Decoder {
 
   /** {@linkcode CpuDecoder.forward}, synchronously. */
   forwardSync(token: number, pos: number): Float32Array {
+    // Validate before touching the history: a rejected call must leave the decoder as it was.
+    checkToken(this.config, token);
     checkPosition(this.config, pos, this.#history.length);
     this.#history.length = pos;
     this.#history.push(token);
@@ -88,6 +94,7 @@ export class CpuDecoder implements Decoder {
   // deno-lint-ignore require-await
   async prefill(tokens: readonly number[], startPos = 0): Promise<Float32Array> {
     if (tokens.length === 0) throw new RangeError("prefill: expected at least one token, got none");
+    for (const token of tokens) checkToken(this.config, token);
     checkPrefill(this.config, startPos, tokens.length, this.#history.length);
     if (!this.kvCache) {
       this.#history.length = startPos;
@@ -104,6 +111,7 @@ export class CpuDecoder implements Decoder {
     const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, eps, rope: ropeOptions, hd, qDim, kvDim } =
       this.#dims;
     const w = this.weights;
+    const cache = this.cache!;
     const x = embedding(w.tokenEmbedding, [token], dim);
     w.layers.forEach((layer, l) => {
       // attention: x += wo · attention(rope(wq·xb), cache)
@@ -111,11 +119,11 @@ export class CpuDecoder implements Decoder {
       const q = rope(matvec(layer.wq, xb, qDim, dim), pos, hd, ropeOptions);
       const k = rope(matvec(layer.wk, xb, kvDim, dim), pos, hd, ropeOptions);
       const v = matvec(layer.wv, xb, kvDim, dim);
-      this.cache.write(l, pos, k, v);
+      cache.write(l, pos, k, v);
       const att = cachedAttention(
         q,
-        this.cache.keys[l],
-        this.cache.values[l],
+        cache.keys[l],
+        cache.values[l],
         pos,
         1,
         { nHeads, nKvHeads, headDim: hd },
@@ -157,6 +165,26 @@ export class CpuDecoder implements Decoder {
     }
     const last = x.subarray((seqLen - 1) * dim);
     return matvec(w.classifier, rmsNorm(last, w.finalNorm, eps), vocabSize, dim);
+  }
+}
+
+function checkToken(config: LlamaConfig, token: number): void {
+  if (!Number.isInteger(token) || token < 0 || token >= config.vocabSize) {
+    throw new RangeError(`token id ${token} is outside the vocabulary [0, ${config.vocabSize})`);
+  }
+}
+
+/** A KV cache of `config.maxSeqLen` positions, or an error naming maxSeqLen. */
+function allocateCache(config: LlamaConfig): KvCache {
+  checkKvCacheFitsMemory(config, `CpuDecoder: maxSeqLen ${config.maxSeqLen}`);
+  try {
+    return new KvCache({ ...config, headDim: headDim(config) });
+  } catch (error) {
+    throw new RangeError(
+      `CpuDecoder: maxSeqLen ${config.maxSeqLen}: cannot allocate a KV cache of ${
+        (kvCacheBytes(config) / 1e9).toFixed(1)
+      } GB (${error instanceof Error ? error.message : error})`,
+    );
   }
 }
 

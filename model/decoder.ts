@@ -85,7 +85,11 @@ export function checkPosition(config: LlamaConfig, pos: number, processed: numbe
   }
   if (pos > processed) {
     throw new RangeError(
-      `position ${pos} skips ahead: only positions 0..${processed - 1} have been processed`,
+      `position ${pos} skips ahead: ${
+        processed === 0
+          ? "no position has been processed yet"
+          : `only positions 0..${processed - 1} have been processed`
+      }`,
     );
   }
 }

@@ -8,6 +8,7 @@
 import type { Decoder } from "./decoder.ts";
 import { BOS } from "./tokenizer.ts";
 import { gumbelSample, Sampler } from "../reference/sampling.ts";
+import { checkFiniteLogits } from "./_logits.ts";
 
 /** Tokens per GPU submit when generation is streamed to an `onToken` listener. */
 export const STREAM_EVERY = 16;
@@ -43,7 +44,9 @@ export interface GenerationResult {
   decodeMs: number;
   /** Prompt tokens per second. */
   prefillTokensPerSecond: number;
-  /** Generated tokens per second after the first. */
+  /** Forward passes run after the first generated token: what the decode time covers. */
+  decodeSteps: number;
+  /** `decodeSteps` per second of `decodeMs` (0 when none ran). */
   decodeTokensPerSecond: number;
   /** With `collectLogits`: the logits after each processed position. */
   logits?: Float32Array[];
@@ -52,7 +55,9 @@ export interface GenerationResult {
 }
 
 /**
- * Generates `steps` tokens after `prompt`.
+ * Generates `steps` tokens after `prompt` (at most `maxSeqLen − prompt.length + 1`: the last
+ * token is chosen, never processed). Stops with an error naming the position at the first
+ * logits that are not finite, on every backend.
  *
  * @example
  * ```ts
@@ -84,9 +89,9 @@ export async function generate(
     throw new RangeError(`steps: expected an integer >= 1, got ${steps}`);
   }
   if (prompt.length === 0) throw new RangeError("prompt: expected at least one token, got none");
-  if (prompt.length + steps > decoder.config.maxSeqLen) {
+  if (prompt.length + steps - 1 > decoder.config.maxSeqLen) {
     throw new RangeError(
-      `prompt (${prompt.length} tokens) + steps (${steps}) exceed the model's maxSeqLen ${decoder.config.maxSeqLen}`,
+      `prompt (${prompt.length} tokens) + steps (${steps}) - 1 exceed the model's maxSeqLen ${decoder.config.maxSeqLen}`,
     );
   }
   const sampler = topK !== undefined || topP !== undefined
@@ -96,6 +101,7 @@ export async function generate(
     tokens: number[],
     prefillMs: number,
     decodeMs: number,
+    decodeSteps: number,
     gpuResident: boolean,
     logits?: Float32Array[],
   ) => {
@@ -106,7 +112,8 @@ export async function generate(
       prefillMs,
       decodeMs,
       prefillTokensPerSecond: prompt.length / (prefillMs / 1000),
-      decodeTokensPerSecond: steps > 1 ? (steps - 1) / (decodeMs / 1000) : 0,
+      decodeSteps,
+      decodeTokensPerSecond: decodeSteps > 0 ? decodeSteps / (decodeMs / 1000) : 0,
       logits,
       gpuResident,
     };
@@ -127,7 +134,8 @@ export async function generate(
         }
       },
     });
-    return finish(run.tokens, run.prefillMs, run.decodeMs, true);
+    // The GPU runs every step (it does not stop at BOS): all of them count.
+    return finish(run.tokens, run.prefillMs, run.decodeMs, steps - 1, true);
   }
 
   const choose = (logits: Float32Array, pos: number) =>
@@ -143,9 +151,11 @@ export async function generate(
     logits = await decoder.prefill(prompt);
   }
   const tokens: number[] = [];
+  checkFiniteLogits(logits!, prompt.length - 1);
   let next = choose(logits!, prompt.length);
   const prefillMs = performance.now() - start;
   const decodeStart = performance.now();
+  let decodeSteps = 0;
   for (let i = 0; i < steps; i++) {
     tokens.push(next);
     if (stopAtBos && next === BOS) break;
@@ -153,9 +163,18 @@ export async function generate(
     if (i === steps - 1) break;
     const pos = prompt.length + i;
     logits = await decoder.forward(next, pos);
+    decodeSteps++;
+    checkFiniteLogits(logits, pos);
     if (collectLogits) allLogits.push(logits);
     next = choose(logits, pos + 1);
   }
   const decodeMs = performance.now() - decodeStart;
-  return finish(tokens, prefillMs, decodeMs, false, collectLogits ? allLogits : undefined);
+  return finish(
+    tokens,
+    prefillMs,
+    decodeMs,
+    decodeSteps,
+    false,
+    collectLogits ? allLogits : undefined,
+  );
 }

@@ -12,12 +12,15 @@ import { checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
 import type { ResidentGeneration, ResidentOptions } from "./decoder.ts";
 import { destroyWeights, type GpuWeights, uploadWeights } from "./_gpu_weights.ts";
 import { createRunState, destroyRunState, type GpuRunState } from "./_gpu_run_state.ts";
+import { nonFiniteLogitsError } from "./_logits.ts";
+import { checkKvCacheFitsMemory } from "./_memory.ts";
 import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
 import { attentionKernel } from "../gpu/attention.ts";
 import { embeddingDispatches } from "../gpu/embedding.ts";
+import { finiteCheckKernel, NO_FAULT } from "../gpu/finite_check.ts";
 import { kvAppendKernel } from "../gpu/kv_cache.ts";
 import { type GpuMatrix, matmulDispatches } from "../gpu/matmul.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
@@ -145,6 +148,8 @@ export class GpuDecoder implements Decoder {
   /** Activations, KV cache, token and position bookkeeping. */
   readonly #run: GpuRunState;
   readonly #ropeTable: GPUBuffer;
+  /** The first position whose logits were not finite during GPU-resident generation. */
+  readonly #fault: GPUBuffer;
   /** Tokens one forward pass processes at most. */
   readonly #maxRows: number;
   readonly #plans = new Map<number, Promise<Dispatch[]>>();
@@ -184,6 +189,7 @@ export class GpuDecoder implements Decoder {
       ropeTable(headDim(config), maxSeqLen, config.ropeTheta),
       "ropeTable",
     );
+    this.#fault = gpu.createBuffer(4, "fault");
   }
 
   /** Validates and uploads the weights, allocates the KV cache and activations. */
@@ -199,6 +205,8 @@ export class GpuDecoder implements Decoder {
         `GpuDecoder: slidingWindow: expected none (GpuBatchDecoder runs sliding-window models), got ${config.slidingWindow}`,
       );
     }
+    // Host memory stands in for the adapter's, which WebGPU does not report.
+    checkKvCacheFitsMemory(config, `GpuDecoder: maxSeqLen ${config.maxSeqLen}`);
     const decoder = new GpuDecoder(gpu, config, weights, options);
     await decoder.#plan(1); // compiles the decode pipelines up front
     return decoder;
@@ -224,11 +232,17 @@ export class GpuDecoder implements Decoder {
     return plan;
   }
 
-  /** Argmax (or a Gumbel-max draw) into the state, then the history/position bookkeeping. */
+  /**
+   * The finite check, argmax (or a Gumbel-max draw) into the state, then the history/position
+   * bookkeeping.
+   */
   async #choose(temperature: number, seed: number): Promise<Dispatch[]> {
-    const pick = await argmaxKernel(this.gpu, this.config.vocabSize, { temperature, seed });
+    const { vocabSize } = this.config;
+    const check = await finiteCheckKernel(this.gpu, vocabSize);
+    const pick = await argmaxKernel(this.gpu, vocabSize, { temperature, seed });
     const advance = await advanceKernel(this.gpu, { movePos: this.kvCache });
     return [
+      ...check.bind({ logits: this.#run.act.logits, state: this.#run.state, fault: this.#fault }),
       ...pick.bind({ logits: this.#run.act.logits, state: this.#run.state }),
       ...advance.bind({ state: this.#run.state, history: this.#run.history }),
     ];
@@ -314,12 +328,14 @@ export class GpuDecoder implements Decoder {
     if (!Number.isInteger(streamEvery) || streamEvery < 1) {
       throw new RangeError(`streamEvery: expected an integer >= 1, got ${streamEvery}`);
     }
-    if (prompt.length + steps > this.config.maxSeqLen) {
+    // The last token is chosen, not processed: prompt + steps - 1 positions.
+    if (prompt.length + steps - 1 > this.config.maxSeqLen) {
       throw new RangeError(
-        `prompt (${prompt.length}) + steps (${steps}) exceed maxSeqLen ${this.config.maxSeqLen}`,
+        `prompt (${prompt.length}) + steps (${steps}) - 1 exceed maxSeqLen ${this.config.maxSeqLen}`,
       );
     }
     const choose = await this.#choose(temperature, seed);
+    this.gpu.write(this.#fault, Uint32Array.of(NO_FAULT));
     const start = performance.now();
     await this.#submitPrompt(prompt, 0, choose);
     await this.gpu.finish();
@@ -340,6 +356,13 @@ export class GpuDecoder implements Decoder {
         ready - tokens.length,
         prompt.length + tokens.length,
       );
+      const [fault] = await this.gpu.readUint32(this.#fault, 1);
+      if (fault !== NO_FAULT) {
+        // Tokens chosen after the fault came from garbage: keep those before it.
+        const good = Math.max(0, fault + 1 - prompt.length - tokens.length);
+        if (good > 0) onTokens?.(Array.from(ids.subarray(0, good)));
+        throw nonFiniteLogitsError(fault);
+      }
       tokens.push(...ids);
       onTokens?.(Array.from(ids));
     }
@@ -363,6 +386,7 @@ export class GpuDecoder implements Decoder {
     for (const layer of this.#fused ?? []) destroyFusedLayer(layer);
     destroyRunState(this.#run);
     this.#ropeTable.destroy();
+    this.#fault.destroy();
   }
 }
 

@@ -1,12 +1,14 @@
 import { expect } from "expect";
 import {
+  checkpointLayout,
   makeConfig,
   parseCheckpoint,
   randomWeights,
   readCheckpoint,
   serializeCheckpoint,
 } from "../model/mod.ts";
-import { ignoreModelTests, MODEL_PATH } from "./_models.ts";
+import { ignoreModelTests, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { readTokenizer } from "../model/mod.ts";
 
 const shape = {
   dim: 16,
@@ -114,6 +116,79 @@ Deno.test("an unreadable checkpoint names its path", async () => {
   await expect(readCheckpoint("/nonexistent/model.bin")).rejects.toThrow(
     "/nonexistent/model.bin: cannot read checkpoint",
   );
+});
+
+Deno.test("devices and directories are refused before any read, naming the path", async () => {
+  // /dev/zero would stream zeros forever; stat says it is a character device
+  await expect(readCheckpoint("/dev/zero")).rejects.toThrow(
+    "/dev/zero: expected a regular file (a checkpoint), got a character device",
+  );
+  await expect(readTokenizer("/dev/zero", 512)).rejects.toThrow(
+    "/dev/zero: expected a regular file (a tokenizer), got a character device",
+  );
+  await expect(readCheckpoint("/tmp")).rejects.toThrow(
+    "/tmp: expected a regular file (a checkpoint), got a directory",
+  );
+});
+
+Deno.test("checkpointLayout reads the size a header implies from the header alone", () => {
+  for (const format of ["legacy", "v1"] as const) {
+    const config = makeConfig({ ...shape, sharedClassifier: false });
+    const bytes = serializeCheckpoint(config, randomWeights(config, 1), format);
+    const layout = checkpointLayout(bytes.slice(0, 256), "m.bin");
+    expect(layout.format).toBe(format);
+    expect(layout.config).toEqual(config);
+    expect(layout.expectedBytes).toBe(bytes.length);
+  }
+  // A version 1 header claiming 2^31 - 1 positions is still a small file: the size is the weights
+  const v1 = bytesOf("v1");
+  new DataView(v1.buffer).setInt32(8 + 6 * 4, 2 ** 31 - 1, true);
+  expect(checkpointLayout(v1.slice(0, 256)).expectedBytes).toBe(v1.length);
+  expect(parseCheckpoint(v1, "m.bin").config.maxSeqLen).toBe(2 ** 31 - 1);
+});
+
+Deno.test("ropeTheta and normEps must be finite", () => {
+  expect(() => makeConfig({ ...shape, ropeTheta: Infinity }, "c")).toThrow(
+    "c: ropeTheta must be finite and > 0, got Infinity",
+  );
+  expect(() => makeConfig({ ...shape, normEps: Infinity }, "c")).toThrow(
+    "c: normEps must be finite and >= 0, got Infinity",
+  );
+});
+
+Deno.test({
+  name: "files of the wrong kind are refused from their header and size, before the rest is read",
+  ignore: ignoreModelTests,
+  fn: async () => {
+    // a checkpoint given as the tokenizer: its size exceeds what 512 tokens can hold
+    const size = (await Deno.stat(MODEL_PATH)).size;
+    await expect(readTokenizer(MODEL_PATH, 512)).rejects.toThrow(
+      `${MODEL_PATH}: ${size} bytes is more than a tokenizer of 512 tokens of at most 64 bytes can hold (36868); is this a tokenizer.bin?`,
+    );
+    // a tokenizer given as the checkpoint: its header is no llama2.c header
+    await expect(readCheckpoint(TOKENIZER_PATH)).rejects.toThrow(
+      `${TOKENIZER_PATH}: hiddenDim must be a positive integer, got 0`,
+    );
+  },
+});
+
+Deno.test({
+  name: "a checkpoint whose weights exceed the machine's memory is refused, naming the file",
+  ignore: ignoreModelTests,
+  fn: async () => {
+    // A machine of 1 MB: stories260K's 1.0 MB of weights exceed 80% of it.
+    const original = Deno.systemMemoryInfo;
+    const tiny = () => ({ ...original(), total: 1e6 });
+    (Deno as { systemMemoryInfo: typeof tiny }).systemMemoryInfo = tiny;
+    try {
+      await expect(readCheckpoint(MODEL_PATH)).rejects.toThrow(
+        `${MODEL_PATH}: fp32 weights need 1.0 MB, more than 80% of this machine's 1.0 MB of memory`,
+      );
+    } finally {
+      (Deno as { systemMemoryInfo: typeof original }).systemMemoryInfo = original;
+    }
+    expect((await readCheckpoint(MODEL_PATH)).config.dim).toBe(64);
+  },
 });
 
 Deno.test({

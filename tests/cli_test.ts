@@ -1,6 +1,12 @@
 import { expect } from "expect";
 import { GENERATE_HELP, generateMain } from "../model/cli.ts";
-import { makeConfig, preset } from "../model/mod.ts";
+import {
+  CpuDecoder,
+  makeConfig,
+  preset,
+  randomWeights,
+  serializeCheckpoint,
+} from "../model/mod.ts";
 import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
@@ -25,6 +31,14 @@ Deno.test("wrong flags get one clear line and exit 2", async () => {
       [["--bogus"], "generate: Unknown option '--bogus'"],
       [["--backend", "tpu"], 'generate: --backend: expected cpu or webgpu, got "tpu"'],
       [["--temperature=-1"], 'generate: --temperature: expected a number >= 0, got "-1"'],
+      [["--temperature", "-1"], 'generate: --temperature: expected a number >= 0, got "-1"'],
+      [["--steps", "-1"], 'generate: --steps: expected an integer >= 1, got "-1"'],
+      [["--top-k", "-3"], 'generate: --top-k: expected an integer >= 1, got "-3"'],
+      [["--seed", "-.5"], 'generate: --seed: expected an integer, got "-.5"'],
+      [
+        ["--preset", "nonsense"],
+        'generate: --preset: expected one of stories260K, stories15M, stories42M, stories110M, TinyLlama-1.1B, Llama-2-7B, got "nonsense"',
+      ],
       [["--top-p", "1.5"], 'generate: --top-p: expected a number in (0, 1], got "1.5"'],
       [["--steps", "x"], 'generate: --steps: expected an integer >= 1, got "x"'],
       [["--prompt", "hi"], "generate: --prompt needs --tokenizer"],
@@ -42,13 +56,25 @@ Deno.test("wrong flags get one clear line and exit 2", async () => {
   }
 });
 
-Deno.test("unreadable files and unknown presets get one clear line and exit 1", async () => {
-  let result = await cli("--model", "/nonexistent/m.bin", "--backend", "cpu");
-  expect(result.code).toBe(1);
-  expect(result.stderr).toContain("generate: /nonexistent/m.bin: cannot read checkpoint");
-  result = await cli("--preset", "GPT-5", "--backend", "cpu");
-  expect(result.code).toBe(1);
-  expect(result.stderr).toContain('unknown preset "GPT-5"; known: stories260K');
+Deno.test("unreadable files and devices get one clear line and exit 1", async () => {
+  for (
+    const [args, message] of [
+      [["--model", "/nonexistent/m.bin"], "generate: /nonexistent/m.bin: cannot read checkpoint"],
+      [
+        ["--model", "/dev/zero"],
+        "generate: /dev/zero: expected a regular file (a checkpoint), got a character device",
+      ],
+      [
+        ["--tokenizer", "/dev/zero", "--prompt", "hi"],
+        "generate: /dev/zero: expected a regular file (a tokenizer), got a character device",
+      ],
+    ] as const
+  ) {
+    const { code, stderr } = await cli(...args, "--backend", "cpu");
+    expect(code).toBe(1);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr).toContain(message);
+  }
 });
 
 Deno.test("--json with --tokens on a preset gives ids and speeds; --logits adds every position", async () => {
@@ -69,11 +95,101 @@ Deno.test("--json with --tokens on a preset gives ids and speeds; --logits adds 
   expect(code).toBe(0);
   const result = JSON.parse(stdout);
   expect(result.promptTokens).toEqual([1, 5, 17]);
-  expect(result.tokens.length).toBeLessThanOrEqual(4);
+  // the same preset weights (seed 0) on the CPU reference, argmax by hand, stopping at BOS
+  const config = preset("stories260K");
+  const decoder = new CpuDecoder(config, randomWeights(config, 0));
+  const expected: number[] = [];
+  const logits: Float32Array[] = [];
+  for (const [pos, token] of [1, 5, 17].entries()) logits.push(await decoder.forward(token, pos));
+  while (expected.length < 4) {
+    const last = logits[logits.length - 1];
+    const next = last.indexOf(Math.max(...last));
+    if (next === 1) break;
+    expected.push(next);
+    if (expected.length < 4) logits.push(await decoder.forward(next, 2 + expected.length));
+  }
+  expect(expected.length).toBeGreaterThan(0);
+  expect(result.tokens).toEqual(expected);
   expect(result.prefillTokensPerSecond).toBeGreaterThan(0);
-  expect(result.logits).toHaveLength(3 + result.tokens.length - 1);
+  expect(result.logits).toHaveLength(logits.length);
   expect(result.logits[0]).toHaveLength(512);
+  expect(result.logits.at(-1)).toEqual(Array.from(logits.at(-1)!));
 });
+
+Deno.test({
+  name: "a huge prompt is refused from its length, before encoding",
+  ignore: ignoreModelTests,
+  fn: async () => {
+    // 10 million characters: encoding them would take half a minute; the bound takes a moment
+    const { code, stderr } = await cli(
+      "--preset",
+      "stories260K",
+      "--tokenizer",
+      TOKENIZER_PATH,
+      "--prompt",
+      "a".repeat(10_000_000),
+      "--backend",
+      "cpu",
+    );
+    expect(code).toBe(2);
+    expect(stderr).toMatch(
+      /^generate: the prompt has at least \d+ tokens; the model's maxSeqLen is 512 \(see --help\)\n$/,
+    );
+  },
+});
+
+// Two version 1 checkpoints of a tiny model (dim 8, 2 heads, 1 KV head, vocabulary 8), made by
+// serializeCheckpoint from randomWeights(config, 1); the first test below proves it.
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+const HUGE_CONTEXT = `${FIXTURES}huge_context_v1.bin`; // maxSeqLen 2^31 - 1
+const OVERFLOW = `${FIXTURES}overflow_v1.bin`; // token 6's logit is +-Inf at every position
+
+Deno.test("the fixtures are what their comments say", async () => {
+  const shape = { dim: 8, hiddenDim: 8, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 8 };
+  const huge = makeConfig({ ...shape, maxSeqLen: 2 ** 31 - 1 });
+  expect(await Deno.readFile(HUGE_CONTEXT)).toEqual(
+    serializeCheckpoint(huge, randomWeights(huge, 1), "v1"),
+  );
+  const small = makeConfig({ ...shape, maxSeqLen: 16 });
+  const weights = randomWeights(small, 1);
+  weights.classifier.fill(0, 6 * 8, 7 * 8);
+  weights.classifier[6 * 8 + 3] = 3e38; // one product, 3e38 times a feature scaled by 1e4
+  weights.finalNorm[3] = 1e4;
+  expect(await Deno.readFile(OVERFLOW)).toEqual(serializeCheckpoint(small, weights, "v1"));
+});
+
+Deno.test("a version 1 maxSeqLen of 2^31 - 1 runs sized to the run, and a run too long names file and field", async () => {
+  const ok = await cli("--model", HUGE_CONTEXT, "--backend", "cpu", "--steps", "5", "--json");
+  expect(ok.code).toBe(0);
+  expect(JSON.parse(ok.stdout).promptTokens).toEqual([1]);
+  const tooBig = await cli("--model", HUGE_CONTEXT, "--backend", "cpu", "--steps", "2000000000");
+  expect(tooBig.code).toBe(1);
+  expect(tooBig.stderr).toMatch(
+    new RegExp(
+      `^generate: ${HUGE_CONTEXT}: maxSeqLen 2147483647, run: a KV cache of 2000000000 positions needs 64\\.0 GB, more than 80% of this machine's`,
+    ),
+  );
+});
+
+for (const backend of ["cpu", "webgpu"]) {
+  Deno.test({
+    name: `logits that overflow stop generate with an error naming the position on ${backend}`,
+    ignore: backend === "webgpu" && ignoreGpuTests,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      for (const temperature of ["0", "0.8"]) {
+        const args = ["--model", OVERFLOW, "--backend", backend, "--temperature", temperature];
+        const { code, stdout, stderr } = await cli(...args);
+        expect(code).toBe(1);
+        expect(stdout).toBe(""); // no token was printed: the first logits already overflow
+        expect(stderr).toMatch(
+          /^generate: generation stopped: the logits after position 0 are not finite( \((-?Infinity|NaN) for token 6\))? \(the weights or activations overflow float32\)\n$/,
+        );
+      }
+    },
+  });
+}
 
 for (const backend of ["cpu", "webgpu"]) {
   Deno.test({

@@ -1,9 +1,11 @@
 import { expect } from "expect";
 import { tinyConfig } from "./_config.ts";
 import {
+  contextConfig,
   CpuDecoder,
   forwardCost,
   generate,
+  makeConfig,
   randomWeights,
   readCheckpoint,
   readTokenizer,
@@ -44,7 +46,7 @@ Deno.test("the decoder rejects positions that skip ahead or pass maxSeqLen", asy
   const config = tinyConfig({ dim: 8, hiddenDim: 8, vocabSize: 5, maxSeqLen: 2 });
   const decoder = new CpuDecoder(config, randomWeights(config));
   await expect(decoder.forward(1, 1)).rejects.toThrow(
-    "position 1 skips ahead: only positions 0..-1 have been processed",
+    "position 1 skips ahead: no position has been processed yet",
   );
   await decoder.forward(1, 0);
   await decoder.forward(1, 1);
@@ -52,7 +54,69 @@ Deno.test("the decoder rejects positions that skip ahead or pass maxSeqLen", asy
     "position: expected an integer in [0, maxSeqLen 2), got 2",
   );
   await expect(decoder.forward(9, 0)).rejects.toThrow(
-    "embedding token 0: expected an id in [0, 5), got 9",
+    "token id 9 is outside the vocabulary [0, 5)",
+  );
+});
+
+for (const kvCache of [true, false]) {
+  Deno.test(`a rejected token leaves the ${kvCache ? "cached" : "recomputing"} decoder as it was`, async () => {
+    const config = makeConfig({
+      dim: 16,
+      hiddenDim: 24,
+      nLayers: 1,
+      nHeads: 2,
+      nKvHeads: 1,
+      vocabSize: 12,
+      maxSeqLen: 8,
+    });
+    const weights = randomWeights(config, 4);
+    const decoder = new CpuDecoder(config, weights, { kvCache });
+    await decoder.prefill([1, 5]);
+    await expect(decoder.forward(12, 2)).rejects.toThrow("token id 12 is outside the vocabulary");
+    await expect(decoder.prefill([3, -1], 2)).rejects.toThrow("token id -1 is outside");
+    // Position 3 still skips ahead: position 2 was never processed, nor its cache slot written.
+    await expect(decoder.forward(7, 3)).rejects.toThrow(
+      "position 3 skips ahead: only positions 0..1 have been processed",
+    );
+    // Going on from position 2 gives what an untouched decoder gives.
+    const fresh = new CpuDecoder(config, weights, { kvCache });
+    await fresh.prefill([1, 5]);
+    expect(await decoder.prefill([3, 7], 2)).toEqual(await fresh.prefill([3, 7], 2));
+  });
+}
+
+Deno.test("a recomputing decoder allocates no KV cache", () => {
+  const config = makeConfig({
+    dim: 8,
+    hiddenDim: 8,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    vocabSize: 5,
+    maxSeqLen: 4,
+  });
+  expect(new CpuDecoder(config, randomWeights(config), { kvCache: false }).cache).toBeUndefined();
+  expect(new CpuDecoder(config, randomWeights(config)).cache?.bytes).toBe(4 * 2 * 4 * 4);
+});
+
+Deno.test("a maxSeqLen too big for memory is refused naming it; contextConfig sizes the cache to a run", () => {
+  const config = makeConfig({
+    dim: 64,
+    hiddenDim: 8,
+    nLayers: 2,
+    nHeads: 2,
+    nKvHeads: 2,
+    vocabSize: 5,
+    maxSeqLen: 2 ** 31 - 1, // a version 1 header may say this: a 2.2 TB KV cache
+  });
+  const weights = randomWeights(config);
+  expect(() => new CpuDecoder(config, weights)).toThrow(
+    /^CpuDecoder: maxSeqLen 2147483647: a KV cache of 2147483647 positions needs 2199\.0 GB, more than 80% of this machine's/,
+  );
+  const decoder = new CpuDecoder(contextConfig(config, 16), weights);
+  expect(decoder.cache?.bytes).toBe(16 * 2 * 2 * 64 * 4);
+  expect(() => contextConfig(config, 0)).toThrow(
+    "positions: expected an integer in [1, maxSeqLen 2147483647], got 0",
   );
 });
 
@@ -70,8 +134,10 @@ Deno.test("seeded generation repeats exactly and differs across seeds", async ()
   expect(await run(4)).toEqual(await run(4));
   expect(await run(4)).not.toEqual(await run(5));
   expect(await run(4, { topP: 0.9, topK: 10 })).toEqual(await run(4, { topP: 0.9, topK: 10 }));
-  await expect(run(4, { steps: 39 })).rejects.toThrow(
-    "prompt (2 tokens) + steps (39) exceed the model's maxSeqLen 40",
+  // 2 prompt tokens and 39 steps process 40 positions: the last token is never processed.
+  expect(await run(4, { steps: 39 })).toHaveLength(39);
+  await expect(run(4, { steps: 40 })).rejects.toThrow(
+    "prompt (2 tokens) + steps (40) - 1 exceed the model's maxSeqLen 40",
   );
 });
 

@@ -132,3 +132,28 @@ gpuTest(
       .rejects.toThrow(/^tuning adapter: expected this adapter .* got one measured on .*hopper/);
   },
 );
+
+gpuTest("fused matrices split past the binding limit give the CPU's logits", async (gpu) => {
+  // wqkv (96 rows) and w13 (128 rows) of 48 floats split into 64-row blocks at 12 KiB
+  const config = tinyConfig({
+    dim: 48,
+    hiddenDim: 64,
+    nLayers: 2,
+    nHeads: 4,
+    nKvHeads: 2,
+    vocabSize: 300,
+    maxSeqLen: 32,
+  });
+  const weights = randomWeights(config, 9);
+  for (const projection of ["row", "multirow8"]) {
+    const decoder = await GpuDecoder.create(gpu, config, weights, {
+      tuning: tuningFor(gpu, config, "fused", projection, "split2"),
+      maxBindingBytes: 64 * 48 * 4,
+      maxPrefillRows: 5,
+    });
+    const cpu = new CpuDecoder(config, weights);
+    expect(compare(await decoder.prefill(TOKENS), await cpu.prefill(TOKENS)).nmse)
+      .toBeLessThanOrEqual(1e-6);
+    decoder.destroy();
+  }
+});

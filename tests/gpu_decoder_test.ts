@@ -5,6 +5,7 @@ import {
   generate,
   GpuDecoder,
   type LlamaConfig,
+  makeConfig,
   randomWeights,
   readCheckpoint,
   readTokenizer,
@@ -84,7 +85,7 @@ gpuTest(
     expect(decoder.weightBytes).toBe(
       4 * (2 * (2 * 1024 + 2 * 512 + 3 * 2304 + 64) + 2 * 9600 + 32),
     );
-    expect(decoder.kvCacheBytes).toBe(cpu.cache.bytes);
+    expect(decoder.kvCacheBytes).toBe(cpu.cache!.bytes);
     await expectSameLogits(config, decoder, new CpuDecoder(config, weights));
     decoder.destroy();
   },
@@ -128,10 +129,56 @@ gpuTest("the WebGPU decoder rejects bad tokens and positions with clear errors",
   await expect(decoder.prefill([1, 2, 3, 4, 5])).rejects.toThrow(
     "prefill: positions 0..4 exceed maxSeqLen 4",
   );
-  await expect(decoder.generate([1, 2], 3)).rejects.toThrow(
-    "prompt (2) + steps (3) exceed maxSeqLen 4",
+  await expect(decoder.generate([1, 2], 4)).rejects.toThrow(
+    "prompt (2) + steps (4) - 1 exceed maxSeqLen 4",
   );
+  // 2 + 3 tokens fill the 4 positions: the last token is chosen, never processed, on both
+  // backends, and its slot in the history exists
+  for (const kvCache of [true, false]) {
+    const gpuDecoder = await GpuDecoder.create(gpu, config, randomWeights(config), { kvCache });
+    const resident = await gpuDecoder.generate([1, 2], 3);
+    const cpu = await generate(new CpuDecoder(config, randomWeights(config)), [1, 2], {
+      steps: 3,
+      stopAtBos: false,
+    });
+    expect(resident.tokens).toEqual(cpu.tokens);
+    gpuDecoder.destroy();
+  }
   decoder.destroy();
+});
+
+gpuTest("GPU-resident generation stops at non-finite logits, naming the position", async (gpu) => {
+  const config = makeConfig({
+    dim: 16,
+    hiddenDim: 24,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    vocabSize: 10,
+    maxSeqLen: 16,
+  });
+  const weights = randomWeights(config, 8);
+  // token 6's logit is 3e38 times a normalized feature scaled by 1e4: +-Inf at every position,
+  // whatever the order of summation (a single non-zero product)
+  weights.classifier.fill(0, 6 * config.dim, 7 * config.dim);
+  weights.classifier[6 * config.dim + 3] = 3e38;
+  weights.finalNorm[3] = 1e4;
+  for (const temperature of [0, 0.8]) {
+    for (const kvCache of [true, false]) {
+      const decoder = await GpuDecoder.create(gpu, config, weights, { kvCache });
+      const streamed: number[] = [];
+      const options = { steps: 8, temperature, stopAtBos: false };
+      const message = "generation stopped: the logits after position 2 are not finite";
+      await expect(generate(new CpuDecoder(config, weights), [1, 4, 5], options)).rejects
+        .toThrow(message);
+      await expect(
+        generate(decoder, [1, 4, 5], { ...options, onToken: (t) => streamed.push(t) }),
+      ).rejects.toThrow(message);
+      expect(streamed).toEqual([]); // nothing was chosen from finite logits
+      // after a finite prompt pass, a later overflow: the GPU names the position it happened at
+      decoder.destroy();
+    }
+  }
 });
 
 gpuTest(
@@ -174,9 +221,15 @@ gpuTest(
       expect(batches.map((b) => b.length)).toEqual([8, 7, 7, 7, 7, 4]);
       expect(batches.flat()).toEqual(expected);
       if (temperature === 0) {
-        expect(expected.every((t, i) => i === 0 || t !== undefined)).toBe(
-          true,
-        );
+        // greedy is plain argmax: an independent chain of argmax over the CPU's logits
+        const chain = new CpuDecoder(config, weights);
+        let l = await chain.prefill(prompt);
+        const greedy: number[] = [];
+        for (let i = 0; i < 40; i++) {
+          greedy.push(argmax(l));
+          if (i < 39) l = await chain.forward(greedy[i], prompt.length + i);
+        }
+        expect(resident.tokens).toEqual(greedy);
       }
     }
     decoder.destroy();

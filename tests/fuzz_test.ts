@@ -1,0 +1,105 @@
+import { expect } from "expect";
+import { fuzzMain } from "../fuzz/main.ts";
+import { runFuzz } from "../fuzz/run.ts";
+import type { FuzzTarget } from "../fuzz/target.ts";
+import { FUZZ_TARGETS } from "../fuzz/targets.ts";
+import { mutate, MUTATION_KINDS } from "../fuzz/mutate.ts";
+import { Rng } from "../reference/random.ts";
+
+Deno.test("600 mutated checkpoints (legacy, v1) and tokenizers: each runs or is refused naming its file", async () => {
+  const report = await runFuzz(FUZZ_TARGETS, { cases: 600, seed: 20261128 });
+  expect(report.failures.map((f) => `${f.target} ${f.index}: ${f.detail}`)).toEqual([]);
+  for (const target of ["llama2c-legacy", "llama2c-v1", "llama2c-tokenizer"]) {
+    const counts = report.counts[target];
+    // both outcomes occur: the mutations reach past the header, and the loaders reject
+    expect(counts.ran).toBeGreaterThan(5);
+    expect(counts.rejected).toBeGreaterThan(50);
+  }
+});
+
+Deno.test("the fuzzer reports a crash, a slow case, a rejected valid file and an unnamed error", async () => {
+  const sample = () => ({ bytes: new Uint8Array(64), fields: [], sections: [] });
+  const targets: FuzzTarget[] = [
+    {
+      name: "crash",
+      sample,
+      exercise: (bytes) => String((undefined as unknown as number[])[bytes.length]),
+    },
+    {
+      name: "slow",
+      sample,
+      exercise: () => {
+        const end = performance.now() + 30;
+        while (performance.now() < end) { /* busy */ }
+        return "ran";
+      },
+    },
+    {
+      name: "picky",
+      sample,
+      exercise: (_bytes, source) => {
+        throw new RangeError(`${source}: refused`);
+      },
+    },
+    {
+      name: "anonymous",
+      sample,
+      exercise: () => {
+        throw new RangeError("something is wrong somewhere");
+      },
+    },
+  ];
+  const report = await runFuzz(targets, { cases: 40, seed: 3, maxCaseMs: 20 });
+  expect(report.counts.crash).toEqual({ failure: 10 });
+  expect(report.counts.slow).toEqual({ failure: 10 });
+  expect(report.counts.anonymous).toEqual({ failure: 10 });
+  // a mutated file may be refused; the unmutated one (one case in ten) must load
+  const picky = report.failures.filter((f) => f.target === "picky");
+  expect(picky.every((f) => f.mutations.length === 0)).toBe(true);
+  expect(report.counts.picky.rejected + (report.counts.picky.failure ?? 0)).toBe(10);
+  expect(report.failures.find((f) => f.target === "crash")?.detail).toMatch(/^TypeError: /);
+  expect(report.failures.find((f) => f.target === "slow")?.detail).toMatch(/^took \d+ ms/);
+});
+
+Deno.test("mutations are seeded and cover every kind", () => {
+  const sample = {
+    bytes: Uint8Array.from({ length: 512 }, (_, i) => i),
+    fields: [{ name: "n", offset: 0, width: 4 as const }],
+    sections: [{ name: "a", offset: 8, length: 100 }, { name: "b", offset: 200, length: 40 }],
+  };
+  const seen = new Set<string>();
+  for (let seed = 0; seed < 200; seed++) {
+    const a = mutate(sample, new Rng(seed));
+    expect(a).toEqual(mutate(sample, new Rng(seed)));
+    for (const step of a.steps) seen.add(step.split(" ")[0]);
+  }
+  // flip, truncate, extend, "n =", swap, float
+  expect([...seen].sort()).toEqual(["extend", "flip", "float", "n", "swap", "truncate"]);
+  expect(MUTATION_KINDS).toHaveLength(6);
+  // a format without a map still gets header words set to extremes
+  const unmapped = { ...sample, fields: [] };
+  const words = new Set<string>();
+  for (let seed = 0; seed < 200; seed++) {
+    for (const step of mutate(unmapped, new Rng(seed)).steps) {
+      const match = /^bytes\[(\d+)\] = /.exec(step);
+      if (match) words.add(match[1]);
+    }
+  }
+  expect(words.size).toBeGreaterThan(10);
+  expect([...words].every((w) => Number(w) % 4 === 0 && Number(w) < 512)).toBe(true);
+});
+
+Deno.test("deno task fuzz prints counts, and bad flags exit 2", async () => {
+  const lines: string[] = [];
+  expect(await fuzzMain(["--cases", "9", "--seed", "5"], (l) => lines.push(l))).toBe(0);
+  expect(lines[0]).toBe("fuzzing llama2c-legacy, llama2c-v1, llama2c-tokenizer: 9 cases, seed 5");
+  expect(lines.at(-1)).toMatch(/^9 cases, 0 failures; slowest case \d+ ms$/);
+  expect(lines.filter((l) => /^llama2c-\w+: /.test(l))).toHaveLength(3);
+  const errors: string[] = [];
+  expect(await fuzzMain(["--cases", "-1"], (l) => errors.push(l))).toBe(2);
+  expect(await fuzzMain(["--target", "gguf9"], (l) => errors.push(l))).toBe(2);
+  expect(errors).toEqual([
+    'fuzz: --cases: expected an integer >= 0, got "-1" (see --help)',
+    'fuzz: --target: expected one of llama2c-legacy, llama2c-v1, llama2c-tokenizer, got "gguf9" (see --help)',
+  ]);
+});
