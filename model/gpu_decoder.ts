@@ -374,7 +374,7 @@ export class GpuDecoder implements Decoder {
 
   /**
    * Dispatches one decoded token records: the forward pass over one row and the token choice
-   * (argmax and the position bookkeeping).
+   * (finite check, argmax, position bookkeeping).
    */
   async dispatchesPerToken(): Promise<number> {
     return (await this.#plan(1)).length + (await this.#choose(0, 0)).length;

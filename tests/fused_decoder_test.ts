@@ -100,13 +100,13 @@ gpuTest("the fused decode step is 5 dispatches per layer, 6 when attention split
     decoder.destroy();
     return n;
   };
-  // embedding, layers, final norm, classifier, argmax, advance
-  expect(await count(tuningFor(gpu, config, "fused", "row", "split1"))).toBe(1 + 5 * 3 + 1 + 1 + 2);
-  expect(await count(tuningFor(gpu, config, "fused", "row", "split2"))).toBe(1 + 6 * 3 + 1 + 1 + 2);
+  // embedding, layers, final norm, classifier, token choice (finite check, argmax, advance)
+  expect(await count(tuningFor(gpu, config, "fused", "row", "split1"))).toBe(1 + 5 * 3 + 1 + 1 + 3);
+  expect(await count(tuningFor(gpu, config, "fused", "row", "split2"))).toBe(1 + 6 * 3 + 1 + 1 + 3);
   // unfused: norm, q, k, v, 2 RoPE, append, attention and its combine (the kernel's own split
   // here), wo, add, norm, w1, w3, gate, w2, add
   expect(await count(tuningFor(gpu, config, "unfused", "row", "split1"))).toBe(
-    1 + 17 * 3 + 1 + 1 + 2,
+    1 + 17 * 3 + 1 + 1 + 3,
   );
 });
 
