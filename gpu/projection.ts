@@ -54,9 +54,11 @@ export interface ProjectionShape {
   inDim: number;
 }
 
-const TILE_UNITS = 16;
-const TILE_TOKENS = 16;
-const TILE_K_VECTORS = 16;
+const UNITS_PER_INVOCATION = 2;
+const TOKENS_PER_INVOCATION = 4;
+const TILE_UNITS = 8 * UNITS_PER_INVOCATION;
+const TILE_TOKENS = 8 * TOKENS_PER_INVOCATION;
+const TILE_K_VECTORS = 8;
 
 function gridFits(groups: number, limits?: GPUSupportedLimits): boolean {
   return groups <= (limits?.maxComputeWorkgroupsPerDimension ?? 65535);
@@ -437,12 +439,20 @@ fn main(
 }
 
 function tiledWgsl(pair: number): string {
-  // 64 invocations as 8 x 8; each computes 2 units x 2 tokens (x pair rows) in registers.
+  // 64 invocations as 8 (units) x 8 (tokens); each computes UNITS_PER_INVOCATION units x
+  // TOKENS_PER_INVOCATION tokens (x pair rows) in registers, unrolled here so that no private
+  // array is indexed at run time.
+  const us = [...Array(UNITS_PER_INVOCATION).keys()];
+  const ts = [...Array(TOKENS_PER_INVOCATION).keys()];
+  const ps = [...Array(pair).keys()];
+  const each = (f: (i: number, j: number, p: number) => string, sep = "\n    ") =>
+    us.flatMap((i) => ts.flatMap((j) => ps.map((p) => f(i, j, p)))).join(sep);
   return /* wgsl */ `
 const WG: u32 = 64u;
 const TU: u32 = ${TILE_UNITS}u;   // units per tile
 const TT: u32 = ${TILE_TOKENS}u;  // tokens per tile
 const TK: u32 = ${TILE_K_VECTORS}u;   // vectors of K per step
+const NORM_LANES: u32 = WG / TT;
 var<workgroup> wTile: array<T, ${TILE_UNITS * pair * TILE_K_VECTORS}>;
 var<workgroup> xTile: array<T, ${TILE_TOKENS * TILE_K_VECTORS}>;
 var<workgroup> normPartial: array<f32, WG>;
@@ -453,23 +463,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let n = IN_DIM / V;
   let firstUnit = wid.x * TU;
   let firstToken = wid.y * TT;
-  // 1/rms of the tile's tokens: 4 invocations per token
+  // 1/rms of the tile's tokens: NORM_LANES invocations per token
   if (NORM) {
-    let tok = firstToken + lid / 4u;
+    let tok = firstToken + lid / NORM_LANES;
     var sum = 0.0;
     if (tok < ROWS) {
-      for (var c = lid % 4u; c < n; c += 4u) { let v = x[xBase(tok) + c]; sum += hsum(v * v); }
+      for (var c = lid % NORM_LANES; c < n; c += NORM_LANES) { let v = x[xBase(tok) + c]; sum += hsum(v * v); }
     }
     normPartial[lid] = sum;
     workgroupBarrier();
-    if (lid % 4u == 0u) {
-      scales[lid / 4u] = scaleOf(normPartial[lid] + normPartial[lid + 1u] + normPartial[lid + 2u] + normPartial[lid + 3u]);
+    if (lid % NORM_LANES == 0u) {
+      var total = 0.0;
+      for (var l = 0u; l < NORM_LANES; l++) { total += normPartial[lid + l]; }
+      scales[lid / NORM_LANES] = scaleOf(total);
     }
     workgroupBarrier();
   }
   let tu = lid % 8u;
   let tt = lid / 8u;
-  var acc: array<f32, ${4 * pair}>; // [unit i][token j][p] at (i * 2 + j) * P + p
+  ${each((i, j, p) => `var acc${i}_${j}_${p} = 0.0;`, "\n  ")}
   for (var k0 = 0u; k0 < n; k0 += TK) {
     for (var e = lid; e < TU * P * TK; e += WG) {
       let r = e / TK;           // tile row: unit r / P, row r % P
@@ -484,27 +496,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      let x0 = xTile[tt * TK + k];
-      let x1 = xTile[(tt + 8u) * TK + k];
-      for (var i = 0u; i < 2u; i++) {
-        for (var p = 0u; p < P; p++) {
-          let wv = wTile[((tu + i * 8u) * P + p) * TK + k];
-          acc[(i * 2u) * P + p] += dotT(wv, x0);
-          acc[(i * 2u + 1u) * P + p] += dotT(wv, x1);
-        }
-      }
+      ${ts.map((j) => `let x${j} = xTile[(tt + ${j * 8}u) * TK + k];`).join("\n      ")}
+      ${
+    us.flatMap((i) =>
+      ps.map((p) => `let w${i}_${p} = wTile[((tu + ${i * 8}u) * P + ${p}u) * TK + k];`)
+    )
+      .join("\n      ")
+  }
+      ${each((i, j, p) => `acc${i}_${j}_${p} += dotT(w${i}_${p}, x${j});`, "\n      ")}
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 2u; i++) {
-    for (var j = 0u; j < 2u; j++) {
-      let u = firstUnit + tu + i * 8u;
-      let t = firstToken + tt + j * 8u;
-      if (u < UNITS && t < ROWS) {
-        let s = select(1.0, scales[tt + j * 8u], NORM);
-        ${emitCall(pair, (p) => `acc[(i * 2u + j) * P + ${p}u] * s`)}
-      }
+  ${
+    us.flatMap((i) =>
+      ts.map((j) =>
+        `{
+    let u = firstUnit + tu + ${i * 8}u;
+    let t = firstToken + tt + ${j * 8}u;
+    if (u < UNITS && t < ROWS) {
+      let s = select(1.0, scales[tt + ${j * 8}u], NORM);
+      ${emitCall(pair, (p) => `acc${i}_${j}_${p} * s`)}
     }
+  }`
+      )
+    ).join("\n  ")
   }
 }`;
 }
