@@ -10,6 +10,7 @@ import { preset } from "../model/config.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { requestGpu } from "../gpu/device.ts";
+import { projectionKey } from "../gpu/tuning.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -29,7 +30,27 @@ const unfused = JSON.stringify({
   deno: Deno.version.deno,
   choices: { decoder: "unfused" },
 });
-const modes: Record<string, string | undefined> = { unfused, "fused, defaults": undefined };
+// the defaults with every prefill projection forced back to one row per invocation: what the
+// tiled matmul alone brings to prefill
+const hd = config.dim / config.nHeads;
+const [qDim, kvDim] = [config.nHeads * hd, config.nKvHeads * hd];
+const rows = Math.min(64, config.maxSeqLen);
+const rowPrefill = JSON.stringify({
+  version: 1,
+  adapter: gpu.adapter,
+  deno: Deno.version.deno,
+  choices: {
+    [projectionKey("qkvRope", true, rows, (qDim + 2 * kvDim) / 2, config.dim)]: "row",
+    [projectionKey("add", false, rows, config.dim, qDim)]: "row",
+    [projectionKey("siluMul", true, rows, config.hiddenDim, config.dim)]: "row",
+    [projectionKey("add", false, rows, config.dim, config.hiddenDim)]: "row",
+  },
+});
+const modes: Record<string, string | undefined> = {
+  unfused,
+  "fused, defaults, row prefill": rowPrefill,
+  "fused, defaults (tiled prefill)": undefined,
+};
 if (tuning) modes["fused, tuned"] = tuning;
 const prompt = Array.from({ length: 64 }, (_, i) => (i * 37 + 1) % config.vocabSize);
 const results: Record<string, { decodeMs: number[]; prefillTokS: number[]; dispatches: number }> =
