@@ -5,11 +5,13 @@
  * time), reading each cached key and value once for all of them: grouped- and multi-query
  * attention read `nHeads / nKvHeads` times less and never copy K/V per query head.
  *
- * Keys are visited in chunks of 256 positions with an online softmax (running maximum and
- * sum per head, accumulators rescaled per chunk), so workgroup memory stays bounded at any
- * context length. Three barriers per chunk, and each invocation reduces 64 partial maxima and
- * sums rather than the whole chunk: barriers and redundant reads are what software adapters
- * pay for most.
+ * Keys are visited in chunks (64 to 192 positions, by heads per workgroup) with an online
+ * softmax (running maximum and sum per head, accumulators rescaled per chunk), so workgroup
+ * memory stays bounded at any context length. Three barriers per chunk; each invocation reduces
+ * 64 partial maxima rather than the whole chunk, and sums the weights while it weighs the values:
+ * barriers and redundant reads are what software adapters pay for most. Heads are packed four
+ * to a vec4 and the workgroup arrays kept to 256 elements, which keeps GL compiles short (see
+ * `WORKGROUP_ELEMENTS`).
  *
  * @module
  */
@@ -25,42 +27,90 @@ import { checkInteger } from "../reference/_checks.ts";
 import { STATE, stateBinding } from "./state.ts";
 
 const WG = 64;
-/** Key positions each invocation scores per chunk. */
-const POSITIONS_PER_THREAD = 4;
-const CHUNK = WG * POSITIONS_PER_THREAD;
-/** Query heads one workgroup serves at most (all of a group's when it fits). */
+/** Query heads one workgroup serves at most (all of a group's when it fits): two vec4s. */
 const MAX_HEADS_PER_WORKGROUP = 8;
+/**
+ * Elements the workgroup arrays may hold in all. wgpu's GL backend zero-initializes workgroup
+ * memory with one store per array element, and Mesa's GLSL compiler takes superlinear time in
+ * them: on llvmpipe, 256 elements compiled in 0.5 s, 1024 in 3-6 s, 4096 in 58 s. A vec4
+ * element costs about as much as an f32 one, so the arrays hold four query heads per element.
+ */
+const WORKGROUP_ELEMENTS = 256;
 /**
  * Workgroups the default split aims for. Splitting costs a second pass and, where workgroups
  * outnumber cores, time: measured on lavapipe (2 cores), MQA decode at 1024 tokens ran 1.7x
  * faster with 2 to 4 workgroups than with 1, and MHA slower with 16 than with 8.
  */
 const MIN_WORKGROUPS = 4;
-/** Workgroup memory the kernel may use; WebGPU's guaranteed minimum. */
-const WORKGROUP_BYTES = 16384;
 
-/** Workgroup floats for `heads` query heads: q, chunk weights, per-invocation maxima and sums. */
-function workgroupFloats(heads: number, headDim: number): number {
-  return heads * (headDim + CHUNK + 2 * WG);
+/** How one workgroup lays out its query heads and key positions. */
+interface AttentionLayout {
+  /** Query heads per workgroup. */
+  heads: number;
+  /** Heads per vector: 1, 2 or 4 (f32, vec2 or vec4 lanes). */
+  width: 1 | 2 | 4;
+  /** Vectors holding the heads (`ceil(heads / width)`). */
+  vectors: number;
+  /** Key positions each invocation scores per chunk. */
+  positionsPerThread: number;
+  /** Key positions per chunk (`WG * positionsPerThread`). */
+  chunk: number;
+}
+
+function attentionLayout(headsPerWorkgroup: number): AttentionLayout {
+  const width = headsPerWorkgroup === 1 ? 1 : headsPerWorkgroup === 2 ? 2 : 4;
+  const vectors = Math.ceil(headsPerWorkgroup / width);
+  // weights (vectors x chunk) and partialMax (vectors x WG) share the element budget.
+  const positionsPerThread = Math.floor(WORKGROUP_ELEMENTS / (vectors * WG)) - 1;
+  return {
+    heads: headsPerWorkgroup,
+    width,
+    vectors,
+    positionsPerThread,
+    chunk: WG * positionsPerThread,
+  };
+}
+
+/**
+ * Bytes of workgroup memory the main pass declares, as WebGPU counts them: each variable's size
+ * rounded up to 16 bytes (`weights`, `partialMax`, `lastShared`).
+ */
+function workgroupBytes(layout: AttentionLayout): number {
+  const vectorBytes = layout.width * 4;
+  const roundUp = (bytes: number) => Math.ceil(bytes / 16) * 16;
+  return roundUp(layout.vectors * layout.chunk * vectorBytes) +
+    roundUp(layout.vectors * WG * vectorBytes) + roundUp(4);
 }
 
 function attentionWgsl(
   headsPerGroup: number,
-  headsPerWorkgroup: number,
+  layout: AttentionLayout,
   headDim: number,
   splits: number,
 ): string {
-  const g = headsPerWorkgroup;
+  const { heads: g, width, vectors, positionsPerThread, chunk } = layout;
+  const heads = width === 1 ? "f32" : `vec${width}<f32>`;
+  // The query vector of heads `v * width ..` at feature d. Heads past `heads` (padding, or a
+  // partial last tile) read zero; the checks are left out where neither can occur.
+  const guarded = headsPerGroup % g !== 0 || vectors * width > g;
+  const lanes = Array.from({ length: width }, (_, c) => {
+    const h = `v * ${width}u + ${c}u`;
+    return guarded
+      ? `select(0.0, q[qBase + min(${h}, heads - 1u) * HEAD_DIM + d], ${h} < heads)`
+      : `q[qBase + (${h}) * HEAD_DIM + d]`;
+  });
   return /* wgsl */ `
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
 override HEAD_DIM: u32;
 override SCALE: f32;
+alias Heads = ${heads};                              // one value per query head
 const WG: u32 = ${WG}u;
 const G: u32 = ${g}u;                                 // query heads per workgroup
+const VECS: u32 = ${vectors}u;                        // Heads vectors holding them
 const TILES: u32 = ${Math.ceil(headsPerGroup / g)}u; // workgroups per KV head
-const PPT: u32 = ${POSITIONS_PER_THREAD}u;
-const CHUNK: u32 = ${CHUNK}u;                         // key positions per step
+const PPT: u32 = ${positionsPerThread}u;
+const CHUNK: u32 = ${chunk}u;                         // key positions per step
 const DPT: u32 = ${Math.ceil(headDim / WG)}u;         // output features per invocation
 const SPLITS: u32 = ${splits}u;                       // workgroups sharing one head's keys
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -68,11 +118,15 @@ const SPLITS: u32 = ${splits}u;                       // workgroups sharing one 
 @group(0) @binding(2) var<storage, read> valueCache: array<f32>;
 ${stateBinding(3)}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-var<workgroup> qScaled: array<f32, ${g * headDim}>;
-var<workgroup> weights: array<f32, ${g * CHUNK}>;
-var<workgroup> partialMax: array<f32, ${g * WG}>;
-var<workgroup> partialSum: array<f32, ${g * WG}>;
+var<workgroup> weights: array<Heads, ${vectors * chunk}>;
+var<workgroup> partialMax: array<Heads, ${vectors * WG}>;
 var<workgroup> lastShared: u32;
+
+fn headOf(x: Heads, i: u32) -> f32 { return ${width === 1 ? "x" : "x[i]"}; }
+
+fn query(qBase: u32, v: u32, d: u32, heads: u32) -> Heads {
+  return Heads(${lanes.join(", ")});
+}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -86,95 +140,106 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kvBase = kvHead * HEAD_DIM;
   let qBase = row * N_HEADS * HEAD_DIM + firstHead * HEAD_DIM;
   if (lid == 0u) { lastShared = state[${STATE.pos}u] + row; }
-  for (var i = lid; i < G * HEAD_DIM; i += WG) {
-    qScaled[i] = select(0.0, q[qBase + i] * SCALE, i / HEAD_DIM < heads);
-  }
   let last = workgroupUniformLoad(&lastShared); // attends to positions 0..=last
 
-  var runningMax: array<f32, G>;
-  var runningSum: array<f32, G>;
-  var acc: array<f32, ${g * Math.ceil(headDim / WG)}>;
-  for (var h = 0u; h < G; h++) { runningMax[h] = ${WGSL_LOWEST}; }
+  var runningMax: array<Heads, VECS>;
+  var runningSum: array<Heads, VECS>;
+  var acc: array<Heads, VECS * DPT>;
+  for (var v = 0u; v < VECS; v++) {
+    runningMax[v] = Heads(${WGSL_LOWEST});
+    runningSum[v] = Heads(0.0);
+    for (var k = 0u; k < DPT; k++) { acc[v * DPT + k] = Heads(0.0); }
+  }
   // Split s takes chunks s, s + SPLITS, ...: long contexts keep many workgroups busy even when
   // few K/V heads (MQA: one) leave few (head, row) pairs.
   for (var start = split * CHUNK; start <= last; start += SPLITS * CHUNK) {
     // Scores of this invocation's PPT keys, each key read once for all G query heads.
-    var localMax: array<f32, G>;
-    for (var h = 0u; h < G; h++) { localMax[h] = ${WGSL_LOWEST}; }
+    var localMax: array<Heads, VECS>;
+    for (var v = 0u; v < VECS; v++) { localMax[v] = Heads(${WGSL_LOWEST}); }
     for (var p = 0u; p < PPT; p++) {
       let j = p * WG + lid;
       let t = start + j;
       // Zeroed explicitly: some compilers hoist a loop-body var and skip its re-initialization.
-      var score: array<f32, G>;
-      for (var h = 0u; h < G; h++) { score[h] = 0.0; }
+      var score: array<Heads, VECS>;
+      for (var v = 0u; v < VECS; v++) { score[v] = Heads(0.0); }
       if (t <= last) {
         let kBase = t * kvDim + kvBase;
         for (var d = 0u; d < HEAD_DIM; d++) {
           let k = keyCache[kBase + d];
-          for (var h = 0u; h < G; h++) { score[h] += qScaled[h * HEAD_DIM + d] * k; }
+          for (var v = 0u; v < VECS; v++) { score[v] += query(qBase, v, d, heads) * k; }
         }
-        for (var h = 0u; h < G; h++) { localMax[h] = max(localMax[h], score[h]); }
+        for (var v = 0u; v < VECS; v++) {
+          score[v] *= SCALE;
+          localMax[v] = max(localMax[v], score[v]);
+        }
       }
-      for (var h = 0u; h < G; h++) { weights[h * CHUNK + j] = score[h]; }
+      for (var v = 0u; v < VECS; v++) { weights[v * CHUNK + j] = score[v]; }
     }
-    for (var h = 0u; h < G; h++) { partialMax[h * WG + lid] = localMax[h]; }
+    for (var v = 0u; v < VECS; v++) { partialMax[v * WG + lid] = localMax[v]; }
     workgroupBarrier();
-    var chunkMax: array<f32, G>;
-    for (var h = 0u; h < G; h++) {
-      var m = runningMax[h];
-      for (var i = 0u; i < WG; i++) { m = max(m, partialMax[h * WG + i]); }
-      chunkMax[h] = m;
+    var chunkMax: array<Heads, VECS>;
+    for (var v = 0u; v < VECS; v++) {
+      var m = runningMax[v];
+      for (var i = 0u; i < WG; i++) { m = max(m, partialMax[v * WG + i]); }
+      chunkMax[v] = m;
+      let correction = exp(runningMax[v] - m);
+      runningSum[v] *= correction;
+      runningMax[v] = m;
+      for (var k = 0u; k < DPT; k++) { acc[v * DPT + k] *= correction; }
     }
-    // Each invocation exponentiates its own weights, so no barrier is needed before this.
-    var localSum: array<f32, G>;
-    for (var h = 0u; h < G; h++) { localSum[h] = 0.0; }
+    // Each invocation exponentiates its own weights; every one then sums them all below.
     for (var p = 0u; p < PPT; p++) {
       let j = p * WG + lid;
-      for (var h = 0u; h < G; h++) {
-        let e = select(0.0, exp(weights[h * CHUNK + j] - chunkMax[h]), start + j <= last);
-        weights[h * CHUNK + j] = e;
-        localSum[h] += e;
+      for (var v = 0u; v < VECS; v++) {
+        let e = exp(weights[v * CHUNK + j] - chunkMax[v]);
+        weights[v * CHUNK + j] = select(Heads(0.0), e, start + j <= last);
       }
     }
-    for (var h = 0u; h < G; h++) { partialSum[h * WG + lid] = localSum[h]; }
     workgroupBarrier();
-    for (var h = 0u; h < G; h++) {
-      let correction = exp(runningMax[h] - chunkMax[h]);
-      var chunkSum = 0.0;
-      for (var i = 0u; i < WG; i++) { chunkSum += partialSum[h * WG + i]; }
-      runningSum[h] = runningSum[h] * correction + chunkSum;
-      runningMax[h] = chunkMax[h];
-      for (var k = 0u; k < DPT; k++) { acc[h * DPT + k] *= correction; }
-    }
-    // Weighted values: each value read once for all G query heads.
+    // Weighted values, each read once for all G query heads. Feature lid's pass also sums the
+    // weights: every invocation that writes an output has lid < HEAD_DIM.
     let count = min(CHUNK, last + 1u - start);
-    for (var k = 0u; k < DPT; k++) {
+    if (lid < HEAD_DIM) {
+      for (var j = 0u; j < count; j++) {
+        let value = valueCache[(start + j) * kvDim + kvBase + lid];
+        for (var v = 0u; v < VECS; v++) {
+          let w = weights[v * CHUNK + j];
+          runningSum[v] += w;
+          acc[v * DPT] += w * value;
+        }
+      }
+    }
+    for (var k = 1u; k < DPT; k++) {
       let d = lid + k * WG;
       if (d < HEAD_DIM) {
         for (var j = 0u; j < count; j++) {
-          let v = valueCache[(start + j) * kvDim + kvBase + d];
-          for (var h = 0u; h < G; h++) { acc[h * DPT + k] += weights[h * CHUNK + j] * v; }
+          let value = valueCache[(start + j) * kvDim + kvBase + d];
+          for (var v = 0u; v < VECS; v++) { acc[v * DPT + k] += weights[v * CHUNK + j] * value; }
         }
       }
     }
     workgroupBarrier();
   }
   for (var h = 0u; h < heads; h++) {
+    let v = h / ${width}u;
+    let lane = h % ${width}u;
     if (SPLITS == 1u) {
       for (var k = 0u; k < DPT; k++) {
         let d = lid + k * WG;
-        if (d < HEAD_DIM) { out[qBase + h * HEAD_DIM + d] = acc[h * DPT + k] / runningSum[h]; }
+        if (d < HEAD_DIM) {
+          out[qBase + h * HEAD_DIM + d] = headOf(acc[v * DPT + k], lane) / headOf(runningSum[v], lane);
+        }
       }
     } else {
       // Partial result (max, sum, unnormalized accumulator) for attentionCombine to merge.
       let base = ((row * N_HEADS + firstHead + h) * SPLITS + split) * (HEAD_DIM + 2u);
       if (lid == 0u) {
-        out[base] = runningMax[h];
-        out[base + 1u] = runningSum[h];
+        out[base] = headOf(runningMax[v], lane);
+        out[base + 1u] = headOf(runningSum[v], lane);
       }
       for (var k = 0u; k < DPT; k++) {
         let d = lid + k * WG;
-        if (d < HEAD_DIM) { out[base + 2u + d] = acc[h * DPT + k]; }
+        if (d < HEAD_DIM) { out[base + 2u + d] = headOf(acc[v * DPT + k], lane); }
       }
     }
   }
@@ -224,6 +289,13 @@ export interface AttentionKernelShape {
 export interface AttentionKernel extends Kernel<"q" | "keyCache" | "valueCache" | "state" | "out"> {
   /** Workgroups per head sharing its keys. */
   readonly splits: number;
+  /**
+   * Workgroup memory of the main pass as WebGPU counts it (each variable rounded up to 16
+   * bytes); at most 4112 bytes, within every adapter's 16384-byte minimum.
+   */
+  readonly workgroupBytes: number;
+  /** Frees the partial-results buffer, if any; binding again allocates a new one. */
+  destroy(): void;
 }
 
 /**
@@ -251,16 +323,15 @@ export async function attentionKernel(
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
   const group = nHeads / nKvHeads;
-  let headsPerWorkgroup = Math.min(group, MAX_HEADS_PER_WORKGROUP);
-  while (
-    headsPerWorkgroup > 1 && workgroupFloats(headsPerWorkgroup, headDim) * 4 > WORKGROUP_BYTES
-  ) {
-    headsPerWorkgroup--;
-  }
-  if (workgroupFloats(1, headDim) * 4 > WORKGROUP_BYTES) {
+  const layout = attentionLayout(Math.min(group, MAX_HEADS_PER_WORKGROUP));
+  const headsPerWorkgroup = layout.heads;
+  const bytes = workgroupBytes(layout);
+  const limit = gpu.limits.maxComputeWorkgroupStorageSize;
+  if (bytes > limit) {
     throw new GpuError(
       name,
-      `headDim ${headDim} needs more than ${WORKGROUP_BYTES} bytes of workgroup memory`,
+      `needs ${bytes} bytes of workgroup memory, over the device's ` +
+        `maxComputeWorkgroupStorageSize (${limit})`,
     );
   }
   const tiles = Math.ceil(group / headsPerWorkgroup);
@@ -276,12 +347,15 @@ export async function attentionKernel(
   const main = await compileKernel(
     gpu,
     `${name}${splits > 1 ? ` split ${splits}` : ""}`,
-    attentionWgsl(group, headsPerWorkgroup, headDim, splits),
+    attentionWgsl(group, layout, headDim, splits),
     constants,
     names,
     [nKvHeads * tiles, splits, rows],
   );
-  if (splits === 1) return { name: main.name, splits, bind: main.bind };
+  const common = { name: main.name, splits, workgroupBytes: bytes };
+  if (splits === 1) {
+    return { ...common, bind: main.bind, destroy: () => {} };
+  }
   const outputs = rows * nHeads * headDim;
   const combine = await compileElementwise(
     gpu,
@@ -294,11 +368,13 @@ export async function attentionKernel(
       SPLITS: splits,
     },
   );
+  // One partial-results buffer serves every binding: dispatches of a pass run in order, so
+  // each combine reads its own main pass's partials before the next main pass overwrites them.
+  let partials: GPUBuffer | undefined;
   return {
-    name: main.name,
-    splits,
+    ...common,
     bind(buffers) {
-      const partials = gpu.createBuffer(
+      partials ??= gpu.createBuffer(
         rows * nHeads * splits * (headDim + 2) * 4,
         `${name} partials`,
       );
@@ -306,6 +382,10 @@ export async function attentionKernel(
         ...main.bind({ ...buffers, out: partials }),
         ...combine.bind({ partials, out: buffers.out }),
       ];
+    },
+    destroy() {
+      partials?.destroy();
+      partials = undefined;
     },
   };
 }

@@ -32,6 +32,12 @@ fn poolRow(table: u32, t: u32) -> u32 {
 }`;
 }
 
+/** Workgroup size of the batched attention kernel: positions scored at once. */
+export const BATCH_ATTENTION_WG = 64;
+
+/** Features of a head each invocation accumulates at most (headDim ≤ 8·64 = 512). */
+const MAX_FEATURES = 8;
+
 const WGSL = /* wgsl */ `
 override WG: u32 = 64u;
 override HEAD_DIM: u32;
@@ -49,7 +55,10 @@ ${poolAddressing(4, 5)}
 var<workgroup> weights: array<f32, WG>;
 var<workgroup> rowsOf: array<u32, WG>;
 var<workgroup> reduce: array<f32, WG>;
-var<workgroup> acc: array<f32, HEAD_DIM>;
+// Features each invocation accumulates (d = lid + k·WG), in registers: workgroup arrays stay
+// small, which the GL backend compiles in time superlinear in their elements.
+override FEATURES: u32;
+const MAX_FEATURES = ${MAX_FEATURES}u;
 
 fn reduceMax(lid: u32) -> f32 {
   for (var s = WG / 2u; s > 0u; s = s / 2u) {
@@ -78,7 +87,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let qBase = (row * N_HEADS + head) * HEAD_DIM;
   let kvBase = (head / GROUP) * HEAD_DIM;
   let scale = inverseSqrt(f32(HEAD_DIM));
-  for (var d = lid; d < HEAD_DIM; d += WG) { acc[d] = 0.0; }
+  var acc: array<f32, MAX_FEATURES>;
+  for (var f = 0u; f < FEATURES; f++) { acc[f] = 0.0; }
   var runningMax = ${WGSL_LOWEST};
   var runningSum = 0.0;
   for (var chunk = first; chunk <= pos; chunk += WG) {
@@ -101,14 +111,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     runningSum = runningSum * rescale + reduceSum(lid);
     runningMax = newMax;
     let count = min(WG, pos - chunk + 1u);
-    for (var d = lid; d < HEAD_DIM; d += WG) {
-      var a = acc[d] * rescale;
-      for (var j = 0u; j < count; j++) { a += weights[j] * valuePool[rowsOf[j] * KV_DIM + kvBase + d]; }
-      acc[d] = a;
+    for (var f = 0u; f < FEATURES; f++) {
+      let d = lid + f * WG;
+      if (d < HEAD_DIM) {
+        var a = acc[f] * rescale;
+        for (var j = 0u; j < count; j++) { a += weights[j] * valuePool[rowsOf[j] * KV_DIM + kvBase + d]; }
+        acc[f] = a;
+      }
     }
     workgroupBarrier();
   }
-  for (var d = lid; d < HEAD_DIM; d += WG) { out[qBase + d] = acc[d] / runningSum; }
+  for (var f = 0u; f < FEATURES; f++) {
+    let d = lid + f * WG;
+    if (d < HEAD_DIM) { out[qBase + d] = acc[f] / runningSum; }
+  }
 }`;
 
 /** Shape of a {@linkcode batchAttentionKernel}. */
@@ -126,9 +142,6 @@ export interface BatchAttentionShape {
   /** Whether each sequence's cache is a ring of `blockSize` rows (sliding window). */
   ring: boolean;
 }
-
-/** Workgroup size of the batched attention kernel: positions scored at once. */
-export const BATCH_ATTENTION_WG = 64;
 
 /**
  * Compiles batched attention. Bindings: `q, out (rows·nHeads·headDim)`, `keyPool, valuePool
@@ -155,13 +168,11 @@ export function batchAttentionKernel(
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads: expected a multiple of nKvHeads ${nKvHeads}, got ${nHeads}`);
   }
-  // WebGPU rounds each workgroup variable up to 16 bytes.
-  const round16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
-  const workgroupBytes = 3 * round16(4 * BATCH_ATTENTION_WG) + round16(4 * headDim);
-  if (workgroupBytes > gpu.limits.maxComputeWorkgroupStorageSize) {
+  const features = Math.ceil(headDim / BATCH_ATTENTION_WG);
+  if (features > MAX_FEATURES) {
     throw new GpuError(
       name,
-      `workgroup memory: expected <= ${gpu.limits.maxComputeWorkgroupStorageSize} bytes, got ${workgroupBytes}`,
+      `headDim: expected <= ${MAX_FEATURES * BATCH_ATTENTION_WG}, got ${headDim}`,
     );
   }
   return compileKernel(
@@ -176,6 +187,7 @@ export function batchAttentionKernel(
       KV_DIM: nKvHeads * headDim,
       BLOCK: blockSize,
       RING: ring ? 1 : 0,
+      FEATURES: features,
     },
     ["q", "keyPool", "valuePool", "out", "rows", "tables"],
     [nHeads, rows],

@@ -27,8 +27,9 @@ override INVERSE_TEMPERATURE: f32 = 0.0; // 0: greedy
 override SEED: u32 = 0u;
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> state: array<u32>;
-var<workgroup> bestKey: array<u32, WG>;
-var<workgroup> bestIndex: array<u32, WG>;
+// (key, index) pairs: one array of vec2, as wgpu's GL backend zero-initializes workgroup memory
+// one element at a time and Mesa's GLSL compile time grows faster than the element count.
+var<workgroup> best: array<vec2<u32>, WG>;
 ${GUMBEL_WGSL}
 const NONE = 0xffffffffu;
 const EXPONENT = 0x7f800000u;
@@ -56,19 +57,15 @@ fn gumbelKey(bits: u32, rowMax: f32, noise: i32) -> u32 {
   return bitcast<u32>(fixed + noise) ^ 0x80000000u;
 }
 
-// Workgroup-wide (max key, lowest index); the result in bestKey[0], bestIndex[0].
+// Workgroup-wide (max key, lowest index); the result in best[0].
 fn reduce(lid: u32, key: u32, index: u32) {
-  bestKey[lid] = key;
-  bestIndex[lid] = index;
+  best[lid] = vec2<u32>(key, index);
   workgroupBarrier();
   for (var half = WG / 2u; half > 0u; half /= 2u) {
     if (lid < half) {
-      let k = bestKey[lid + half];
-      let j = bestIndex[lid + half];
-      if (k > bestKey[lid] || (k == bestKey[lid] && j < bestIndex[lid])) {
-        bestKey[lid] = k;
-        bestIndex[lid] = j;
-      }
+      let other = best[lid + half];
+      let mine = best[lid];
+      if (other.x > mine.x || (other.x == mine.x && other.y < mine.y)) { best[lid] = other; }
     }
     workgroupBarrier();
   }
@@ -87,7 +84,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
   reduce(lid, key, index);
   if (INVERSE_TEMPERATURE > 0.0) {
-    let maxKey = bestKey[0];
+    let maxKey = best[0].x;
     workgroupBarrier();
     let rowMax = bitcast<f32>(select(~maxKey, maxKey & 0x7fffffffu, maxKey >= 0x80000000u));
     let noiseKey = mix32(state[${STATE.next}u] ^ mix32(SEED));
@@ -99,7 +96,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     reduce(lid, key, index);
   }
-  if (lid == 0u) { state[${STATE.token}u] = bestIndex[0]; }
+  if (lid == 0u) { state[${STATE.token}u] = best[0].y; }
 }`;
 
 /** Sampling of an {@linkcode argmaxKernel}. */

@@ -42,7 +42,8 @@ export function kvCacheBytes(config: LlamaConfig): number {
   return kvCacheBytesPerToken({ ...config, headDim: headDim(config) }) * config.maxSeqLen;
 }
 
-function checkFits(bytes: number, what: string): void {
+/** Throws when `bytes` would take more than 80% of this machine's memory; `what` says for what. */
+export function checkFits(bytes: number, what: string): void {
   let total: number;
   try {
     total = Deno.systemMemoryInfo().total;

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseFlags, UsageError } from "./_cli_flags.ts";
+import { readPromptsFile, runBatch } from "./_cli_batch.ts";
 import { contextConfig, type LlamaConfig, preset, PRESETS } from "./config.ts";
 import { readCheckpoint } from "./checkpoint.ts";
 import { checkKvCacheFitsMemory, checkWeightsFitMemory } from "./_memory.ts";
@@ -24,8 +25,14 @@ Model (one of):
   --preset NAME         seeded random weights of a preset shape: ${Object.keys(PRESETS).join(", ")}
 Input (one of):
   --tokenizer PATH      llama2.c tokenizer.bin, with --prompt
-  --prompt TEXT         text to continue (needs --tokenizer)
+  --prompt TEXT         text to continue (needs --tokenizer); repeat it for several prompts
+  --prompts-file PATH   one prompt per line, all generated together (needs --tokenizer)
   --tokens 1,5,17       raw token ids instead of a prompt (default: 1, BOS)
+Batched decoding (several prompts, or any of these flags):
+  --kv-layout L         contiguous, paged (default) or sliding: how the KV cache is laid out
+  --window W            sliding-window attention over the last W positions (Mistral-style)
+  --max-batch N         sequences decoding at once (default: every prompt, at most 64)
+  --block-size N        positions per block of the paged layout (default 16)
 Generation:
   --steps N             new tokens (default 256, capped by the model's maxSeqLen)
   --temperature T       0 for greedy (default 1.0)
@@ -100,7 +107,12 @@ async function run(args: string[], io: CliIo): Promise<number> {
   const flags = parseFlags(args, {
     model: { type: "string" },
     tokenizer: { type: "string" },
-    prompt: { type: "string" },
+    prompt: { type: "string", multiple: true },
+    "prompts-file": { type: "string" },
+    "kv-layout": { type: "string" },
+    window: { type: "string" },
+    "max-batch": { type: "string" },
+    "block-size": { type: "string" },
     tokens: { type: "string" },
     steps: { type: "string" },
     temperature: { type: "string" },
@@ -124,11 +136,45 @@ async function run(args: string[], io: CliIo): Promise<number> {
     throw new UsageError(`--backend: expected cpu or webgpu, got "${backend}"`);
   }
   if (flags.model && flags.preset) throw new UsageError("give --model or --preset, not both");
-  if (flags.prompt !== undefined && flags.tokens !== undefined) {
-    throw new UsageError("give --prompt or --tokens, not both");
+  const texts = [
+    ...(flags.prompt ?? []),
+    ...(flags["prompts-file"] ? await readPromptsFile(flags["prompts-file"]) : []),
+  ];
+  if (texts.length > 0 && flags.tokens !== undefined) {
+    throw new UsageError("give --prompt (or --prompts-file) or --tokens, not both");
   }
-  if (flags.prompt !== undefined && !flags.tokenizer) {
-    throw new UsageError("--prompt needs --tokenizer");
+  if (texts.length > 0 && !flags.tokenizer) {
+    throw new UsageError("--prompt and --prompts-file need --tokenizer");
+  }
+  const window = number(
+    "window",
+    flags.window,
+    (n) => Number.isInteger(n) && n >= 1,
+    "an integer >= 1",
+  );
+  const maxBatch = number(
+    "max-batch",
+    flags["max-batch"],
+    (n) => Number.isInteger(n) && n >= 1 && n <= 64,
+    "an integer in [1, 64]",
+  );
+  const blockSize = number(
+    "block-size",
+    flags["block-size"],
+    (n) => Number.isInteger(n) && n >= 1,
+    "an integer >= 1",
+  );
+  const batched = texts.length > 1 || flags["kv-layout"] !== undefined || window !== undefined ||
+    maxBatch !== undefined || blockSize !== undefined;
+  if (batched) {
+    const unsupported = (["top-p", "top-k", "no-kv-cache", "logits"] as const).find((f) =>
+      flags[f] !== undefined
+    );
+    if (unsupported) {
+      throw new UsageError(
+        `--${unsupported} is not available with batched decoding (several prompts, --kv-layout, --window, --max-batch, --block-size)`,
+      );
+    }
   }
   if (flags.logits && !flags.json) throw new UsageError("--logits needs --json");
   const temperature = number("temperature", flags.temperature, (n) => n >= 0, "a number >= 0") ?? 1;
@@ -171,23 +217,52 @@ async function run(args: string[], io: CliIo): Promise<number> {
       `the prompt has ${atLeast}${tokens} tokens; the model's maxSeqLen is ${config.maxSeqLen}`,
     );
 
-  let prompt: number[];
-  if (flags.tokens !== undefined) {
-    prompt = flags.tokens.split(",").map((s) => {
-      const id = Number(s.trim());
-      if (s.trim() === "" || !Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
-        throw new UsageError(`--tokens: "${s}" is not a token id in [0, ${config.vocabSize})`);
-      }
-      return id;
-    });
-  } else if (flags.prompt !== undefined && tokenizer) {
+  const encode = (text: string) => {
     // Cheap bound first: a huge prompt is refused without encoding it.
-    const least = tokenizer.minTokenCount(flags.prompt);
+    const least = tokenizer!.minTokenCount(text);
     if (least > config.maxSeqLen) throw tooLong(least, "at least ");
-    prompt = tokenizer.encode(flags.prompt);
+    return tokenizer!.encode(text);
+  };
+  let prompts: number[][];
+  if (flags.tokens !== undefined) {
+    prompts = [
+      flags.tokens.split(",").map((s) => {
+        const id = Number(s.trim());
+        if (s.trim() === "" || !Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
+          throw new UsageError(`--tokens: "${s}" is not a token id in [0, ${config.vocabSize})`);
+        }
+        return id;
+      }),
+    ];
+  } else if (texts.length > 0) {
+    prompts = texts.map(encode);
   } else {
-    prompt = [1];
+    prompts = [[1]];
   }
+  const longest = Math.max(...prompts.map((p) => p.length));
+  if (longest > config.maxSeqLen) throw tooLong(longest);
+  if (batched) {
+    const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - longest + 1);
+    await runBatch({
+      backend,
+      config: contextConfig(config, longest + steps - 1),
+      weights,
+      prompts,
+      steps,
+      temperature,
+      seed,
+      layout: flags["kv-layout"],
+      window,
+      maxBatch,
+      blockSize,
+      json: flags.json ?? false,
+      tokenizer,
+      stdout: io.stdout,
+      stderr: io.stderr,
+    });
+    return 0;
+  }
+  const prompt = prompts[0];
   if (prompt.length > config.maxSeqLen) throw tooLong(prompt.length);
   // The last token is chosen, never processed: prompt + steps - 1 positions.
   const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - prompt.length + 1);

@@ -8,6 +8,7 @@
  */
 import type { BatchDecoder, BatchRow } from "./batch_decoder.ts";
 import { BOS } from "./tokenizer.ts";
+import { checkFiniteLogits } from "./_logits.ts";
 import { gumbelSample } from "../reference/sampling.ts";
 
 /** Options of {@linkcode generateBatch}. */
@@ -41,6 +42,8 @@ export interface BatchGeneration {
   ms: number;
   /** Generated tokens per second over all sequences. */
   tokensPerSecond: number;
+  /** The most KV-cache bytes live sequences held at once (`kvUsedBytes` after each step). */
+  kvPeakUsedBytes: number;
 }
 
 /**
@@ -106,6 +109,7 @@ export async function generateBatch(
   };
   const rowsPerStep: number[] = [];
   let generated = 0;
+  let kvPeakUsedBytes = 0;
   const start = performance.now();
   try {
     admit();
@@ -132,10 +136,16 @@ export async function generateBatch(
       }
       rowsPerStep.push(rows.length);
       const logits = await decoder.step(rows);
+      kvPeakUsedBytes = Math.max(kvPeakUsedBytes, decoder.kvUsedBytes);
       for (const [i, seq] of ran.entries()) {
         if (seq < 0) continue; // a prompt chunk with more to come
         const state = live.get(seq)!;
         const pos = state.next ? state.next.pos + 1 : prompts[seq].length;
+        try {
+          checkFiniteLogits(logits[i], pos - 1);
+        } catch (error) {
+          throw new RangeError(`prompt ${seq}: ${(error as Error).message}`);
+        }
         const next = gumbelSample(logits[i], temperature, seed, pos);
         const stop = stopAtBos && next === BOS;
         if (!stop) {
@@ -162,5 +172,6 @@ export async function generateBatch(
     rowsPerStep,
     ms,
     tokensPerSecond: generated / (ms / 1000),
+    kvPeakUsedBytes,
   };
 }

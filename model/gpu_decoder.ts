@@ -18,7 +18,7 @@ import { checkWeights, type LlamaWeights, parameterCount } from "./weights.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import { addKernel } from "../gpu/add.ts";
 import { advanceKernel } from "../gpu/advance.ts";
-import { attentionKernel } from "../gpu/attention.ts";
+import { type AttentionKernel, attentionKernel } from "../gpu/attention.ts";
 import { embeddingDispatches } from "../gpu/embedding.ts";
 import { finiteCheckKernel, NO_FAULT } from "../gpu/finite_check.ts";
 import { kvAppendKernel } from "../gpu/kv_cache.ts";
@@ -70,6 +70,7 @@ export class GpuDecoder implements Decoder {
       addKernel(gpu, rows * dim),
       siluMulKernel(gpu, rows * hiddenDim),
     ]);
+    this.#attentionKernels.push(attend); // it owns a buffer when split
     const project = (m: GpuMatrix, input: GPUBuffer, out: GPUBuffer) =>
       matmulDispatches(gpu, m, { rows, x: input, out });
     const tokens = this.#tokenSource(rows);
@@ -153,6 +154,7 @@ export class GpuDecoder implements Decoder {
   /** Tokens one forward pass processes at most. */
   readonly #maxRows: number;
   readonly #plans = new Map<number, Promise<Dispatch[]>>();
+  readonly #attentionKernels: AttentionKernel[] = [];
   #processed = 0;
   #tokens: number[] = [];
 
@@ -387,6 +389,7 @@ export class GpuDecoder implements Decoder {
     destroyRunState(this.#run);
     this.#ropeTable.destroy();
     this.#fault.destroy();
+    for (const kernel of this.#attentionKernels) kernel.destroy();
   }
 }
 

@@ -288,3 +288,14 @@ Deno.test("continuous batching feeds long prompts in chunks of the rows left and
     "KV cache (paged): sequence 0 needs 8 more blocks of 4 positions for length 31, got 7 free of 7",
   );
 });
+
+Deno.test("continuous batching stops at non-finite logits, naming the prompt and position, and frees every sequence", async () => {
+  const { config, weights } = model(2);
+  weights.classifier.fill(7.9e37, 6 * config.dim, 7 * config.dim); // token 6's logit overflows
+  const decoder = new CpuBatchDecoder(config, weights, { layout: "paged", blockSize: 4 });
+  await expect(generateBatch(decoder, [[1, 4], [2, 5, 7]], { steps: 4 })).rejects.toThrow(
+    /^prompt 0: generation stopped: the logits after position 1 are not finite \((-?Infinity|NaN) for token 6\)/,
+  );
+  expect(decoder.sequences).toEqual([]);
+  expect(decoder.kvUsedBytes).toBe(0);
+});

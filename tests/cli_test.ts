@@ -41,7 +41,25 @@ Deno.test("wrong flags get one clear line and exit 2", async () => {
       ],
       [["--top-p", "1.5"], 'generate: --top-p: expected a number in (0, 1], got "1.5"'],
       [["--steps", "x"], 'generate: --steps: expected an integer >= 1, got "x"'],
-      [["--prompt", "hi"], "generate: --prompt needs --tokenizer"],
+      [["--prompt", "hi"], "generate: --prompt and --prompts-file need --tokenizer"],
+      [
+        ["--kv-layout", "ring", "--backend", "cpu"],
+        'generate: --kv-layout: expected one of contiguous, paged, sliding, got "ring"',
+      ],
+      [
+        ["--kv-layout", "sliding", "--backend", "cpu"],
+        "generate: --kv-layout sliding needs --window W",
+      ],
+      [["--window", "0"], 'generate: --window: expected an integer >= 1, got "0"'],
+      [["--max-batch", "65"], 'generate: --max-batch: expected an integer in [1, 64], got "65"'],
+      [
+        ["--window", "8", "--top-k", "3"],
+        "generate: --top-k is not available with batched decoding",
+      ],
+      [
+        ["--prompts-file", "/dev/zero"],
+        "generate: --prompts-file /dev/zero: expected a regular file",
+      ],
       [["--logits"], "generate: --logits needs --json"],
       [
         ["--preset", "stories260K", "--tokens", "1,999", "--backend", "cpu"],
@@ -253,3 +271,45 @@ Deno.test("checkWeightsFitMemory refuses weights larger than the machine and acc
   );
   checkWeightsFitMemory(preset("stories15M"), "small");
 });
+
+for (const backend of ["cpu", "webgpu"] as const) {
+  Deno.test({
+    name: `generate with two prompts on ${backend} batches them and tells each prompt's story`,
+    ignore: ignoreModelTests || (backend === "webgpu" && ignoreGpuTests),
+    sanitizeResources: false,
+    fn: async () => {
+      const prompts = ["Once upon a time", "The cat"];
+      const args = ["--model", MODEL_PATH, "--tokenizer", TOKENIZER_PATH, "--steps", "40"];
+      const batched = await cli(
+        ...args,
+        ...prompts.flatMap((p) => ["--prompt", p]),
+        "--temperature",
+        "0",
+        "--backend",
+        backend,
+        "--json",
+      );
+      expect(batched.code).toBe(0);
+      const result = JSON.parse(batched.stdout);
+      expect(result.kvLayout).toBe("paged");
+      expect(result.sequences).toHaveLength(2);
+      expect(result.sequences[0].text.startsWith(LILY)).toBe(true);
+      // Each sequence's tokens are the ones a run of its prompt alone picks.
+      for (const [i, prompt] of prompts.entries()) {
+        const alone = await cli(
+          ...args,
+          "--prompt",
+          prompt,
+          "--temperature",
+          "0",
+          "--backend",
+          "cpu",
+          "--json",
+        );
+        expect(result.sequences[i].tokens).toEqual(JSON.parse(alone.stdout).tokens);
+      }
+      expect(result.kvPeakUsedBytes).toBeGreaterThan(0);
+      expect(result.kvPeakUsedBytes).toBeLessThanOrEqual(result.kvReservedBytes);
+    },
+  });
+}
