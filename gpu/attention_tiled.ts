@@ -130,6 +130,9 @@ export async function tiledAttentionKernel(
   return {
     name,
     splits: 1,
+    // the key and value tiles, and the shared last position (rounded up to 16 bytes)
+    workgroupBytes: 2 * keyTile * headDim * 4 + 16,
+    destroy: () => {},
     bind: (
       buffers: Record<"q" | "keyCache" | "valueCache" | "state" | "out", BufferRange>,
     ): Dispatch[] => kernel.bind(buffers),

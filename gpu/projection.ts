@@ -58,7 +58,8 @@ const UNITS_PER_INVOCATION = 2;
 const TOKENS_PER_INVOCATION = 4;
 const TILE_UNITS = 8 * UNITS_PER_INVOCATION;
 const TILE_TOKENS = 8 * TOKENS_PER_INVOCATION;
-const TILE_K_VECTORS = 8;
+/** Workgroup-array elements a tiled projection declares at most (GL compile time). */
+const MAX_WORKGROUP_ELEMENTS = 256;
 
 function gridFits(groups: number, limits?: GPUSupportedLimits): boolean {
   return groups <= (limits?.maxComputeWorkgroupsPerDimension ?? 65535);
@@ -310,8 +311,8 @@ fn scaleOf(sumSquares: f32) -> f32 {
 }`;
 }
 
-const WORKGROUP_NORM = /* wgsl */ `
-var<workgroup> normPartial: array<f32, WG>;
+const workgroupNorm = (workgroupSize: number) => /* wgsl */ `
+var<workgroup> normPartial: array<f32, ${workgroupSize}>;
 // 1/rms of token t's x, computed by the whole workgroup (call from uniform control flow).
 fn workgroupScale(t: u32, lid: u32) -> f32 {
   if (!NORM) { return 1.0; }
@@ -339,7 +340,7 @@ function rowWgsl(pair: number, workgroupSize: number): string {
   const ps = [...Array(pair).keys()];
   return /* wgsl */ `
 const WG: u32 = ${workgroupSize}u;
-${WORKGROUP_NORM}
+${workgroupNorm(workgroupSize)}
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let u = gid.x;
@@ -362,8 +363,8 @@ function sharedWgsl(pair: number, workgroupSize: number, lanes: number): string 
   return /* wgsl */ `
 const WG: u32 = ${workgroupSize}u;
 const LANES: u32 = ${lanes}u; // invocations per unit, a power of two
-${WORKGROUP_NORM}
-var<workgroup> red: array<f32, ${pair} * WG>;
+${workgroupNorm(workgroupSize)}
+var<workgroup> red: array<f32, ${pair * workgroupSize}>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wid.y;
@@ -404,8 +405,8 @@ function subgroupWgsl(pair: number, workgroupSize: number): string {
   const ps = [...Array(pair).keys()];
   return /* wgsl */ `
 const WG: u32 = ${workgroupSize}u;
-${WORKGROUP_NORM}
-var<workgroup> red: array<f32, ${pair} * WG>;
+${workgroupNorm(workgroupSize)}
+var<workgroup> red: array<f32, ${pair * workgroupSize}>;
 @compute @workgroup_size(WG)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -445,37 +446,34 @@ function tiledWgsl(pair: number): string {
   const us = [...Array(UNITS_PER_INVOCATION).keys()];
   const ts = [...Array(TOKENS_PER_INVOCATION).keys()];
   const ps = [...Array(pair).keys()];
+  // as many vectors of K per step as keep the workgroup arrays within 256 elements: the GL
+  // backend's shader compiler takes superlinear time in them (see tests/gl_compile_test.ts)
+  const tk = Math.floor((MAX_WORKGROUP_ELEMENTS - TILE_TOKENS) / (TILE_UNITS * pair + TILE_TOKENS));
   const each = (f: (i: number, j: number, p: number) => string, sep = "\n    ") =>
     us.flatMap((i) => ts.flatMap((j) => ps.map((p) => f(i, j, p)))).join(sep);
   return /* wgsl */ `
 const WG: u32 = 64u;
 const TU: u32 = ${TILE_UNITS}u;   // units per tile
 const TT: u32 = ${TILE_TOKENS}u;  // tokens per tile
-const TK: u32 = ${TILE_K_VECTORS}u;   // vectors of K per step
-const NORM_LANES: u32 = WG / TT;
-var<workgroup> wTile: array<T, ${TILE_UNITS * pair * TILE_K_VECTORS}>;
-var<workgroup> xTile: array<T, ${TILE_TOKENS * TILE_K_VECTORS}>;
-var<workgroup> normPartial: array<f32, WG>;
-var<workgroup> scales: array<f32, TT>;
+const TK: u32 = ${tk}u;   // vectors of K per step
+var<workgroup> wTile: array<T, ${TILE_UNITS * pair * tk}>;
+var<workgroup> xTile: array<T, ${TILE_TOKENS * tk}>;
+var<workgroup> scales: array<f32, ${TILE_TOKENS}>;
 fn dotT(a: T, b: T) -> f32 { return hsum(a * b); }
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let n = IN_DIM / V;
   let firstUnit = wid.x * TU;
   let firstToken = wid.y * TT;
-  // 1/rms of the tile's tokens: NORM_LANES invocations per token
+  // 1/rms of the tile's tokens, one invocation per token (no workgroup array for partial sums)
   if (NORM) {
-    let tok = firstToken + lid / NORM_LANES;
-    var sum = 0.0;
-    if (tok < ROWS) {
-      for (var c = lid % NORM_LANES; c < n; c += NORM_LANES) { let v = x[xBase(tok) + c]; sum += hsum(v * v); }
-    }
-    normPartial[lid] = sum;
-    workgroupBarrier();
-    if (lid % NORM_LANES == 0u) {
-      var total = 0.0;
-      for (var l = 0u; l < NORM_LANES; l++) { total += normPartial[lid + l]; }
-      scales[lid / NORM_LANES] = scaleOf(total);
+    let tok = firstToken + lid;
+    if (lid < TT) {
+      var sum = 0.0;
+      if (tok < ROWS) {
+        for (var c = 0u; c < n; c++) { let v = x[xBase(tok) + c]; sum += hsum(v * v); }
+      }
+      scales[lid] = scaleOf(sum);
     }
     workgroupBarrier();
   }
