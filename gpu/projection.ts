@@ -6,7 +6,7 @@
  *   slice of one, per row with coalesced loads and a reduction in workgroup memory
  *   (`cooperative`, `multirow`: several short rows per workgroup, split along K); W and X tiles
  *   in workgroup memory with several outputs per invocation (`tiled`, for prefill: each W tile is
- *   read once per 16 tokens);
+ *   read once per 32 tokens);
  * - epilogues: `store`, `add` (the residual connection), `siluMul` (W1 and W3 interleaved, the
  *   SwiGLU gate applied), `qkvRope` (Q, K and V interleaved in rotation pairs, RoPE applied, K
  *   and V appended to the cache at `state.pos`).

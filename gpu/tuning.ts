@@ -93,7 +93,7 @@ export function isSoftwareAdapter(adapter: AdapterIdentity): boolean {
 
 /**
  * The default variant for a kernel key on an adapter class: software adapters get the
- * row-per-invocation projections, the tiled prefill projections (one W read per 16 tokens
+ * row-per-invocation projections, the tiled prefill projections (one W read per 32 tokens
  * pays there too) and the attention's own split choice; other adapters the cooperative
  * projections (`multirow16` for rows of 512 floats or fewer, `coop256` above), the tiled
  * projections and attention for prefill, and 16 splits per head for decode attention. Both
