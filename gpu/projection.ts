@@ -4,7 +4,8 @@
  *
  * - layouts: one output row per invocation (`row`, the original kernel); a workgroup, or a
  *   slice of one, per row with coalesced loads and a reduction in workgroup memory
- *   (`cooperative`, `multirow`: several short rows per workgroup, split along K); W and X tiles
+ *   (`cooperative`, `multirow`: several short rows per workgroup, split along K; `subgroup`:
+ *   reduced with `subgroupAdd`, where the `subgroups` feature is present); W and X tiles
  *   in workgroup memory with several outputs per invocation (`tiled`, for prefill: each W tile is
  *   read once per 32 tokens);
  * - epilogues: `store`, `add` (the residual connection), `siluMul` (W1 and W3 interleaved, the
