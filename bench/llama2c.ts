@@ -12,17 +12,23 @@ import { randomWeights } from "../model/weights.ts";
 export interface PeerIo {
   /** Writes a file. */
   writeFile(path: string, bytes: Uint8Array): Promise<void>;
-  /** Runs a program; resolves with its exit code and output. */
-  run(program: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Runs a program with extra environment variables; resolves with its exit code and output. */
+  run(
+    program: string,
+    args: string[],
+    env?: Record<string, string>,
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
   /** A fresh temporary directory. */
   tempDir(): Promise<string>;
+  /** Removes a temporary directory and its files. */
+  removeDir?(path: string): Promise<void>;
 }
 
 /** The real file system and processes (needs --allow-write and --allow-run). */
 export const DENO_PEER_IO: PeerIo = {
   writeFile: (path, bytes) => Deno.writeFile(path, bytes),
-  async run(program, args) {
-    const output = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" })
+  async run(program, args, env) {
+    const output = await new Deno.Command(program, { args, env, stdout: "piped", stderr: "piped" })
       .output();
     const decoder = new TextDecoder();
     return {
@@ -32,6 +38,7 @@ export const DENO_PEER_IO: PeerIo = {
     };
   },
   tempDir: () => Deno.makeTempDir({ prefix: "llama2c-peer-" }),
+  removeDir: (path) => Deno.remove(path, { recursive: true }),
 };
 
 /**
@@ -76,10 +83,13 @@ export interface PeerResult {
   tokensPerSecond?: number;
   /** Why it failed. */
   error?: string;
+  /** The arguments it ran with. */
+  args?: string[];
 }
 
 /**
- * Runs llama2.c's `run` at `program` on a random model of `config`, greedy, `steps` tokens.
+ * Runs llama2.c's `run` at `program` on a random model of `config`, greedy, `steps` tokens,
+ * with `env` added to its environment (e.g. `OMP_NUM_THREADS`).
  *
  * @example
  * ```ts ignore
@@ -92,9 +102,11 @@ export async function runLlama2c(
   config: LlamaConfig,
   steps: number,
   io: PeerIo = DENO_PEER_IO,
+  env?: Record<string, string>,
 ): Promise<PeerResult> {
+  let dir: string | undefined;
   try {
-    const dir = await io.tempDir();
+    dir = await io.tempDir();
     const model = `${dir}/model.bin`;
     const tokenizer = `${dir}/tokenizer.bin`;
     const weights = randomWeights(config, 7);
@@ -103,15 +115,8 @@ export async function runLlama2c(
     weights.tokenEmbedding.fill(0, config.dim, 2 * config.dim);
     await io.writeFile(model, serializeCheckpoint(config, weights, "legacy"));
     await io.writeFile(tokenizer, syntheticTokenizer(config.vocabSize));
-    const { code, stderr, stdout } = await io.run(program, [
-      model,
-      "-z",
-      tokenizer,
-      "-t",
-      "0",
-      "-n",
-      String(steps),
-    ]);
+    const args = [model, "-z", tokenizer, "-t", "0", "-n", String(steps)];
+    const { code, stderr, stdout } = await io.run(program, args, env);
     const match = /achieved tok\/s:\s*([\d.]+)/.exec(stderr + stdout);
     if (code !== 0) {
       return { shape, error: `exit ${code}: ${(stderr || stdout).trim().split("\n").pop() ?? ""}` };
@@ -119,8 +124,11 @@ export async function runLlama2c(
     if (!match) {
       return { shape, error: 'no "achieved tok/s" line: it stopped after its first token' };
     }
-    return { shape, tokensPerSecond: Number(match[1]) };
+    return { shape, tokensPerSecond: Number(match[1]), args };
   } catch (error) {
     return { shape, error: error instanceof Error ? error.message : String(error) };
+  } finally {
+    // The checkpoint can be gigabytes; every sample writes its own.
+    if (dir !== undefined) await io.removeDir?.(dir).catch(() => {});
   }
 }

@@ -1,30 +1,39 @@
 /**
- * `deno task bench`: the head-to-head benchmark. Kernels on the CPU reference and WebGPU
- * against each backend's copy bandwidth, then the decoder matrix (KV cache vs recompute, MHA
- * vs GQA vs MQA, prefill vs decode, CPU vs WebGPU, contexts doubling), written as JSON,
- * Markdown and SVG charts. Seeded random weights at real shapes: no download.
+ * `deno task bench`: the head-to-head benchmark. Each backend's measured roofline (read
+ * stream, copy, peak GFLOP/s, per-dispatch cost), kernels against it, then the decoder matrix
+ * (KV cache vs recompute, MHA vs GQA vs MQA, prefill vs decode, CPU vs WebGPU, contexts
+ * doubling), every cell repeated with its variants interleaved, written as JSON, Markdown and
+ * SVG charts. Seeded random weights at real shapes: no download.
+ *
+ * New axes (precision, batch size, kernel variants) plug in as modules that add kernel cases
+ * (registry entries, bench/_kernels.ts), matrix cells or report sections to the results.
  *
  * @module
  */
-import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
 import { parseFlags, UsageError } from "../model/_cli_flags.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { runLlama2c } from "./llama2c.ts";
-import { runMatrix } from "./matrix.ts";
-import { type Backend, cpuCopyBandwidth, gpuCopyBandwidth, measureKernels } from "./measure.ts";
+import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
+import { describeMachine } from "./machine.ts";
+import { type BenchShape, runMatrix } from "./matrix.ts";
+import { type Backend, measureKernels } from "./measure.ts";
+import { benchKernels } from "./_kernels.ts";
+import { cpuRoofline, gpuRoofline, type Roofline } from "./probes.ts";
 import {
   type BenchResults,
   chartFiles,
   computeSpeedups,
   formatMarkdown,
+  formatReadmeSection,
   formatText,
-  type MachineInfo,
+  parseResults,
   type PeerRow,
   RESULTS_SCHEMA,
 } from "./report.ts";
+import { type Spread, summarize } from "./stats.ts";
 
 /**
  * A shape where attention dominates a decode step at long contexts: 8 heads of 64 features
@@ -46,20 +55,30 @@ const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATT
 /** The benchmark's help text. */
 export const BENCH_HELP: string = `Usage: deno task bench [options]
 
-  --quick               a subset that finishes in about a minute
+  --quick               a subset: about a minute on 2 idle cores
   --backend B           cpu, webgpu or both (default both)
-  --preset NAMES        comma-separated shapes (default stories15M,attention-heavy;
-                        quick: stories260K,attention-heavy); known: ${
+  --preset NAMES        comma-separated shapes (default attention-heavy,stories15M;
+                        quick: attention-heavy,stories260K; the first runs first); known: ${
   Object.keys(SHAPES).join(", ")
 }
   --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default), or a list "16,64,256"
-  --cell-budget S       stop doubling a series once one cell takes longer than S seconds (default 60; quick 10)
+  --reps N              samples per cell, kernel and probe (default 5; quick 3)
+  --cell-budget S       skip a cell (and its larger contexts) whose samples are predicted to take
+                        longer than S seconds in all (default 8; quick 2)
+  --max-minutes M       start no decoder cell after M minutes (default 14; quick 5); cells
+                        left out are listed in the report
+  --probe-mib M         working set of the bandwidth probes (default: 4x the last-level cache,
+                        at least 64 MiB)
   --out DIR             where results go (default bench/results)
-  --llama2c PATH        also run llama2.c's \`run\` at PATH on the same shapes, side by side
+  --llama2c PEERS       also run llama2.c's \`run\` on the same shapes, repeated like every cell:
+                        comma-separated LABEL=PATH[@THREADS] (THREADS sets OMP_NUM_THREADS),
+                        e.g. "1-thread=./run,openmp=./runomp@2"
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
+                        (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --help                this text
 
-Writes DIR/results.json (all results, versioned), DIR/report.md, and SVG charts.`;
+Writes DIR/results.json (every sample's summary, versioned), DIR/report.md, SVG charts, and
+DIR/readme_results.md (the README's results section, machine line from the run's metadata).`;
 
 /** Where the benchmark writes (replaceable in tests). */
 export interface BenchIo {
@@ -90,26 +109,6 @@ export function parseContexts(spec: string): number[] {
     );
   }
   return [...new Set(contexts)].sort((a, b) => a - b);
-}
-
-async function describeMachine(adapter?: string): Promise<MachineInfo> {
-  let cpu = "unknown CPU";
-  try {
-    cpu = /model name\s*:\s*(.+)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1]?.trim() ??
-      cpu;
-  } catch { /* not Linux, or no permission */ }
-  let memoryGiB = NaN;
-  try {
-    memoryGiB = Deno.systemMemoryInfo().total / 2 ** 30;
-  } catch { /* no --allow-sys */ }
-  return {
-    cpu,
-    cores: navigator.hardwareConcurrency,
-    memoryGiB,
-    os: `${Deno.build.os} ${Deno.build.arch}`,
-    deno: Deno.version.deno,
-    adapter,
-  };
 }
 
 /**
@@ -146,13 +145,61 @@ function denoIo(): BenchIo {
   };
 }
 
+/** One `--llama2c` entry: LABEL=PATH[@THREADS]. */
+export interface PeerSpec {
+  /** Label in tables. */
+  label: string;
+  /** Program path. */
+  program: string;
+  /** OMP_NUM_THREADS to run it with; undefined inherits the environment's. */
+  threads?: number;
+}
+
+/**
+ * Parses `--llama2c`: comma-separated `LABEL=PATH[@THREADS]` or plain paths (labelled by
+ * file name).
+ *
+ * @example
+ * ```ts
+ * import { parsePeers } from "./main.ts";
+ * const peers = parsePeers("one=/opt/run,omp=/opt/runomp@4");
+ * if (peers[1].threads !== 4 || peers[0].program !== "/opt/run") throw new Error("wrong");
+ * ```
+ */
+export function parsePeers(spec: string): PeerSpec[] {
+  return spec.split(",").map((entry) => {
+    const match = /^(?:([^=]+)=)?(.+?)(?:@(\d+))?$/.exec(entry.trim());
+    if (!match || !match[2]) {
+      throw new UsageError(`--llama2c: expected LABEL=PATH[@THREADS], got "${entry}"`);
+    }
+    const program = match[2];
+    const threads = match[3] !== undefined ? Number(match[3]) : undefined;
+    if (threads !== undefined && threads < 1) {
+      throw new UsageError(`--llama2c: expected THREADS >= 1, got "${entry}"`);
+    }
+    return { label: match[1] ?? program.split("/").pop()!, program, threads };
+  });
+}
+
+function positiveInteger(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new UsageError(`--${flag}: expected an integer >= 1, got "${value}"`);
+  }
+  return n;
+}
+
 async function run(args: string[], io: BenchIo): Promise<number> {
   const values = parseFlags(args, {
     quick: { type: "boolean" },
     backend: { type: "string" },
     preset: { type: "string" },
     contexts: { type: "string" },
+    reps: { type: "string" },
     "cell-budget": { type: "string" },
+    "probe-mib": { type: "string" },
+    "max-minutes": { type: "string" },
     out: { type: "string" },
     llama2c: { type: "string" },
     from: { type: "string" },
@@ -169,9 +216,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
   const backends: Backend[] = backendFlag === "both" ? ["cpu", "webgpu"] : [backendFlag as Backend];
   const shapeNames = (values.preset ??
-    (quick ? "stories260K,attention-heavy" : "stories15M,attention-heavy")).split(
-      ",",
-    );
+    (quick ? "attention-heavy,stories260K" : "attention-heavy,stories15M")).split(",");
   for (const name of shapeNames) {
     if (!SHAPES[name]) {
       throw new UsageError(
@@ -181,69 +226,106 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
   for (const name of shapeNames) checkWeightsFitMemory(SHAPES[name], `--preset ${name}`);
   const contexts = parseContexts(values.contexts ?? (quick ? "16..32" : "16..1024"));
-  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 10 : 60));
+  const reps = positiveInteger("reps", values.reps, quick ? 3 : 5);
+  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 2 : 8));
   if (!(cellBudgetS > 0)) {
     throw new UsageError(`--cell-budget: expected seconds > 0, got "${values["cell-budget"]}"`);
   }
+  const maxMinutes = Number(values["max-minutes"] ?? (quick ? 5 : 14));
+  if (!(maxMinutes > 0)) {
+    throw new UsageError(`--max-minutes: expected minutes > 0, got "${values["max-minutes"]}"`);
+  }
+  const probeMib = values["probe-mib"] === undefined
+    ? undefined
+    : positiveInteger("probe-mib", values["probe-mib"], 64);
+  const peers = values.llama2c ? parsePeers(values.llama2c) : [];
   const out = (values.out ?? "bench/results").replace(/\/$/, "");
   if (values.from) {
-    const results: BenchResults = JSON.parse(await io.readFile(values.from));
-    if (results.schema !== RESULTS_SCHEMA) {
-      throw new UsageError(
-        `--from: ${values.from} has schema ${results.schema}, expected ${RESULTS_SCHEMA}`,
-      );
-    }
-    await writeResults(results, out, io);
+    await writeResults(parseResults(await io.readFile(values.from), values.from), out, io);
     return 0;
   }
 
+  const started = performance.now();
   const gpu = backends.includes("webgpu") ? await requestGpu() : undefined;
   try {
+    const machine = await describeMachine(gpu);
+    // Streams at least 4x the last-level cache, so the ceiling is memory, not cache.
+    const probeBytes = Math.ceil((probeMib ?? Math.max(64, 4 * machine.llcBytes / 2 ** 20)) / 16) *
+      16 * 2 ** 20;
+    const timestamps = gpu?.device.features.has("timestamp-query") ?? false;
+    // Without GPU timestamps a batch must outlast the runtime's completion polling (~10 ms).
+    const minBatchMs: Record<Backend, number> = {
+      cpu: quick ? 20 : 100,
+      webgpu: timestamps ? (quick ? 20 : 100) : (quick ? 200 : 1000),
+    };
     io.progress(
       `backends: ${backends.join(", ")}; shapes: ${shapeNames.join(", ")}; contexts: ${
         contexts.join(", ")
-      }`,
+      }; ${reps} samples each; probes ${probeBytes / 2 ** 20} MiB`,
     );
-    const copyGbPerS: Partial<Record<Backend, number>> = {};
-    if (backends.includes("cpu")) {
-      copyGbPerS.cpu = await cpuCopyBandwidth(quick ? 16 << 20 : 64 << 20);
+    const rooflines: Partial<Record<Backend, Roofline>> = {};
+    const probe = { reps, minBatchMs: minBatchMs.cpu, probeBytes };
+    if (backends.includes("cpu")) rooflines.cpu = await cpuRoofline(probe);
+    if (gpu) rooflines.webgpu = await gpuRoofline(gpu, { ...probe, minBatchMs: minBatchMs.webgpu });
+    for (const [backend, r] of Object.entries(rooflines)) {
+      io.progress(
+        `${backend} roofline: read ${r!.readGbPerS.median.toFixed(2)} GB/s, copy ${
+          r!.copyGbPerS.median.toFixed(2)
+        } GB/s, ${r!.peakGflopPerS.median.toFixed(1)} GFLOP/s, ${
+          r!.dispatchUs.median.toFixed(2)
+        } µs/dispatch`,
+      );
     }
-    if (gpu) copyGbPerS.webgpu = await gpuCopyBandwidth(gpu, quick ? 16 << 20 : 64 << 20);
-    io.progress(
-      `copy bandwidth: ${
-        Object.entries(copyGbPerS).map(([b, g]) => `${b} ${g!.toFixed(2)} GB/s`).join(", ")
-      }`,
+    const kernels = await measureKernels(
+      benchKernels(quick),
+      { backends, gpu, reps, minBatchMs, rooflines, llcBytes: machine.llcBytes },
+      io.progress,
     );
-    const kernels = await measureKernels({ quick, gpu, backends, copyGbPerS }, io.progress);
-    const shapes = shapeNames.map((name) => ({
+    const shapes: BenchShape[] = shapeNames.map((name) => ({
       name,
       config: name === "attention-heavy" ? ATTENTION_HEAVY : preset(name),
     }));
     // tuned first, so that the decoder matrix runs the variants chosen on this adapter
     const variants = gpu ? await measureVariants(gpu, shapes, quick, io.progress) : [];
-    const { cells, rejected } = await runMatrix({
+    const { cells, rejected, checks, skipped } = await runMatrix({
       tunings: Object.fromEntries(variants.map((v) => [v.shape, v.tuning])),
       shapes,
       backends,
       contexts,
       cellBudgetS,
-      decodeSteps: quick ? 4 : 16,
-      recomputeSteps: 2,
-      copyGbPerS,
+      decodePositions: 2,
+      reps,
+      minBatchMs,
+      rooflines,
+      llcBytes: machine.llcBytes,
+      quick,
       gpu,
+      deadline: started + maxMinutes * 60_000,
     }, io.progress);
     const results: BenchResults = {
       schema: RESULTS_SCHEMA,
       date: new Date().toISOString(),
       quick,
-      machine: await describeMachine(gpu?.adapterDescription),
-      copyGbPerS,
+      elapsedS: (performance.now() - started) / 1000,
+      settings: {
+        reps,
+        contexts,
+        decodePositions: 2,
+        cellBudgetS,
+        minBatchMs,
+        probeBytes,
+        maxMinutes,
+      },
+      machine,
+      rooflines,
       kernels,
       cells,
+      checks,
       rejected,
+      skipped,
       speedups: computeSpeedups(cells),
     };
-    if (values.llama2c) results.peer = await comparePeer(values.llama2c, shapes, results, io);
+    if (peers.length) results.peers = await comparePeers(peers, shapes, results, reps, io);
     await writeResults(results, out, io);
     if (variants.length > 0) {
       await io.writeFile(`${out}/variants.md`, formatVariantsMarkdown(variants));
@@ -260,41 +342,82 @@ async function writeResults(results: BenchResults, out: string, io: BenchIo): Pr
   const charts = chartFiles(results);
   await io.writeFile(`${out}/results.json`, JSON.stringify(results, null, 2) + "\n");
   await io.writeFile(`${out}/report.md`, formatMarkdown(results, Object.keys(charts)));
+  await io.writeFile(`${out}/readme_results.md`, formatReadmeSection(results));
   for (const [name, svg] of Object.entries(charts)) await io.writeFile(`${out}/${name}`, svg);
   io.print(formatText(results));
   io.print(
-    `\nwrote ${out}/results.json, ${out}/report.md and ${Object.keys(charts).length} charts`,
+    `\nwrote ${out}/results.json, ${out}/report.md, ${out}/readme_results.md and ${
+      Object.keys(charts).length
+    } charts`,
   );
 }
 
-async function comparePeer(
-  program: string,
-  shapes: { name: string; config: LlamaConfig }[],
+async function comparePeers(
+  peers: PeerSpec[],
+  shapes: BenchShape[],
   results: BenchResults,
+  reps: number,
   io: BenchIo,
 ): Promise<PeerRow[]> {
   const rows: PeerRow[] = [];
+  const readGbPerS = results.rooflines.cpu?.readGbPerS.median ?? NaN;
   for (const { name, config } of shapes) {
     const steps = Math.min(128, config.maxSeqLen);
-    io.progress(`llama2.c ${name}: ${steps} tokens`);
-    const peer = await runLlama2c(program, name, config, steps);
-    // Our decode speed at the context nearest the middle of llama2.c's run (it starts at 0).
-    const ours = (backend: Backend) =>
-      results.cells
+    // Interleaved like every other cell: each round runs every peer once, rotated.
+    const samples = new Map<PeerSpec, number[]>(peers.map((p) => [p, []]));
+    const failures = new Map<PeerSpec, string>();
+    const args = new Map<PeerSpec, string[]>();
+    for (let rep = 0; rep < reps; rep++) {
+      for (let i = 0; i < peers.length; i++) {
+        const peer = peers[(i + rep) % peers.length];
+        if (failures.has(peer)) continue;
+        io.progress(`llama2.c ${peer.label} ${name}: ${steps} tokens, sample ${rep + 1}`);
+        const env = peer.threads ? { OMP_NUM_THREADS: String(peer.threads) } : undefined;
+        const result = await runLlama2c(peer.program, name, config, steps, undefined, env);
+        if (result.error !== undefined) failures.set(peer, result.error);
+        else samples.get(peer)!.push(result.tokensPerSecond!);
+        if (result.args) args.set(peer, result.args);
+      }
+    }
+    // Bytes at the middle of its run (it decodes from position 0).
+    const cost = forwardCost(config, { rows: 1, start: steps / 2 });
+    const ours = (backend: Backend) => {
+      const cell = results.cells
         .filter((c) =>
           c.shape === name && c.backend === backend && c.cache === "kv-cache" &&
           c.attention === "MHA" && c.phase === "decode"
         )
-        .sort((a, b) => Math.abs(a.context - steps / 2) - Math.abs(b.context - steps / 2))[0]
-        ?.tokensPerSecond;
-    const bytesPerToken = forwardCost(config, { rows: 1, start: steps / 2 }).bytes;
-    rows.push({
-      ...peer,
-      cpuTokensPerSecond: ours("cpu"),
-      webgpuTokensPerSecond: ours("webgpu"),
-      bytesPerToken,
-      bandwidthLimitTokensPerSecond: ((results.copyGbPerS.cpu ?? NaN) * 1e9 / 2) / bytesPerToken,
-    });
+        .sort((a, b) =>
+          Math.abs(a.meanPosition - steps / 2) - Math.abs(b.meanPosition - steps / 2)
+        )[0];
+      return cell
+        ? { tokensPerSecond: cell.tokensPerSecond, meanPosition: cell.meanPosition }
+        : undefined;
+    };
+    for (const peer of peers) {
+      const list = samples.get(peer)!;
+      const tokensPerSecond: Spread | undefined = list.length ? summarize(list) : undefined;
+      const mine: PeerRow["ours"] = {};
+      for (const backend of ["cpu", "webgpu"] as const) {
+        const o = ours(backend);
+        if (o) mine[backend] = o;
+      }
+      rows.push({
+        label: peer.label,
+        program: peer.program,
+        args: args.get(peer) ?? [],
+        ompNumThreads: peer.threads !== undefined
+          ? String(peer.threads)
+          : (Deno.env.get("OMP_NUM_THREADS") ?? "unset"),
+        shape: name,
+        steps,
+        ...(tokensPerSecond ? { tokensPerSecond } : { error: failures.get(peer) }),
+        weightBytesPerToken: cost.weightBytes,
+        kvBytesPerToken: cost.kvReadBytes + cost.kvWriteBytes,
+        bandwidthLimitTokensPerSecond: readGbPerS * 1e9 / cost.bytes,
+        ours: mine,
+      });
+    }
   }
   return rows;
 }

@@ -1,24 +1,46 @@
 /**
- * The decoder matrix: for each model shape and attention variant (MHA, GQA, MQA), on each
- * backend, prefill and decode with a KV cache and decode by recomputing the prefix, at
- * context lengths doubling until a time budget runs out. Every GPU variant is checked against
- * the CPU reference before it is timed.
+ * The decoder matrix: for each model shape and context, every attention variant (MHA, GQA,
+ * MQA) × cache mode (KV cache, recompute) × backend, interleaved round-robin over repeated
+ * samples. Cached and recomputed decode are timed at the same positions; every variant's
+ * logits are checked against the CPU reference at several positions before anything is timed.
  *
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { Tuning } from "../gpu/tuning.ts";
 import { headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
-import { forwardCost } from "../model/cost.ts";
+import { type ForwardCost, forwardCost, passesCost, predictMs } from "../model/cost.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
-import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { compare } from "../reference/compare.ts";
 import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
 import { Rng } from "../reference/random.ts";
-import type { Backend } from "./measure.ts";
+import { type Backend, modelCeilings } from "./measure.ts";
+import type { Roofline } from "./probes.ts";
+import { invertSpread, isNoisy, roundRobin, scaleSpread, type Spread } from "./stats.ts";
+import {
+  type BatchRunner,
+  type BatchSample,
+  bestMs,
+  calibrateBatch,
+  gpuRunner,
+  TimestampTimer,
+  type Timing,
+  toTiming,
+} from "./timing.ts";
+
+/** Relative min-max spread above which a cheap cell gets more samples. */
+const NOISY = 0.25;
+
+/** The figure a sample is judged by: GPU time where measured. */
+function sampleMs(sample: BatchSample): number {
+  return sample.gpuMs ?? sample.wallMs;
+}
+
+/** Prompt rows per WebGPU prefill pass (the cost model counts the same passes). */
+const GPU_PREFILL_ROWS = 64;
 
 /** A model shape of the matrix. */
 export interface BenchShape {
@@ -27,6 +49,9 @@ export interface BenchShape {
   /** Its configuration with `nKvHeads = nHeads` (the MHA variant). */
   config: LlamaConfig;
 }
+
+/** How a cell's work runs: one pass per token, passes of N rows, or one pass per step. */
+export type Execution = "sequential" | `chunks of ${number}` | "one pass per step";
 
 /** One measured cell. */
 export interface DecoderCell {
@@ -42,26 +67,50 @@ export interface DecoderCell {
   nHeads: number;
   /** Key/value heads. */
   nKvHeads: number;
-  /** `prefill` (processing `context` prompt tokens) or `decode` (one token at `context`). */
+  /** `prefill` (positions `0..context-1`) or `decode` (positions `context...`). */
   phase: "prefill" | "decode";
-  /** Tokens in context. */
+  /** Tokens in context before the timed positions (prefill: the prompt's length). */
   context: number;
-  /** Milliseconds per token. */
-  msPerToken: number;
+  /** First and last timed position. */
+  positions: [number, number];
+  /** Mean timed position: the cell's label. */
+  meanPosition: number;
+  /** How the work ran. */
+  execution: Execution;
+  /** Time per token (GPU time where measured, else wall) and the raw timing. */
+  timing: Timing;
+  /** Milliseconds per token: `bestMs(timing)`. */
+  msPerToken: Spread;
   /** Tokens per second. */
-  tokensPerSecond: number;
-  /** KV-cache bytes per token. */
+  tokensPerSecond: Spread;
+  /** KV-cache bytes per token of context. */
   kvBytesPerToken: number;
   /** KV-cache bytes holding `context` tokens. */
   kvBytes: number;
-  /** Bytes of weights and KV cache read per token (decode) or per prompt token (prefill). */
+  /** Weight bytes read per token, as executed. */
+  weightBytesPerToken: number;
+  /** KV-cache bytes read plus written per token. */
+  kvTrafficPerToken: number;
+  /** `weightBytesPerToken + kvTrafficPerToken`. */
   bytesPerToken: number;
-  /** FLOPs per token, likewise. */
+  /** FLOPs per token. */
   flopsPerToken: number;
+  /** Kernel calls per token. */
+  dispatchesPerToken: number;
   /** Achieved GB/s. */
-  gbPerS: number;
-  /** Achieved GB/s over the backend's copy bandwidth. */
+  gbPerS: Spread;
+  /** Achieved GFLOP/s. */
+  gflopPerS: Spread;
+  /** Median GB/s over the backend's median read-stream bandwidth. */
   rooflineFraction: number;
+  /** The time model's ms per token. */
+  predictedMs: number;
+  /** Median measured over predicted. */
+  measuredOverPredicted: number;
+  /** Bytes one pass touches: all weights plus the K/V cache it reads. */
+  workingSetBytes: number;
+  /** Whether that working set fits in the last-level cache. */
+  fitsInLlc: boolean;
 }
 
 /** A variant that failed its correctness check and was not timed. */
@@ -70,6 +119,30 @@ export interface RejectedVariant {
   variant: string;
   /** NMSE against the CPU reference, or the error. */
   reason: string;
+}
+
+/** A series cut short by the cell budget. */
+export interface SkippedSeries {
+  /** Shape, attention, backend and cache, readable. */
+  variant: string;
+  /** Phase. */
+  phase: "prefill" | "decode";
+  /** First context not measured. */
+  fromContext: number;
+  /** Predicted seconds of that cell's samples. */
+  predictedS: number;
+  /** "cell budget" or "run time budget". */
+  reason: string;
+}
+
+/** A variant's correctness check before timing. */
+export interface CheckResult {
+  /** Shape, backend, cache and attention, readable. */
+  variant: string;
+  /** Positions whose logits were compared. */
+  positions: number[];
+  /** Worst NMSE over them. */
+  maxNmse: number;
 }
 
 /** Name of the attention variant for `nHeads` query and `nKvHeads` key/value heads. */
@@ -85,6 +158,21 @@ export function kvHeadVariants(nHeads: number): number[] {
   return [...new Set(counts)].filter((n) => n >= 1);
 }
 
+/**
+ * Positions whose logits are checked: the first, one inside the first 256-position attention
+ * chunk, one past it (which split attention hands to a second workgroup), and one past the
+ * second chunk when the run goes that far; all below `limit`.
+ *
+ * @example
+ * ```ts
+ * import { checkPositions } from "./matrix.ts";
+ * if (checkPositions(512, true).join() !== "0,37,300") throw new Error("wrong");
+ * ```
+ */
+export function checkPositions(limit: number, quick: boolean): number[] {
+  return [0, 37, 300, ...(quick ? [] : [560])].filter((p) => p < limit);
+}
+
 /** Options of {@linkcode runMatrix}. */
 export interface MatrixOptions {
   /** Tuning per shape name for the WebGPU decoder (the adapter class's defaults if absent). */
@@ -95,163 +183,416 @@ export interface MatrixOptions {
   backends: Backend[];
   /** Context lengths, ascending. */
   contexts: number[];
-  /** Stop a series once one of its cells took longer than this many seconds. */
+  /** Skip a cell whose samples are predicted to take longer than this many seconds in all. */
   cellBudgetS: number;
-  /** Decode steps timed per KV-cache cell. */
-  decodeSteps: number;
-  /** Decode steps timed per recompute cell. */
-  recomputeSteps: number;
-  /** Copy bandwidth per backend, GB/s. */
-  copyGbPerS: Partial<Record<Backend, number>>;
+  /** Positions each decode sample times (the same for KV cache and recompute). */
+  decodePositions: number;
+  /** Samples per cell. */
+  reps: number;
+  /** Minimum batch length per backend, ms. */
+  minBatchMs: Record<Backend, number>;
+  /** Each backend's roofline. */
+  rooflines: Partial<Record<Backend, Roofline>>;
+  /** Last-level cache bytes (0: unknown). */
+  llcBytes: number;
+  /** Fewer check positions. */
+  quick: boolean;
+  /** `performance.now()` after which no further cell starts (the run's time budget). */
+  deadline?: number;
   /** The GPU, when `backends` includes webgpu. */
   gpu?: Gpu;
+}
+
+interface Variant {
+  label: string;
+  backend: Backend;
+  cache: "kv-cache" | "recompute";
+  attention: string;
+  config: LlamaConfig;
+  decoder: Decoder;
+  /** Phases skipped from here on: over the budget. */
+  skip: Set<"prefill" | "decode">;
+  /** Where each skipped phase stopped, and the predicted seconds that stopped it. */
+  skippedFrom: Partial<
+    Record<"prefill" | "decode", { context: number; predictedS: number; reason: string }>
+  >;
+  /** Per phase, each measured context's median ms per sample, to predict the next. */
+  sampleMs: Partial<Record<"prefill" | "decode", { context: number; ms: number }[]>>;
+  /** Positions `0..holds-1` hold the run's tokens (recompute: its history). */
+  holds: number;
 }
 
 /** Runs the matrix; `progress` gets a line per cell. */
 export async function runMatrix(
   options: MatrixOptions,
   progress: (line: string) => void = () => {},
-): Promise<{ cells: DecoderCell[]; rejected: RejectedVariant[] }> {
+): Promise<
+  {
+    cells: DecoderCell[];
+    rejected: RejectedVariant[];
+    checks: CheckResult[];
+    skipped: SkippedSeries[];
+  }
+> {
   const cells: DecoderCell[] = [];
   const rejected: RejectedVariant[] = [];
-  for (const shape of options.shapes) {
-    for (const nKvHeads of kvHeadVariants(shape.config.nHeads)) {
-      const config = makeConfig({ ...shape.config, nKvHeads });
-      const weights = randomWeights(config, 7);
-      const attention = attentionName(config.nHeads, nKvHeads);
-      for (const backend of options.backends) {
-        for (const cache of ["kv-cache", "recompute"] as const) {
-          const label = `${shape.name} ${attention} ${backend} ${cache}`;
-          const kvCache = cache === "kv-cache";
-          let decoder: Decoder;
-          if (backend === "webgpu") {
-            const gpuDecoder = await GpuDecoder.create(options.gpu!, config, weights, {
-              kvCache,
-              tuning: options.tunings?.[shape.name],
-            });
-            const check = await checkAgainstReference(gpuDecoder, new CpuDecoder(config, weights));
-            if (check) {
-              rejected.push({ variant: label, reason: check });
-              progress(`${label}: REJECTED (${check})`);
-              gpuDecoder.destroy();
-              continue;
+  const checks: CheckResult[] = [];
+  const skipped: SkippedSeries[] = [];
+  const timer = options.gpu && TimestampTimer.supported(options.gpu)
+    ? new TimestampTimer(options.gpu)
+    : undefined;
+  try {
+    for (const shape of options.shapes) {
+      const maxContext = options.contexts.filter((c) =>
+        c + options.decodePositions <= shape.config.maxSeqLen
+      ).at(-1);
+      if (maxContext === undefined) continue;
+      // Checked positions reach past the run where it is short: the one past a 256-position
+      // chunk (and into a second split) is checked whenever the model allows it.
+      const positions = checkPositions(shape.config.maxSeqLen, options.quick);
+      const recomputeLimit = Math.min(301, Math.max(38, maxContext + options.decodePositions));
+      const runEnd = Math.max(maxContext + options.decodePositions, ...positions.map((p) => p + 1));
+      const rng = new Rng(1);
+      const tokens = Array.from(
+        { length: runEnd },
+        () => 3 + (rng.nextUint32() % (shape.config.vocabSize - 3)),
+      );
+      const variants: Variant[] = [];
+      for (const nKvHeads of kvHeadVariants(shape.config.nHeads)) {
+        const config = makeConfig({ ...shape.config, nKvHeads });
+        const weights = randomWeights(config, 7);
+        const attention = attentionName(config.nHeads, nKvHeads);
+        const expected = referenceLogits(new CpuDecoder(config, weights), tokens, positions);
+        for (const backend of options.backends) {
+          for (const cache of ["kv-cache", "recompute"] as const) {
+            const label = `${shape.name} ${attention} ${backend} ${cache}`;
+            const kvCache = cache === "kv-cache";
+            const decoder: Decoder = backend === "webgpu"
+              ? await GpuDecoder.create(options.gpu!, config, weights, {
+                kvCache,
+                maxPrefillRows: GPU_PREFILL_ROWS,
+                tuning: options.tunings?.[shape.name],
+              })
+              : new CpuDecoder(config, weights, { kvCache });
+            if (backend !== "cpu" || !kvCache) {
+              // A recompute pass costs the whole prefix: checked up to the run's end (at most 300).
+              const own = kvCache ? positions : positions.filter((p) => p < recomputeLimit);
+              const check = await checkAgainstReference(decoder, tokens, own, expected);
+              if (typeof check === "string") {
+                rejected.push({ variant: label, reason: check });
+                progress(`${label}: REJECTED (${check})`);
+                decoder.destroy?.();
+                continue;
+              }
+              checks.push({ variant: label, positions: own, maxNmse: check });
+              progress(
+                `${label}: logits match at ${own.join(", ")} (NMSE ≤ ${check.toExponential(1)})`,
+              );
             }
-            decoder = gpuDecoder;
-          } else {
-            decoder = new CpuDecoder(config, weights, { kvCache });
+            variants.push({
+              label,
+              backend,
+              cache,
+              attention,
+              config,
+              decoder,
+              skip: new Set(),
+              skippedFrom: {},
+              sampleMs: {},
+              holds: 0,
+            });
           }
-          const series = await runSeries(decoder, config, {
-            ...options,
-            shape: shape.name,
-            backend,
-            cache,
-            attention,
-          }, progress);
-          cells.push(...series);
-          decoder.destroy?.();
         }
       }
+      for (const context of options.contexts) {
+        if (context + options.decodePositions > shape.config.maxSeqLen) break;
+        const prompt = tokens.slice(0, context);
+        const step = tokens.slice(context, context + options.decodePositions);
+        for (const phase of ["prefill", "decode"] as const) {
+          const active = variants.filter((v) =>
+            (phase === "decode" || v.cache === "kv-cache") &&
+            !skipCell(v, phase, context, options)
+          );
+          if (phase === "decode") {
+            // Every decoder timed must hold positions 0..context-1 (prefill samples leave them).
+            for (const v of active) {
+              if (v.holds < context) await v.decoder.prefill(prompt.slice(v.holds), v.holds);
+            }
+          }
+          const runners = new Map<Variant, { run: BatchRunner; batch: number }>();
+          for (const v of active) {
+            const run = phase === "prefill"
+              ? sampler(v, options, timer, () => v.decoder.prefill(prompt, 0))
+              : decodeSampler(v, options, timer, context, step);
+            const minMs = options.minBatchMs[v.backend];
+            runners.set(v, { run, batch: await calibrateBatch(run, minMs, 64) });
+          }
+          // Round-robin over the variants; then more rounds where the noise is: cheap cells
+          // (under a second a sample) whose samples still spread over 25% of their median.
+          const samples = await roundRobin(
+            active,
+            options.reps,
+            (v) => runners.get(v)!.run(runners.get(v)!.batch),
+            {
+              rounds: options.reps,
+              unsettled: (list, v) =>
+                isNoisy(list.map(sampleMs), NOISY) &&
+                Math.min(...list.map(sampleMs)) * runners.get(v)!.batch < 1000,
+            },
+          );
+          for (const v of active) {
+            const { batch } = runners.get(v)!;
+            const timing = toTiming(samples.get(v)!, batch);
+            const units = phase === "prefill" ? context : options.decodePositions;
+            const perToken = scaleTiming(timing, 1 / units);
+            const cell = makeCell(v, phase, context, perToken, options);
+            cells.push(cell);
+            // Prefill samples leave the prompt; decode samples the prompt and the decoded steps.
+            v.holds = context;
+            (v.sampleMs[phase] ??= []).push({ context, ms: timing.wallMs.median * batch });
+            const ms = cell.msPerToken;
+            progress(
+              `${v.label} ${phase} ctx ${context}: ${ms.median.toFixed(3)} ms/token ` +
+                `[${ms.min.toFixed(3)}-${ms.max.toFixed(3)}]${timing.gpuMs ? " (GPU time)" : ""}`,
+            );
+          }
+        }
+      }
+      for (const v of variants) {
+        for (const [phase, at] of Object.entries(v.skippedFrom)) {
+          skipped.push({
+            variant: v.label,
+            phase: phase as "prefill" | "decode",
+            fromContext: at.context,
+            predictedS: at.predictedS,
+            reason: at.reason,
+          });
+        }
+        v.decoder.destroy?.();
+      }
     }
+  } finally {
+    timer?.destroy();
   }
-  return { cells, rejected };
+  return { cells, rejected, checks, skipped };
 }
 
-/** Compares the GPU decoder's logits with the CPU reference's at one position; a reason or undefined. */
+/** Whether a cell's samples are predicted to exceed the budget (and every larger context's). */
+function skipCell(
+  v: Variant,
+  phase: "prefill" | "decode",
+  context: number,
+  options: MatrixOptions,
+): boolean {
+  if (v.skip.has(phase)) return true;
+  const history = v.sampleMs[phase] ?? [];
+  const last = history.at(-1);
+  if (!last) {
+    if (options.deadline === undefined || performance.now() < options.deadline) return false;
+    v.skip.add(phase);
+    v.skippedFrom[phase] = { context, predictedS: 0, reason: "run time budget" };
+    return true;
+  }
+  // Growth with context: measured over the last two contexts where there are two, within
+  // linear..quadratic; else quadratic for prefill and recompute, linear for cached decode.
+  const quadratic = phase === "prefill" || v.cache === "recompute";
+  let exponent = quadratic ? 2 : 1;
+  const before = history.at(-2);
+  if (before && last.context > before.context && before.ms > 0) {
+    const measured = Math.log(last.ms / before.ms) / Math.log(last.context / before.context);
+    exponent = Math.min(2, Math.max(1, measured));
+  }
+  const predictedMs = last.ms * (context / last.context) ** exponent;
+  // the calibration and the samples (wall time: what the budget is about)
+  const predictedS = predictedMs * (options.reps + 1) / 1000;
+  const late = options.deadline !== undefined &&
+    performance.now() + predictedS * 1000 > options.deadline;
+  if (predictedS > options.cellBudgetS || late) {
+    v.skip.add(phase);
+    v.skippedFrom[phase] = {
+      context,
+      predictedS,
+      reason: late ? "run time budget" : "cell budget",
+    };
+    return true;
+  }
+  return false;
+}
+
+function scaleTiming(timing: Timing, factor: number): Timing {
+  return {
+    wallMs: scaleSpread(timing.wallMs, factor),
+    ...(timing.gpuMs ? { gpuMs: scaleSpread(timing.gpuMs, factor) } : {}),
+    batch: timing.batch,
+  };
+}
+
+/** A batch of `units` calls of `once`, on the GPU timed by `timer` where the variant is WebGPU. */
+function sampler(
+  v: Variant,
+  options: MatrixOptions,
+  timer: TimestampTimer | undefined,
+  once: () => Promise<unknown>,
+): BatchRunner {
+  const run = async (units: number) => {
+    for (let i = 0; i < units; i++) await once();
+  };
+  if (v.decoder instanceof GpuDecoder) return gpuRunner(options.gpu!, timer, run);
+  return async (units) => {
+    const start = performance.now();
+    await run(units);
+    return { wallMs: (performance.now() - start) / units };
+  };
+}
+
+/** Decoding `step.length` tokens at positions `context...`, again from `context` each time. */
+function decodeSampler(
+  v: Variant,
+  options: MatrixOptions,
+  timer: TimestampTimer | undefined,
+  context: number,
+  step: number[],
+): BatchRunner {
+  const decoder = v.decoder;
+  if (decoder instanceof GpuDecoder) {
+    // GPU-resident: the first position's pass, then the rest in one submit, one read-back.
+    return sampler(
+      v,
+      options,
+      timer,
+      () => decoder.generate([step[0]], step.length, { startPos: context }),
+    );
+  }
+  const cpu = decoder as CpuDecoder;
+  return sampler(v, options, timer, () => {
+    for (let i = 0; i < step.length; i++) cpu.forwardSync(step[i], context + i);
+    return Promise.resolve();
+  });
+}
+
+function makeCell(
+  v: Variant,
+  phase: "prefill" | "decode",
+  context: number,
+  timing: Timing,
+  options: MatrixOptions,
+): DecoderCell {
+  const { config } = v;
+  const count = phase === "prefill" ? context : options.decodePositions;
+  const start = phase === "prefill" ? 0 : context;
+  let execution: Execution;
+  let cost: ForwardCost;
+  if (v.cache === "recompute") {
+    execution = "one pass per step";
+    const passes = Array.from(
+      { length: count },
+      (_, i) => forwardCost(config, { rows: start + i + 1, start: 0 }),
+    );
+    cost = passes.reduce((a, b) => sumCost(a, b));
+  } else if (phase === "prefill" && v.backend === "webgpu") {
+    execution = `chunks of ${GPU_PREFILL_ROWS}`;
+    cost = passesCost(config, { start, count, rowsPerPass: GPU_PREFILL_ROWS });
+  } else {
+    execution = "sequential";
+    cost = passesCost(config, { start, count, rowsPerPass: 1 });
+  }
+  const per = (x: number) => x / count;
+  const perToken = {
+    flops: per(cost.flops),
+    bytes: per(cost.bytes),
+    dispatches: per(cost.dispatches),
+  };
+  const ceilings = modelCeilings(options.rooflines[v.backend]);
+  const predictedMs = predictMs(perToken, ceilings);
+  const ms = bestMs(timing);
+  const gbPerS = invertSpread(ms, perToken.bytes / 1e6);
+  const kvPerToken = kvCacheBytesPerToken({ ...config, headDim: headDim(config) });
+  const end = start + count;
+  const workingSetBytes = forwardCost(config, { rows: 1, start: 0 }).weightBytes +
+    end * kvPerToken;
+  return {
+    shape: options.shapes.find((s) => v.label.startsWith(`${s.name} `))!.name,
+    backend: v.backend,
+    cache: v.cache,
+    attention: v.attention,
+    nHeads: config.nHeads,
+    nKvHeads: config.nKvHeads,
+    phase,
+    context,
+    positions: [start, end - 1],
+    meanPosition: (start + end - 1) / 2,
+    execution,
+    timing,
+    msPerToken: ms,
+    tokensPerSecond: invertSpread(ms, 1000),
+    kvBytesPerToken: kvPerToken,
+    kvBytes: kvPerToken * context,
+    weightBytesPerToken: per(cost.weightBytes),
+    kvTrafficPerToken: per(cost.kvReadBytes + cost.kvWriteBytes),
+    bytesPerToken: perToken.bytes,
+    flopsPerToken: perToken.flops,
+    dispatchesPerToken: perToken.dispatches,
+    gbPerS,
+    gflopPerS: invertSpread(ms, perToken.flops / 1e6),
+    rooflineFraction: gbPerS.median / ceilings.readGbPerS,
+    predictedMs,
+    measuredOverPredicted: ms.median / predictedMs,
+    workingSetBytes,
+    fitsInLlc: options.llcBytes > 0 && workingSetBytes <= options.llcBytes,
+  };
+}
+
+function sumCost(a: ForwardCost, b: ForwardCost): ForwardCost {
+  return {
+    flops: a.flops + b.flops,
+    weightBytes: a.weightBytes + b.weightBytes,
+    kvReadBytes: a.kvReadBytes + b.kvReadBytes,
+    kvWriteBytes: a.kvWriteBytes + b.kvWriteBytes,
+    bytes: a.bytes + b.bytes,
+    dispatches: a.dispatches + b.dispatches,
+  };
+}
+
+/** The CPU reference's logits after each of `positions`, decoding `tokens` one by one. */
+function referenceLogits(
+  reference: CpuDecoder,
+  tokens: number[],
+  positions: number[],
+): Map<number, Float32Array> {
+  const out = new Map<number, Float32Array>();
+  const last = Math.max(...positions);
+  for (let p = 0; p <= last; p++) {
+    const logits = reference.forwardSync(tokens[p], p);
+    if (positions.includes(p)) out.set(p, logits);
+  }
+  return out;
+}
+
+/**
+ * Compares `decoder`'s logits with the reference's at each position, reached by a prefill of
+ * the positions before and a one-token decode step at it (the path decode timing uses).
+ * Returns the worst NMSE, or a reason.
+ */
 async function checkAgainstReference(
-  gpu: GpuDecoder,
-  cpu: CpuDecoder,
-): Promise<string | undefined> {
-  const prompt = [1, 5, 9, 2];
+  decoder: Decoder,
+  tokens: number[],
+  positions: number[],
+  expected: Map<number, Float32Array>,
+): Promise<number | string> {
+  let worst = 0;
+  let done = 0;
   try {
-    const stats = compare(await gpu.prefill(prompt), await cpu.prefill(prompt));
-    return stats.firstNonFinite < 0 && stats.nmse <= 1e-6
-      ? undefined
-      : `NMSE ${stats.nmse.toExponential(2)} vs the CPU reference`;
+    for (const p of positions) {
+      if (p > done) await decoder.prefill(tokens.slice(done, p), done);
+      const stats = compare(await decoder.forward(tokens[p], p), expected.get(p)!);
+      if (stats.firstNonFinite >= 0 || !(stats.nmse <= 1e-6)) {
+        return `position ${p}: NMSE ${stats.nmse.toExponential(2)} vs the CPU reference`;
+      }
+      worst = Math.max(worst, stats.nmse);
+      done = p + 1;
+    }
+    return worst;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
   }
-}
-
-async function runSeries(
-  decoder: Decoder,
-  config: LlamaConfig,
-  options: MatrixOptions & {
-    shape: string;
-    backend: Backend;
-    cache: "kv-cache" | "recompute";
-    attention: string;
-  },
-  progress: (line: string) => void,
-): Promise<DecoderCell[]> {
-  const cells: DecoderCell[] = [];
-  const kvCache = options.cache === "kv-cache";
-  const steps = kvCache ? options.decodeSteps : options.recomputeSteps;
-  const kvPerToken = kvCacheBytesPerToken({ ...config, headDim: headDim(config) });
-  const copy = options.copyGbPerS[options.backend] ?? NaN;
-  const cell = (
-    phase: "prefill" | "decode",
-    context: number,
-    msPerToken: number,
-    cost: { bytes: number; flops: number },
-  ) => {
-    const gbPerS = cost.bytes / (msPerToken / 1000) / 1e9;
-    return {
-      shape: options.shape,
-      backend: options.backend,
-      cache: options.cache,
-      attention: options.attention,
-      nHeads: config.nHeads,
-      nKvHeads: config.nKvHeads,
-      phase,
-      context,
-      msPerToken,
-      tokensPerSecond: 1000 / msPerToken,
-      kvBytesPerToken: kvPerToken,
-      kvBytes: kvPerToken * context,
-      bytesPerToken: cost.bytes,
-      flopsPerToken: cost.flops,
-      gbPerS,
-      rooflineFraction: gbPerS / copy,
-    };
-  };
-  const rng = new Rng(1);
-  for (const context of options.contexts) {
-    if (context + steps + 1 > config.maxSeqLen) break;
-    const prompt = Array.from(
-      { length: context },
-      () => 3 + (rng.nextUint32() % (config.vocabSize - 3)),
-    );
-    const run = () =>
-      generate(decoder, prompt, { steps: steps + 1, temperature: 0, stopAtBos: false });
-    const start = performance.now();
-    // Warm-up: JIT-compiles the CPU path; compiles the GPU pipelines for these row counts
-    // (recompute: one plan per sequence length, so the whole run).
-    if (decoder.compilesPerLength) await run();
-    else {await generate(decoder, prompt.slice(0, Math.min(context, 64)), {
-        steps: 2,
-        stopAtBos: false,
-      });}
-    const result = await run();
-    const decodeMs = result.decodeMs / steps;
-    const at = context + Math.floor(steps / 2);
-    const decodeCost = kvCache
-      ? forwardCost(config, { rows: 1, start: at })
-      : forwardCost(config, { rows: at + 1, start: 0 });
-    if (kvCache) {
-      const prefill = forwardCost(config, { rows: context, start: 0 });
-      const perToken = { bytes: prefill.bytes / context, flops: prefill.flops / context };
-      cells.push(cell("prefill", context, result.prefillMs / context, perToken));
-    }
-    cells.push(cell("decode", context, decodeMs, decodeCost));
-    const elapsedS = (performance.now() - start) / 1000;
-    progress(
-      `${options.shape} ${options.attention} ${options.backend} ${options.cache} ctx ${context}: decode ${
-        decodeMs.toFixed(2)
-      } ms/token` +
-        (kvCache ? `, prefill ${(result.prefillMs / context).toFixed(2)} ms/token` : "") +
-        ` (${elapsedS.toFixed(1)} s)`,
-    );
-    if (elapsedS > options.cellBudgetS) break;
-  }
-  return cells;
 }

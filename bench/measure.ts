@@ -1,125 +1,185 @@
 /**
- * Measurements behind the benchmark report: copy bandwidth (the roofline), kernels on both
- * backends, and decoder cells (prefill and decode per variant and context).
+ * The kernel table: each kernel case on both backends, repeated with its backends interleaved,
+ * as time, GB/s and GFLOP/s against the backend's measured roofline and time model.
  *
  * @module
  */
-import type { Dispatch, Gpu } from "../gpu/device.ts";
-import { copyKernel } from "../gpu/copy.ts";
-import { benchKernels } from "./_kernels.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { type Ceilings, predictMs } from "../model/cost.ts";
+import type { Roofline } from "./probes.ts";
+import type { BenchKernel } from "./_kernels.ts";
+import { invertSpread, isNoisy, roundRobin, type Spread } from "./stats.ts";
+import {
+  type BatchRunner,
+  bestMs,
+  calibrateBatch,
+  cpuRunner,
+  gpuRunner,
+  submitUnits,
+  TimestampTimer,
+  type Timing,
+  toTiming,
+} from "./timing.ts";
 
 /** Which implementation ran. */
 export type Backend = "cpu" | "webgpu";
 
-/** One kernel's achieved throughput. */
+/**
+ * One kernel variant at one shape, as the kernel table measures it: its unique bytes read plus
+ * written, its FLOPs, and how to run it (the registry's bench entries, bench/_kernels.ts). The
+ * table takes its list from outside.
+ */
+export type KernelCase = BenchKernel;
+
+/** One kernel's repeated measurement. */
 export interface KernelResult {
   /** Backend. */
   backend: Backend;
   /** Kernel name. */
   kernel: string;
-  /** The variant timed ("reference" on the CPU); absent in results from older runs. */
-  variant?: string;
+  /** Implementation variant. */
+  variant: string;
   /** Shape, readable. */
   shape: string;
-  /** Milliseconds per call. */
-  ms: number;
-  /** Bytes the call must read and write. */
+  /** Unique bytes read plus written per call. */
   bytes: number;
-  /** Achieved GB/s. */
-  gbPerS: number;
-  /** Achieved GB/s over the backend's copy bandwidth. */
+  /** FLOPs per call. */
+  flops: number;
+  /** Dispatches (kernel calls) per call. */
+  dispatches: number;
+  /** Time per call. */
+  timing: Timing;
+  /** Achieved GB/s (from GPU time where measured). */
+  gbPerS: Spread;
+  /** Achieved GFLOP/s. */
+  gflopPerS: Spread;
+  /** Median GB/s over the backend's median read-stream bandwidth. */
   rooflineFraction: number;
+  /** The time model's ms per call. */
+  predictedMs: number;
+  /** Median measured ms over predicted. */
+  measuredOverPredicted: number;
+  /** Whether the bytes it touches fit in the last-level cache (repeated calls then hit it). */
+  fitsInLlc: boolean;
 }
 
-/** Repeats `run(reps)` with doubling reps until it takes `minMs`; returns ms per rep. */
-export async function timeReps(
-  run: (reps: number) => Promise<void> | void,
-  minMs = 100,
-): Promise<number> {
-  await run(1); // warm-up: compiles, JIT, first-touch
-  for (let reps = 1;; reps *= 2) {
-    const start = performance.now();
-    await run(reps);
-    const elapsed = performance.now() - start;
-    if (elapsed >= minMs || reps >= 1 << 16) return elapsed / reps;
-  }
+/** Options of {@linkcode measureKernels}. */
+export interface KernelOptions {
+  /** Backends to run. */
+  backends: Backend[];
+  /** The GPU, when `backends` includes webgpu. */
+  gpu?: Gpu;
+  /** Samples per kernel and backend. */
+  reps: number;
+  /** Minimum batch length per backend, ms. */
+  minBatchMs: Record<Backend, number>;
+  /** Each backend's measured roofline. */
+  rooflines: Partial<Record<Backend, Roofline>>;
+  /** Last-level cache bytes (0: unknown). */
+  llcBytes: number;
 }
 
-/** Submits `dispatches` `reps` times in one pass and waits for completion. */
-async function submitReps(gpu: Gpu, dispatches: Dispatch[], reps: number): Promise<void> {
-  const all: Dispatch[] = [];
-  for (let i = 0; i < reps; i++) all.push(...dispatches);
-  await gpu.submit(all, "benchmark");
-  await gpu.finish();
-}
-
-/** The adapter's copy bandwidth in GB/s (bytes read plus written), from the copy kernel. */
-export async function gpuCopyBandwidth(gpu: Gpu, bytes = 64 << 20): Promise<number> {
-  const n = bytes / 4;
-  const src = gpu.createBuffer(bytes, "copy src");
-  const dst = gpu.createBuffer(bytes, "copy dst");
-  const copy = (await copyKernel(gpu, n)).bind({ src, dst });
-  const ms = await timeReps((reps) => submitReps(gpu, copy, reps), 200);
-  src.destroy();
-  dst.destroy();
-  return (2 * bytes) / (ms / 1000) / 1e9;
-}
-
-/** The CPU's copy bandwidth in GB/s (bytes read plus written), from `TypedArray.set`. */
-export async function cpuCopyBandwidth(bytes = 64 << 20): Promise<number> {
-  const src = new Float32Array(bytes / 4).fill(1);
-  const dst = new Float32Array(bytes / 4);
-  const ms = await timeReps((reps) => {
-    for (let i = 0; i < reps; i++) dst.set(src);
-  }, 200);
-  return (2 * bytes) / (ms / 1000) / 1e9;
-}
-
-/** Times every kernel on the backends given (`gpu` undefined: CPU only). */
+/**
+ * Times each case on each backend: `reps` samples (up to twice as many where they spread),
+ * the backends and variants of a kernel and shape interleaved round-robin, each sample a batch
+ * of at least the backend's minimum length.
+ */
 export async function measureKernels(
-  options: {
-    quick: boolean;
-    gpu?: Gpu;
-    backends: Backend[];
-    copyGbPerS: Partial<Record<Backend, number>>;
-  },
+  cases: readonly KernelCase[],
+  options: KernelOptions,
   progress: (line: string) => void = () => {},
 ): Promise<KernelResult[]> {
   const results: KernelResult[] = [];
-  const minMs = options.quick ? 30 : 100;
-  for (const spec of benchKernels(options.quick)) {
-    for (const backend of options.backends) {
-      let ms: number;
-      const cpu = spec.cpu;
-      if (backend === "cpu") {
-        if (!cpu) continue; // the reference is timed once per shape, with the first variant
-        ms = await timeReps((reps) => {
-          for (let i = 0; i < reps; i++) cpu();
-        }, minMs);
-      } else {
-        const gpu = options.gpu!;
-        if (spec.unsupported(gpu)) continue;
-        const dispatches = await spec.gpu(gpu);
-        ms = await timeReps((reps) => submitReps(gpu, dispatches, reps), minMs);
+  const timer = options.gpu && TimestampTimer.supported(options.gpu)
+    ? new TimestampTimer(options.gpu)
+    : undefined;
+  // The cases of one kernel and shape (its variants) are measured together, interleaved.
+  const groups = new Map<string, KernelCase[]>();
+  for (const spec of cases) {
+    const key = `${spec.kernel}|${spec.shape}`;
+    groups.set(key, [...groups.get(key) ?? [], spec]);
+  }
+  interface Runner {
+    spec: KernelCase;
+    backend: Backend;
+    run: BatchRunner;
+    batch: number;
+    dispatches: number;
+  }
+  try {
+    for (const group of groups.values()) {
+      const runners: Runner[] = [];
+      for (const spec of group) {
+        for (const backend of options.backends) {
+          let run: BatchRunner;
+          let dispatches = 1;
+          // The reference is timed once per shape, with its first variant (the CPU has none).
+          if (backend === "cpu" && spec.cpu) run = cpuRunner(spec.cpu);
+          else if (backend === "webgpu" && options.gpu && !spec.unsupported(options.gpu)) {
+            const gpu = options.gpu;
+            const list = await spec.gpu(gpu);
+            dispatches = list.length;
+            run = gpuRunner(gpu, timer, (units) => submitUnits(gpu, list, units));
+          } else continue;
+          const batch = await calibrateBatch(run, options.minBatchMs[backend]);
+          runners.push({ spec, backend, run, batch, dispatches });
+        }
       }
-      const gbPerS = spec.bytes / (ms / 1000) / 1e9;
-      const result = {
-        backend,
-        kernel: spec.kernel,
-        variant: backend === "cpu" ? "reference" : spec.variant,
-        shape: spec.shape,
-        ms,
-        bytes: spec.bytes,
-        gbPerS,
-        rooflineFraction: gbPerS / (options.copyGbPerS[backend] ?? NaN),
-      };
-      progress(
-        `kernel ${backend} ${result.variant} ${spec.kernel} ${spec.shape}: ${ms.toFixed(3)} ms, ${
-          gbPerS.toFixed(2)
-        } GB/s`,
+      // More rounds where the noise is: up to twice the samples while the spread exceeds 25%.
+      const samples = await roundRobin(
+        runners,
+        options.reps,
+        (r) => r.run(r.batch),
+        {
+          rounds: options.reps,
+          unsettled: (list) => isNoisy(list.map((s) => s.gpuMs ?? s.wallMs), 0.25),
+        },
       );
-      results.push(result);
+      for (const [{ spec, backend, batch, dispatches }, list] of samples) {
+        const timing = toTiming(list, batch);
+        const ms = bestMs(timing);
+        const ceilings = modelCeilings(options.rooflines[backend]);
+        const predictedMs = predictMs(
+          { flops: spec.flops, bytes: spec.bytes, dispatches },
+          ceilings,
+        );
+        const gbPerS = invertSpread(ms, spec.bytes / 1e6);
+        const variant = backend === "cpu" ? "reference" : spec.variant;
+        results.push({
+          backend,
+          kernel: spec.kernel,
+          variant,
+          shape: spec.shape,
+          bytes: spec.bytes,
+          flops: spec.flops,
+          dispatches,
+          timing,
+          gbPerS,
+          gflopPerS: invertSpread(ms, spec.flops / 1e6),
+          rooflineFraction: gbPerS.median / ceilings.readGbPerS,
+          predictedMs,
+          measuredOverPredicted: ms.median / predictedMs,
+          fitsInLlc: options.llcBytes > 0 && spec.bytes <= options.llcBytes,
+        });
+        progress(
+          `kernel ${backend} ${spec.kernel} ${variant} ${spec.shape}: ${ms.median.toFixed(4)} ms ` +
+            `[${ms.min.toFixed(4)}-${ms.max.toFixed(4)}], ${gbPerS.median.toFixed(2)} GB/s`,
+        );
+      }
     }
+  } finally {
+    timer?.destroy();
   }
   return results;
+}
+
+/** The time model's parameters from a roofline's medians (NaN where none was measured). */
+export function modelCeilings(roofline: Roofline | undefined): Ceilings {
+  return roofline
+    ? {
+      readGbPerS: roofline.readGbPerS.median,
+      peakGflopPerS: roofline.peakGflopPerS.median,
+      dispatchUs: roofline.dispatchUs.median,
+    }
+    : { readGbPerS: NaN, peakGflopPerS: NaN, dispatchUs: NaN };
 }

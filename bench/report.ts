@@ -1,34 +1,72 @@
 /**
- * The benchmark's results: the versioned JSON document, the speedups set beside their
- * predictions, the stdout table, the Markdown report and the charts.
+ * The benchmark's results: the versioned JSON document, the speedups set beside the time
+ * model's predictions, the stdout tables, the Markdown report and the charts. Every time is a
+ * median with its min-max range; every ratio is a ratio of medians with its range.
  *
  * @module
  */
 import { barChart, lineChart, PALETTE } from "./svg.ts";
 import type { Backend, KernelResult } from "./measure.ts";
-import type { DecoderCell, RejectedVariant } from "./matrix.ts";
-import type { PeerResult } from "./llama2c.ts";
+import type { CheckResult, DecoderCell, RejectedVariant, SkippedSeries } from "./matrix.ts";
+import type { Roofline } from "./probes.ts";
+import { ratioOfMedians, type RatioRange, type Spread } from "./stats.ts";
 
 /** Version of the JSON layout; bump when fields change meaning. */
-export const RESULTS_SCHEMA = 1;
+export const RESULTS_SCHEMA = 2;
 
-/** The machine a run measured. */
+/** One CPU cache, from `/sys/devices/system/cpu/cpu0/cache/`. */
+export interface CacheInfo {
+  /** 1, 2, 3... */
+  level: number;
+  /** Data, Instruction or Unified. */
+  type: string;
+  /** Bytes. */
+  bytes: number;
+}
+
+/** The WebGPU adapter a run used. */
+export interface AdapterInfo {
+  /** The adapter's description. */
+  description: string;
+  /** Vendor. */
+  vendor: string;
+  /** Architecture. */
+  architecture: string;
+  /** Device. */
+  device: string;
+  /** Whether the browser/runtime marks it a fallback (software) adapter. */
+  isFallbackAdapter?: boolean;
+  /** Device features. */
+  features: string[];
+  /** Device limits. */
+  limits: Record<string, number>;
+}
+
+/** The machine a run measured, read from the system. */
 export interface MachineInfo {
-  /** CPU model. */
+  /** CPU model (`node:os` cpus()). */
   cpu: string;
   /** Logical cores. */
   cores: number;
   /** Memory, GiB. */
   memoryGiB: number;
-  /** Operating system. */
+  /** CPU caches. */
+  caches: CacheInfo[];
+  /** Last-level cache bytes (0 when unknown). */
+  llcBytes: number;
+  /** Operating system and kernel release. */
   os: string;
   /** Deno version. */
   deno: string;
-  /** WebGPU adapter, when one was used. */
-  adapter?: string;
+  /** V8 version. */
+  v8: string;
+  /** The WebGPU adapter, when one was used. */
+  adapter?: AdapterInfo;
+  /** The project's git commit, when known (with "-dirty" for local changes). */
+  gitCommit?: string;
 }
 
-/** A measured speedup beside the ratio a cost model predicts. */
+/** A measured speedup beside the time model's prediction and the raw cost ratios. */
 export interface Speedup {
   /** Shape. */
   shape: string;
@@ -38,24 +76,66 @@ export interface Speedup {
   comparison: string;
   /** Context length. */
   context: number;
-  /** Baseline ms/token over variant ms/token. */
-  measured: number;
-  /** The cost model's ratio. */
+  /** Mean timed position. */
+  meanPosition: number;
+  /** Ratio of median ms/token, baseline over variant, with its range. */
+  measured: RatioRange;
+  /** The time model's ratio. */
   predicted: number;
-  /** What the prediction counts: FLOPs or bytes. */
-  basis: "FLOPs" | "bytes";
+  /** FLOPs ratio. */
+  flopsRatio: number;
+  /** Total bytes (weights plus K/V) ratio. */
+  bytesRatio: number;
+  /** K/V-cache bytes only ratio. */
+  kvBytesRatio: number;
+  /** Whether each side's working set fits in the last-level cache: [baseline, variant]. */
+  fitsInLlc: [boolean, boolean];
 }
 
-/** The peer comparison on one shape. */
-export interface PeerRow extends PeerResult {
-  /** Our CPU reference decode tokens/s at the context nearest the middle of the peer's run. */
-  cpuTokensPerSecond?: number;
-  /** Our WebGPU decode tokens/s, likewise. */
-  webgpuTokensPerSecond?: number;
-  /** Bytes read per decoded token. */
-  bytesPerToken: number;
-  /** Tokens/s the CPU's copy bandwidth allows at that many bytes per token. */
+/** One peer program's result on one shape. */
+export interface PeerRow {
+  /** Label given on the command line. */
+  label: string;
+  /** Program path. */
+  program: string;
+  /** Its arguments (model and tokenizer paths are temporary). */
+  args: string[];
+  /** OMP_NUM_THREADS it ran with, or "unset". */
+  ompNumThreads: string;
+  /** Shape. */
+  shape: string;
+  /** Tokens generated from position 0. */
+  steps: number;
+  /** Its reported tok/s over the repetitions. */
+  tokensPerSecond?: Spread;
+  /** Why it failed. */
+  error?: string;
+  /** Bytes per token at the middle of its run: weights, and K/V read plus written. */
+  weightBytesPerToken: number;
+  /** K/V bytes per token, likewise. */
+  kvBytesPerToken: number;
+  /** Tokens/s the CPU read-stream ceiling allows at those bytes. */
   bandwidthLimitTokensPerSecond: number;
+  /** Our KV-cache MHA decode tok/s at the cell nearest its mean position, per backend. */
+  ours: Partial<Record<Backend, { tokensPerSecond: Spread; meanPosition: number }>>;
+}
+
+/** The settings a run measured with. */
+export interface RunSettings {
+  /** Samples per cell, kernel and probe. */
+  reps: number;
+  /** Contexts asked for. */
+  contexts: number[];
+  /** Positions per decode sample. */
+  decodePositions: number;
+  /** Per-cell budget, seconds. */
+  cellBudgetS: number;
+  /** Minimum batch length per backend, ms. */
+  minBatchMs: Record<Backend, number>;
+  /** Working set of the bandwidth probes, bytes. */
+  probeBytes: number;
+  /** No decoder cell started after this many minutes. */
+  maxMinutes: number;
 }
 
 /** Everything one run measured. */
@@ -66,25 +146,82 @@ export interface BenchResults {
   date: string;
   /** Whether this was the `--quick` subset. */
   quick: boolean;
+  /** Seconds the measurements took. */
+  elapsedS: number;
+  /** Settings. */
+  settings: RunSettings;
   /** The machine. */
   machine: MachineInfo;
-  /** Copy bandwidth per backend, GB/s (read + write). */
-  copyGbPerS: Partial<Record<Backend, number>>;
-  /** Kernel throughput. */
+  /** Each backend's measured roofline. */
+  rooflines: Partial<Record<Backend, Roofline>>;
+  /** Kernels. */
   kernels: KernelResult[];
   /** Decoder cells. */
   cells: DecoderCell[];
+  /** Correctness checks that passed before timing. */
+  checks: CheckResult[];
   /** Variants that failed their correctness check. */
   rejected: RejectedVariant[];
+  /** Series the cell budget cut short. */
+  skipped: SkippedSeries[];
   /** Measured speedups beside predictions. */
   speedups: Speedup[];
-  /** llama2.c side by side, when `--llama2c` was given. */
-  peer?: PeerRow[];
+  /** llama2.c builds side by side, when `--llama2c` was given. */
+  peers?: PeerRow[];
 }
 
 /**
- * Speedups of the KV cache over recompute (predicted by FLOPs) and of each GQA/MQA variant
- * over MHA (predicted by bytes), wherever both cells were measured.
+ * Parses a results.json: the current schema as is; older ones are refused with the reason.
+ *
+ * @example
+ * ```ts
+ * import { parseResults } from "./report.ts";
+ * try {
+ *   parseResults('{"schema": 1}', "old.json");
+ *   throw new Error("should refuse");
+ * } catch (e) {
+ *   if (!String(e).includes("schema 1")) throw e;
+ * }
+ * ```
+ */
+export function parseResults(text: string, file: string): BenchResults {
+  let results: Partial<BenchResults>;
+  try {
+    results = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${file}: not JSON (${error instanceof Error ? error.message : error})`);
+  }
+  if (results.schema === 1) {
+    throw new Error(
+      `${file}: schema 1 (one sample per cell, no spread, copy-based roofline) cannot be ` +
+        `re-rendered as schema ${RESULTS_SCHEMA}: its cells lack repetitions, GPU time and the ` +
+        `measured ceilings; run the benchmark again`,
+    );
+  }
+  if (results.schema !== RESULTS_SCHEMA) {
+    throw new Error(`${file}: expected results schema ${RESULTS_SCHEMA}, got ${results.schema}`);
+  }
+  for (
+    const field of [
+      "settings",
+      "machine",
+      "rooflines",
+      "kernels",
+      "cells",
+      "speedups",
+      "checks",
+      "rejected",
+      "skipped",
+    ] as const
+  ) {
+    if (results[field] === undefined) throw new Error(`${file}: missing field "${field}"`);
+  }
+  return results as BenchResults;
+}
+
+/**
+ * Speedups of the KV cache over recompute and of each GQA/MQA variant over MHA, wherever both
+ * decode cells were measured: ratios of medians with ranges, beside the time model's ratio.
  */
 export function computeSpeedups(cells: readonly DecoderCell[]): Speedup[] {
   const decode = cells.filter((c) => c.phase === "decode");
@@ -93,32 +230,25 @@ export function computeSpeedups(cells: readonly DecoderCell[]): Speedup[] {
       o.shape === c.shape && o.backend === c.backend && o.context === c.context &&
       o.cache === cache && o.attention === attention
     );
+  const speedup = (baseline: DecoderCell, variant: DecoderCell, comparison: string): Speedup => ({
+    shape: variant.shape,
+    backend: variant.backend,
+    comparison,
+    context: variant.context,
+    meanPosition: variant.meanPosition,
+    measured: ratioOfMedians(baseline.msPerToken, variant.msPerToken),
+    predicted: baseline.predictedMs / variant.predictedMs,
+    flopsRatio: baseline.flopsPerToken / variant.flopsPerToken,
+    bytesRatio: baseline.bytesPerToken / variant.bytesPerToken,
+    kvBytesRatio: baseline.kvTrafficPerToken / variant.kvTrafficPerToken,
+    fitsInLlc: [baseline.fitsInLlc, variant.fitsInLlc],
+  });
   const out: Speedup[] = [];
   for (const kv of decode.filter((c) => c.cache === "kv-cache")) {
     const recompute = find(kv, "recompute", kv.attention);
-    if (recompute) {
-      out.push({
-        shape: kv.shape,
-        backend: kv.backend,
-        comparison: `KV cache vs recompute (${kv.attention})`,
-        context: kv.context,
-        measured: recompute.msPerToken / kv.msPerToken,
-        predicted: recompute.flopsPerToken / kv.flopsPerToken,
-        basis: "FLOPs",
-      });
-    }
+    if (recompute) out.push(speedup(recompute, kv, `KV cache vs recompute (${kv.attention})`));
     const mha = kv.attention === "MHA" ? undefined : find(kv, "kv-cache", "MHA");
-    if (mha) {
-      out.push({
-        shape: kv.shape,
-        backend: kv.backend,
-        comparison: `${kv.attention} vs MHA`,
-        context: kv.context,
-        measured: mha.msPerToken / kv.msPerToken,
-        predicted: mha.bytesPerToken / kv.bytesPerToken,
-        basis: "bytes",
-      });
-    }
+    if (mha) out.push(speedup(mha, kv, `${kv.attention} vs MHA`));
   }
   return out;
 }
@@ -136,31 +266,70 @@ function table(header: string[], rows: string[][], markdown: boolean): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
-const f = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : "-");
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 3 : 1)} MiB`;
-const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
+/** Significant digits enough for a figure: 3 by default. */
+function n(x: number, digits = 3): string {
+  if (!Number.isFinite(x)) return "-";
+  if (x === 0) return "0";
+  const magnitude = Math.floor(Math.log10(Math.abs(x)));
+  return x.toFixed(Math.max(0, digits - 1 - magnitude));
+}
 
-/** Decode ms/token per variant (rows) and context (columns). */
+/**
+ * "median [min-max]".
+ *
+ * @example
+ * ```ts
+ * import { formatSpread } from "./report.ts";
+ * import { summarize } from "./stats.ts";
+ * if (formatSpread(summarize([1, 2, 4])) !== "2.00 [1.00-4.00]") throw new Error("wrong");
+ * ```
+ */
+export function formatSpread(s: Spread | undefined, digits = 3): string {
+  return s ? `${n(s.median, digits)} [${n(s.min, digits)}-${n(s.max, digits)}]` : "-";
+}
+
+/**
+ * "1.43x [1.21-1.66]", with "within noise" when the ranges overlap.
+ *
+ * @example
+ * ```ts
+ * import { formatRatio } from "./report.ts";
+ * const text = formatRatio({ ratio: 1.1, lo: 0.9, hi: 1.3, withinNoise: true });
+ * if (text !== "1.10x [0.900-1.30] within noise") throw new Error(text);
+ * ```
+ */
+export function formatRatio(r: RatioRange): string {
+  return `${n(r.ratio)}x [${n(r.lo)}-${n(r.hi)}]${r.withinNoise ? " within noise" : ""}`;
+}
+
+const mib = (bytes: number) => `${n(bytes / 2 ** 20)} MiB`;
+const kib = (bytes: number) => `${n(bytes / 1024)} KiB`;
+const pct = (x: number) => `${n(x * 100)}%`;
+/** Marks a cell whose working set fits in the last-level cache. */
+const LLC_MARK = " (LLC)";
+
+/** Decode ms/token (median [range]) per variant (rows) and context (columns). */
 function decodeTable(results: BenchResults, markdown: boolean): string {
-  const contexts = [...new Set(results.cells.map((c) => c.context))].sort((a, b) => a - b);
+  const decode = results.cells.filter((c) => c.phase === "decode");
+  const contexts = [...new Set(decode.map((c) => c.context))].sort((a, b) => a - b);
   const keyOf = (c: DecoderCell) => `${c.shape}|${c.backend}|${c.cache}|${c.attention}`;
-  const keys = [...new Set(results.cells.filter((c) => c.phase === "decode").map(keyOf))];
+  const keys = [...new Set(decode.map(keyOf))];
   const rows = keys.map((key) => {
-    const [shape, backend, cache, attention] = key.split("|");
-    const series = results.cells.filter((c) => c.phase === "decode" && keyOf(c) === key);
+    const series = decode.filter((c) => keyOf(c) === key);
     const first = series[0];
     return [
-      shape,
-      backend,
-      cache,
-      attention,
+      first.shape,
+      first.backend,
+      first.cache,
+      first.attention,
       kib(first.kvBytesPerToken),
       ...contexts.map((ctx) => {
         const cell = series.find((c) => c.context === ctx);
-        return cell ? f(cell.msPerToken) : "";
+        return cell ? formatSpread(cell.msPerToken) + (cell.fitsInLlc ? LLC_MARK : "") : "";
       }),
     ];
   });
+  const positions = (ctx: number) => decode.find((c) => c.context === ctx)!.meanPosition;
   return table(
     [
       "shape",
@@ -168,7 +337,7 @@ function decodeTable(results: BenchResults, markdown: boolean): string {
       "cache",
       "attention",
       "KV/token",
-      ...contexts.map((c) => `${c}`),
+      ...contexts.map((c) => `pos ${positions(c)}`),
     ],
     rows,
     markdown,
@@ -182,14 +351,18 @@ function cellsTable(results: BenchResults, markdown: boolean): string {
     c.cache,
     c.attention,
     c.phase,
-    `${c.context}`,
-    f(c.msPerToken, 3),
-    f(c.tokensPerSecond, 1),
-    kib(c.kvBytesPerToken),
-    mib(c.kvBytes),
-    mib(c.bytesPerToken),
-    f(c.gbPerS),
-    `${f(c.rooflineFraction * 100, 1)}%`,
+    c.execution,
+    `${c.positions[0]}..${c.positions[1]}`,
+    formatSpread(c.msPerToken),
+    c.timing.gpuMs ? formatSpread(c.timing.wallMs) : "-",
+    formatSpread(c.tokensPerSecond),
+    mib(c.weightBytesPerToken),
+    mib(c.kvTrafficPerToken),
+    formatSpread(c.gbPerS),
+    formatSpread(c.gflopPerS),
+    pct(c.rooflineFraction),
+    `${n(c.predictedMs)} (${n(c.measuredOverPredicted)}x)`,
+    mib(c.workingSetBytes) + (c.fitsInLlc ? LLC_MARK : ""),
   ]);
   return table(
     [
@@ -198,14 +371,18 @@ function cellsTable(results: BenchResults, markdown: boolean): string {
       "cache",
       "attention",
       "phase",
-      "context",
+      "execution",
+      "positions",
       "ms/token",
+      "wall ms/token (when GPU-timed)",
       "tokens/s",
-      "KV/token",
-      "KV total",
-      "read/token",
+      "weights/token",
+      "K/V/token",
       "GB/s",
-      "of copy BW",
+      "GFLOP/s",
+      "of read BW",
+      "model ms (measured/model)",
+      "working set",
     ],
     rows,
     markdown,
@@ -213,84 +390,173 @@ function cellsTable(results: BenchResults, markdown: boolean): string {
 }
 
 function speedupTable(results: BenchResults, markdown: boolean): string {
-  const rows = results.speedups.map((
-    s,
-  ) => [
+  const rows = results.speedups.map((s) => [
     s.shape,
     s.backend,
     s.comparison,
-    `${s.context}`,
-    `${f(s.measured)}x`,
-    `${f(s.predicted)}x (${s.basis})`,
-  ]);
-  return table(
-    ["shape", "backend", "comparison", "context", "measured", "predicted"],
-    rows,
-    markdown,
-  );
-}
-
-function kernelTable(results: BenchResults, markdown: boolean): string {
-  const rows = results.kernels.map((
-    k,
-  ) => [
-    k.backend,
-    k.variant && k.variant !== "default" && k.variant !== "reference"
-      ? `${k.kernel} ${k.variant}`
-      : k.kernel,
-    k.shape,
-    f(k.ms, 3),
-    mib(k.bytes),
-    f(k.gbPerS),
-    `${f(k.rooflineFraction * 100, 1)}%`,
-  ]);
-  return table(
-    ["backend", "kernel", "shape", "ms/call", "bytes", "GB/s", "of copy BW"],
-    rows,
-    markdown,
-  );
-}
-
-function peerTable(results: BenchResults, markdown: boolean): string {
-  const rows = (results.peer ?? []).map((p) => [
-    p.shape,
-    p.tokensPerSecond !== undefined ? f(p.tokensPerSecond, 1) : `failed: ${p.error}`,
-    p.cpuTokensPerSecond !== undefined ? f(p.cpuTokensPerSecond, 1) : "-",
-    p.webgpuTokensPerSecond !== undefined ? f(p.webgpuTokensPerSecond, 1) : "-",
-    mib(p.bytesPerToken),
-    f(p.bandwidthLimitTokensPerSecond, 1),
+    `${s.meanPosition}`,
+    formatRatio(s.measured),
+    `${n(s.predicted)}x`,
+    `${n(s.measured.ratio / s.predicted)}`,
+    `${n(s.flopsRatio)}x`,
+    `${n(s.bytesRatio)}x`,
+    `${n(s.kvBytesRatio)}x`,
+    s.fitsInLlc[0] === s.fitsInLlc[1] ? (s.fitsInLlc[0] ? "both" : "neither") : "variant only",
   ]);
   return table(
     [
       "shape",
-      "llama2.c tok/s",
-      "ours cpu tok/s",
-      "ours webgpu tok/s",
-      "read/token",
-      "bandwidth limit tok/s",
+      "backend",
+      "comparison",
+      "position",
+      "measured",
+      "model",
+      "measured/model",
+      "FLOPs",
+      "bytes",
+      "K/V bytes",
+      "fits in LLC",
     ],
     rows,
     markdown,
   );
 }
 
-function machineLine(results: BenchResults): string {
+function kernelTable(results: BenchResults, markdown: boolean): string {
+  const rows = results.kernels.map((k) => [
+    k.backend,
+    k.kernel,
+    k.variant,
+    k.shape,
+    formatSpread(scaleUs(k.timing.gpuMs ?? k.timing.wallMs)),
+    k.timing.gpuMs ? formatSpread(scaleUs(k.timing.wallMs)) : "-",
+    mib(k.bytes) + (k.fitsInLlc ? LLC_MARK : ""),
+    formatSpread(k.gbPerS),
+    formatSpread(k.gflopPerS),
+    pct(k.rooflineFraction),
+    n(k.measuredOverPredicted),
+  ]);
+  return table(
+    [
+      "backend",
+      "kernel",
+      "variant",
+      "shape",
+      "µs/call",
+      "wall µs/call",
+      "bytes",
+      "GB/s",
+      "GFLOP/s",
+      "of read BW",
+      "measured/model",
+    ],
+    rows,
+    markdown,
+  );
+}
+
+function scaleUs(s: Spread): Spread {
+  return { ...s, median: s.median * 1000, min: s.min * 1000, max: s.max * 1000 };
+}
+
+function rooflineTable(results: BenchResults, markdown: boolean): string {
+  const cpuRead = results.rooflines.cpu?.readGbPerS.median;
+  const cpuCopy = results.rooflines.cpu?.copyGbPerS.median;
+  const rows = Object.entries(results.rooflines).map(([backend, r]) => [
+    backend,
+    formatSpread(r!.readGbPerS),
+    formatSpread(r!.scalarReadGbPerS),
+    formatSpread(r!.copyGbPerS),
+    formatSpread(r!.peakGflopPerS),
+    formatSpread(r!.dispatchUs),
+    mib(r!.probeBytes) +
+    (results.machine.llcBytes > 0 ? ` (${n(r!.probeBytes / results.machine.llcBytes)}x LLC)` : ""),
+    r!.gpuTimestamps ? "GPU" : "wall",
+    cpuRead ? pct(r!.readGbPerS.median / cpuRead) : "-",
+    cpuCopy ? pct(r!.readGbPerS.median / cpuCopy) : "-",
+  ]);
+  return table(
+    [
+      "backend",
+      "read GB/s",
+      "JS-loop read GB/s",
+      "copy GB/s",
+      "peak GFLOP/s",
+      "µs/dispatch",
+      "probe",
+      "time",
+      "read vs CPU read",
+      "read vs CPU copy",
+    ],
+    rows,
+    markdown,
+  );
+}
+
+function peerTable(results: BenchResults, markdown: boolean): string {
+  const rows = (results.peers ?? []).map((p) => [
+    p.shape,
+    p.label,
+    `OMP_NUM_THREADS=${p.ompNumThreads}`,
+    p.tokensPerSecond ? formatSpread(p.tokensPerSecond) : `failed: ${p.error}`,
+    formatSpread(p.ours.cpu?.tokensPerSecond),
+    formatSpread(p.ours.webgpu?.tokensPerSecond),
+    mib(p.weightBytesPerToken),
+    mib(p.kvBytesPerToken),
+    n(p.bandwidthLimitTokensPerSecond),
+  ]);
+  return table(
+    [
+      "shape",
+      "peer",
+      "threads",
+      "peer tok/s",
+      "ours cpu tok/s",
+      "ours webgpu tok/s",
+      "weights/token",
+      "K/V/token",
+      "read-BW limit tok/s",
+    ],
+    rows,
+    markdown,
+  );
+}
+
+/** The machine in one line, from the run's metadata. */
+export function machineLine(results: BenchResults): string {
   const m = results.machine;
-  const copy = Object.entries(results.copyGbPerS).map(([b, g]) => `${b} copy ${f(g ?? NaN)} GB/s`)
-    .join(", ");
-  return `${m.cpu}, ${m.cores} cores, ${m.memoryGiB.toFixed(0)} GiB, ${m.os}, Deno ${m.deno}` +
-    (m.adapter ? `; WebGPU adapter: ${m.adapter}` : "") + (copy ? `; ${copy}` : "");
+  const llc = m.llcBytes > 0 ? `, ${mib(m.llcBytes)} last-level cache` : "";
+  const adapter = m.adapter
+    ? `; WebGPU adapter: ${m.adapter.description || "unnamed"}, vendor ${m.adapter.vendor}${
+      m.adapter.isFallbackAdapter ? " (fallback/software adapter)" : ""
+    }`
+    : "";
+  return `${m.cpu}, ${m.cores} cores, ${n(m.memoryGiB)} GiB${llc}, ${m.os}, Deno ${m.deno}` +
+    adapter + (m.gitCommit ? `; commit ${m.gitCommit}` : "");
+}
+
+function settingsLine(results: BenchResults): string {
+  const s = results.settings;
+  return `${s.reps} samples per cell (up to ${2 * s.reps} where they spread over 25% of the ` +
+    `median), variants of a context interleaved round-robin; decode ` +
+    `samples time ${s.decodePositions} positions; batches of at least ${s.minBatchMs.cpu} ms ` +
+    `(CPU) and ${s.minBatchMs.webgpu} ms (WebGPU); figures are median [min-max]; ` +
+    `"(LLC)" marks a working set that fits in the last-level cache`;
 }
 
 /** The stdout summary. */
 export function formatText(results: BenchResults): string {
   return [
     `machine: ${machineLine(results)}`,
+    `settings: ${settingsLine(results)}`,
     "",
-    "decode ms/token by context:",
+    "roofline (measured):",
+    rooflineTable(results, false),
+    "",
+    "decode ms/token by mean position:",
     decodeTable(results, false),
     "",
-    "speedups (measured vs predicted):",
+    "speedups (ratio of medians [range] vs the time model):",
     speedupTable(results, false),
     "",
     "kernels:",
@@ -302,7 +568,7 @@ export function formatText(results: BenchResults): string {
         ...results.rejected.map((r) => `  ${r.variant}: ${r.reason}`),
       ]
       : []),
-    ...(results.peer ? ["", "llama2.c side by side:", peerTable(results, false)] : []),
+    ...(results.peers ? ["", "llama2.c side by side:", peerTable(results, false)] : []),
   ].join("\n");
 }
 
@@ -323,12 +589,16 @@ export function chartFiles(results: BenchResults): Record<string, string> {
     format: (v) => `${v.toFixed(1)} KiB`,
   });
   files["roofline.svg"] = barChart({
-    title: "Kernels: achieved bandwidth as a fraction of copy bandwidth",
-    unit: "fraction of the backend's copy bandwidth (1 = roofline)",
-    bars: results.kernels.map((k) => ({
-      name: `${k.backend} ${k.kernel} ${k.shape}`,
-      value: k.rooflineFraction,
-    })),
+    title: "Kernels: achieved bandwidth over the measured read-stream bandwidth",
+    unit: "fraction of the backend's read-stream bandwidth (median; bar: min-max)",
+    bars: results.kernels.map((k) => {
+      const ceiling = results.rooflines[k.backend]?.readGbPerS.median ?? NaN;
+      return {
+        name: `${k.backend} ${k.kernel} ${k.shape}`,
+        value: k.rooflineFraction,
+        range: [k.gbPerS.min / ceiling, k.gbPerS.max / ceiling] as [number, number],
+      };
+    }),
     format: (v) => `${(v * 100).toFixed(1)}%`,
   });
   return files;
@@ -340,16 +610,18 @@ function decodeChart(results: BenchResults, shape: string, backend: Backend): st
   const cells = results.cells.filter((c) =>
     c.shape === shape && c.backend === backend && c.phase === "decode"
   );
-  const series = uniqueBy(cells, (c) => `${c.cache} ${c.attention}`).map((first) => ({
-    name: `${first.attention} ${first.cache}`,
-    color: PALETTE[Math.max(0, ATTENTION_ORDER.indexOf(first.attention)) % PALETTE.length],
-    dashed: first.cache === "recompute",
-    points: cells
-      .filter((c) => c.cache === first.cache && c.attention === first.attention)
-      .map((c) => [c.context, c.msPerToken] as [number, number]),
-  }));
+  const series = uniqueBy(cells, (c) => `${c.cache} ${c.attention}`).map((first) => {
+    const own = cells.filter((c) => c.cache === first.cache && c.attention === first.attention);
+    return {
+      name: `${first.attention} ${first.cache}`,
+      color: PALETTE[Math.max(0, ATTENTION_ORDER.indexOf(first.attention)) % PALETTE.length],
+      dashed: first.cache === "recompute",
+      points: own.map((c) => [c.context, c.msPerToken.median] as [number, number]),
+      ranges: own.map((c) => [c.msPerToken.min, c.msPerToken.max] as [number, number]),
+    };
+  });
   return lineChart({
-    title: `${shape} on ${backend}: decode ms/token against context`,
+    title: `${shape} on ${backend}: decode ms/token (median, bars min-max)`,
     xLabel: "context (tokens); dashed: recompute, solid: KV cache",
     yLabel: "ms per token",
     series,
@@ -364,20 +636,33 @@ function uniqueBy<T>(items: readonly T[], key: (item: T) => string): T[] {
 
 /** The Markdown report; `charts` are the chart file names to embed. */
 export function formatMarkdown(results: BenchResults, charts: string[]): string {
+  const llcCells = results.cells.filter((c) => c.fitsInLlc).length;
   return [
     `# Benchmark results${results.quick ? " (quick subset)" : ""}`,
     "",
-    `Measured ${results.date} on: ${machineLine(results)}.`,
+    `Measured ${results.date} (${n(results.elapsedS / 60)} min) on: ${machineLine(results)}.`,
     "",
-    "## Decode ms/token by context",
+    `Method: ${settingsLine(results)}. GPU times come from timestamp queries where the adapter ` +
+    "has them (wall time beside them); GB/s and roofline fractions divide by the backend's " +
+    "measured read-stream bandwidth; the time model is `max(FLOPs / peak, bytes / read " +
+    "bandwidth) + dispatches × per-dispatch cost`.",
+    "",
+    "## Roofline",
+    "",
+    rooflineTable(results, true),
+    "",
+    "## Decode ms/token by mean position",
+    "",
+    `${llcCells} of ${results.cells.length} cells have a working set (weights plus K/V cache) ` +
+    "that fits in the last-level cache (marked (LLC)): their bytes/s are not DRAM bandwidth.",
     "",
     decodeTable(results, true),
     "",
     ...charts.filter((c) => c.startsWith("decode_")).map((c) => `![${c}](${c})\n`),
-    "## Speedups: measured beside predicted",
+    "## Speedups: measured beside the time model",
     "",
-    "KV cache vs recompute is predicted by FLOPs; GQA/MQA vs MHA by bytes read per decoded token",
-    "(weights plus KV cache).",
+    'Ratios of medians with the range their samples allow; "within noise" where the two ' +
+    "ranges overlap. FLOPs, bytes (weights plus K/V) and K/V-only bytes ratios beside them.",
     "",
     speedupTable(results, true),
     "",
@@ -385,7 +670,7 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "",
     "![kv_bytes.svg](kv_bytes.svg)",
     "",
-    "## Kernels against the copy roofline",
+    "## Kernels against the read-stream roofline",
     "",
     kernelTable(results, true),
     "",
@@ -394,6 +679,26 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "## Every cell",
     "",
     cellsTable(results, true),
+    "",
+    "## Correctness checks before timing",
+    "",
+    ...results.checks.map((c) =>
+      `- ${c.variant}: logits at positions ${c.positions.join(", ")} within NMSE ${
+        c.maxNmse.toExponential(1)
+      } of the CPU reference`
+    ),
+    ...(results.skipped.length
+      ? [
+        "",
+        `## Cut short by the cell budget (${results.settings.cellBudgetS} s) or the run's`,
+        "",
+        ...results.skipped.map((k) =>
+          `- ${k.variant} ${k.phase}: from context ${k.fromContext} (${
+            k.reason ?? "cell budget"
+          }: predicted ${n(k.predictedS)} s)`
+        ),
+      ]
+      : []),
     ...(results.rejected.length
       ? [
         "",
@@ -402,7 +707,78 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
         ...results.rejected.map((r) => `- ${r.variant}: ${r.reason}`),
       ]
       : []),
-    ...(results.peer ? ["", "## llama2.c side by side", "", peerTable(results, true)] : []),
+    ...(results.peers
+      ? [
+        "",
+        "## llama2.c side by side",
+        "",
+        ...uniqueBy(results.peers, (p) => p.label).map((p) =>
+          `- ${p.label}: \`${p.program} ${p.args.join(" ")}\`, OMP_NUM_THREADS=${p.ompNumThreads}`
+        ),
+        "",
+        peerTable(results, true),
+      ]
+      : []),
+    "",
+  ].join("\n");
+}
+
+/**
+ * The README's results section, generated from one run: the machine line from its metadata,
+ * the roofline, attention-heavy's (or the first shape's) cached decode by position, the
+ * speedups with their ranges, the peers, and which comparisons the last-level cache affects.
+ */
+export function formatReadmeSection(results: BenchResults): string {
+  const shape = results.cells.some((c) => c.shape === "attention-heavy")
+    ? "attention-heavy"
+    : results.cells[0]?.shape;
+  const subset: BenchResults = {
+    ...results,
+    cells: results.cells.filter((c) => c.shape === shape && c.cache === "kv-cache"),
+  };
+  const llcBound = results.speedups.filter((s) => s.fitsInLlc.some(Boolean));
+  const split = llcBound.filter((s) => s.fitsInLlc[0] !== s.fitsInLlc[1]);
+  const noisy = results.speedups.filter((s) => s.measured.withinNoise);
+  const llcLine = results.machine.llcBytes === 0
+    ? "The last-level cache size was not readable: no cell is flagged."
+    : llcBound.length === 0
+    ? "No compared cell fits in the last-level cache: every bytes/s figure is memory traffic."
+    : `${llcBound.length} of ${results.speedups.length} comparisons involve a working set that ` +
+      `fits in the ${mib(results.machine.llcBytes)} last-level cache (` +
+      (split.length
+        ? `${split.length} where only the variant fits, so part of its speedup is a cache cliff`
+        : "on both sides alike") +
+      "): their bytes/s are cache bandwidth, and the read-stream ceiling (DRAM) does not bound them.";
+  return [
+    "## Results",
+    "",
+    `Measured ${results.date.slice(0, 10)} by \`deno task bench${results.quick ? " --quick" : ""}` +
+    `${results.peers ? " --llama2c ..." : ""}\` on: ${machineLine(results)}. ` +
+    `Method: ${settingsLine(results)}. Full report: ` +
+    "[bench/results/report.md](bench/results/report.md); every sample: " +
+    "[bench/results/results.json](bench/results/results.json).",
+    "",
+    "Measured ceilings (the roofline every fraction divides by is the read stream):",
+    "",
+    rooflineTable(results, true),
+    "",
+    `Decode ms/token of \`${shape}\` with a KV cache, by mean position:`,
+    "",
+    decodeTable(subset, true),
+    "",
+    `KV cache vs recompute (MHA), and GQA/MQA vs MHA on \`${shape}\`: ratios of median ms/token ` +
+    "with their range, the time model's ratio beside them:",
+    "",
+    speedupTable({
+      ...results,
+      speedups: results.speedups.filter((s) =>
+        s.comparison === "KV cache vs recompute (MHA)" ||
+        (s.shape === shape && s.comparison.endsWith(" vs MHA"))
+      ),
+    }, true),
+    "",
+    `All speedups are in the full report. ${noisy.length} of ${results.speedups.length} comparisons are within noise. ${llcLine}`,
+    ...(results.peers ? ["", "Beside llama2.c:", "", peerTable(results, true)] : []),
     "",
   ].join("\n");
 }

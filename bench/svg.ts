@@ -29,6 +29,8 @@ export interface Series {
   color?: string;
   /** Dashed line. */
   dashed?: boolean;
+  /** Per point, the [low, high] of its error bar (e.g. min and max of the samples). */
+  ranges?: [number, number][];
 }
 
 const FONT = 'font-family="system-ui, sans-serif" font-size="12"';
@@ -82,7 +84,12 @@ export function lineChart(options: {
 }): string {
   const { title, xLabel, yLabel, series, logX = true, logY = true } = options;
   const width = 760, height = 440, left = 70, right = 200, top = 40, bottom = 50;
-  const all = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && (!logY || y > 0));
+  const all = series.flatMap((s) => [
+    ...s.points,
+    ...(s.ranges ?? []).flatMap(([lo, hi], i) =>
+      s.points[i] ? [[s.points[i][0], lo], [s.points[i][0], hi]] as [number, number][] : []
+    ),
+  ]).filter(([x, y]) => x > 0 && (!logY || y > 0));
   if (all.length === 0) return emptyChart(title, width, height);
   const fx = (x: number) => (logX ? Math.log2(x) : x);
   const fy = (y: number) => (logY ? Math.log10(y) : y);
@@ -130,6 +137,17 @@ export function lineChart(options: {
           `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`,
         );
       }
+      s.ranges?.forEach(([lo, hi], j) => {
+        const x = s.points[j]?.[0];
+        if (x === undefined || !(x > 0) || (logY && !(lo > 0))) return;
+        const cx = px(x).toFixed(1);
+        const [y0, y1] = [py(lo).toFixed(1), py(hi).toFixed(1)];
+        parts.push(
+          `<path d="M${cx},${y0} L${cx},${y1} M${+cx - 4},${y0} L${+cx + 4},${y0} M${
+            +cx - 4
+          },${y1} L${+cx + 4},${y1}" stroke="${color}" stroke-width="1.5" class="error-bar"/>`,
+        );
+      });
     }
     const ly = top + 16 * i;
     parts.push(
@@ -166,7 +184,7 @@ export function lineChart(options: {
 export function barChart(options: {
   title: string;
   unit: string;
-  bars: { name: string; value: number }[];
+  bars: { name: string; value: number; range?: [number, number] }[];
   format?: (value: number) => string;
   max?: number;
 }): string {
@@ -174,15 +192,28 @@ export function barChart(options: {
   const width = 760, left = 260, right = 110, top = 40, barHeight = 18, gap = 6;
   const height = top + bars.length * (barHeight + gap) + 40;
   if (bars.length === 0) return emptyChart(title, width, 120);
-  const max = options.max ?? Math.max(...bars.map((b) => b.value), 1e-12);
+  const max = options.max ??
+    Math.max(
+      ...bars.map((b) => Math.max(b.value, b.range?.[1] ?? 0)).filter(Number.isFinite),
+      1e-12,
+    );
   const parts = bars.flatMap((bar, i) => {
     const y = top + i * (barHeight + gap);
-    const w = Math.max(1, (Math.min(bar.value, max) / max) * (width - left - right));
+    const scale = (v: number) => Math.max(1, (Math.min(v, max) / max) * (width - left - right));
+    const w = scale(bar.value);
+    const whisker = bar.range && Number.isFinite(bar.range[0]) && Number.isFinite(bar.range[1])
+      ? [
+        `<path d="M${left + scale(bar.range[0])},${y + barHeight / 2} L${
+          left + scale(bar.range[1])
+        },${y + barHeight / 2}" stroke="#333" stroke-width="1.5" class="error-bar"/>`,
+      ]
+      : [];
     return [
       `<text x="${left - 8}" y="${y + 13}" text-anchor="end" ${FONT}>${escape(bar.name)}</text>`,
       `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" fill="${
         PALETTE[0]
       }"/>`,
+      ...whisker,
       `<text x="${left + w + 6}" y="${y + 13}" ${FONT}>${escape(format(bar.value))}</text>`,
     ];
   });

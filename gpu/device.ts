@@ -44,6 +44,15 @@ export interface AdapterIdentity {
   description: string;
 }
 
+/**
+ * Times the compute passes a {@linkcode Gpu} submits with `timestamp-query` (set
+ * {@linkcode Gpu.passTimer}): the benchmark's source of GPU time.
+ */
+export interface PassTimer {
+  /** Timestamp writes for the next pass, or undefined to leave it untimed. */
+  writes(): GPUComputePassTimestampWrites | undefined;
+}
+
 /** A buffer, or a range of one, as a kernel binding. */
 export type BufferRange = GPUBuffer | GPUBufferBinding;
 
@@ -120,6 +129,8 @@ export class Gpu {
   readonly adapterDescription: string;
   /** The adapter's vendor, architecture, device and description (what tunings are keyed by). */
   readonly adapter: AdapterIdentity;
+  /** When set, every pass {@linkcode Gpu.submit} records carries its timestamp writes. */
+  passTimer: PassTimer | undefined;
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   #lost: string | undefined;
   #uncaptured: string[] = [];
@@ -295,7 +306,8 @@ export class Gpu {
     device.pushErrorScope("out-of-memory");
     device.pushErrorScope("validation");
     const encoder = device.createCommandEncoder({ label });
-    const pass = encoder.beginComputePass({ label });
+    const timestampWrites = this.passTimer?.writes();
+    const pass = encoder.beginComputePass(timestampWrites ? { label, timestampWrites } : { label });
     for (const step of steps) {
       pass.setPipeline(step.pipeline);
       pass.setBindGroup(0, step.bindGroup);

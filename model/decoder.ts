@@ -53,6 +53,11 @@ export interface ResidentOptions {
   onTokens?: (tokens: number[]) => void;
   /** Tokens per submit and read-back (default: all in one, the fastest; lower streams sooner). */
   streamEvery?: number;
+  /**
+   * Position of the prompt's first token (default 0): positions before it must have been
+   * processed, e.g. to decode again from a cached context.
+   */
+  startPos?: number;
 }
 
 /** {@linkcode Decoder.generate}'s result. */

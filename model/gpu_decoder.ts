@@ -323,45 +323,46 @@ export class GpuDecoder implements Decoder {
     steps: number,
     options: ResidentOptions = {},
   ): Promise<ResidentGeneration> {
-    const { temperature = 0, seed = 0, onTokens, streamEvery = steps } = options;
+    const { temperature = 0, seed = 0, onTokens, streamEvery = steps, startPos = 0 } = options;
     if (!Number.isInteger(steps) || steps < 1) {
       throw new RangeError(`steps: expected an integer >= 1, got ${steps}`);
     }
     if (!Number.isInteger(streamEvery) || streamEvery < 1) {
       throw new RangeError(`streamEvery: expected an integer >= 1, got ${streamEvery}`);
     }
-    // The last token is chosen, not processed: prompt + steps - 1 positions.
-    if (prompt.length + steps - 1 > this.config.maxSeqLen) {
+    // The last token is chosen, not processed: start + prompt + steps - 1 positions.
+    if (startPos + prompt.length + steps - 1 > this.config.maxSeqLen) {
       throw new RangeError(
-        `prompt (${prompt.length}) + steps (${steps}) - 1 exceed maxSeqLen ${this.config.maxSeqLen}`,
+        `start (${startPos}) + prompt (${prompt.length}) + steps (${steps}) - 1 exceed maxSeqLen ${this.config.maxSeqLen}`,
       );
     }
     const choose = await this.#choose(temperature, seed);
     this.gpu.write(this.#fault, Uint32Array.of(NO_FAULT));
     const start = performance.now();
-    await this.#submitPrompt(prompt, 0, choose);
+    await this.#submitPrompt(prompt, startPos, choose);
     await this.gpu.finish();
     const prefillMs = performance.now() - start;
     const decodeStart = performance.now();
     const tokens: number[] = [];
-    // Token k lands in history[prompt.length + k]; each chunk is one submit and one read-back.
+    // Token k lands in history[end + k]; each chunk is one submit and one read-back.
+    const end = startPos + prompt.length;
     for (let done = 1; tokens.length < steps; done = Math.min(steps, done + streamEvery)) {
       const decode: Dispatch[] = [];
       for (let i = done; i < Math.min(steps, done + streamEvery); i++) {
         // With a cache each step is the same one-row pass; recomputing, the prefix grows.
-        decode.push(...await this.#plan(this.kvCache ? 1 : prompt.length + i), ...choose);
+        decode.push(...await this.#plan(this.kvCache ? 1 : end + i), ...choose);
       }
       if (decode.length > 0) await this.gpu.submit(decode, "generate");
       const ready = Math.min(steps, done + streamEvery);
       const ids = await this.gpu.readUint32(
         this.#run.history,
         ready - tokens.length,
-        prompt.length + tokens.length,
+        end + tokens.length,
       );
       const [fault] = await this.gpu.readUint32(this.#fault, 1);
       if (fault !== NO_FAULT) {
         // Tokens chosen after the fault came from garbage: keep those before it.
-        const good = Math.max(0, fault + 1 - prompt.length - tokens.length);
+        const good = Math.max(0, fault + 1 - end - tokens.length);
         if (good > 0) onTokens?.(Array.from(ids.subarray(0, good)));
         throw nonFiniteLogitsError(fault);
       }
@@ -369,8 +370,8 @@ export class GpuDecoder implements Decoder {
       onTokens?.(Array.from(ids));
     }
     const decodeMs = performance.now() - decodeStart;
-    this.#tokens = [...prompt, ...tokens];
-    this.#processed = prompt.length + steps - 1; // the last token is chosen, not yet processed
+    this.#tokens.push(...tokens);
+    this.#processed = end + steps - 1; // the last token is chosen, not yet processed
     return { tokens, prefillMs, decodeMs };
   }
 

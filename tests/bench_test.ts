@@ -1,10 +1,9 @@
 import { expect } from "expect";
 import { BENCH_HELP, benchMain, parseContexts } from "../bench/main.ts";
 import { runLlama2c, syntheticTokenizer } from "../bench/llama2c.ts";
-import { type BenchResults, computeSpeedups } from "../bench/report.ts";
-import type { DecoderCell } from "../bench/matrix.ts";
-import { attentionName, kvHeadVariants } from "../bench/matrix.ts";
-import { parseCheckpoint, preset, Tokenizer } from "../model/mod.ts";
+import { type BenchResults, RESULTS_SCHEMA } from "../bench/report.ts";
+import { attentionName, checkPositions, kvHeadVariants, runMatrix } from "../bench/matrix.ts";
+import { makeConfig, parseCheckpoint, preset, Tokenizer } from "../model/mod.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 
 function memoryIo() {
@@ -23,22 +22,31 @@ function memoryIo() {
 }
 
 Deno.test({
-  name: "deno task bench --quick runs end to end and writes JSON, Markdown and SVG results",
+  name: "deno task bench --quick runs end to end: repeated cells, checks, JSON, Markdown and SVG",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
     const { io, files, printed } = memoryIo();
     const backend = ignoreGpuTests ? "cpu" : "both";
-    const code = await benchMain(["--quick", "--backend", backend, "--out", "out"], io);
+    // --quick, narrowed for the suite: one shape and context, small probes (the test checks
+    // plumbing, not bandwidth; the probes' size is recorded beside the cache size).
+    const args = ["--quick", "--backend", backend, "--out", "out", "--preset", "stories260K"];
+    const code = await benchMain([...args, "--contexts", "16", "--probe-mib", "32"], io);
     expect(printed.join("\n")).not.toContain("bench:");
     expect(code).toBe(0);
     const results: BenchResults = JSON.parse(files.get("out/results.json")!);
-    expect(results.schema).toBe(1);
+    expect(results.schema).toBe(RESULTS_SCHEMA);
     expect(results.quick).toBe(true);
+    expect(results.settings.reps).toBe(3);
+    expect(results.settings.probeBytes).toBe(32 << 20);
     expect(results.rejected).toEqual([]);
-    const backends = backend === "both" ? ["cpu", "webgpu"] : ["cpu"];
+    const backends = backend === "both" ? ["cpu", "webgpu"] as const : ["cpu"] as const;
     for (const b of backends) {
-      expect(results.copyGbPerS[b as "cpu"]).toBeGreaterThan(0);
+      const roofline = results.rooflines[b]!;
+      for (const s of [roofline.readGbPerS, roofline.copyGbPerS, roofline.peakGflopPerS]) {
+        expect(s.n).toBe(3);
+        expect(s.min).toBeGreaterThan(0);
+      }
       for (const cache of ["kv-cache", "recompute"]) {
         for (const attention of ["MHA", "GQA-2", "MQA"]) {
           expect(
@@ -46,49 +54,78 @@ Deno.test({
               c.backend === b && c.cache === cache && c.attention === attention &&
               c.phase === "decode"
             ),
-          )
-            .toBe(true);
+          ).toBe(true);
         }
       }
       expect(results.cells.some((c) => c.backend === b && c.phase === "prefill")).toBe(true);
       expect(results.kernels.some((k) => k.backend === b && k.kernel === "matvec")).toBe(true);
     }
     for (const cell of results.cells) {
-      expect(cell.msPerToken).toBeGreaterThan(0);
-      expect(cell.tokensPerSecond).toBeCloseTo(1000 / cell.msPerToken, 6);
+      const ms = cell.msPerToken;
+      expect(ms.n).toBeGreaterThanOrEqual(3); // up to 6 where the samples spread wide
+      expect(ms.n).toBeLessThanOrEqual(6);
+      expect(ms.min).toBeGreaterThan(0);
+      expect(ms.min <= ms.median && ms.median <= ms.max).toBe(true);
+      expect(cell.tokensPerSecond.median).toBeCloseTo(1000 / ms.median, 6);
       expect(cell.kvBytes).toBe(cell.kvBytesPerToken * cell.context);
+      expect(cell.bytesPerToken).toBeCloseTo(cell.weightBytesPerToken + cell.kvTrafficPerToken, 6);
+      // CPU prefill runs token by token and is costed so
+      if (cell.phase === "prefill" && cell.backend === "cpu") {
+        expect(cell.execution).toBe("sequential");
+      }
+    }
+    // cached and recomputed decode are timed at the same positions
+    const decode = results.cells.filter((c) => c.phase === "decode");
+    expect(new Set(decode.map((c) => c.positions.join())).size).toBe(1);
+    expect(decode[0].meanPosition).toBe(16.5);
+    // every timed path other than the CPU reference was checked; one-row decode with a cache
+    // past the first 256-position chunk (split across workgroups for GQA/MQA)
+    const timedVariants = new Set(
+      results.cells.filter((c) => !(c.backend === "cpu" && c.cache === "kv-cache")).map((c) =>
+        `${c.shape} ${c.attention} ${c.backend} ${c.cache}`
+      ),
+    );
+    for (const variant of timedVariants) {
+      const check = results.checks.find((c) => c.variant === variant)!;
+      expect(check.positions).toContain(variant.endsWith("kv-cache") ? 300 : 37);
+      expect(check.maxNmse).toBeLessThanOrEqual(1e-6);
     }
     const kvPerToken = (attention: string) =>
-      results.cells.find((c) => c.shape === "attention-heavy" && c.attention === attention)!
-        .kvBytesPerToken;
+      results.cells.find((c) => c.attention === attention)!.kvBytesPerToken;
     expect(kvPerToken("MHA") / kvPerToken("MQA")).toBe(8);
-    expect(
-      results.speedups.some((s) =>
-        s.comparison.startsWith("KV cache vs recompute") && s.basis === "FLOPs"
-      ),
-    ).toBe(true);
-    expect(results.speedups.some((s) => s.comparison === "MQA vs MHA" && s.basis === "bytes")).toBe(
-      true,
-    );
+    const mqa = results.speedups.find((s) => s.comparison === "MQA vs MHA")!;
+    expect(mqa.kvBytesRatio).toBeCloseTo(8, 6);
+    expect(mqa.bytesRatio).toBeLessThan(mqa.kvBytesRatio); // the weights are shared
+    for (const s of results.speedups) {
+      expect(s.measured.lo <= s.measured.ratio && s.measured.ratio <= s.measured.hi).toBe(true);
+      expect(s.predicted).toBeGreaterThan(0);
+    }
     const report = files.get("out/report.md")!;
-    expect(report).toContain("## Decode ms/token by context");
+    expect(report).toContain("## Decode ms/token by mean position");
     expect(report).toContain("| shape | backend | cache | attention |");
+    expect(report).toContain("## Roofline");
     const charts = [...files.keys()].filter((f) => f.endsWith(".svg"));
     expect(charts).toContain("out/kv_bytes.svg");
     expect(charts).toContain("out/roofline.svg");
-    expect(charts).toContain("out/decode_attention-heavy_cpu.svg");
+    expect(charts).toContain("out/decode_stories260K_cpu.svg");
+    expect(files.get("out/decode_stories260K_cpu.svg")).toContain('class="error-bar"');
     for (const chart of charts) {
       const svg = files.get(chart)!;
       expect(svg.startsWith("<svg")).toBe(true);
       expect(svg.trim().endsWith("</svg>")).toBe(true);
       expect(svg).not.toContain("NaN");
     }
-    expect(printed.join("\n")).toContain("decode ms/token by context:");
+    expect(printed.join("\n")).toContain("decode ms/token by mean position:");
     // --from re-renders the same report from the JSON alone
     const report1 = files.get("out/report.md");
     files.delete("out/report.md");
     expect(await benchMain(["--from", "out/results.json", "--out", "out"], io)).toBe(0);
     expect(files.get("out/report.md")).toBe(report1);
+    // ... and refuses a schema-1 file, saying why
+    files.set("old.json", JSON.stringify({ schema: 1, cells: [] }));
+    printed.length = 0;
+    expect(await benchMain(["--from", "old.json"], io)).toBe(1);
+    expect(printed.join("\n")).toContain("old.json: schema 1");
   },
 });
 
@@ -113,6 +150,12 @@ Deno.test("bench --help and bad flags", async () => {
   }
 });
 
+Deno.test("logits are checked inside and past the first 256-position attention chunk", () => {
+  expect(checkPositions(4096, false)).toEqual([0, 37, 300, 560]);
+  expect(checkPositions(4096, true)).toEqual([0, 37, 300]);
+  expect(checkPositions(256, false)).toEqual([0, 37]);
+});
+
 Deno.test("contexts double over a range or follow a list", () => {
   expect(parseContexts("16..128")).toEqual([16, 32, 64, 128]);
   expect(parseContexts("16..100")).toEqual([16, 32, 64]);
@@ -128,72 +171,6 @@ Deno.test("attention variants: MHA, GQA with 2/4/8 query heads per KV head where
     "GQA-4",
     "MQA",
   ]);
-});
-
-Deno.test("speedups set measured ratios beside FLOPs (KV cache) and bytes (GQA) predictions", () => {
-  const base = {
-    shape: "s",
-    backend: "cpu",
-    nHeads: 8,
-    phase: "decode",
-    context: 64,
-    tokensPerSecond: 0,
-    kvBytesPerToken: 0,
-    kvBytes: 0,
-    gbPerS: 0,
-    rooflineFraction: 0,
-  } as const;
-  const cells: DecoderCell[] = [
-    {
-      ...base,
-      cache: "kv-cache",
-      attention: "MHA",
-      nKvHeads: 8,
-      msPerToken: 2,
-      bytesPerToken: 400,
-      flopsPerToken: 10,
-    },
-    {
-      ...base,
-      cache: "recompute",
-      attention: "MHA",
-      nKvHeads: 8,
-      msPerToken: 50,
-      bytesPerToken: 800,
-      flopsPerToken: 640,
-    },
-    {
-      ...base,
-      cache: "kv-cache",
-      attention: "MQA",
-      nKvHeads: 1,
-      msPerToken: 1,
-      bytesPerToken: 100,
-      flopsPerToken: 9,
-    },
-  ];
-  const speedups = computeSpeedups(cells);
-  expect(speedups).toContainEqual(
-    {
-      shape: "s",
-      backend: "cpu",
-      comparison: "KV cache vs recompute (MHA)",
-      context: 64,
-      measured: 25,
-      predicted: 64,
-      basis: "FLOPs",
-    },
-  );
-  expect(speedups).toContainEqual({
-    shape: "s",
-    backend: "cpu",
-    comparison: "MQA vs MHA",
-    context: 64,
-    measured: 2,
-    predicted: 4,
-    basis: "bytes",
-  });
-  expect(speedups).toHaveLength(2);
 });
 
 Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the shape and reads its tok/s", async () => {
@@ -215,7 +192,11 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
       });
     },
   });
-  expect(result).toEqual({ shape: "tiny", tokensPerSecond: 1234.5 });
+  expect(result).toEqual({
+    shape: "tiny",
+    tokensPerSecond: 1234.5,
+    args: command.slice(1),
+  });
   expect(command).toEqual([
     "/opt/llama2.c/run",
     "/tmp/peer/model.bin",
@@ -250,4 +231,51 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
   expect(
     checkpoint.weights.tokenEmbedding.subarray(config.dim, 2 * config.dim).every((v) => v === 0),
   ).toBe(true);
+});
+
+Deno.test("the matrix skips cells over the cell budget and after the run's deadline, and says so", async () => {
+  const config = makeConfig({
+    dim: 16,
+    hiddenDim: 32,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 2,
+    vocabSize: 32,
+    maxSeqLen: 64,
+  });
+  const options = {
+    shapes: [{ name: "tiny", config }],
+    backends: ["cpu" as const],
+    contexts: [8, 16, 32],
+    decodePositions: 2,
+    reps: 3,
+    minBatchMs: { cpu: 1, webgpu: 1 },
+    rooflines: {},
+    llcBytes: 0,
+    quick: true,
+  };
+  // a budget nothing fits: each series measures its first context, then stops
+  const tight = await runMatrix({ ...options, cellBudgetS: 1e-9 });
+  expect(new Set(tight.cells.map((c) => c.context))).toEqual(new Set([8]));
+  expect(tight.skipped.map((s) => `${s.variant} ${s.phase} ${s.fromContext} ${s.reason}`).sort())
+    .toEqual([
+      "tiny MHA cpu kv-cache decode 16 cell budget",
+      "tiny MHA cpu kv-cache prefill 16 cell budget",
+      "tiny MHA cpu recompute decode 16 cell budget",
+      "tiny MQA cpu kv-cache decode 16 cell budget",
+      "tiny MQA cpu kv-cache prefill 16 cell budget",
+      "tiny MQA cpu recompute decode 16 cell budget",
+    ]);
+  // the recompute path was checked against the cached reference before timing
+  expect(tight.checks.map((c) => c.variant).sort()).toEqual([
+    "tiny MHA cpu recompute",
+    "tiny MQA cpu recompute",
+  ]);
+  expect(tight.checks[0].positions).toEqual([0, 37]);
+  // past the deadline no cell starts
+  const late = await runMatrix({ ...options, cellBudgetS: 100, deadline: performance.now() - 1 });
+  expect(late.cells).toEqual([]);
+  expect(late.skipped.every((s) => s.reason === "run time budget" && s.fromContext === 8)).toBe(
+    true,
+  );
 });

@@ -184,7 +184,8 @@ Deno.test("forwardCost: decode reads weights plus the cached keys/values; recomp
   expect(decode.flops).toBe(2 * 2 * 576 + 2 * 10 * 8 + 2 * 2 * 4 * 4 * 10);
   expect(decode.weightBytes).toBe(4 * (2 * (576 + 16) + 8 + 80 + 8));
   expect(decode.kvReadBytes).toBe(10 * 2 * 2 * 4 * 4);
-  expect(decode.bytes).toBe(decode.weightBytes + decode.kvReadBytes);
+  expect(decode.kvWriteBytes).toBe(2 * 2 * 4 * 4); // one position: 2 layers, k and v, kvDim 4
+  expect(decode.bytes).toBe(decode.weightBytes + decode.kvReadBytes + decode.kvWriteBytes);
   const recompute = forwardCost(config, { rows: 10, start: 0 });
   expect(recompute.flops).toBe(10 * 2 * 2 * 576 + 2 * 10 * 8 + 2 * 2 * 4 * 4 * 55);
   const mqa = forwardCost({ ...config, nKvHeads: 1 }, { rows: 1, start: 63 });
