@@ -10,8 +10,9 @@ import type { LlamaConfig } from "../model/config.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { formatTuneTable, tune, type TuneMeasurement } from "../model/tune.ts";
-import type { Gpu } from "../gpu/device.ts";
+import type { Dispatch, Gpu } from "../gpu/device.ts";
 import type { Tuning } from "../gpu/tuning.ts";
+import { calibrateBatch, gpuRunner, submitUnits, TimestampTimer, toTiming } from "./timing.ts";
 
 /** One shape's tuning and dispatch counts. */
 export interface VariantsReport {
@@ -57,25 +58,48 @@ export async function measureVariants(
   progress: (line: string) => void = () => {},
 ): Promise<VariantsReport[]> {
   const reports: VariantsReport[] = [];
-  for (const { name, config } of shapes) {
-    progress(`tuning ${name}${quick ? " (quick)" : ""}`);
-    const { tuning, measurements } = await tune(gpu, config, {
-      quick,
-      ...(quick ? { samples: 1, minSampleMs: 5 } : {}),
-    });
-    const unfused = { ...tuning, choices: { ...tuning.choices, decoder: "unfused" } };
-    reports.push({
-      shape: name,
-      tuning,
-      measurements,
-      layers: config.nLayers,
-      dispatchesPerToken: {
-        fused: await dispatches(gpu, config, tuning),
-        unfused: await dispatches(gpu, config, unfused),
-      },
-    });
+  const timer = TimestampTimer.supported(gpu) ? new TimestampTimer(gpu) : undefined;
+  try {
+    for (const { name, config } of shapes) {
+      progress(`tuning ${name}${quick ? " (quick)" : ""}`);
+      const { tuning, measurements } = await tune(gpu, config, {
+        quick,
+        timer: (dispatches) => timeDispatches(gpu, timer, dispatches, quick),
+      });
+      const unfused = { ...tuning, choices: { ...tuning.choices, decoder: "unfused" } };
+      reports.push({
+        shape: name,
+        tuning,
+        measurements,
+        layers: config.nLayers,
+        dispatchesPerToken: {
+          fused: await dispatches(gpu, config, tuning),
+          unfused: await dispatches(gpu, config, unfused),
+        },
+      });
+    }
+  } finally {
+    timer?.destroy();
   }
   return reports;
+}
+
+/**
+ * Median milliseconds per call with the bench's timer: GPU timestamps where the adapter has
+ * them, wall clock otherwise, over batches calibrated to last 20 ms (5 ms quick).
+ */
+async function timeDispatches(
+  gpu: Gpu,
+  timer: TimestampTimer | undefined,
+  dispatches: Dispatch[],
+  quick: boolean,
+): Promise<number> {
+  const run = gpuRunner(gpu, timer, (units) => submitUnits(gpu, dispatches, units));
+  const batch = await calibrateBatch(run, quick ? 5 : 20);
+  const samples = [];
+  for (let i = 0; i < (quick ? 2 : 5); i++) samples.push(await run(batch));
+  const timing = toTiming(samples, batch);
+  return (timing.gpuMs ?? timing.wallMs).median;
 }
 
 /**
