@@ -171,11 +171,13 @@ export function tunedAttention(
 }
 
 /**
- * Records every layer of a fused forward pass over `rows` tokens at `state.pos`.
+ * Records every layer of a fused forward pass over `rows` tokens at `state.pos`, with
+ * `attend` (from {@linkcode tunedAttention}; the caller owns it and destroys it).
  *
  * @example
  * ```ts ignore
- * const steps = await recordFusedLayers(gpu, table, config, 1, layers, buffers);
+ * const attend = await tunedAttention(gpu, table, config, 1);
+ * const steps = await recordFusedLayers(gpu, table, config, 1, layers, buffers, attend);
  * ```
  */
 export async function recordFusedLayers(
@@ -185,11 +187,11 @@ export async function recordFusedLayers(
   rows: number,
   layers: readonly FusedLayer[],
   buffers: FusedBuffers,
+  attend: AttentionKernel,
 ): Promise<Dispatch[]> {
   const { nHeads, nKvHeads, maxSeqLen, normEps: eps, ropeLayout: layout } = config;
   const hd = headDim(config);
   const { x, q, att, hb, state, ropeTable } = buffers;
-  const attend = await tunedAttention(gpu, tuning, config, rows);
   const qkvEpilogue = {
     kind: "qkvRope",
     nHeads,

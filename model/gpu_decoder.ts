@@ -35,6 +35,7 @@ import {
   type FusedLayer,
   projectionDispatches,
   recordFusedLayers,
+  tunedAttention,
   uploadFusedLayer,
 } from "./_fused_step.ts";
 
@@ -61,18 +62,11 @@ export class GpuDecoder implements Decoder {
     const { x, xb, xb2, q, k, v, att, hb, hb2, logits } = run.act;
     const { state } = run;
     const table = this.#ropeTable;
-    const [norm, ropeQ, ropeK, append, attend, residual, gate] = await Promise.all([
-      rmsNormKernel(gpu, { rows, dim, eps }),
-      ropeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
-      ropeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
-      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen }),
-      attentionKernel(gpu, { rows, nHeads, nKvHeads, headDim: hd }),
-      addKernel(gpu, rows * dim),
-      siluMulKernel(gpu, rows * hiddenDim),
-    ]);
+    const norm = await rmsNormKernel(gpu, { rows, dim, eps });
+    const attend = this.#fused
+      ? await tunedAttention(gpu, this.tuning, config, rows)
+      : await attentionKernel(gpu, { rows, nHeads, nKvHeads, headDim: hd });
     this.#attentionKernels.push(attend); // it owns a buffer when split
-    const project = (m: GpuMatrix, input: GPUBuffer, out: GPUBuffer) =>
-      matmulDispatches(gpu, m, { rows, x: input, out });
     const tokens = this.#tokenSource(rows);
     const steps = await embeddingDispatches(gpu, w.tokenEmbedding, { rows, tokens, out: x });
     if (this.#fused) {
@@ -87,7 +81,7 @@ export class GpuDecoder implements Decoder {
           ropeTable: table,
           keyCache: run.keyCache,
           valueCache: run.valueCache,
-        }),
+        }, attend),
       );
       steps.push(...norm.bind({ x, weight: w.finalNorm, out: xb }));
       steps.push(
@@ -100,6 +94,15 @@ export class GpuDecoder implements Decoder {
       );
       return steps;
     }
+    const [ropeQ, ropeK, append, residual, gate] = await Promise.all([
+      ropeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
+      ropeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
+      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen }),
+      addKernel(gpu, rows * dim),
+      siluMulKernel(gpu, rows * hiddenDim),
+    ]);
+    const project = (m: GpuMatrix, input: GPUBuffer, out: GPUBuffer) =>
+      matmulDispatches(gpu, m, { rows, x: input, out });
     for (const [l, layer] of w.layers.entries()) {
       const [keyCache, valueCache] = [run.keyCache[l], run.valueCache[l]];
       // attention: x += wo · attention(rope(wq·xb), cache + rope(wk·xb), wv·xb)
