@@ -5,8 +5,9 @@
  * doubling), every cell repeated with its variants interleaved, written as JSON, Markdown and
  * SVG charts. Seeded random weights at real shapes: no download.
  *
- * New axes (precision, batch size, kernel variants) plug in as modules that add kernel cases
- * (registry entries, bench/_kernels.ts), matrix cells or report sections to the results.
+ * New axes plug in as modules that add kernel cases (registry entries, bench/_kernels.ts),
+ * matrix cells or report sections to the results: the batch axis (`batch.ts`) times batched
+ * decode steps by batch size, attention variant and KV-cache layout.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/_memory.ts";
+import { runBatchAxis } from "./batch.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
 import { describeMachine } from "./machine.ts";
@@ -76,6 +78,10 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --help                this text
+
+After the decoder matrix, the batch axis (on attention-heavy, or the first shape) times batched
+decode steps: b = 1..32 sequences (quick: 1, 4) at contexts 256 and 1024 (quick: 256), MHA, GQA
+and MQA on a paged KV cache, and the three KV-cache layouts at one batch size.
 
 Writes DIR/results.json (every sample's summary, versioned), DIR/report.md, SVG charts, and
 DIR/readme_results.md (the README's results section, machine line from the run's metadata).`;
@@ -300,6 +306,20 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       llcBytes: machine.llcBytes,
       quick,
       gpu,
+      // the batch axis's share of the run comes after
+      deadline: started + (maxMinutes - (quick ? 0.5 : 3)) * 60_000,
+    }, io.progress);
+    // The batch axis on the shape the README leads with.
+    const batchShape = shapes.find((s) => s.name === "attention-heavy") ?? shapes[0];
+    const batch = await runBatchAxis({
+      config: batchShape.config,
+      shape: batchShape.name,
+      backends,
+      gpu,
+      quick,
+      reps,
+      minBatchMs,
+      rooflines,
       deadline: started + maxMinutes * 60_000,
     }, io.progress);
     const results: BenchResults = {
@@ -324,6 +344,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       rejected,
       skipped,
       speedups: computeSpeedups(cells),
+      batch,
     };
     if (peers.length) results.peers = await comparePeers(peers, shapes, results, reps, io);
     await writeResults(results, out, io);
@@ -332,7 +353,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       await io.writeFile(`${out}/variants.json`, JSON.stringify(variants, null, 2) + "\n");
       io.print(`wrote ${out}/variants.md and ${out}/variants.json (tuning, dispatches per token)`);
     }
-    return rejected.length > 0 ? 1 : 0;
+    return rejected.length > 0 || batch.rejected.length > 0 ? 1 : 0;
   } finally {
     gpu?.destroy();
   }

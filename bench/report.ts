@@ -5,6 +5,8 @@
  *
  * @module
  */
+import type { BatchAxis } from "./batch.ts";
+import { batchChartFiles, batchMarkdown, batchReadme } from "./_batch_report.ts";
 import { barChart, lineChart, PALETTE } from "./svg.ts";
 import type { Backend, KernelResult } from "./measure.ts";
 import type { CheckResult, DecoderCell, RejectedVariant, SkippedSeries } from "./matrix.ts";
@@ -168,6 +170,8 @@ export interface BenchResults {
   speedups: Speedup[];
   /** llama2.c builds side by side, when `--llama2c` was given. */
   peers?: PeerRow[];
+  /** The batch axis: batched decode steps by batch size, attention and KV layout. */
+  batch?: BatchAxis;
 }
 
 /**
@@ -601,6 +605,7 @@ export function chartFiles(results: BenchResults): Record<string, string> {
     }),
     format: (v) => `${(v * 100).toFixed(1)}%`,
   });
+  if (results.batch) Object.assign(files, batchChartFiles(results.batch, results.rooflines));
   return files;
 }
 
@@ -676,6 +681,7 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "",
     "![roofline.svg](roofline.svg)",
     "",
+    ...(results.batch ? [batchMarkdown(results.batch, charts), ""] : []),
     "## Every cell",
     "",
     cellsTable(results, true),
@@ -779,6 +785,7 @@ export function formatReadmeSection(results: BenchResults): string {
     "",
     `All speedups are in the full report. ${noisy.length} of ${results.speedups.length} comparisons are within noise. ${llcLine}`,
     ...(results.peers ? ["", "Beside llama2.c:", "", peerTable(results, true)] : []),
+    ...(results.batch ? ["", batchReadme(results.batch)] : []),
     "",
   ].join("\n");
 }

@@ -29,6 +29,8 @@ export interface Series {
   color?: string;
   /** Dashed line. */
   dashed?: boolean;
+  /** Points only, no line between them (a scatter). */
+  markersOnly?: boolean;
   /** Per point, the [low, high] of its error bar (e.g. min and max of the samples). */
   ranges?: [number, number][];
 }
@@ -131,7 +133,9 @@ export function lineChart(options: {
       const path = points.map(([x, y], j) =>
         `${j ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`
       ).join(" ");
-      parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
+      if (!s.markersOnly) {
+        parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
+      }
       for (const [x, y] of points) {
         parts.push(
           `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`,

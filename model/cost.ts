@@ -175,3 +175,52 @@ export function predictMs(
   const memoryMs = cost.bytes / (ceilings.readGbPerS * 1e6);
   return Math.max(computeMs, memoryMs) + cost.dispatches * ceilings.dispatchUs / 1000;
 }
+
+/**
+ * Cost of one batched decode step: one new token for each of several sequences, sequence `i`
+ * at position `positions[i]` (its cache holding the positions before it; under a sliding
+ * `window`, attention reads only the last `window`). The weights are read once for the whole
+ * step; every sequence reads its own keys and values and runs its own classifier row. Weight
+ * traffic is shared by the batch and cache traffic is not: this is what makes the KV cache, and
+ * GQA's saving, dominate at large batches.
+ *
+ * @example
+ * ```ts
+ * import { preset } from "./config.ts";
+ * import { batchStepCost, forwardCost } from "./cost.ts";
+ * const config = preset("stories15M");
+ * const one = forwardCost(config, { rows: 1, start: 100 });
+ * const eight = batchStepCost(config, Array(8).fill(100));
+ * if (eight.kvReadBytes !== 8 * one.kvReadBytes || eight.flops !== 8 * one.flops) throw new Error("wrong");
+ * if (eight.weightBytes >= 2 * one.weightBytes) throw new Error("weights are shared");
+ * ```
+ */
+export function batchStepCost(
+  config: LlamaConfig,
+  positions: readonly number[],
+  window: number = Infinity,
+): ForwardCost {
+  if (positions.length === 0) throw new RangeError("positions: expected at least one, got none");
+  const hd = headDim(config);
+  const kvPerToken = kvCacheBytesPerToken({ ...config, headDim: hd });
+  const single = forwardCost(config, { rows: 1, start: 0 });
+  // The attention part of one token's FLOPs per key it reads.
+  const attentionFlopsPerKey = config.nLayers * config.nHeads * hd * 4;
+  let flops = 0, kvReadBytes = 0;
+  for (const pos of positions) {
+    const visible = Math.min(pos + 1, window);
+    flops += single.flops + attentionFlopsPerKey * (visible - 1);
+    kvReadBytes += visible * kvPerToken;
+  }
+  const weightBytes = single.weightBytes + 4 * config.dim * (positions.length - 1);
+  const kvWriteBytes = positions.length * kvPerToken;
+  return {
+    flops,
+    weightBytes,
+    kvReadBytes,
+    kvWriteBytes,
+    bytes: weightBytes + kvReadBytes + kvWriteBytes,
+    // the gather of each sequence's last row before the classifier
+    dispatches: dispatchesPerPass(config) + 1,
+  };
+}

@@ -100,13 +100,45 @@ Deno.test({
       expect(s.measured.lo <= s.measured.ratio && s.measured.ratio <= s.measured.hi).toBe(true);
       expect(s.predicted).toBeGreaterThan(0);
     }
+    // the batch axis: b = 1 and 4 for MHA and MQA on the paged layout, the three layouts at b = 4
+    const batch = results.batch!;
+    expect(batch.rejected).toEqual([]);
+    for (const b of backends) {
+      for (const size of [1, 4]) {
+        for (const attention of ["MHA", "MQA"]) {
+          const cell = batch.cells.find((c) =>
+            c.backend === b && c.batch === size && c.attention === attention && c.layout === "paged"
+          )!;
+          expect(cell.msPerStep.n).toBeGreaterThanOrEqual(3);
+          expect(cell.tokensPerSecond.max).toBeCloseTo(size * 1000 / cell.msPerStep.min, 6);
+          // weights once per step, each sequence's cache by itself
+          expect(cell.cost.kvReadBytes).toBe(
+            size * (cell.meanPosition + 1) * kvPerToken(attention),
+          );
+        }
+      }
+      const layouts = batch.cells.filter((c) =>
+        c.backend === b && c.batch === 4 && c.attention === "MHA"
+      );
+      expect(layouts.map((c) => c.layout).sort()).toEqual(["contiguous", "paged", "sliding"]);
+    }
+    expect(batch.crossovers.length).toBeGreaterThan(0);
+    const capacity = (attention: string) =>
+      batch.capacity.find((c) =>
+        c.layout === "paged" && c.context === 256 && c.attention === attention
+      )!;
+    expect(capacity("MHA").bytesPerSequence).toBe(8 * capacity("MQA").bytesPerSequence);
+    expect(capacity("MQA").sequences).toBe(Math.floor(2 ** 30 / capacity("MQA").bytesPerSequence));
     const report = files.get("out/report.md")!;
+    expect(report).toContain("## Batched decoding (`stories260K`)");
     expect(report).toContain("## Decode ms/token by mean position");
     expect(report).toContain("| shape | backend | cache | attention |");
     expect(report).toContain("## Roofline");
     const charts = [...files.keys()].filter((f) => f.endsWith(".svg"));
     expect(charts).toContain("out/kv_bytes.svg");
     expect(charts).toContain("out/roofline.svg");
+    expect(charts).toContain("out/batch_roofline_cpu.svg");
+    expect(charts).toContain("out/batch_tokens_cpu_256.svg");
     expect(charts).toContain("out/decode_stories260K_cpu.svg");
     expect(files.get("out/decode_stories260K_cpu.svg")).toContain('class="error-bar"');
     for (const chart of charts) {

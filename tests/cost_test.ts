@@ -1,5 +1,12 @@
 import { expect } from "expect";
-import { dispatchesPerPass, forwardCost, makeConfig, passesCost, predictMs } from "../model/mod.ts";
+import {
+  batchStepCost,
+  dispatchesPerPass,
+  forwardCost,
+  makeConfig,
+  passesCost,
+  predictMs,
+} from "../model/mod.ts";
 
 // dim 4, hidden 8, 1 layer, 2 query heads and 1 K/V head of 2 features, vocabulary 10.
 // Matrices per layer: wq 4x4 16, wk 2x4 8, wv 2x4 8, wo 4x4 16, w1/w2/w3 8x4 32 each: 144 floats.
@@ -64,4 +71,32 @@ Deno.test("the time model takes the slower of compute and memory, plus dispatche
   expect(predictMs({ flops: 1e8, bytes: 1e8, dispatches: 50 }, ceilings)).toBeCloseTo(11, 12);
   // compute-bound: 5e9 FLOPs = 50 ms
   expect(predictMs({ flops: 5e9, bytes: 1e8, dispatches: 0 }, ceilings)).toBeCloseTo(50, 12);
+});
+
+Deno.test("a batched step costs the weights once and each sequence's cache by itself (hand-computed)", () => {
+  // dim 4, hidden 8, 1 layer, 2 heads of 2 sharing 1 KV head, vocab 10: 144 matrix weights a
+  // layer, 16 K/V bytes a position
+  const config = makeConfig({
+    dim: 4,
+    hiddenDim: 8,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    vocabSize: 10,
+    maxSeqLen: 16,
+  });
+  const step = batchStepCost(config, [3, 5]);
+  // weights: 4 * (144 + 2 norms of 4 + final norm 4 + classifier 40 + one embedding row 4), plus a
+  // second embedding row
+  expect(step.weightBytes).toBe(4 * (144 + 8 + 4 + 40 + 4) + 16);
+  expect(step.kvReadBytes).toBe((4 + 6) * 16);
+  expect(step.kvWriteBytes).toBe(2 * 16);
+  // per sequence: 2 * 144 matrix + 2 * 40 classifier + 16 per key read (2 heads * 2 * 4)
+  expect(step.flops).toBe((288 + 80 + 16 * 4) + (288 + 80 + 16 * 6));
+  expect(step.bytes).toBe(step.weightBytes + step.kvReadBytes + step.kvWriteBytes);
+  // a sliding window of 2: each sequence reads 2 positions
+  const windowed = batchStepCost(config, [3, 5], 2);
+  expect(windowed.kvReadBytes).toBe(4 * 16);
+  expect(windowed.flops).toBe(2 * (288 + 80 + 16 * 2));
+  expect(() => batchStepCost(config, [])).toThrow("positions: expected at least one, got none");
 });
