@@ -12,7 +12,7 @@ import { headDim, type LlamaConfig } from "./config.ts";
 import type { LayerWeights } from "./weights.ts";
 import { type AttentionKernel, attentionKernel } from "../gpu/attention.ts";
 import { tiledAttentionKernel } from "../gpu/attention_tiled.ts";
-import type { BufferRange, Dispatch, Gpu } from "../gpu/device.ts";
+import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../gpu/device.ts";
 import { fuseQkv, interleaveGateUp } from "../gpu/fused_weights.ts";
 import { type GpuMatrix, uploadMatrix } from "../gpu/matmul.ts";
 import {
@@ -129,14 +129,26 @@ export async function projectionDispatches<E extends ProjectionEpilogue>(
   const pair = epilogue.kind === "siluMul" || epilogue.kind === "qkvRope" ? 2 : 1;
   const units = matrix.outDim / pair;
   const { rows, norm = false } = args;
-  const variant = projectionVariant(
-    tuning.choice(projectionKey(epilogue.kind, norm, rows, units, matrix.inDim)),
-  );
+  const key = projectionKey(epilogue.kind, norm, rows, units, matrix.inDim);
+  const chosen = projectionVariant(tuning.choice(key));
   const dispatches: Dispatch[] = [];
   for (const chunk of matrix.chunks) {
+    const shape = { rows, units: chunk.rows / pair, inDim: matrix.inDim };
+    const runs = chosen.applies(shape, gpu.limits) &&
+      chosen.features.every((f) => gpu.device.features.has(f));
+    // A class default that does not fit this shape (say, a workgroup per row of a 128k-token
+    // classifier, past the grid limit) falls back to one row per invocation; a tuning's own
+    // choice that does not fit is an error: the tuning was made for another model or device.
+    if (!runs && tuning.tuning?.choices[key] !== undefined) {
+      throw new GpuError(
+        key,
+        `tuning: variant ${chosen.name} does not apply to ${shape.rows}x${shape.units}x${shape.inDim} here`,
+      );
+    }
+    const variant = runs ? chosen : projectionVariant("row");
     const kernel = await projectionKernel(
       gpu,
-      { rows, units: chunk.rows / pair, inDim: matrix.inDim },
+      shape,
       epilogue,
       variant,
       {

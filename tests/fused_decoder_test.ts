@@ -130,6 +130,10 @@ gpuTest(
     };
     await expect(GpuDecoder.create(gpu, config, randomWeights(config), { tuning: elsewhere }))
       .rejects.toThrow(/^tuning adapter: expected this adapter .* got one measured on .*hopper/);
+    // a tuning's own choice that cannot run this shape: the prefill-only tiled layout for decode
+    const wrong = tuningFor(gpu, config, "fused", "tiled", "split1");
+    await expect(GpuDecoder.create(gpu, config, randomWeights(config), { tuning: wrong }))
+      .rejects.toThrow("tuning: variant tiled does not apply to 1x");
   },
 );
 
