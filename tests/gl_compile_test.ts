@@ -38,8 +38,9 @@ gpuTest("kernels declare at most 256 workgroup-array elements (GL compile time)"
     await argmaxKernel(gpu, 32000, { temperature: 0.8, seed: 1 });
     await rmsNormKernel(gpu, { rows: 1, dim: 4096 });
     await softmaxKernel(gpu, { rows: 1, n: 32000 });
-    // the projection layouts a software adapter runs by default (gpu/tuning.ts)
-    for (const variant of ["row", "tiled"].map(projectionVariant)) {
+    // every projection layout but coop256 (a 256-invocation workgroup needs 256-float arrays)
+    for (const name of ["row", "coop64", "multirow8", "multirow16", "tiled"]) {
+      const variant = projectionVariant(name);
       for (const kind of ["add", "siluMul"] as const) {
         await projectionKernel(gpu, { rows: 64, units: 768, inDim: 288 }, { kind }, variant, {
           norm: true,
