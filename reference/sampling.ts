@@ -121,7 +121,10 @@ export function sample(logits: Float32Array, options: SamplingOptions, rng: Rng)
   if (options.topP !== undefined && !(options.topP > 0 && options.topP <= 1)) {
     throw new RangeError(`top-p: expected a value in (0, 1], got ${options.topP}`);
   }
-  if (temperature === 0) return argmax(logits);
+  // Non-finite logits follow argmax's contract (and the Gumbel kernel's): NaN is an error, the
+  // first +Infinity wins, a row of -Infinity gives id 0.
+  const best = argmax(logits);
+  if (temperature === 0 || !Number.isFinite(logits[best])) return best;
   const probs = temperatureSoftmax(logits, temperature);
   let candidates = options.topK !== undefined
     ? topK(probs, options.topK)

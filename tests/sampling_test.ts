@@ -147,3 +147,19 @@ Deno.test("gumbelSample: -Infinity never wins, +Infinity always does, NaN is an 
     "temperature: expected 0 or a number in [1e-30, 1e+30], got 1e-31",
   );
 });
+
+Deno.test("sample follows argmax on non-finite logits: +Infinity wins, all -Infinity gives 0", () => {
+  const rng = new Rng(1);
+  for (
+    const options of [{ temperature: 1 }, { temperature: 0.7, topK: 2 }, {
+      temperature: 1,
+      topP: 0.5,
+    }]
+  ) {
+    expect(sample(new Float32Array([0, Infinity, 1, Infinity]), options, rng)).toBe(1);
+    expect(sample(new Float32Array([-Infinity, -Infinity, -Infinity]), options, rng)).toBe(0);
+    expect(() => sample(new Float32Array([0, NaN]), options, rng)).toThrow(
+      "argmax: logit 1 is NaN",
+    );
+  }
+});
