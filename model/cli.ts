@@ -41,6 +41,7 @@ Generation:
   --seed S              seed of every random choice (default 0)
   --backend cpu|webgpu  where to run (default webgpu)
   --no-kv-cache         recompute the whole prefix at every step
+  --tuning FILE         kernel variants from \`deno task tune\` (webgpu; default: the adapter's class)
 Output:
   --json                one JSON object: prompt ids, generated ids, text, prefill and decode tokens/s
   --logits              with --json, add the logits at every position processed
@@ -94,6 +95,14 @@ function defaultIo(): CliIo {
   };
 }
 
+async function readTuning(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(`--tuning: cannot read ${path} (${(error as Error).message})`);
+  }
+}
+
 async function run(args: string[], io: CliIo): Promise<number> {
   const flags = parseFlags(args, {
     model: { type: "string" },
@@ -111,6 +120,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
     "top-k": { type: "string" },
     seed: { type: "string" },
     backend: { type: "string" },
+    tuning: { type: "string" },
     "no-kv-cache": { type: "boolean" },
     preset: { type: "string" },
     json: { type: "boolean" },
@@ -263,7 +273,10 @@ async function run(args: string[], io: CliIo): Promise<number> {
   const kvCache = !flags["no-kv-cache"];
   const gpu = backend === "webgpu" ? await requestGpu() : undefined;
   const decoder: Decoder = gpu
-    ? await GpuDecoder.create(gpu, runConfig, weights, { kvCache })
+    ? await GpuDecoder.create(gpu, runConfig, weights, {
+      kvCache,
+      tuning: flags.tuning === undefined ? undefined : await readTuning(flags.tuning),
+    })
     : new CpuDecoder(runConfig, weights, { kvCache });
 
   const textDecoder = new TextDecoder();
