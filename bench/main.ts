@@ -18,6 +18,7 @@ import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { runBatchAxis } from "./batch.ts";
 import { runLlama2c } from "./llama2c.ts";
+import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
 import { describeMachine } from "./machine.ts";
 import { type BenchShape, runMatrix } from "./matrix.ts";
 import { precisionChart, precisionMarkdown, runPrecisionAxis } from "./precision.ts";
@@ -318,7 +319,10 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       name,
       config: name === "attention-heavy" ? ATTENTION_HEAVY : preset(name),
     }));
+    // tuned first, so that the decoder matrix runs the variants chosen on this adapter
+    const variants = gpu ? await measureVariants(gpu, shapes, quick, io.progress) : [];
     const { cells, rejected, checks, skipped } = await runMatrix({
+      tunings: Object.fromEntries(variants.map((v) => [v.shape, v.tuning])),
       shapes,
       backends,
       contexts,
@@ -372,6 +376,11 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     };
     if (peers.length) results.peers = await comparePeers(peers, shapes, results, reps, io);
     await writeResults(results, out, io);
+    if (variants.length > 0) {
+      await io.writeFile(`${out}/variants.md`, formatVariantsMarkdown(variants));
+      await io.writeFile(`${out}/variants.json`, JSON.stringify(variants, null, 2) + "\n");
+      io.print(`wrote ${out}/variants.md and ${out}/variants.json (tuning, dispatches per token)`);
+    }
     return rejected.length > 0 || batch.rejected.length > 0 ? 1 : 0;
   } finally {
     gpu?.destroy();

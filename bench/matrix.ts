@@ -7,6 +7,7 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
+import type { Tuning } from "../gpu/tuning.ts";
 import { headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
 import { type ForwardCost, forwardCost, passesCost, predictMs } from "../model/cost.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
@@ -174,6 +175,8 @@ export function checkPositions(limit: number, quick: boolean): number[] {
 
 /** Options of {@linkcode runMatrix}. */
 export interface MatrixOptions {
+  /** Tuning per shape name for the WebGPU decoder (the adapter class's defaults if absent). */
+  tunings?: Record<string, Tuning>;
   /** Shapes to run. */
   shapes: BenchShape[];
   /** Backends to run. */
@@ -268,6 +271,7 @@ export async function runMatrix(
               ? await GpuDecoder.create(options.gpu!, config, weights, {
                 kvCache,
                 maxPrefillRows: GPU_PREFILL_ROWS,
+                tuning: options.tunings?.[shape.name],
               })
               : new CpuDecoder(config, weights, { kvCache });
             if (backend !== "cpu" || !kvCache) {

@@ -28,6 +28,7 @@ import { argmaxKernel } from "./sampling.ts";
 import { softmaxKernel } from "./softmax.ts";
 import { createState, STATE_WORDS, stateWords } from "./state.ts";
 import { siluMulKernel } from "./swiglu.ts";
+import { PROJECTION_PAIR, TILED_ATTENTION_VARIANT } from "./_variant_pairs.ts";
 import { BATCH_ATTENTION_PAIR, BATCH_ROPE_PAIR, KV_SCATTER_PAIR } from "./_batch_pairs.ts";
 import {
   ATTENTION_F16_PAIR,
@@ -414,7 +415,7 @@ export const ATTENTION_PAIR: KernelPair<
         state: createState(gpu, { pos }),
         out: buffers.output(inputs.q.length),
       }),
-  }],
+  }, TILED_ATTENTION_VARIANT],
 };
 
 /** Shape of the token choice: `n` logits, greedy (temperature 0) or Gumbel-max sampling. */
@@ -586,6 +587,7 @@ export const KERNEL_PAIRS: readonly AnyKernelPair[] = [
   MATMUL_SPLIT_PAIR,
   COPY_PAIR,
   EMBEDDING_SPLIT_PAIR,
+  PROJECTION_PAIR,
   BATCH_ROPE_PAIR,
   KV_SCATTER_PAIR,
   BATCH_ATTENTION_PAIR,

@@ -32,6 +32,18 @@ export interface RequestGpuOptions {
   powerPreference?: GPUPowerPreference;
 }
 
+/** What the adapter says it is (`GPUAdapterInfo`'s strings, empty where it says nothing). */
+export interface AdapterIdentity {
+  /** Vendor, e.g. "nvidia" or a PCI id. */
+  vendor: string;
+  /** Architecture, e.g. "hopper". */
+  architecture: string;
+  /** Device, e.g. a PCI device id. */
+  device: string;
+  /** Human-readable description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+  description: string;
+}
+
 /**
  * Times the compute passes a {@linkcode Gpu} submits with `timestamp-query` (set
  * {@linkcode Gpu.passTimer}): the benchmark's source of GPU time.
@@ -97,7 +109,13 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   const description = [info.description, info.vendor && `vendor ${info.vendor}`, info.architecture]
     .filter(Boolean)
     .join(", ");
-  return new Gpu(device, description || "unknown adapter");
+  const identity = {
+    vendor: info.vendor ?? "",
+    architecture: info.architecture ?? "",
+    device: info.device ?? "",
+    description: info.description ?? "",
+  };
+  return new Gpu(device, description || "unknown adapter", identity);
 }
 
 /**
@@ -110,6 +128,8 @@ export class Gpu {
   readonly device: GPUDevice;
   /** What the adapter says it is, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   readonly adapterDescription: string;
+  /** The adapter's vendor, architecture, device and description (what tunings are keyed by). */
+  readonly adapter: AdapterIdentity;
   /** When set, every pass {@linkcode Gpu.submit} records carries its timestamp writes. */
   passTimer: PassTimer | undefined;
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
@@ -117,9 +137,11 @@ export class Gpu {
   #uncaptured: string[] = [];
 
   /** Wraps a device (use {@linkcode requestGpu} to get one). */
-  constructor(device: GPUDevice, adapterDescription: string) {
+  constructor(device: GPUDevice, adapterDescription: string, adapter?: AdapterIdentity) {
     this.device = device;
     this.adapterDescription = adapterDescription;
+    this.adapter = adapter ??
+      { vendor: "", architecture: "", device: "", description: adapterDescription };
     device.lost.then((info) => {
       this.#lost = `${info.reason}${info.message ? `: ${info.message}` : ""}`;
     });

@@ -50,6 +50,7 @@ Generation:
   --no-kv-cache         recompute the whole prefix at every step
   --weights FORMAT      hold the weight matrices as f32 (default), f16, q8_0 or q4_0
   --kv FORMAT           store the KV cache as f32 (default), f16 or q8_0
+  --tuning FILE         kernel variants from \`deno task tune\` (webgpu; default: the adapter's class)
 Output:
   --json                one JSON object: prompt ids, generated ids, text, prefill and decode tokens/s
   --logits              with --json, add the logits at every position processed
@@ -116,6 +117,14 @@ function defaultIo(): CliIo {
   };
 }
 
+async function readTuning(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(`--tuning: cannot read ${path} (${(error as Error).message})`);
+  }
+}
+
 async function run(args: string[], io: CliIo): Promise<number> {
   const flags = parseFlags(args, {
     model: { type: "string" },
@@ -133,6 +142,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
     "top-k": { type: "string" },
     seed: { type: "string" },
     backend: { type: "string" },
+    tuning: { type: "string" },
     "no-kv-cache": { type: "boolean" },
     weights: { type: "string" },
     kv: { type: "string" },
@@ -300,7 +310,10 @@ async function run(args: string[], io: CliIo): Promise<number> {
   const formats = { weights: weightFormat, kvCache: kvCache ? kvFormat : false } as const;
   const gpu = backend === "webgpu" ? await requestGpu() : undefined;
   const decoder: CpuDecoder | GpuDecoder = gpu
-    ? await GpuDecoder.create(gpu, runConfig, weights, formats)
+    ? await GpuDecoder.create(gpu, runConfig, weights, {
+      ...formats,
+      tuning: flags.tuning === undefined ? undefined : await readTuning(flags.tuning),
+    })
     : new CpuDecoder(runConfig, weights, formats);
 
   const textDecoder = new TextDecoder();

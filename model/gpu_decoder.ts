@@ -40,8 +40,18 @@ import { ropeKernel } from "../gpu/rope.ts";
 import { argmaxKernel } from "../gpu/sampling.ts";
 import { stateWords } from "../gpu/state.ts";
 import { siluMulKernel } from "../gpu/swiglu.ts";
+import type { GpuMatrix } from "../gpu/matmul.ts";
+import { parseTuning, type Tuning, TuningTable } from "../gpu/tuning.ts";
 import { ropeTable } from "../reference/rope.ts";
 import type { KvFormat } from "../reference/kv_cache.ts";
+import {
+  destroyFusedLayer,
+  type FusedLayer,
+  projectionDispatches,
+  recordFusedLayers,
+  tunedAttention,
+  uploadFusedLayer,
+} from "./_fused_step.ts";
 
 /**
  * LLaMA on WebGPU.
@@ -66,27 +76,57 @@ export class GpuDecoder implements Decoder {
     const { x, xb, xb2, q, k, v, att, hb, hb2, logits } = run.act;
     const { state } = run;
     const table = this.#ropeTable;
-    const [norm, ropeQ, ropeK, append, attend, residual, gate] = await Promise.all([
-      rmsNormKernel(gpu, { rows, dim, eps }),
-      ropeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
-      ropeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
-      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen, format: this.kvFormat }),
-      attentionKernel(gpu, {
+    const norm = await rmsNormKernel(gpu, { rows, dim, eps });
+    const attend = this.#fused
+      ? await tunedAttention(gpu, this.tuning, config, rows)
+      : await attentionKernel(gpu, {
         rows,
         nHeads,
         nKvHeads,
         headDim: hd,
         kvFormat: this.kvFormat,
         maxSeqLen,
-      }),
+      });
+    this.#attentionKernels.push(attend); // it owns a buffer when split
+    const tokens = this.#tokenSource(rows);
+    const steps = await embeddingDispatches(gpu, w.tokenEmbedding, { rows, tokens, out: x });
+    if (this.#fused) {
+      // five dispatches per layer (six when attention splits), see _fused_step.ts
+      steps.push(
+        ...await recordFusedLayers(gpu, this.tuning, config, rows, this.#fused, {
+          x,
+          q,
+          att,
+          hb,
+          state,
+          ropeTable: table,
+          keyCache: run.keyCache,
+          valueCache: run.valueCache,
+        }, attend),
+      );
+      steps.push(...norm.bind({ x, weight: w.finalNorm, out: xb }));
+      steps.push(
+        // The fused path only runs with f32 weights: the classifier is row blocks.
+        ...await projectionDispatches(gpu, this.tuning, w.classifier as GpuMatrix, {
+          kind: "store",
+        }, {
+          rows: 1,
+          x: xb,
+          xOffset: (rows - 1) * dim,
+          buffers: { out: logits },
+        }),
+      );
+      return steps;
+    }
+    const [ropeQ, ropeK, append, residual, gate] = await Promise.all([
+      ropeKernel(gpu, { rows, nHeads, headDim: hd, maxSeqLen, layout }),
+      ropeKernel(gpu, { rows, nHeads: nKvHeads, headDim: hd, maxSeqLen, layout }),
+      kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen, format: this.kvFormat }),
       addKernel(gpu, rows * dim),
       siluMulKernel(gpu, rows * hiddenDim),
     ]);
     const project = (m: GpuWeightMatrix, input: GPUBuffer, out: GPUBuffer) =>
       projectDispatches(gpu, m, { rows, x: input, out });
-    this.#attentionKernels.push(attend); // it owns a buffer when split
-    const tokens = this.#tokenSource(rows);
-    const steps = await embeddingDispatches(gpu, w.tokenEmbedding, { rows, tokens, out: x });
     for (const [l, layer] of w.layers.entries()) {
       const [keyCache, valueCache] = [run.keyCache[l], run.valueCache[l]];
       // attention: x += wo · attention(rope(wq·xb), cache + rope(wk·xb), wv·xb)
@@ -129,8 +169,12 @@ export class GpuDecoder implements Decoder {
   readonly gpu: Gpu;
   /** Bytes of weights resident on the GPU. */
   readonly weightBytes: number;
-  /** The weights on the GPU. */
+  /** The kernel variants this decoder runs. */
+  readonly tuning: TuningTable;
+  /** The weights on the GPU (without the layers when fused). */
   readonly #weights: GpuWeights;
+  /** The layers in the fused layouts, when the tuning runs the fused forward pass. */
+  readonly #fused: FusedLayer[] | undefined;
   /** Activations, KV cache, token and position bookkeeping. */
   readonly #run: GpuRunState;
   readonly #ropeTable: GPUBuffer;
@@ -155,7 +199,24 @@ export class GpuDecoder implements Decoder {
     this.kvFormat = typeof options.kvCache === "string" ? checkKvFormat(options.kvCache) : "f32";
     const { maxSeqLen } = config;
     this.#maxRows = this.kvCache ? Math.min(options.maxPrefillRows ?? 64, maxSeqLen) : maxSeqLen;
-    this.#weights = uploadWeights(gpu, config, weights, options.maxBindingBytes);
+    const tuning = typeof options.tuning === "string"
+      ? parseTuning(options.tuning)
+      : options.tuning && parseTuning(options.tuning);
+    this.tuning = new TuningTable(gpu.adapter, tuning);
+    // The fused step reads f32 weights and an f32 KV cache; other formats take the plain path.
+    const plain = "format" in weights ? undefined : weights;
+    const fused = this.tuning.fused && plain !== undefined && this.kvFormat === "f32";
+    this.#weights = uploadWeights(
+      gpu,
+      config,
+      fused ? { ...plain!, layers: [] } : weights,
+      options.maxBindingBytes,
+    );
+    this.#fused = fused
+      ? plain!.layers.map((layer, l) =>
+        uploadFusedLayer(gpu, config, layer, l, options.maxBindingBytes)
+      )
+      : undefined;
     this.weightBytes = this.#weights.bytes;
     this.#run = createRunState(gpu, config, this.#maxRows, this.kvFormat);
     this.#ropeTable = gpu.upload(
@@ -357,9 +418,18 @@ export class GpuDecoder implements Decoder {
     return { tokens, prefillMs, decodeMs };
   }
 
+  /**
+   * Dispatches one decoded token records: the forward pass over one row and the token choice
+   * (finite check, argmax, position bookkeeping).
+   */
+  async dispatchesPerToken(): Promise<number> {
+    return (await this.#plan(1)).length + (await this.#choose(0, 0)).length;
+  }
+
   /** Frees the GPU buffers. */
   destroy(): void {
     destroyWeights(this.#weights);
+    for (const layer of this.#fused ?? []) destroyFusedLayer(layer);
     destroyRunState(this.#run);
     this.#ropeTable.destroy();
     this.#fault.destroy();
@@ -369,6 +439,11 @@ export class GpuDecoder implements Decoder {
 
 /** Options of {@linkcode GpuDecoder.create}. */
 export interface GpuDecoderOptions extends DecoderOptions {
+  /**
+   * Which kernel variants to run: a tuning from `deno task tune` (its object or the file's
+   * text). Without one, the defaults of the adapter's class (see `gpu/tuning.ts`).
+   */
+  tuning?: Tuning | string;
   /** Prompt tokens processed per forward pass when prefilling with a KV cache (default 64). */
   maxPrefillRows?: number;
   /** Split weight matrices into blocks of at most this many bytes (default: the device limit). */

@@ -23,6 +23,7 @@ export * from "./gpu_decoder.ts";
 export * from "./tokenizer.ts";
 export * from "./weights.ts";
 export * from "./cost.ts";
+export * from "./tune.ts";
 export * from "./kv_store.ts";
 export * from "./batch_decoder.ts";
 export * from "./cpu_batch_decoder.ts";

@@ -8,6 +8,7 @@ import { batchAttentionKernel } from "../gpu/batch_attention.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
 import { argmaxKernel } from "../gpu/sampling.ts";
 import { softmaxKernel } from "../gpu/softmax.ts";
+import { projectionKernel, projectionVariant } from "../gpu/projection.ts";
 import { gpuTest } from "./_gpu.ts";
 import { captureWgsl, workgroupElements } from "./_wgsl.ts";
 
@@ -37,6 +38,15 @@ gpuTest("kernels declare at most 256 workgroup-array elements (GL compile time)"
     await argmaxKernel(gpu, 32000, { temperature: 0.8, seed: 1 });
     await rmsNormKernel(gpu, { rows: 1, dim: 4096 });
     await softmaxKernel(gpu, { rows: 1, n: 32000 });
+    // every projection layout but coop256 (a 256-invocation workgroup needs 256-float arrays)
+    for (const name of ["row", "coop64", "multirow8", "multirow16", "tiled"]) {
+      const variant = projectionVariant(name);
+      for (const kind of ["add", "siluMul"] as const) {
+        await projectionKernel(gpu, { rows: 64, units: 768, inDim: 288 }, { kind }, variant, {
+          norm: true,
+        });
+      }
+    }
     const withWorkgroupMemory = codes.filter(({ code }) => code.includes("var<workgroup>"));
     expect(withWorkgroupMemory.length).toBeGreaterThanOrEqual(18 + 3 + 2 + 2);
     for (const pipeline of withWorkgroupMemory) {
