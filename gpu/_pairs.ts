@@ -390,6 +390,9 @@ export const ATTENTION_PAIR: KernelPair<
     { rows: 33, nHeads: 6, nKvHeads: 6, headDim: 48, pos: 0 },
     { rows: 7, nHeads: 8, nKvHeads: 2, headDim: 64, pos: 60 },
     { rows: 3, nHeads: 32, nKvHeads: 4, headDim: 128, pos: 129 },
+    // past ~480 keys a loop per feature ran out of llvmpipe's loop budget (see attention_tiled.ts)
+    { rows: 2, nHeads: 8, nKvHeads: 8, headDim: 64, pos: 560 },
+    { rows: 5, nHeads: 2, nKvHeads: 1, headDim: 50, pos: 700 }, // a partial last vec4
   ],
   bench: {
     quick: [{ rows: 1, nHeads: 6, nKvHeads: 6, headDim: 48, pos: 127 }],

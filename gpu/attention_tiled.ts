@@ -4,6 +4,12 @@
  * (shared by the tile's 32 queries) and folded in with an online softmax: each key tile's
  * scores, one rescale of the running sum and accumulator, then the weighted values.
  *
+ * The loops over a head's features are unrolled (four features per vec4): llvmpipe/lavapipe
+ * caps one invocation at 65535 loop iterations in all (gallivm's `loop_limiter`, shared by every
+ * loop of the shader) and past it leaves every loop after one pass, silently. With a loop per
+ * feature that budget ran out at ~480 cached positions (headDim 64); now a key costs two
+ * iterations and a key tile about 16 more, about 25,000 positions at headDim 64 (16,000 at 256).
+ *
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
@@ -13,16 +19,36 @@ import { checkInteger } from "../reference/_checks.ts";
 import type { AttentionKernel, AttentionKernelShape } from "./attention.ts";
 
 const QUERY_TILE = 32;
-/** Workgroup memory the key and value tiles may use; WebGPU's guaranteed minimum. */
+/** Workgroup memory the kernel may declare in all; WebGPU's guaranteed minimum. */
 const WORKGROUP_BYTES = 16384;
 
 function tiledWgsl(headDim: number, keyTile: number): string {
+  const hd4 = Math.ceil(headDim / 4);
+  const vectors = Array.from({ length: hd4 }, (_, i) => i);
+  // Four features of a head from `buffer` at `base` (its feature 0) + 4i; features past
+  // headDim (a partial last vector) read zero.
+  const load = (buffer: string, base: string, c: string) =>
+    `vec4<f32>(${
+      [0, 1, 2, 3].map((lane) =>
+        headDim % 4 === 0
+          ? `${buffer}[${base} + ${c} + ${lane}u]`
+          : `select(0.0, ${buffer}[${base} + min(${c} + ${lane}u, HD - 1u)], ${c} + ${lane}u < HD)`
+      ).join(", ")
+    })`;
+  // Features d = 4i + lane unrolled: no loop over headDim, see the module comment.
+  const unrolled = (line: (i: number) => string) => vectors.map(line).join("\n      ");
+  const writes = vectors.flatMap((i) =>
+    [0, 1, 2, 3].filter((lane) => 4 * i + lane < headDim).map((lane) =>
+      `out[qBase + ${4 * i + lane}u] = acc[${i}][${lane}] * inverse;`
+    )
+  ).join("\n    ");
   return /* wgsl */ `
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
 override ROWS: u32;
 override SCALE: f32;
 const HD: u32 = ${headDim}u;
+const HD4: u32 = ${hd4}u;                             // vec4s per head (the last zero-padded)
 const TQ: u32 = ${QUERY_TILE}u;
 const TK: u32 = ${keyTile}u;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -30,8 +56,8 @@ const TK: u32 = ${keyTile}u;
 @group(0) @binding(2) var<storage, read> valueCache: array<f32>;
 ${stateBinding(3)}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-var<workgroup> kTile: array<f32, ${keyTile * headDim}>;
-var<workgroup> vTile: array<f32, ${keyTile * headDim}>;
+var<workgroup> kTile: array<vec4<f32>, ${keyTile * hd4}>;
+var<workgroup> vTile: array<vec4<f32>, ${keyTile * hd4}>;
 var<workgroup> lastShared: u32;
 
 @compute @workgroup_size(${QUERY_TILE})
@@ -45,19 +71,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let tileLast = workgroupUniformLoad(&lastShared); // the tile's last query attends to 0..=tileLast
   let myLast = state[${STATE.pos}u] + t;
   let qBase = (t * N_HEADS + head) * HD;
-  var qv: array<f32, HD>;
-  var acc: array<f32, HD>;
+  var qv: array<vec4<f32>, HD4>;
+  var acc: array<vec4<f32>, HD4>;
+  for (var i = 0u; i < HD4; i++) { qv[i] = vec4<f32>(0.0); acc[i] = vec4<f32>(0.0); }
   if (inRange) {
-    for (var d = 0u; d < HD; d++) { qv[d] = q[qBase + d] * SCALE; }
+    for (var i = 0u; i < HD4; i++) { qv[i] = ${load("q", "qBase", "4u * i")} * SCALE; }
   }
   var runningMax = -3.402823e38;
   var runningSum = 0.0;
   for (var start = 0u; start <= tileLast; start += TK) {
-    for (var e = lid; e < TK * HD; e += TQ) {
-      let p = min(start + e / HD, tileLast);
-      let at = p * kvDim + kvBase + e % HD;
-      kTile[e] = keyCache[at];
-      vTile[e] = valueCache[at];
+    for (var e = lid; e < TK * HD4; e += TQ) {
+      let p = min(start + e / HD4, tileLast);
+      let at = p * kvDim + kvBase;
+      let c = (e % HD4) * 4u;
+      kTile[e] = ${load("keyCache", "at", "c")};
+      vTile[e] = ${load("valueCache", "at", "c")};
     }
     workgroupBarrier();
     if (inRange && myLast >= start) {
@@ -65,25 +93,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var scores: array<f32, TK>;
       var tileMax = runningMax;
       for (var j = 0u; j < count; j++) {
+        let kAt = j * HD4;
         var s = 0.0;
-        for (var d = 0u; d < HD; d++) { s += qv[d] * kTile[j * HD + d]; }
+      ${unrolled((i) => `s += dot(qv[${i}], kTile[kAt + ${i}u]);`)}
         scores[j] = s;
         tileMax = max(tileMax, s);
       }
       let correction = exp(runningMax - tileMax);
       runningSum *= correction;
-      for (var d = 0u; d < HD; d++) { acc[d] *= correction; }
+      ${unrolled((i) => `acc[${i}] *= correction;`)}
       for (var j = 0u; j < count; j++) {
         let p = exp(scores[j] - tileMax);
+        let vAt = j * HD4;
         runningSum += p;
-        for (var d = 0u; d < HD; d++) { acc[d] += p * vTile[j * HD + d]; }
+      ${unrolled((i) => `acc[${i}] += p * vTile[vAt + ${i}u];`)}
       }
       runningMax = tileMax;
     }
     workgroupBarrier();
   }
   if (inRange) {
-    for (var d = 0u; d < HD; d++) { out[qBase + d] = acc[d] / runningSum; }
+    let inverse = 1.0 / runningSum;
+    ${writes}
   }
 }`;
 }
@@ -112,7 +143,9 @@ export async function tiledAttentionKernel(
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
-  const keyTile = Math.min(32, Math.floor(WORKGROUP_BYTES / (2 * 4 * headDim)));
+  // a key and a value per tile position (headDim padded to vec4s), beside lastShared's 16 bytes
+  const vectorBytes = 16 * Math.ceil(headDim / 4);
+  const keyTile = Math.min(32, Math.floor((WORKGROUP_BYTES - 16) / (2 * vectorBytes)));
   if (keyTile < 1) {
     throw new GpuError(
       name,
@@ -131,7 +164,7 @@ export async function tiledAttentionKernel(
     name,
     splits: 1,
     // the key and value tiles, and the shared last position (rounded up to 16 bytes)
-    workgroupBytes: 2 * keyTile * headDim * 4 + 16,
+    workgroupBytes: 2 * keyTile * vectorBytes + 16,
     destroy: () => {},
     bind: (
       buffers: Record<"q" | "keyCache" | "valueCache" | "state" | "out", BufferRange>,
