@@ -6,7 +6,8 @@
  */
 import * as os from "node:os";
 import type { Gpu } from "../gpu/device.ts";
-import type { AdapterInfo, CacheInfo, MachineInfo } from "./report.ts";
+import type { CacheInfo, MachineInfo } from "./report.ts";
+import { adapterInfo } from "./_shared.ts";
 
 /**
  * Parses a `/sys` cache size such as "48K", "2048K" or "32M" into bytes.
@@ -96,24 +97,6 @@ async function gitCommit(): Promise<string | undefined> {
   } catch {
     return undefined; // no git, or no --allow-run
   }
-}
-
-function adapterInfo(gpu: Gpu): AdapterInfo {
-  const info = gpu.device.adapterInfo;
-  const limits: Record<string, number> = {};
-  for (const key in gpu.device.limits) {
-    const value = (gpu.device.limits as unknown as Record<string, unknown>)[key];
-    if (typeof value === "number") limits[key] = value;
-  }
-  return {
-    description: info?.description || gpu.adapterDescription,
-    vendor: info?.vendor ?? "",
-    architecture: info?.architecture ?? "",
-    device: info?.device ?? "",
-    isFallbackAdapter: (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter,
-    features: [...gpu.device.features].sort(),
-    limits,
-  };
 }
 
 /**

@@ -13,10 +13,11 @@
  */
 import { parseFlags, UsageError } from "../model/_cli_flags.ts";
 import { requestGpu } from "../gpu/device.ts";
-import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
+import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/_memory.ts";
 import { runBatchAxis } from "./batch.ts";
+import { ATTENTION_HEAVY, rooflineLines } from "./_shared.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
 import { describeMachine } from "./machine.ts";
@@ -38,20 +39,8 @@ import {
 } from "./report.ts";
 import { type Spread, summarize } from "./stats.ts";
 
-/**
- * A shape where attention dominates a decode step at long contexts: 8 heads of 64 features
- * (dim 512) on 4 layers with a narrow feed-forward and a small vocabulary, so the KV cache
- * outweighs the weights from about 1.5k tokens and GQA/MQA savings show in time.
- */
-export const ATTENTION_HEAVY: LlamaConfig = makeConfig({
-  dim: 512,
-  hiddenDim: 256,
-  nLayers: 4,
-  nHeads: 8,
-  nKvHeads: 8,
-  vocabSize: 512,
-  maxSeqLen: 4096,
-});
+/** The attention-heavy shape (defined in `_shared.ts`, which the browser page shares). */
+export { ATTENTION_HEAVY };
 
 const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATTENTION_HEAVY };
 
@@ -300,15 +289,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     const probe = { reps, minBatchMs: minBatchMs.cpu, probeBytes };
     if (backends.includes("cpu")) rooflines.cpu = await cpuRoofline(probe);
     if (gpu) rooflines.webgpu = await gpuRoofline(gpu, { ...probe, minBatchMs: minBatchMs.webgpu });
-    for (const [backend, r] of Object.entries(rooflines)) {
-      io.progress(
-        `${backend} roofline: read ${r!.readGbPerS.median.toFixed(2)} GB/s, copy ${
-          r!.copyGbPerS.median.toFixed(2)
-        } GB/s, ${r!.peakGflopPerS.median.toFixed(1)} GFLOP/s, ${
-          r!.dispatchUs.median.toFixed(2)
-        } µs/dispatch`,
-      );
-    }
+    for (const line of rooflineLines(rooflines)) io.progress(line);
     const kernels = await measureKernels(
       benchKernels(quick),
       { backends, gpu, reps, minBatchMs, rooflines, llcBytes: machine.llcBytes },

@@ -13,7 +13,7 @@ import {
   formatConformanceTable,
   runConformance,
 } from "../gpu/_conformance.ts";
-import { makeConfig, preset } from "../model/config.ts";
+import { preset } from "../model/config.ts";
 import { parseCheckpoint } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/gpu_decoder.ts";
@@ -21,9 +21,9 @@ import { Tokenizer } from "../model/tokenizer.ts";
 import { type BenchShape, runMatrix } from "../bench/matrix.ts";
 import { type Backend, type KernelResult, measureKernels } from "../bench/measure.ts";
 import { benchKernels } from "../bench/_kernels.ts";
+import { adapterInfo, ATTENTION_HEAVY, rooflineLines } from "../bench/_shared.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "../bench/probes.ts";
 import {
-  type AdapterInfo,
   type BenchResults,
   computeSpeedups,
   type MachineInfo,
@@ -240,15 +240,7 @@ export async function pageKernelBench(
   if (gpu && backends.includes("webgpu")) {
     rooflines.webgpu = await gpuRoofline(gpu, { ...probe, minBatchMs: minBatchMs.webgpu });
   }
-  for (const [backend, r] of Object.entries(rooflines)) {
-    progress(
-      `${backend} roofline: read ${r!.readGbPerS.median.toFixed(2)} GB/s, copy ${
-        r!.copyGbPerS.median.toFixed(2)
-      } GB/s, ${r!.peakGflopPerS.median.toFixed(1)} GFLOP/s, ${
-        r!.dispatchUs.median.toFixed(2)
-      } µs/dispatch`,
-    );
-  }
+  for (const line of rooflineLines(rooflines)) progress(line);
   const kernels = await measureKernels(
     benchKernels(quick),
     // browsers do not tell the cache sizes: 0 is "unknown" to the cache flags
@@ -327,45 +319,6 @@ export async function pageDecode(
   } finally {
     decoder.destroy();
   }
-}
-
-/** The shape where attention dominates at long contexts, as `deno task bench` defines it. */
-const ATTENTION_HEAVY = makeConfig({
-  dim: 512,
-  hiddenDim: 256,
-  nLayers: 4,
-  nHeads: 8,
-  nKvHeads: 8,
-  vocabSize: 512,
-  maxSeqLen: 4096,
-});
-
-/**
- * The adapter as `results.json` records it (as `deno task bench` does).
- *
- * @example
- * ```ts ignore
- * import { requestGpu } from "../gpu/device.ts";
- * import { adapterInfo } from "./tasks.ts";
- * console.log(adapterInfo(await requestGpu()).features);
- * ```
- */
-export function adapterInfo(gpu: Gpu): AdapterInfo {
-  const info = gpu.device.adapterInfo;
-  const limits: Record<string, number> = {};
-  for (const key in gpu.device.limits) {
-    const value = (gpu.device.limits as unknown as Record<string, unknown>)[key];
-    if (typeof value === "number") limits[key] = value;
-  }
-  return {
-    description: info?.description || gpu.adapterDescription,
-    vendor: info?.vendor ?? "",
-    architecture: info?.architecture ?? "",
-    device: info?.device ?? "",
-    isFallbackAdapter: (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter,
-    features: [...gpu.device.features].sort(),
-    limits,
-  };
 }
 
 /**
