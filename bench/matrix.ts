@@ -152,9 +152,19 @@ export function attentionName(nHeads: number, nKvHeads: number): string {
   return `GQA-${nHeads / nKvHeads}`;
 }
 
-/** The variants of a shape: MHA, GQA with 2, 4 and 8 query heads per KV head where they divide, MQA. */
-export function kvHeadVariants(nHeads: number): number[] {
-  const counts = [nHeads, ...[2, 4, 8].filter((r) => nHeads % r === 0).map((r) => nHeads / r), 1];
+/**
+ * The variants of a shape: MHA, GQA with 2, 4 and 8 query heads per KV head where they divide
+ * (`quick`: 2 only), MQA.
+ *
+ * @example
+ * ```ts
+ * import { kvHeadVariants } from "./matrix.ts";
+ * if (kvHeadVariants(8, true).join() !== "8,4,1") throw new Error("MHA, GQA-2, MQA");
+ * ```
+ */
+export function kvHeadVariants(nHeads: number, quick = false): number[] {
+  const ratios = quick ? [2] : [2, 4, 8];
+  const counts = [nHeads, ...ratios.filter((r) => nHeads % r === 0).map((r) => nHeads / r), 1];
   return [...new Set(counts)].filter((n) => n >= 1);
 }
 
@@ -258,7 +268,7 @@ export async function runMatrix(
         () => 3 + (rng.nextUint32() % (shape.config.vocabSize - 3)),
       );
       const variants: Variant[] = [];
-      for (const nKvHeads of kvHeadVariants(shape.config.nHeads)) {
+      for (const nKvHeads of kvHeadVariants(shape.config.nHeads, options.quick)) {
         const config = makeConfig({ ...shape.config, nKvHeads });
         const weights = randomWeights(config, 7);
         const attention = attentionName(config.nHeads, nKvHeads);

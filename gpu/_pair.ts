@@ -31,6 +31,8 @@ export interface DeviceCapabilities {
   readonly features: { has(feature: string): boolean };
   /** The device's limits. */
   readonly limits: GPUSupportedLimits;
+  /** Workgroup-array elements a kernel should declare at most (`Gpu`'s); unlimited if absent. */
+  readonly workgroupElementBudget?: number;
 }
 
 /** Element type of an output, for reading it back as numbers. */

@@ -81,7 +81,7 @@ function projectionVariant(
     applies: (shape, device) =>
       variant.applies(
         { rows: shape.rows, units: units(shape), inDim: shape.inDim },
-        device.limits,
+        device,
       ),
     async record(gpu, shape, inputs, buffers) {
       const { kind, rows, inDim, outDim, norm = false, block, attention: a } = shape;

@@ -18,6 +18,7 @@ import { STATE, stateBinding } from "./state.ts";
 import { checkInteger } from "../reference/_checks.ts";
 import type { AttentionKernel, AttentionKernelShape } from "./attention.ts";
 
+/** Queries per workgroup (one per invocation); also the most keys staged per tile. */
 const QUERY_TILE = 32;
 /** Workgroup memory the kernel may declare in all; WebGPU's guaranteed minimum. */
 const WORKGROUP_BYTES = 16384;
@@ -120,6 +121,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 /**
+ * Keys (and values) staged per tile for `headDim`: up to 32, within WebGPU's guaranteed 16384
+ * bytes of workgroup memory and within `workgroupElementBudget` workgroup-array elements (the
+ * key and value tiles hold a vec4 per 4 features each, beside one shared word); 0 when not even
+ * one key fits the bytes. A budget too small for one key still gets one.
+ *
+ * @example
+ * ```ts
+ * import { tiledAttentionKeyTile } from "./attention_tiled.ts";
+ * if (tiledAttentionKeyTile(48, Infinity) !== 32) throw new Error("32 keys of headDim 48");
+ * if (tiledAttentionKeyTile(64, Infinity) !== 31) throw new Error("31 keys fill 16 KiB");
+ * if (tiledAttentionKeyTile(64, 256) !== 7) throw new Error("2·7·16 + 1 ≤ 256 elements");
+ * ```
+ */
+export function tiledAttentionKeyTile(headDim: number, workgroupElementBudget: number): number {
+  const vectors = Math.ceil(headDim / 4);
+  // a key and a value per tile position (headDim padded to vec4s), beside lastShared's 16 bytes
+  const byBytes = Math.floor((WORKGROUP_BYTES - 16) / (2 * 16 * vectors));
+  if (byBytes < 1) return 0;
+  const byElements = Math.floor((workgroupElementBudget - 1) / (2 * vectors));
+  return Math.max(1, Math.min(QUERY_TILE, byBytes, byElements));
+}
+
+/**
  * Compiles the tiled prefill attention; the same bindings and result as `attentionKernel`:
  * `q (rows·nHeads·headDim)`, `keyCache, valueCache (maxSeqLen·nKvHeads·headDim)` holding
  * positions up to `state.pos + rows − 1`, `state`, `out (rows·nHeads·headDim)`.
@@ -143,18 +167,17 @@ export async function tiledAttentionKernel(
   if (nHeads % nKvHeads !== 0) {
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
-  // a key and a value per tile position (headDim padded to vec4s), beside lastShared's 16 bytes
-  const vectorBytes = 16 * Math.ceil(headDim / 4);
-  const keyTile = Math.min(32, Math.floor((WORKGROUP_BYTES - 16) / (2 * vectorBytes)));
+  const keyTile = tiledAttentionKeyTile(headDim, gpu.workgroupElementBudget);
   if (keyTile < 1) {
     throw new GpuError(
       name,
       `headDim ${headDim} needs more than ${WORKGROUP_BYTES} bytes of workgroup memory`,
     );
   }
+  const vectorBytes = 16 * Math.ceil(headDim / 4);
   const kernel = await compileKernel(
     gpu,
-    name,
+    `${name} (key tile ${keyTile})`,
     tiledWgsl(headDim, keyTile),
     { N_HEADS: nHeads, N_KV_HEADS: nKvHeads, ROWS: rows, SCALE: 1 / Math.sqrt(headDim) },
     ["q", "keyCache", "valueCache", "state", "out"],

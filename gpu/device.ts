@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { GL_WORKGROUP_ELEMENT_BUDGET, onDenoGlBackend } from "./_backend.ts";
 
 /** A WebGPU failure, carrying the kernel (or operation) it came from. */
 export class GpuError extends Error {
@@ -30,6 +31,17 @@ export interface RequestGpuOptions {
   gpu?: GPU;
   /** Passed to `requestAdapter`. */
   powerPreference?: GPUPowerPreference;
+  /**
+   * Workgroup-array elements kernels keep within ({@linkcode Gpu.workgroupElementBudget}):
+   * 256 on Deno's GL backend, unlimited elsewhere, by default.
+   */
+  workgroupElementBudget?: number;
+}
+
+/** Options of the {@linkcode Gpu} constructor. */
+export interface GpuOptions {
+  /** See {@linkcode Gpu.workgroupElementBudget}; unlimited if absent. */
+  workgroupElementBudget?: number;
 }
 
 /** What the adapter says it is (`GPUAdapterInfo`'s strings, empty where it says nothing). */
@@ -115,7 +127,9 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
     device: info.device ?? "",
     description: info.description ?? "",
   };
-  return new Gpu(device, description || "unknown adapter", identity);
+  const workgroupElementBudget = options.workgroupElementBudget ??
+    (onDenoGlBackend() ? GL_WORKGROUP_ELEMENT_BUDGET : Infinity);
+  return new Gpu(device, description || "unknown adapter", identity, { workgroupElementBudget });
 }
 
 /**
@@ -130,6 +144,14 @@ export class Gpu {
   readonly adapterDescription: string;
   /** The adapter's vendor, architecture, device and description (what tunings are keyed by). */
   readonly adapter: AdapterIdentity;
+  /**
+   * Workgroup-array elements a kernel should declare at most, where the backend's compile time
+   * depends on them: 256 on Deno's GL backend (wgpu zero-initializes workgroup memory there
+   * with one store per element, and llvmpipe took 0.6 s for 256 vec4s, 7.6 s for 1024 and 65 s
+   * for 2048 per pipeline), unlimited elsewhere. Kernels with tunable tiles size them to it,
+   * and variants that cannot fit do not apply.
+   */
+  readonly workgroupElementBudget: number;
   /** When set, every pass {@linkcode Gpu.submit} records carries its timestamp writes. */
   passTimer: PassTimer | undefined;
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
@@ -137,7 +159,17 @@ export class Gpu {
   #uncaptured: string[] = [];
 
   /** Wraps a device (use {@linkcode requestGpu} to get one). */
-  constructor(device: GPUDevice, adapterDescription: string, adapter?: AdapterIdentity) {
+  constructor(
+    device: GPUDevice,
+    adapterDescription: string,
+    adapter?: AdapterIdentity,
+    options: GpuOptions = {},
+  ) {
+    const budget = options.workgroupElementBudget ?? Infinity;
+    if (!(budget >= 1)) {
+      throw new GpuError("Gpu", `workgroupElementBudget: expected at least 1, got ${budget}`);
+    }
+    this.workgroupElementBudget = budget;
     this.device = device;
     this.adapterDescription = adapterDescription;
     this.adapter = adapter ??

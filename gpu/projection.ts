@@ -41,8 +41,16 @@ export interface ProjectionVariant {
   readonly lanes: number;
   /** Optional WebGPU features the variant needs (`subgroups` for the subgroup layout). */
   readonly features: readonly GPUFeatureName[];
-  /** Whether the variant suits a shape (and the adapter's limits). */
-  applies(shape: ProjectionShape, limits?: GPUSupportedLimits): boolean;
+  /** Whether the variant suits a shape (and the device's limits and workgroup budget). */
+  applies(shape: ProjectionShape, device?: ProjectionDevice): boolean;
+}
+
+/** What a variant's fit depends on besides the shape (a {@linkcode Gpu} is one). */
+export interface ProjectionDevice {
+  /** The device's limits. */
+  readonly limits: GPUSupportedLimits;
+  /** Workgroup-array elements a kernel should declare at most (see `Gpu`); unlimited if absent. */
+  readonly workgroupElementBudget?: number;
 }
 
 /** Shape of a projection. */
@@ -62,8 +70,8 @@ const TILE_TOKENS = 8 * TOKENS_PER_INVOCATION;
 /** Workgroup-array elements a tiled projection declares at most (GL compile time). */
 const MAX_WORKGROUP_ELEMENTS = 256;
 
-function gridFits(groups: number, limits?: GPUSupportedLimits): boolean {
-  return groups <= (limits?.maxComputeWorkgroupsPerDimension ?? 65535);
+function gridFits(groups: number, device?: ProjectionDevice): boolean {
+  return groups <= (device?.limits.maxComputeWorkgroupsPerDimension ?? 65535);
 }
 
 function sharedVariant(
@@ -78,9 +86,12 @@ function sharedVariant(
     workgroupSize,
     lanes,
     features: [],
-    applies: (shape, limits) =>
-      workgroupSize <= (limits?.maxComputeInvocationsPerWorkgroup ?? 256) &&
-      gridFits(Math.ceil(shape.units / (workgroupSize / lanes)), limits) &&
+    applies: (shape, device) =>
+      workgroupSize <= (device?.limits.maxComputeInvocationsPerWorkgroup ?? 256) &&
+      // a float per invocation for each of a pair's rows and for the norm: coop256 exceeds the
+      // GL backend's budget (compile time), the 64-invocation layouts fit
+      3 * workgroupSize <= (device?.workgroupElementBudget ?? Infinity) &&
+      gridFits(Math.ceil(shape.units / (workgroupSize / lanes)), device) &&
       // a whole workgroup on a row shorter than its lanes would leave most of them idle
       (layout === "multirow" || shape.inDim >= lanes),
   };
@@ -106,7 +117,7 @@ export const PROJECTION_VARIANTS: readonly ProjectionVariant[] = [
     workgroupSize: 64,
     lanes: 1,
     features: [],
-    applies: (shape, limits) => gridFits(Math.ceil(shape.units / 64), limits),
+    applies: (shape, device) => gridFits(Math.ceil(shape.units / 64), device),
   },
   sharedVariant("coop64", "cooperative", 64, 64),
   sharedVariant("coop256", "cooperative", 256, 256),
@@ -118,7 +129,7 @@ export const PROJECTION_VARIANTS: readonly ProjectionVariant[] = [
     workgroupSize: 64,
     lanes: 64,
     features: ["subgroups" as GPUFeatureName],
-    applies: (shape, limits) => gridFits(shape.units, limits) && shape.inDim >= 64,
+    applies: (shape, device) => gridFits(shape.units, device) && shape.inDim >= 64,
   },
   {
     name: "tiled",
@@ -126,9 +137,9 @@ export const PROJECTION_VARIANTS: readonly ProjectionVariant[] = [
     workgroupSize: 64,
     lanes: 1,
     features: [],
-    applies: (shape, limits) =>
-      shape.rows >= 2 && gridFits(Math.ceil(shape.units / TILE_UNITS), limits) &&
-      gridFits(Math.ceil(shape.rows / TILE_TOKENS), limits),
+    applies: (shape, device) =>
+      shape.rows >= 2 && gridFits(Math.ceil(shape.units / TILE_UNITS), device) &&
+      gridFits(Math.ceil(shape.rows / TILE_TOKENS), device),
   },
 ];
 
@@ -547,7 +558,7 @@ export async function projectionKernel<E extends ProjectionEpilogue>(
   checkInteger(`${name}: rows`, rows);
   checkInteger(`${name}: units`, units);
   checkInteger(`${name}: inDim`, inDim);
-  if (!variant.applies(shape, gpu.limits)) {
+  if (!variant.applies(shape, gpu)) {
     throw new GpuError(name, `variant ${variant.name} does not apply to this shape`);
   }
   for (const feature of variant.features) {

@@ -134,7 +134,7 @@ export async function projectionDispatches<E extends ProjectionEpilogue>(
   const dispatches: Dispatch[] = [];
   for (const chunk of matrix.chunks) {
     const shape = { rows, units: chunk.rows / pair, inDim: matrix.inDim };
-    const runs = chosen.applies(shape, gpu.limits) &&
+    const runs = chosen.applies(shape, gpu) &&
       chosen.features.every((f) => gpu.device.features.has(f));
     // A class default that does not fit this shape (say, a workgroup per row of a 128k-token
     // classifier, past the grid limit) falls back to one row per invocation; a tuning's own

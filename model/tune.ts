@@ -150,7 +150,7 @@ function projectionJob(
       rows * outputs * (epilogue.kind === "add" ? 2 : 1)),
     flops: 2 * rows * pair * units * inDim,
     candidates: PROJECTION_VARIANTS.filter((v) =>
-      v.applies({ rows, units, inDim }, gpu.limits) &&
+      v.applies({ rows, units, inDim }, gpu) &&
       v.features.every((f) => gpu.device.features.has(f))
     )
       .map((variant) => ({

@@ -1,5 +1,6 @@
 // Shared set-up of the WebGPU tests: one device per test file, or one clear "ignored" message.
 import { type Gpu, requestGpu } from "../gpu/device.ts";
+import { onDenoGlBackend } from "../gpu/_backend.ts";
 
 /** Whether a missing adapter must fail the suite (CI) instead of ignoring the GPU tests. */
 export const requireWebGpu = Deno.env.get("REQUIRE_WEBGPU") === "1" ||
@@ -18,35 +19,8 @@ if (ignoreGpuTests && !(globalThis as { gpuNoticeShown?: boolean }).gpuNoticeSho
   );
 }
 
-/**
- * Whether Deno's WebGPU will use its GL backend: chosen with DENO_WEBGPU_BACKEND, or the
- * fallback on Linux when no Vulkan driver manifest (ICD) is installed.
- */
-function onGlBackend(): boolean {
-  const backend = Deno.env.get("DENO_WEBGPU_BACKEND");
-  if (backend) return backend.includes("gl") && !backend.includes("vulkan");
-  if (Deno.build.os !== "linux") return false;
-  const exists = (path: string) => {
-    try {
-      return Deno.statSync(path).isFile;
-    } catch {
-      return false;
-    }
-  };
-  const listed = Deno.env.get("VK_DRIVER_FILES") ?? Deno.env.get("VK_ICD_FILENAMES");
-  if (listed) return !listed.split(":").some(exists);
-  return !["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"]
-    .some((dir) => {
-      try {
-        return [...Deno.readDirSync(dir)].some((entry) => entry.name.endsWith(".json"));
-      } catch {
-        return false;
-      }
-    });
-}
-
 // Once per run (the environment is shared by the parallel test workers).
-if (adapter && !Deno.env.get("LLAMA_GL_NOTICE_SHOWN") && onGlBackend()) {
+if (adapter && !Deno.env.get("LLAMA_GL_NOTICE_SHOWN") && onDenoGlBackend()) {
   Deno.env.set("LLAMA_GL_NOTICE_SHOWN", "1");
   console.warn(
     "WebGPU runs on Deno's GL backend here, where shaders compile about twice as slowly as on " +

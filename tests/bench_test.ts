@@ -198,6 +198,9 @@ Deno.test("attention variants: MHA, GQA with 2/4/8 query heads per KV head where
   expect(kvHeadVariants(8)).toEqual([8, 4, 2, 1]);
   expect(kvHeadVariants(12)).toEqual([12, 6, 3, 1]);
   expect(kvHeadVariants(6)).toEqual([6, 3, 1]);
+  expect(kvHeadVariants(8, true)).toEqual([8, 4, 1]);
+  expect(kvHeadVariants(6, true)).toEqual([6, 3, 1]);
+  expect(kvHeadVariants(5, true)).toEqual([5, 1]);
   expect([attentionName(8, 8), attentionName(8, 2), attentionName(8, 1)]).toEqual([
     "MHA",
     "GQA-4",

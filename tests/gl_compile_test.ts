@@ -4,6 +4,10 @@
 // pipeline), so the kernels with workgroup arrays keep them small.
 import { expect } from "expect";
 import { attentionKernel } from "../gpu/attention.ts";
+import { tiledAttentionKernel } from "../gpu/attention_tiled.ts";
+import { GL_WORKGROUP_ELEMENT_BUDGET } from "../gpu/_backend.ts";
+import { conformanceCases, judgeCase } from "../gpu/_conformance.ts";
+import { Gpu } from "../gpu/device.ts";
 import { batchAttentionKernel } from "../gpu/batch_attention.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
 import { argmaxKernel } from "../gpu/sampling.ts";
@@ -56,4 +60,67 @@ gpuTest("kernels declare at most 256 workgroup-array elements (GL compile time)"
   } finally {
     restore();
   }
+});
+
+/** `gpu` with the GL backend's workgroup budget (itself where it has that budget already). */
+function glBudgeted(gpu: Gpu): Gpu {
+  return gpu.workgroupElementBudget === GL_WORKGROUP_ELEMENT_BUDGET
+    ? gpu
+    : new Gpu(gpu.device, gpu.adapterDescription, gpu.adapter, {
+      workgroupElementBudget: GL_WORKGROUP_ELEMENT_BUDGET,
+    });
+}
+
+gpuTest("tiled prefill attention sizes its key tile to the workgroup budget", async (gpu) => {
+  const unlimited = new Gpu(gpu.device, gpu.adapterDescription, gpu.adapter);
+  const budgeted = glBudgeted(gpu);
+  for (const headDim of [48, 64, 128, 257]) {
+    const shape = { rows: 40, nHeads: 4, nKvHeads: 2, headDim };
+    const wide = captureWgsl(unlimited);
+    const narrow = captureWgsl(budgeted);
+    try {
+      await tiledAttentionKernel(unlimited, shape);
+      await tiledAttentionKernel(budgeted, shape);
+    } finally {
+      wide.restore();
+      narrow.restore();
+    }
+    // 32 keys of K and V (a vec4 per 4 features) and one word, or as many as 16 KiB hold
+    const keys = Math.min(32, Math.floor(16368 / (32 * Math.ceil(headDim / 4))));
+    expect(workgroupElements(wide.codes[0])).toBe(2 * keys * Math.ceil(headDim / 4) + 1);
+    expect(workgroupElements(narrow.codes[0])).toBeLessThanOrEqual(MAX_WORKGROUP_ELEMENTS);
+  }
+});
+
+gpuTest(
+  "tiled prefill attention with budget-sized key tiles matches its reference",
+  async (gpu) => {
+    // on the GL backend the kernel tests (gpu_kernels_test.ts) run these very kernels
+    if (gpu.workgroupElementBudget === GL_WORKGROUP_ELEMENT_BUDGET) return;
+    const budgeted = glBudgeted(gpu);
+    const cases = conformanceCases().filter((c) =>
+      c.kernel === "attention prefill" && c.variant === "tiled" && !c.unsupported(budgeted)
+    );
+    expect(cases.length).toBeGreaterThanOrEqual(7);
+    for (const testCase of cases) {
+      const result = await judgeCase(budgeted, testCase);
+      expect([testCase.shape, result.error, result.passed]).toEqual([
+        testCase.shape,
+        undefined,
+        true,
+      ]);
+    }
+  },
+);
+
+gpuTest("coop256 does not apply within the GL budget; the 64-invocation layouts do", (gpu) => {
+  const shape = { rows: 1, units: 768, inDim: 288 };
+  const budgeted = glBudgeted(gpu);
+  const unlimited = new Gpu(gpu.device, gpu.adapterDescription, gpu.adapter);
+  expect(projectionVariant("coop256").applies(shape, unlimited)).toBe(true);
+  expect(projectionVariant("coop256").applies(shape, budgeted)).toBe(false);
+  for (const name of ["row", "coop64", "multirow8", "multirow16"]) {
+    expect([name, projectionVariant(name).applies(shape, budgeted)]).toEqual([name, true]);
+  }
+  return Promise.resolve();
 });
