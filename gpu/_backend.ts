@@ -8,10 +8,10 @@
 /**
  * Workgroup-array elements a kernel keeps within on Deno's GL backend. There wgpu zero-initializes
  * workgroup memory with one store per array element, and the compile time grows superlinearly
- * in them (llvmpipe, measured 2026-11-29: 256 vec4s 0.6 s, 1024 7.6 s, 2048 65 s per pipeline;
- * Vulkan drivers zero-initialize in a loop and take milliseconds).
+ * in them (llvmpipe, measured 2026-11-29 per pipeline: 64 floats 0.07 s, 128 0.14 s, 256 0.31 s,
+ * 1024 vec4s 7.6 s, 2048 65 s; Vulkan drivers zero-initialize in a loop and take milliseconds).
  */
-export const GL_WORKGROUP_ELEMENT_BUDGET = 256;
+export const GL_WORKGROUP_ELEMENT_BUDGET = 128;
 
 /** The Deno namespace, looked up at run time: this module is also bundled for browsers. */
 function denoNamespace(): typeof Deno | undefined {

@@ -11,7 +11,8 @@
  * 64 partial maxima rather than the whole chunk, and sums the weights while it weighs the values:
  * barriers and redundant reads are what software adapters pay for most. Heads are packed four
  * to a vec4 and the workgroup arrays kept to 256 elements, which keeps GL compiles short (see
- * `WORKGROUP_ELEMENTS`).
+ * `WORKGROUP_ELEMENTS`); within a smaller device budget (Deno's GL backend: 128), 128 elements
+ * and up to 4 heads per workgroup.
  *
  * @module
  */
@@ -58,11 +59,21 @@ interface AttentionLayout {
   chunk: number;
 }
 
-function attentionLayout(headsPerWorkgroup: number): AttentionLayout {
+/**
+ * The layout for a group of `group` query heads within `budget` workgroup-array elements (the
+ * device's, see `Gpu.workgroupElementBudget`): 256 elements and up to 8 heads per workgroup,
+ * or, under a smaller budget, 128 elements and up to 4 heads (one vec4).
+ */
+function attentionLayout(group: number, budget: number): AttentionLayout {
+  const elements = budget >= WORKGROUP_ELEMENTS ? WORKGROUP_ELEMENTS : WORKGROUP_ELEMENTS / 2;
+  const headsPerWorkgroup = Math.min(
+    group,
+    elements >= WORKGROUP_ELEMENTS ? MAX_HEADS_PER_WORKGROUP : MAX_HEADS_PER_WORKGROUP / 2,
+  );
   const width = headsPerWorkgroup === 1 ? 1 : headsPerWorkgroup === 2 ? 2 : 4;
   const vectors = Math.ceil(headsPerWorkgroup / width);
   // weights (vectors x chunk) and partialMax (vectors x WG) share the element budget.
-  const positionsPerThread = Math.floor(WORKGROUP_ELEMENTS / (vectors * WG)) - 1;
+  const positionsPerThread = Math.floor(elements / (vectors * WG)) - 1;
   return {
     heads: headsPerWorkgroup,
     width,
@@ -347,7 +358,7 @@ export async function attentionKernel(
     throw new GpuError(name, `nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
   }
   const group = nHeads / nKvHeads;
-  const layout = attentionLayout(Math.min(group, MAX_HEADS_PER_WORKGROUP));
+  const layout = attentionLayout(group, gpu.workgroupElementBudget);
   const headsPerWorkgroup = layout.heads;
   const bytes = workgroupBytes(layout);
   const limit = gpu.limits.maxComputeWorkgroupStorageSize;

@@ -451,7 +451,7 @@ fn main(
 }`;
 }
 
-function tiledWgsl(pair: number): string {
+function tiledWgsl(pair: number, workgroupElementBudget: number): string {
   // 64 invocations as 8 (units) x 8 (tokens); each computes UNITS_PER_INVOCATION units x
   // TOKENS_PER_INVOCATION tokens (x pair rows) in registers, unrolled here so that no private
   // array is indexed at run time.
@@ -460,7 +460,12 @@ function tiledWgsl(pair: number): string {
   const ps = [...Array(pair).keys()];
   // as many vectors of K per step as keep the workgroup arrays within 256 elements: the GL
   // backend's shader compiler takes superlinear time in them (see tests/gl_compile_test.ts)
-  const tk = Math.floor((MAX_WORKGROUP_ELEMENTS - TILE_TOKENS) / (TILE_UNITS * pair + TILE_TOKENS));
+  // (and within the device's budget, at least one vector)
+  const elements = Math.min(MAX_WORKGROUP_ELEMENTS, workgroupElementBudget);
+  const tk = Math.max(
+    1,
+    Math.floor((elements - TILE_TOKENS) / (TILE_UNITS * pair + TILE_TOKENS)),
+  );
   const each = (f: (i: number, j: number, p: number) => string, sep = "\n    ") =>
     us.flatMap((i) => ts.flatMap((j) => ps.map((p) => f(i, j, p)))).join(sep);
   return /* wgsl */ `
@@ -611,7 +616,7 @@ export async function projectionKernel<E extends ProjectionEpilogue>(
       grid = [units, rows];
       break;
     case "tiled":
-      body = tiledWgsl(pair);
+      body = tiledWgsl(pair, gpu.workgroupElementBudget);
       grid = [Math.ceil(units / TILE_UNITS), Math.ceil(rows / TILE_TOKENS)];
       break;
   }

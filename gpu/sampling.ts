@@ -133,7 +133,11 @@ export function argmaxKernel(
       `temperature: expected 0 or a number in [${low}, ${high}], got ${temperature}`,
     );
   }
-  const workgroupSize = Math.min(256, gpu.limits.maxComputeInvocationsPerWorkgroup);
+  // a power of two; one vec2 of workgroup memory per invocation, within the device's budget
+  const workgroupSize =
+    [256, 128, 64].find((size) =>
+      size <= gpu.limits.maxComputeInvocationsPerWorkgroup && size <= gpu.workgroupElementBudget
+    ) ?? 64;
   return compileKernel(
     gpu,
     name,
