@@ -3,6 +3,7 @@
 import { expect } from "expect";
 import { attentionKernel, type AttentionKernelShape } from "../gpu/attention.ts";
 import { Gpu } from "../gpu/device.ts";
+import { GL_WORKGROUP_ELEMENT_BUDGET } from "../gpu/_backend.ts";
 import { createState } from "../gpu/state.ts";
 import { GpuDecoder, randomWeights } from "../model/mod.ts";
 import { compare, decodeAttention, Rng } from "../reference/mod.ts";
@@ -93,17 +94,32 @@ gpuTest(
       [4, 192 * 16 + 64 * 16 + 16],
       [8, 2 * 64 * 16 + 2 * 64 * 16 + 16], // 8 heads: two vec4s, chunks of 64 positions
     ];
-    const { codes, restore } = captureWgsl(gpu);
-    try {
-      for (const [nHeads, bytes] of cases) {
-        codes.length = 0;
-        const shape = { rows: 1, nHeads, nKvHeads: 1, headDim: 48, splits: 1 };
-        const kernel = await attentionKernel(gpu, shape);
-        expect([nHeads, kernel.workgroupBytes]).toEqual([nHeads, bytes]);
-        expect([nHeads, declaredWorkgroupBytes(codes[0])]).toEqual([nHeads, bytes]);
+    // Within the GL backend's budget of 128 elements: chunks of 64, at most 4 heads (one vec4).
+    const budgeted: [nHeads: number, bytes: number][] = [
+      [1, 64 * 4 + 64 * 4 + 16],
+      [2, 64 * 8 + 64 * 8 + 16],
+      [3, 64 * 16 + 64 * 16 + 16],
+      [8, 64 * 16 + 64 * 16 + 16],
+    ];
+    for (
+      const [budget, list] of [[Infinity, cases], [GL_WORKGROUP_ELEMENT_BUDGET, budgeted]] as const
+    ) {
+      const device = new Gpu(gpu.device, gpu.adapterDescription, gpu.adapter, {
+        workgroupElementBudget: budget,
+      });
+      const { codes, restore } = captureWgsl(device);
+      try {
+        for (const [nHeads, bytes] of list) {
+          codes.length = 0;
+          const shape = { rows: 1, nHeads, nKvHeads: 1, headDim: 48, splits: 1 };
+          const kernel = await attentionKernel(device, shape);
+          expect([budget, nHeads, kernel.workgroupBytes]).toEqual([budget, nHeads, bytes]);
+          expect([budget, nHeads, declaredWorkgroupBytes(codes[0])])
+            .toEqual([budget, nHeads, bytes]);
+        }
+      } finally {
+        restore();
       }
-    } finally {
-      restore();
     }
   },
 );
