@@ -21,21 +21,12 @@ if (ignoreGpuTests && !(globalThis as { gpuNoticeShown?: boolean }).gpuNoticeSho
 
 const onGl = Boolean(adapter) && onDenoGlBackend();
 
-/**
- * On Deno's GL backend, outside CI and unless LLAMA_GL_FULL=1: the bench's end-to-end test runs
- * its CPU side only. Its WebGPU side compiles about 200 pipelines, and the GL backend compiles
- * each 10-20x slower than Vulkan on the same llvmpipe (~0.5 s; 100 s for that one test), while
- * the kernel and decoder tests still prove every kernel and the decoder on GL.
- */
-export const narrowOnGl = onGl && !requireWebGpu && Deno.env.get("LLAMA_GL_FULL") !== "1";
-
 // Once per run (the environment is shared by the parallel test workers).
 if (onGl && !Deno.env.get("LLAMA_GL_NOTICE_SHOWN")) {
   Deno.env.set("LLAMA_GL_NOTICE_SHOWN", "1");
   console.warn(
-    "WebGPU runs on Deno's GL backend here, which compiles shaders 10-20x slower than Vulkan" +
-      (narrowOnGl ? " (the bench test runs its CPU side only; LLAMA_GL_FULL=1 runs all)" : "") +
-      ": sudo apt-get install -y mesa-vulkan-drivers libvulkan1 (and leave DENO_WEBGPU_BACKEND unset)",
+    "WebGPU runs on Deno's GL backend here, which compiles shaders more slowly than Vulkan; " +
+      "for Vulkan: sudo apt-get install -y mesa-vulkan-drivers libvulkan1 (and leave DENO_WEBGPU_BACKEND unset)",
   );
 }
 

@@ -4,7 +4,7 @@ import { runLlama2c, syntheticTokenizer } from "../bench/llama2c.ts";
 import { type BenchResults, RESULTS_SCHEMA } from "../bench/report.ts";
 import { attentionName, checkPositions, kvHeadVariants, runMatrix } from "../bench/matrix.ts";
 import { makeConfig, parseCheckpoint, preset, Tokenizer } from "../model/mod.ts";
-import { ignoreGpuTests, narrowOnGl } from "./_gpu.ts";
+import { ignoreGpuTests } from "./_gpu.ts";
 
 function memoryIo() {
   const files = new Map<string, string>();
@@ -27,7 +27,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     const { io, files, printed } = memoryIo();
-    const backend = ignoreGpuTests || narrowOnGl ? "cpu" : "both";
+    const backend = ignoreGpuTests ? "cpu" : "both";
     // --quick, narrowed for the suite: one shape and context, small probes (the test checks
     // plumbing, not bandwidth; the probes' size is recorded beside the cache size).
     const args = ["--quick", "--backend", backend, "--out", "out", "--preset", "stories260K"];
