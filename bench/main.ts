@@ -47,7 +47,7 @@ const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATT
 /** The benchmark's help text. */
 export const BENCH_HELP: string = `Usage: deno task bench [options]
 
-  --quick               a subset: about a minute on 2 idle cores
+  --quick               a subset (MHA, GQA-2, MQA): 1.5-2.5 minutes on 2 idle cores
   --backend B           cpu, webgpu or both (default both)
   --preset NAMES        comma-separated shapes (default attention-heavy,stories15M;
                         quick: attention-heavy,stories260K; the first runs first); known: ${
