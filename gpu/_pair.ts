@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { ProjectionDevice } from "./projection.ts";
 import type { BufferRange, Dispatch, Gpu } from "./device.ts";
 
 /** Error bounds of a comparison with the reference. */
@@ -25,14 +26,13 @@ export const PRODUCT: Tolerance = { maxNmse: 1e-9, maxAbsError: 1e-3 };
 /** Bit-exact: copies, lookups, chosen token ids. */
 export const EXACT: Tolerance = { maxNmse: 0, maxAbsError: 0 };
 
-/** What a variant's predicate may look at: the device's features and limits. */
-export interface DeviceCapabilities {
+/**
+ * What a variant's predicate may look at: the device's features, limits and workgroup budget
+ * (the last two as a projection variant's fit takes them).
+ */
+export interface DeviceCapabilities extends ProjectionDevice {
   /** Features the device was created with (e.g. `shader-f16`, `subgroups`). */
   readonly features: { has(feature: string): boolean };
-  /** The device's limits. */
-  readonly limits: GPUSupportedLimits;
-  /** Workgroup-array elements a kernel should declare at most (`Gpu`'s); unlimited if absent. */
-  readonly workgroupElementBudget?: number;
 }
 
 /** Element type of an output, for reading it back as numbers. */

@@ -65,10 +65,11 @@ interface AttentionLayout {
  * or, under a smaller budget, 128 elements and up to 4 heads (one vec4).
  */
 function attentionLayout(group: number, budget: number): AttentionLayout {
-  const elements = budget >= WORKGROUP_ELEMENTS ? WORKGROUP_ELEMENTS : WORKGROUP_ELEMENTS / 2;
+  const halved = budget < WORKGROUP_ELEMENTS;
+  const elements = halved ? WORKGROUP_ELEMENTS / 2 : WORKGROUP_ELEMENTS;
   const headsPerWorkgroup = Math.min(
     group,
-    elements >= WORKGROUP_ELEMENTS ? MAX_HEADS_PER_WORKGROUP : MAX_HEADS_PER_WORKGROUP / 2,
+    halved ? MAX_HEADS_PER_WORKGROUP / 2 : MAX_HEADS_PER_WORKGROUP,
   );
   const width = headsPerWorkgroup === 1 ? 1 : headsPerWorkgroup === 2 ? 2 : 4;
   const vectors = Math.ceil(headsPerWorkgroup / width);

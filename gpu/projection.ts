@@ -88,8 +88,8 @@ function sharedVariant(
     features: [],
     applies: (shape, device) =>
       workgroupSize <= (device?.limits.maxComputeInvocationsPerWorkgroup ?? 256) &&
-      // a float per invocation for each of a pair's rows and for the norm: coop256 exceeds the
-      // GL backend's budget (compile time), the 64-invocation layouts fit
+      // a float per invocation for each of a pair's rows and for the norm: over the GL
+      // backend's budget (compile time) for every shared layout
       3 * workgroupSize <= (device?.workgroupElementBudget ?? Infinity) &&
       gridFits(Math.ceil(shape.units / (workgroupSize / lanes)), device) &&
       // a whole workgroup on a row shorter than its lanes would leave most of them idle
