@@ -3,7 +3,7 @@
 // run to completion (awaiting the GPU costs ~10 ms on software adapters, so single tiny
 // dispatches would time the wait); the reference makes the same CALLS calls.
 import { type Dispatch, type Gpu, requestGpu } from "../gpu/device.ts";
-import { benchKernels } from "./_kernels.ts";
+import { benchKernels } from "./kernel_table.ts";
 
 const CALLS = 32;
 const gpu: Gpu | undefined = await navigator.gpu?.requestAdapter().then((

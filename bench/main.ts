@@ -11,20 +11,20 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "../model/_cli_flags.ts";
+import { parseFlags, UsageError } from "../cli/flags.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
-import { checkWeightsFitMemory } from "../model/_memory.ts";
+import { checkWeightsFitMemory } from "../model/memory.ts";
 import { runBatchAxis } from "./batch.ts";
-import { ATTENTION_HEAVY, rooflineLines } from "./_shared.ts";
+import { ATTENTION_HEAVY, rooflineLines } from "./shared.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
 import { describeMachine } from "./machine.ts";
 import { type BenchShape, runMatrix } from "./matrix.ts";
 import { precisionChart, precisionMarkdown, runPrecisionAxis } from "./precision.ts";
 import { type Backend, measureKernels } from "./measure.ts";
-import { benchKernels } from "./_kernels.ts";
+import { benchKernels } from "./kernel_table.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "./probes.ts";
 import {
   type BenchResults,
@@ -36,8 +36,8 @@ import {
   parseResults,
   type PeerRow,
   RESULTS_SCHEMA,
-} from "./report.ts";
-import { type Spread, summarize } from "./stats.ts";
+} from "./report/report.ts";
+import { type Spread, summarize } from "../gpu/timing.ts";
 
 /** The attention-heavy shape (defined in `_shared.ts`, which the browser page shares). */
 export { ATTENTION_HEAVY };

@@ -12,14 +12,15 @@ import { headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
 import { type ForwardCost, forwardCost, passesCost, predictMs } from "../model/cost.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
-import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { compare } from "../reference/compare.ts";
 import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
 import { Rng } from "../reference/random.ts";
 import { type Backend, modelCeilings } from "./measure.ts";
 import type { Roofline } from "./probes.ts";
-import { invertSpread, isNoisy, roundRobin, scaleSpread, type Spread } from "./stats.ts";
+import { invertSpread, isNoisy, roundRobin, scaleSpread } from "./stats.ts";
+import { type Spread } from "../gpu/timing.ts";
 import {
   type BatchRunner,
   type BatchSample,
@@ -29,7 +30,7 @@ import {
   TimestampTimer,
   type Timing,
   toTiming,
-} from "./timing.ts";
+} from "../gpu/timing.ts";
 
 /** Relative min-max spread above which a cheap cell gets more samples. */
 const NOISY = 0.25;

@@ -7,8 +7,9 @@
 import type { Gpu } from "../gpu/device.ts";
 import { type Ceilings, predictMs } from "../model/cost.ts";
 import type { Roofline } from "./probes.ts";
-import type { BenchKernel } from "./_kernels.ts";
-import { invertSpread, isNoisy, roundRobin, type Spread } from "./stats.ts";
+import type { BenchKernel } from "./kernel_table.ts";
+import { invertSpread, isNoisy, roundRobin } from "./stats.ts";
+import { type Spread } from "../gpu/timing.ts";
 import {
   type BatchRunner,
   bestMs,
@@ -19,7 +20,7 @@ import {
   TimestampTimer,
   type Timing,
   toTiming,
-} from "./timing.ts";
+} from "../gpu/timing.ts";
 
 /** Which implementation ran. */
 export type Backend = "cpu" | "webgpu";

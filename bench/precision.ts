@@ -15,7 +15,7 @@
 import { headDim, type LlamaConfig } from "../model/config.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
-import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { measureAccuracy } from "../model/accuracy.ts";
 import { randomStoredWeights, storedWeightBytes } from "../model/precision.ts";
 import type { Gpu } from "../gpu/device.ts";

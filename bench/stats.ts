@@ -1,58 +1,10 @@
 /**
- * Statistics of repeated measurements: median and spread (min-max and interquartile range),
- * ratios of medians with the range their samples allow, and the "within noise" test.
+ * Statistics of comparisons between repeated measurements (their summary, {@linkcode Spread},
+ * lives with the timer in `gpu/timing.ts`): ratios of medians with the range their samples allow, and the "within noise" test.
  *
  * @module
  */
-
-/** Summary of repeated samples of one quantity. */
-export interface Spread {
-  /** Median. */
-  median: number;
-  /** Smallest sample. */
-  min: number;
-  /** Largest sample. */
-  max: number;
-  /** First quartile (linear interpolation). */
-  q1: number;
-  /** Third quartile. */
-  q3: number;
-  /** Number of samples. */
-  n: number;
-}
-
-/** The `p` quantile (0..1) of ascending `sorted`, linearly interpolated. */
-function quantile(sorted: readonly number[], p: number): number {
-  const at = (sorted.length - 1) * p;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
-}
-
-/**
- * Median, min, max and quartiles of `samples` (at least one, all finite).
- *
- * @example
- * ```ts
- * import { summarize } from "./stats.ts";
- * const s = summarize([4, 1, 3, 2, 100]);
- * if (s.median !== 3 || s.min !== 1 || s.max !== 100 || s.q1 !== 2 || s.q3 !== 4) throw new Error("wrong");
- * ```
- */
-export function summarize(samples: readonly number[]): Spread {
-  if (samples.length === 0) throw new RangeError("summarize: expected samples, got none");
-  const bad = samples.find((x) => !Number.isFinite(x));
-  if (bad !== undefined) throw new RangeError(`summarize: expected finite samples, got ${bad}`);
-  const sorted = [...samples].sort((a, b) => a - b);
-  return {
-    median: quantile(sorted, 0.5),
-    min: sorted[0],
-    max: sorted[sorted.length - 1],
-    q1: quantile(sorted, 0.25),
-    q3: quantile(sorted, 0.75),
-    n: sorted.length,
-  };
-}
+import { type Spread, summarize } from "../gpu/timing.ts";
 
 /**
  * `spread` with every figure multiplied by `factor` (> 0, e.g. a unit change).

@@ -7,12 +7,12 @@
  * @module
  */
 import type { LlamaConfig } from "../model/config.ts";
-import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { formatTuneTable, tune, type TuneMeasurement } from "../model/tune.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import type { Tuning } from "../gpu/tuning.ts";
-import { calibrateBatch, gpuRunner, submitUnits, TimestampTimer, toTiming } from "./timing.ts";
+import { calibrateBatch, gpuRunner, submitUnits, TimestampTimer, toTiming } from "../gpu/timing.ts";
 
 /** One shape's tuning and dispatch counts. */
 export interface VariantsReport {

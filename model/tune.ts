@@ -6,23 +6,19 @@
  * @module
  */
 import { headDim, type LlamaConfig } from "./config.ts";
-import { attentionKernel } from "../gpu/attention.ts";
-import { tiledAttentionKernel } from "../gpu/attention_tiled.ts";
+import { attentionKernel } from "../gpu/attention/attention.ts";
+import { tiledAttentionKernel } from "../gpu/attention/tiled.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
-import type { KernelPair, KernelVariant } from "../gpu/_pair.ts";
-import { ATTENTION_PAIR } from "../gpu/_pairs.ts";
-import { judgeCase, pairCases } from "../gpu/_conformance.ts";
-import {
-  PROJECTION_PAIR,
-  type ProjectionPairShape,
-  TILED_ATTENTION_VARIANT,
-} from "../gpu/_variant_pairs.ts";
+import type { KernelPair, KernelVariant } from "../gpu/pair.ts";
+import { ATTENTION_PAIR, TILED_ATTENTION_VARIANT } from "../gpu/attention/pairs.ts";
+import { judgeCase, pairCases } from "../gpu/conformance.ts";
+import { PROJECTION_PAIR, type ProjectionPairShape } from "../gpu/matmul/pairs.ts";
 import { createState } from "../gpu/state.ts";
 import {
   PROJECTION_VARIANTS,
   type ProjectionEpilogue,
   projectionKernel,
-} from "../gpu/projection.ts";
+} from "../gpu/matmul/projection.ts";
 import { attentionKey, projectionKey, type Tuning } from "../gpu/tuning.ts";
 import { Rng } from "../reference/random.ts";
 

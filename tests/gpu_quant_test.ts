@@ -1,5 +1,5 @@
 import { expect } from "expect";
-import { packMatrix, quantMatmulDispatches, uploadPacked } from "../gpu/matmul_quant.ts";
+import { packMatrix, quantMatmulDispatches, uploadPacked } from "../gpu/matmul/quant.ts";
 import { gpuTest } from "./_gpu.ts";
 
 // Each format's conformance against matvecQuantized runs from the registry
