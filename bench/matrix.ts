@@ -20,7 +20,7 @@ import { Rng } from "../reference/random.ts";
 import { type Backend, modelCeilings } from "./measure.ts";
 import type { Roofline } from "./probes.ts";
 import { invertSpread, isNoisy, roundRobin, scaleSpread } from "./stats.ts";
-import { type Spread } from "../gpu/timing.ts";
+import type { Spread } from "../gpu/timing.ts";
 import {
   type BatchRunner,
   type BatchSample,

@@ -9,7 +9,7 @@ import { type Ceilings, predictMs } from "../model/cost.ts";
 import type { Roofline } from "./probes.ts";
 import type { BenchKernel } from "./kernel_table.ts";
 import { invertSpread, isNoisy, roundRobin } from "./stats.ts";
-import { type Spread } from "../gpu/timing.ts";
+import type { Spread } from "../gpu/timing.ts";
 import {
   type BatchRunner,
   bestMs,

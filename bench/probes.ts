@@ -10,7 +10,7 @@ import { copyKernel } from "../gpu/copy.ts";
 import { compileKernel } from "../gpu/kernel.ts";
 import { matvec } from "../reference/matmul.ts";
 import { invertSpread, scaleSpread } from "./stats.ts";
-import { type Spread } from "../gpu/timing.ts";
+import type { Spread } from "../gpu/timing.ts";
 import { type WasmStream, wasmStream } from "./_wasm_stream.ts";
 import {
   type BatchRunner,

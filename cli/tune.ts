@@ -8,7 +8,7 @@
 import { parseFlags, UsageError } from "./flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
 import { readCheckpoint } from "../model/formats/llama2c.ts";
-import { formatTuneTable, tune } from "../model/tune.ts";
+import { formatTuneTable, tune } from "../gpu/tune.ts";
 import { requestGpu } from "../gpu/device.ts";
 
 /** The CLI's help text. */

@@ -66,3 +66,4 @@ export * from "./softmax.ts";
 export * from "./state.ts";
 export * from "./swiglu.ts";
 export * from "./tuning.ts";
+export * from "./tune.ts";

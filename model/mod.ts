@@ -23,7 +23,7 @@ export * from "./webgpu/decoder.ts";
 export * from "./formats/tokenizer.ts";
 export * from "./weights.ts";
 export * from "./cost.ts";
-export * from "./tune.ts";
+export * from "../gpu/tune.ts";
 export * from "./batch/kv_store.ts";
 export * from "./batch/batch_decoder.ts";
 export * from "./batch/cpu_batch_decoder.ts";

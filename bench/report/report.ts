@@ -12,7 +12,7 @@ import type { Backend, KernelResult } from "../measure.ts";
 import type { CheckResult, DecoderCell, RejectedVariant, SkippedSeries } from "../matrix.ts";
 import type { Roofline } from "../probes.ts";
 import { ratioOfMedians, type RatioRange } from "../stats.ts";
-import { type Spread } from "../../gpu/timing.ts";
+import type { Spread } from "../../gpu/timing.ts";
 
 /** Version of the JSON layout; bump when fields change meaning. */
 export const RESULTS_SCHEMA = 2;

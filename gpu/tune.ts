@@ -5,22 +5,47 @@
  *
  * @module
  */
-import { headDim, type LlamaConfig } from "./config.ts";
-import { attentionKernel } from "../gpu/attention/attention.ts";
-import { tiledAttentionKernel } from "../gpu/attention/tiled.ts";
-import type { Dispatch, Gpu } from "../gpu/device.ts";
-import type { KernelPair, KernelVariant } from "../gpu/pair.ts";
-import { ATTENTION_PAIR, TILED_ATTENTION_VARIANT } from "../gpu/attention/pairs.ts";
-import { judgeCase, pairCases } from "../gpu/conformance.ts";
-import { PROJECTION_PAIR, type ProjectionPairShape } from "../gpu/matmul/pairs.ts";
-import { createState } from "../gpu/state.ts";
+import { attentionKernel } from "./attention/attention.ts";
+import { tiledAttentionKernel } from "./attention/tiled.ts";
+import type { Dispatch, Gpu } from "./device.ts";
+import type { KernelPair, KernelVariant } from "./pair.ts";
+import { ATTENTION_PAIR, TILED_ATTENTION_VARIANT } from "./attention/pairs.ts";
+import { judgeCase, pairCases } from "./conformance.ts";
+import { PROJECTION_PAIR, type ProjectionPairShape } from "./matmul/pairs.ts";
+import { createState } from "./state.ts";
 import {
   PROJECTION_VARIANTS,
   type ProjectionEpilogue,
   projectionKernel,
-} from "../gpu/matmul/projection.ts";
-import { attentionKey, projectionKey, type Tuning } from "../gpu/tuning.ts";
+} from "./matmul/projection.ts";
+import { attentionKey, projectionKey, type Tuning } from "./tuning.ts";
 import { Rng } from "../reference/random.ts";
+import type { RopeLayout } from "../reference/rope.ts";
+import { calibrateBatch, gpuRunner, submitUnits, toTiming } from "./timing.ts";
+
+/**
+ * The model dimensions tuning needs (a `LlamaConfig` from `model/` has them all): the kernel
+ * shapes of one decoder layer, the classifier and the context.
+ */
+export interface TuneShape {
+  /** Model width. */
+  readonly dim: number;
+  /** SwiGLU hidden width. */
+  readonly hiddenDim: number;
+  /** Query heads. */
+  readonly nHeads: number;
+  /** Key/value heads. */
+  readonly nKvHeads: number;
+  /** Vocabulary (the classifier's rows). */
+  readonly vocabSize: number;
+  /** Longest context. */
+  readonly maxSeqLen: number;
+  /** RoPE pairing of the fused QKV projection. */
+  readonly ropeLayout: RopeLayout;
+}
+
+/** Width of one attention head. */
+const headDim = (shape: TuneShape): number => shape.dim / shape.nHeads;
 
 /** One variant measured at one kernel shape. */
 export interface TuneMeasurement {
@@ -185,7 +210,7 @@ function projectionJob(
   };
 }
 
-function attentionJob(gpu: Gpu, config: LlamaConfig, rows: number, context: number): Job {
+function attentionJob(gpu: Gpu, config: TuneShape, rows: number, context: number): Job {
   const { nHeads, nKvHeads } = config;
   const hd = headDim(config);
   const key = attentionKey(rows, nHeads, nKvHeads, hd);
@@ -233,7 +258,7 @@ function attentionJob(gpu: Gpu, config: LlamaConfig, rows: number, context: numb
 }
 
 /** Every kernel shape of `config`'s decode step and prefill passes. */
-function jobs(gpu: Gpu, config: LlamaConfig, prefillRows: number): Job[] {
+function jobs(gpu: Gpu, config: TuneShape, prefillRows: number): Job[] {
   const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, maxSeqLen, ropeLayout: layout } = config;
   const hd = headDim(config);
   const qDim = nHeads * hd;
@@ -268,25 +293,15 @@ async function time(
   minSampleMs: number,
   quickestOnce: number,
 ): Promise<{ ms: number; once: number }> {
-  const run = async (calls: number) => {
-    const start = performance.now();
-    await gpu.submit(Array.from({ length: calls }, () => dispatches).flat());
-    await gpu.finish();
-    return performance.now() - start;
-  };
+  // The one timer (`timing.ts`), wall clock: batches of calls in one submit each.
+  const run = gpuRunner(gpu, undefined, (calls) => submitUnits(gpu, dispatches, calls));
   await run(1); // warm-up: some drivers finish compiling a pipeline at its first dispatch
-  const once = await run(1);
+  const once = (await run(1)).wallMs;
   if (once > 50 && once > 4 * quickestOnce) return { ms: once, once };
-  let calls = 1;
-  let elapsed = once;
-  while (elapsed < minSampleMs && calls < 4096) {
-    calls *= 2;
-    elapsed = await run(calls);
-  }
-  const times = [elapsed / calls];
-  for (let s = 1; s < samples; s++) times.push((await run(calls)) / calls);
-  times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)], once };
+  const calls = once >= minSampleMs ? 1 : await calibrateBatch(run, minSampleMs, 4096);
+  const batches = [];
+  for (let s = 0; s < samples; s++) batches.push(await run(calls));
+  return { ms: toTiming(batches, calls).wallMs.median, once };
 }
 
 /**
@@ -301,7 +316,7 @@ async function time(
  */
 export async function tune(
   gpu: Gpu,
-  config: LlamaConfig,
+  config: TuneShape,
   options: TuneOptions = {},
 ): Promise<TuneResult> {
   const samples = options.samples ?? (options.quick ? 3 : 7);
