@@ -1,4 +1,4 @@
-// The benchmark's kernels: every registry entry (gpu/_pairs.ts) at its bench shapes, the
+// The benchmark's kernels: every registry entry (gpu/pairs.ts) at its bench shapes, the
 // reference on the CPU and each variant on WebGPU. Used by `deno task bench`'s kernel table
 // and by `deno bench bench/kernels_bench.ts`.
 import type { Dispatch, Gpu } from "../gpu/device.ts";

@@ -1,4 +1,4 @@
-// `deno bench bench/`: every registry entry (gpu/_pairs.ts) at its bench shapes, CPU reference
+// `deno bench bench/`: every registry entry (gpu/pairs.ts) at its bench shapes, CPU reference
 // (the baseline) against each WebGPU variant. A WebGPU iteration is one submit of CALLS calls
 // run to completion (awaiting the GPU costs ~10 ms on software adapters, so single tiny
 // dispatches would time the wait); the reference makes the same CALLS calls.

@@ -5,7 +5,7 @@
  * doubling), every cell repeated with its variants interleaved, written as JSON, Markdown and
  * SVG charts. Seeded random weights at real shapes: no download.
  *
- * New axes plug in as modules that add kernel cases (registry entries, bench/_kernels.ts),
+ * New axes plug in as modules that add kernel cases (registry entries, bench/kernel_table.ts),
  * matrix cells or report sections to the results: the batch axis (`batch.ts`) times batched
  * decode steps by batch size, attention variant and KV-cache layout.
  *
@@ -41,7 +41,7 @@ import {
 } from "./report/report.ts";
 import { type Spread, summarize } from "../gpu/timing.ts";
 
-/** The attention-heavy shape (defined in `_shared.ts`, which the browser page shares). */
+/** The attention-heavy shape (defined in `shared.ts`, which the browser page shares). */
 export { ATTENTION_HEAVY };
 
 const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATTENTION_HEAVY };

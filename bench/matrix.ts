@@ -448,7 +448,7 @@ function sampler(
   const run = async (units: number) => {
     for (let i = 0; i < units; i++) await once();
   };
-  if (v.decoder instanceof GpuDecoder) return gpuRunner(options.gpu!, timer, run);
+  if (v.backend === "webgpu") return gpuRunner(options.gpu!, timer, run);
   return async (units) => {
     const start = performance.now();
     await run(units);
@@ -465,19 +465,25 @@ function decodeSampler(
   step: number[],
 ): BatchRunner {
   const decoder = v.decoder;
-  if (decoder instanceof GpuDecoder) {
+  if (decoder.generate) {
     // GPU-resident: the first position's pass, then the rest in one submit, one read-back.
+    const generate = decoder.generate.bind(decoder);
     return sampler(
       v,
       options,
       timer,
-      () => decoder.generate([step[0]], step.length, { startPos: context }),
+      () => generate([step[0]], step.length, { startPos: context }),
     );
   }
-  const cpu = decoder as CpuDecoder;
-  return sampler(v, options, timer, () => {
-    for (let i = 0; i < step.length; i++) cpu.forwardSync(step[i], context + i);
-    return Promise.resolve();
+  if (decoder.forwardSync) {
+    const forwardSync = decoder.forwardSync.bind(decoder);
+    return sampler(v, options, timer, () => {
+      for (let i = 0; i < step.length; i++) forwardSync(step[i], context + i);
+      return Promise.resolve();
+    });
+  }
+  return sampler(v, options, timer, async () => {
+    for (let i = 0; i < step.length; i++) await decoder.forward(step[i], context + i);
   });
 }
 

@@ -27,7 +27,7 @@ export type Backend = "cpu" | "webgpu";
 
 /**
  * One kernel variant at one shape, as the kernel table measures it: its unique bytes read plus
- * written, its FLOPs, and how to run it (the registry's bench entries, bench/_kernels.ts). The
+ * written, its FLOPs, and how to run it (the registry's bench entries, bench/kernel_table.ts). The
  * table takes its list from outside.
  */
 export type KernelCase = BenchKernel;

@@ -7,7 +7,12 @@ import { type LlamaConfig, validateConfig } from "../model/config.ts";
 import { CpuBatchDecoder } from "../model/batch/cpu_batch_decoder.ts";
 import { generateBatch } from "../model/batch/generate_batch.ts";
 import { GpuBatchDecoder } from "../model/webgpu/batch_decoder.ts";
-import { KV_LAYOUTS, type KvLayout, KvPool, type KvStoreOptions } from "../model/batch/kv_store.ts";
+import {
+  KV_LAYOUTS,
+  type KvLayout,
+  kvPoolBytes,
+  type KvStoreOptions,
+} from "../model/batch/kv_store.ts";
 import type { Tokenizer } from "../model/formats/tokenizer.ts";
 import type { LlamaWeights } from "../model/weights.ts";
 import { requestGpu } from "../gpu/device.ts";
@@ -49,7 +54,7 @@ export async function runBatch(run: BatchRun): Promise<void> {
     maxSequences: maxBatch,
     maxRows: 64,
   };
-  checkFits(new KvPool(config, options).reservedBytes, `the KV cache (${layout}) needs`);
+  checkFits(kvPoolBytes(config, options), `the KV cache (${layout}) needs`);
   const gpu = run.backend === "webgpu" ? await requestGpu() : undefined;
   const decoder: BatchDecoder & { destroy?(): void } = gpu
     ? await GpuBatchDecoder.create(gpu, config, run.weights, options)

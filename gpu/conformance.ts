@@ -1,10 +1,10 @@
 /**
- * The oracle harness: runs every variant of every registry entry (`_pairs.ts`) on its seeded
+ * The oracle harness: runs every variant of every registry entry (`pairs.ts`) on its seeded
  * inputs at each conformance shape, compares the outputs with the entry's reference (NMSE, max
  * abs error), and checks that guard regions around every output stay untouched and that no NaN
  * or Inf appears.
  *
- * No Deno APIs: this module runs in a browser too (`conformance_cli.ts` is the Deno CLI).
+ * No Deno APIs: this module runs in a browser too (`cli/conformance.ts` is the Deno CLI).
  *
  * @module
  */

@@ -38,7 +38,7 @@ export const COPY_PAIR: KernelPair<{ n: number }, { src: Float32Array }> = {
   inputs: ({ n }) => ({ src: new Rng(n).uniformArray(n) }),
   reference: (_, { src }) => src,
   conformance: [{ n: 4 }, { n: 4100 }],
-  bench: { quick: [], full: [] },
+  bench: { quick: [{ n: 1 << 16 }], full: [{ n: 1 << 22 }] },
   bytes: ({ n }) => 4 * 2 * n,
   flops: () => 0,
   tolerance: EXACT,

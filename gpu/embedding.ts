@@ -123,7 +123,10 @@ export const EMBEDDING_PAIR: KernelPair<
     { rows: 5, dim: 288, vocabSize: 4099 },
     { rows: 2, dim: 2048, vocabSize: 257 },
   ],
-  bench: { quick: [], full: [] },
+  bench: {
+    quick: [{ rows: 1, dim: 288, vocabSize: 512 }],
+    full: [{ rows: 1, dim: 2048, vocabSize: 32000 }],
+  },
   bytes: ({ rows, dim }) => 4 * (rows + 2 * rows * dim),
   flops: () => 0,
   tolerance: EXACT,
@@ -152,7 +155,10 @@ export const EMBEDDING_SPLIT_PAIR: KernelPair<
   }),
   reference: ({ dim }, { table, tokens }) => embedding(table, tokens, dim),
   conformance: [{ dim: 8, vocabSize: 300, tokens: [0, 299, 64, 130] }],
-  bench: { quick: [], full: [] },
+  bench: {
+    quick: [{ dim: 288, vocabSize: 512, tokens: [511] }],
+    full: [{ dim: 2048, vocabSize: 4096, tokens: [4095] }],
+  },
   bytes: ({ dim, tokens }) => 4 * (tokens.length + 2 * tokens.length * dim),
   flops: () => 0,
   tolerance: EXACT,

@@ -224,9 +224,13 @@ export function kvScatterKernel(
 
 /** Shape of the KV-cache append: `rows` tokens of `kvDim` written at `pos`. */
 export interface KvAppendPairShape {
+  /** Tokens (rows) in one call. */
   rows: number;
+  /** Width of one key or value row. */
   kvDim: number;
+  /** Positions each cache holds. */
   maxSeqLen: number;
+  /** Position of the first row. */
   pos: number;
 }
 
@@ -261,7 +265,10 @@ export const KV_APPEND_PAIR: KernelPair<
     { rows: 1, kvDim: 288, maxSeqLen: 16, pos: 15 },
     { rows: 3, kvDim: 256, maxSeqLen: 64, pos: 62 }, // the last row falls past maxSeqLen
   ],
-  bench: { quick: [], full: [] },
+  bench: {
+    quick: [{ rows: 1, kvDim: 288, maxSeqLen: 256, pos: 255 }],
+    full: [{ rows: 1, kvDim: 256, maxSeqLen: 2048, pos: 2047 }],
+  },
   bytes: ({ rows, kvDim }) => 4 * 4 * rows * kvDim, // k and v read, written into the caches
   flops: () => 0,
   tolerance: EXACT,
@@ -280,8 +287,11 @@ export const KV_APPEND_PAIR: KernelPair<
 
 /** Shape of the KV scatter: row `r`'s key and value to pool row `slots[r]`. */
 export interface KvScatterPairShape {
+  /** Each row's pool row. */
   slots: number[];
+  /** Width of one key or value row. */
   kvDim: number;
+  /** Rows of each pool. */
   poolRows: number;
 }
 
@@ -317,7 +327,10 @@ export const KV_SCATTER_PAIR: KernelPair<
     { slots: [6, 2, 0, 4], kvDim: 33, poolRows: 8 },
     { slots: [130, 17, 64], kvDim: 256, poolRows: 160 },
   ],
-  bench: { quick: [], full: [] },
+  bench: {
+    quick: [{ slots: [3, 0, 7, 5], kvDim: 288, poolRows: 8 }],
+    full: [{ slots: Array.from({ length: 16 }, (_, r) => 257 * r), kvDim: 512, poolRows: 4096 }],
+  },
   bytes: ({ slots, kvDim }) => 4 * 4 * slots.length * kvDim,
   flops: () => 0,
   tolerance: EXACT,

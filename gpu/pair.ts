@@ -1,9 +1,9 @@
 /**
- * The kernel-pair contract: what one registry entry in `_pairs.ts` says about a kernel family
+ * The kernel-pair contract: what one registry entry (collected in `pairs.ts`) says about a kernel family
  * and its `reference/` oracle, so that the kernel tests, `deno task conformance`, the benchmark's
  * kernel table and the `deno bench` files all come from that one entry.
  *
- * No Deno APIs here (nor in `_pairs.ts` and `_conformance.ts`): the same entries run in a
+ * No Deno APIs here (nor in the pair entries and `conformance.ts`): the same entries run in a
  * browser.
  *
  * @module

@@ -124,10 +124,15 @@ function compileRope<P extends string>(
 
 /** Shape of the RoPE family: `rows` tokens of `nHeads` heads from position `pos`. */
 export interface RopePairShape {
+  /** Tokens (rows) in one call. */
   rows: number;
+  /** Query heads. */
   nHeads: number;
+  /** Features per head. */
   headDim: number;
+  /** Position of the first row. */
   pos: number;
+  /** RoPE pairing (interleaved by default). */
   layout: RopeLayout;
 }
 
@@ -173,9 +178,13 @@ export const ROPE_PAIR: KernelPair<RopePairShape, { x: Float32Array }> = {
 
 /** Shape of per-row RoPE: row `r` at `positions[r]`. */
 export interface BatchRopePairShape {
+  /** Each row's position. */
   positions: number[];
+  /** Query heads. */
   nHeads: number;
+  /** Features per head. */
   headDim: number;
+  /** RoPE pairing (interleaved by default). */
   layout?: RopeLayout;
 }
 
@@ -203,7 +212,10 @@ export const BATCH_ROPE_PAIR: KernelPair<BatchRopePairShape, { x: Float32Array }
     { positions: [1000, 3, 511], nHeads: 32, headDim: 128 },
     { positions: [1000, 3, 511], nHeads: 32, headDim: 128, layout: "half" },
   ],
-  bench: { quick: [], full: [] },
+  bench: {
+    quick: [{ positions: [255, 3, 100, 17], nHeads: 6, headDim: 48 }],
+    full: [{ positions: Array.from({ length: 16 }, (_, r) => 127 * r), nHeads: 32, headDim: 64 }],
+  },
   bytes: ({ positions, nHeads, headDim }) =>
     4 * (2 * positions.length * nHeads * headDim + positions.length * headDim),
   flops: ({ positions, nHeads, headDim }) => 3 * positions.length * nHeads * headDim,

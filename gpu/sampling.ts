@@ -162,9 +162,11 @@ export function argmaxKernel(
 
 /** Shape of the token choice: `n` logits, greedy (temperature 0) or Gumbel-max sampling. */
 export interface ArgmaxPairShape {
+  /** Logits per call. */
   n: number;
   /** Put the maximum at three ids (the lowest must win). */
   ties: boolean;
+  /** 0 is greedy; above 0 a Gumbel-max draw at that temperature. */
   temperature: number;
 }
 

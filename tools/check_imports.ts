@@ -3,6 +3,9 @@
  *
  * - a `_file.ts` is private to its folder: no file in another folder imports it (tests are
  *   white-box and exempt, as std's tests beside their modules are);
+ * - imports run down the layers only: `reference/` < `gpu/` < `model/` < `cli/` < `bench/`,
+ *   `fuzz/` < `browser/` (a folder imports its own layer and those below; `tests/` and `tools/`
+ *   stand outside);
  * - the graph has no cycle (type-only imports count: a cycle of types is still two files that
  *   cannot be read apart).
  *
@@ -16,6 +19,17 @@ import { dirname, join, normalize, relative } from "node:path";
 
 const ROOT = normalize(join(dirname(new URL(import.meta.url).pathname), ".."));
 const SKIP = new Set([".git", "node_modules", "results"]);
+
+/** Layer of each top-level folder: a module imports only from its layer or below. */
+const LAYERS: Record<string, number> = {
+  reference: 0,
+  gpu: 1,
+  model: 2,
+  cli: 3,
+  bench: 4,
+  fuzz: 4,
+  browser: 5,
+};
 
 /** Every `.ts` file below `dir`, relative to the root. */
 function tsFiles(dir: string): string[] {
@@ -81,6 +95,10 @@ if (import.meta.main) {
     graph.set(file, deps);
     if (file.startsWith("tests/")) continue;
     for (const dep of deps) {
+      const [from, to] = [LAYERS[file.split("/")[0]], LAYERS[dep.split("/")[0]]];
+      if (from !== undefined && to !== undefined && to > from) {
+        problems.push(`${file} imports ${dep}, a layer above it`);
+      }
       const name = dep.split("/").pop()!;
       if (name.startsWith("_") && dirname(dep) !== dirname(file)) {
         problems.push(`${file} imports ${dep}, private to ${relative(".", dirname(dep))}/`);

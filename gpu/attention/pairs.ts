@@ -20,7 +20,9 @@ import { Rng } from "../../reference/random.ts";
 import { slidingWindowAttention } from "../../reference/sliding_kv_cache.ts";
 /** Shape of the attention family: `rows` queries from position `pos`. */
 export interface AttentionPairShape extends AttentionShape {
+  /** Tokens (rows) in one call. */
   rows: number;
+  /** Position of the first row. */
   pos: number;
   /** Workgroups splitting each head's keys (the kernel's choice if absent). */
   splits?: number;
@@ -118,18 +120,24 @@ export const ATTENTION_PAIR: KernelPair<
 
 /** Shape of attention over a quantized KV cache. */
 export interface QuantAttentionPairShape {
+  /** Tokens (rows) in one call. */
   rows: number;
+  /** Query heads. */
   nHeads: number;
+  /** Key/value heads. */
   nKvHeads: number;
+  /** Features per head. */
   headDim: number;
+  /** Position of the first row. */
   pos: number;
 }
 
-type AttentionInputs = { q: Float32Array; keys: Float32Array; values: Float32Array };
+/** Inputs of attention over a quantized cache: queries and the f32 keys and values to store. */
+export type QuantAttentionInputs = { q: Float32Array; keys: Float32Array; values: Float32Array };
 
 function quantAttentionPair(
   format: "f16" | "q8_0",
-): KernelPair<QuantAttentionPairShape, AttentionInputs> {
+): KernelPair<QuantAttentionPairShape, QuantAttentionInputs> {
   const maxSeqLen = (s: QuantAttentionPairShape) => s.pos + s.rows + 3;
   const kvBytes = format === "f16" ? 2 : 36 / 32;
   return {
@@ -162,7 +170,10 @@ function quantAttentionPair(
       { rows: 1, nHeads: 8, nKvHeads: 2, headDim: 64, pos: 300 },
       { rows: 7, nHeads: 8, nKvHeads: 4, headDim: 64, pos: 40 },
     ],
-    bench: { quick: [], full: [{ rows: 1, nHeads: 32, nKvHeads: 4, headDim: 64, pos: 1023 }] },
+    bench: {
+      quick: [{ rows: 1, nHeads: 6, nKvHeads: 6, headDim: 48, pos: 127 }],
+      full: [{ rows: 1, nHeads: 32, nKvHeads: 4, headDim: 64, pos: 1023 }],
+    },
     bytes: ({ rows, nHeads, nKvHeads, headDim, pos }) =>
       4 * 2 * rows * nHeads * headDim + kvBytes * 2 * (pos + rows) * nKvHeads * headDim,
     flops: ({ rows, nHeads, headDim, pos }) =>
@@ -194,11 +205,11 @@ function quantAttentionPair(
 }
 
 /** Attention over an f16 KV cache (keys and values unpacked as they are read). */
-export const ATTENTION_F16_PAIR: KernelPair<QuantAttentionPairShape, AttentionInputs> =
+export const ATTENTION_F16_PAIR: KernelPair<QuantAttentionPairShape, QuantAttentionInputs> =
   quantAttentionPair("f16");
 
 /** Attention over a Q8_0 KV cache (dequantized as it is read). */
-export const ATTENTION_Q8_0_PAIR: KernelPair<QuantAttentionPairShape, AttentionInputs> =
+export const ATTENTION_Q8_0_PAIR: KernelPair<QuantAttentionPairShape, QuantAttentionInputs> =
   quantAttentionPair("q8_0");
 
 /**
@@ -207,15 +218,23 @@ export const ATTENTION_Q8_0_PAIR: KernelPair<QuantAttentionPairShape, AttentionI
  * positions); a row sees the last `window` positions (default: all; a ring: `blockSize`).
  */
 export interface BatchAttentionPairShape extends AttentionShape {
+  /** Each row's position. */
   positions: number[];
+  /** Positions per pool block. */
   blockSize: number;
+  /** Whether each sequence's block is a ring. */
   ring: boolean;
+  /** Positions a token sees. */
   window?: number;
 }
 
-interface BatchAttentionInputs {
+/** Inputs of batched attention. */
+export interface BatchAttentionInputs {
+  /** Queries, `(rows, nHeads·headDim)`. */
   q: Float32Array;
+  /** Key pool, `(poolRows, nKvHeads·headDim)`. */
   keyPool: Float32Array;
+  /** Value pool, like the keys. */
   valuePool: Float32Array;
   /** Each row's block table (ring: one ring id). */
   tables: number[][];
@@ -321,7 +340,14 @@ export const BATCH_ATTENTION_PAIR: KernelPair<BatchAttentionPairShape, BatchAtte
     { positions: [99, 0], nHeads: 8, nKvHeads: 1, headDim: 64, blockSize: 100, ring: false },
   ],
   bench: {
-    quick: [],
+    quick: [{
+      positions: [127, 127, 127, 127],
+      nHeads: 6,
+      nKvHeads: 6,
+      headDim: 48,
+      blockSize: 16,
+      ring: false,
+    }],
     full: [{
       positions: Array(16).fill(1023),
       nHeads: 32,

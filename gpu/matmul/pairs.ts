@@ -27,8 +27,11 @@ import { rope, type RopeLayout, ropeTable } from "../../reference/rope.ts";
 import { siluMul } from "../../reference/swiglu.ts";
 /** Shape of the matmul family: `x (rows, inDim)` times `Wᵀ`, W `(outDim, inDim)`. */
 export interface MatmulPairShape {
+  /** Tokens (rows) in one call. */
   rows: number;
+  /** Output features (W's rows). */
   outDim: number;
+  /** Input features (W's columns). */
   inDim: number;
   /** Workgroup size to compile with (the kernel's default if absent). */
   workgroupSize?: number;
@@ -96,7 +99,10 @@ export const MATMUL_SPLIT_PAIR: KernelPair<
   reference: ({ rows, outDim, inDim }, { w, x }) =>
     matmul(w, x.subarray((rows - 1) * inDim), 1, outDim, inDim),
   conformance: [{ rows: 3, outDim: 1000, inDim: 36 }],
-  bench: { quick: [], full: [] },
+  bench: {
+    quick: [{ rows: 1, outDim: 1000, inDim: 288 }],
+    full: [{ rows: 1, outDim: 1000, inDim: 2048 }],
+  },
   bytes: ({ outDim, inDim }) => 4 * (outDim * inDim + inDim + outDim),
   flops: ({ outDim, inDim }) => 2 * outDim * inDim,
   tolerance: PRODUCT,
@@ -147,8 +153,11 @@ export interface ProjectionPairShape {
   };
 }
 
-interface ProjectionInputs {
+/** Inputs of the projection family. */
+export interface ProjectionInputs {
+  /** Activations, `(rows, inDim)`. */
   x: Float32Array;
+  /** RMSNorm weight, `(inDim)`. */
   norm: Float32Array;
   /** store/add: W; siluMul: W1, W3; qkvRope: Wq, Wk, Wv. */
   w: Float32Array[];
@@ -346,24 +355,28 @@ export const PROJECTION_PAIR: KernelPair<ProjectionPairShape, ProjectionInputs> 
 
 /** Shape of a low-precision matmul: `x (rows, inDim)` times `Wᵀ`, W `(outDim, inDim)`. */
 export interface QuantMatmulPairShape {
+  /** Tokens (rows) in one call. */
   rows: number;
+  /** Output features (W's rows). */
   outDim: number;
+  /** Input features (W's columns). */
   inDim: number;
 }
 
-type Inputs = { w: Uint8Array; x: Float32Array };
+/** Inputs of a low-precision matmul: packed weights and f32 activations. */
+export type QuantMatmulInputs = { w: Uint8Array; x: Float32Array };
 
 function quantMatmulPair(
   format: GpuWeightFormat,
   conformance: QuantMatmulPairShape[],
-): KernelPair<QuantMatmulPairShape, Inputs> {
+): KernelPair<QuantMatmulPairShape, QuantMatmulInputs> {
   const variant = (name: string, shaderF16: boolean) => ({
     name,
     features: shaderF16 ? ["shader-f16" as GPUFeatureName] : undefined,
     record: (
       gpu: Gpu,
       { rows, outDim, inDim }: QuantMatmulPairShape,
-      { w, x }: Inputs,
+      { w, x }: QuantMatmulInputs,
       buffers: PairBuffers,
     ) => {
       const packed = packMatrix(w, format, outDim, inDim);
@@ -426,20 +439,25 @@ const BLOCK_SHAPES: QuantMatmulPairShape[] = [
 ];
 
 /** Matmul over f16 weights (odd widths too: rows are padded to whole words). */
-export const MATMUL_F16_PAIR: KernelPair<QuantMatmulPairShape, Inputs> = quantMatmulPair("f16", [
-  { rows: 1, outDim: 1, inDim: 1 },
-  { rows: 1, outDim: 7, inDim: 33 },
-  ...BLOCK_SHAPES.slice(2),
-]);
+export const MATMUL_F16_PAIR: KernelPair<QuantMatmulPairShape, QuantMatmulInputs> = quantMatmulPair(
+  "f16",
+  [
+    { rows: 1, outDim: 1, inDim: 1 },
+    { rows: 1, outDim: 7, inDim: 33 },
+    ...BLOCK_SHAPES.slice(2),
+  ],
+);
 
 /** Matmul over Q8_0 weights. */
-export const MATMUL_Q8_0_PAIR: KernelPair<QuantMatmulPairShape, Inputs> = quantMatmulPair(
-  "q8_0",
-  BLOCK_SHAPES,
-);
+export const MATMUL_Q8_0_PAIR: KernelPair<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantMatmulPair(
+    "q8_0",
+    BLOCK_SHAPES,
+  );
 
 /** Matmul over Q4_0 weights. */
-export const MATMUL_Q4_0_PAIR: KernelPair<QuantMatmulPairShape, Inputs> = quantMatmulPair(
-  "q4_0",
-  BLOCK_SHAPES,
-);
+export const MATMUL_Q4_0_PAIR: KernelPair<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantMatmulPair(
+    "q4_0",
+    BLOCK_SHAPES,
+  );

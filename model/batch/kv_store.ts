@@ -117,6 +117,24 @@ export function kvPoolShape(config: LlamaConfig, options: KvStoreOptions = {}): 
 }
 
 /**
+ * Bytes a batched KV cache of `config` with `options` reserves (its pools, every block, used or
+ * not; keys and values of every layer in f32), without building it.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "../config.ts";
+ * import { kvPoolBytes } from "./kv_store.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 16, nLayers: 2, nHeads: 2, nKvHeads: 1, vocabSize: 4, maxSeqLen: 16 });
+ * // 2 sequences × 16 positions × 2 layers × (K + V) × kvDim 4 × 4 bytes
+ * if (kvPoolBytes(config, { maxSequences: 2 }) !== 2 * 16 * 2 * 2 * 4 * 4) throw new Error("wrong");
+ * ```
+ */
+export function kvPoolBytes(config: LlamaConfig, options: KvStoreOptions = {}): number {
+  const { numBlocks, blockSize } = kvPoolShape(config, options);
+  return numBlocks * blockSize * kvCacheBytesPerToken({ ...config, headDim: headDim(config) });
+}
+
+/**
  * The bookkeeping of a batched decoder's KV cache, apart from its storage: which blocks each
  * sequence holds, where a position lives, what a token sees, and the memory reserved and used.
  *
@@ -198,7 +216,7 @@ export class KvPool {
 
   /** Bytes of the pools: every block, used or not. */
   get reservedBytes(): number {
-    return this.rows * this.bytesPerPosition;
+    return this.rows * this.bytesPerPosition; // = kvPoolBytes(config, options)
   }
 
   /** Bytes of the positions live sequences hold (a ring: at most its length). */

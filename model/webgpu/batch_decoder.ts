@@ -69,7 +69,7 @@ export class GpuBatchDecoder implements BatchDecoder {
   readonly #weights: GpuWeights;
   /** Per layer: keys and values of every sequence, `(pool.rows, nKvHeads·headDim)`. */
   readonly #pools: { keys: GPUBuffer; values: GPUBuffer }[];
-  /** The step's activations (`_gpu_run_state.ts`), `maxRows` rows, logits of as many. */
+  /** The step's activations (`_run_state.ts`), `maxRows` rows, logits of as many. */
   readonly #act: Activations;
   readonly #inputs: StepInputs;
   readonly #ropeTable: GPUBuffer;

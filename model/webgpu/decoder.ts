@@ -2,8 +2,8 @@
  * The LLaMA decoder on WebGPU, read like llama2.c's `run.c`: the forward pass first, recorded
  * once per row count as a list of dispatches that read the token and position from the state
  * buffer (`gpu/state.ts`), so one decode step, or N of them with the token chosen on the GPU, is
- * one submit. Weights upload in `_gpu_weights.ts`; activations and the KV cache are
- * `_gpu_run_state.ts`'s `GpuRunState`.
+ * one submit. Weights upload in `_weights.ts`; activations and the KV cache are
+ * `_run_state.ts`'s `GpuRunState`.
  *
  * @module
  */
