@@ -11,7 +11,8 @@ import { type Spread, summarize } from "../gpu/timing.ts";
  *
  * @example
  * ```ts
- * import { scaleSpread, summarize } from "./stats.ts";
+ * import { scaleSpread } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * if (scaleSpread(summarize([1, 2, 3]), 1000).max !== 3000) throw new Error("wrong");
  * ```
  */
@@ -32,7 +33,8 @@ export function scaleSpread(spread: Spread, factor: number): Spread {
  *
  * @example
  * ```ts
- * import { invertSpread, summarize } from "./stats.ts";
+ * import { invertSpread } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * const rate = invertSpread(summarize([1, 2, 4]), 1000); // ms per call -> calls per second
  * if (rate.median !== 500 || rate.min !== 250 || rate.max !== 1000) throw new Error("wrong");
  * ```
@@ -65,7 +67,8 @@ export interface RatioRange {
  *
  * @example
  * ```ts
- * import { overlaps, summarize } from "./stats.ts";
+ * import { overlaps } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * if (!overlaps(summarize([1, 3]), summarize([2, 4])) || overlaps(summarize([1, 2]), summarize([3, 4]))) {
  *   throw new Error("wrong");
  * }
@@ -81,7 +84,8 @@ export function overlaps(a: Spread, b: Spread): boolean {
  *
  * @example
  * ```ts
- * import { ratioOfMedians, summarize } from "./stats.ts";
+ * import { ratioOfMedians } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * const r = ratioOfMedians(summarize([10, 11, 12]), summarize([4, 5, 6]));
  * if (r.ratio !== 11 / 5 || r.lo !== 10 / 6 || r.hi !== 12 / 4 || r.withinNoise) throw new Error("wrong");
  * ```
