@@ -78,7 +78,7 @@ decode steps: b = 1..32 sequences (quick: 1, 4) at contexts 256 and 1024 (quick:
 and MQA on a paged KV cache, and the three KV-cache layouts at one batch size.
 
 Writes DIR/results.json (every sample's summary, versioned), DIR/report.md, SVG charts, and
-DIR/readme_results.md (the README's results section, machine line from the run's metadata).`;
+DIR/README.md (the README's results section, machine line from the run's metadata).`;
 
 /** Where the benchmark writes (replaceable in tests). */
 export interface BenchIo {
@@ -374,11 +374,11 @@ async function writeResults(results: BenchResults, out: string, io: BenchIo): Pr
   const charts = chartFiles(results);
   await io.writeFile(`${out}/results.json`, JSON.stringify(results, null, 2) + "\n");
   await io.writeFile(`${out}/report.md`, formatMarkdown(results, Object.keys(charts)));
-  await io.writeFile(`${out}/readme_results.md`, formatReadmeSection(results));
+  await io.writeFile(`${out}/README.md`, formatReadmeSection(results));
   for (const [name, svg] of Object.entries(charts)) await io.writeFile(`${out}/${name}`, svg);
   io.print(formatText(results));
   io.print(
-    `\nwrote ${out}/results.json, ${out}/report.md, ${out}/readme_results.md and ${
+    `\nwrote ${out}/results.json, ${out}/report.md, ${out}/README.md and ${
       Object.keys(charts).length
     } charts`,
   );
