@@ -65,6 +65,11 @@ export interface KernelVariant<S, I> {
   readonly features?: readonly GPUFeatureName[];
   /** Where it applies beyond its features (a size, an adapter limit); everywhere if absent. */
   applies?(shape: S, device: DeviceCapabilities): boolean;
+  /**
+   * The variant's own oracle, where it computes a documented approximation of the family's
+   * (e.g. Q8-quantized activations); the family's reference if absent.
+   */
+  reference?(shape: S, inputs: I): Float32Array;
   /** Bounds replacing the family's (e.g. looser for f16 weights). */
   readonly tolerance?: Tolerance;
   /** Compiles and binds the kernel(s) for `shape` on `inputs`; returns the dispatches. */

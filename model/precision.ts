@@ -25,6 +25,7 @@ import {
 } from "../reference/quantize.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { matmul } from "../reference/matmul.ts";
+import { matvecQ8Activations, quantizeActivations } from "../reference/q8_activations.ts";
 import { Rng } from "../reference/random.ts";
 
 /** A weight matrix `(rows, cols)` stored in a format, in GGUF's byte layout. */
@@ -266,8 +267,9 @@ export function dequantizeWeights(stored: StoredWeights): LlamaWeights {
 }
 
 /**
- * `W · x[t]` for each of `count` rows of `x`: the stored matrix dequantized, accumulated in
- * f64 (see `matvecQuantized`).
+ * `W · x[t]` for each of `count` rows of `x`: f32/f16 matrices dequantized and accumulated in
+ * f64 (see `matvecQuantized`); Q8_0/Q4_0 ones over `x[t]` quantized to Q8 blocks, with integer
+ * block products, as llama.cpp (see `reference/q8_activations.ts` for the error this adds).
  *
  * @example
  * ```ts
@@ -282,13 +284,14 @@ export function storedMatmul(w: StoredMatrix, x: Float32Array, count = 1): Float
     const floats = new Float32Array(w.bytes.buffer, w.bytes.byteOffset, w.rows * w.cols);
     return matmul(floats, x, count, w.rows, w.cols);
   }
-  if (count === 1) return matvecQuantized(w.bytes, w.format, x, w.rows, w.cols);
   const out = new Float32Array(count * w.rows);
   for (let t = 0; t < count; t++) {
-    out.set(
-      matvecQuantized(w.bytes, w.format, x.subarray(t * w.cols, (t + 1) * w.cols), w.rows, w.cols),
-      t * w.rows,
-    );
+    const xt = x.subarray(t * w.cols, (t + 1) * w.cols);
+    const row = out.subarray(t * w.rows, (t + 1) * w.rows);
+    if (w.format === "q8_0" || w.format === "q4_0") {
+      // as llama.cpp: the activations quantized once to Q8 blocks, integer block products
+      matvecQ8Activations(w.bytes, w.format, quantizeActivations(xt), w.rows, w.cols, row);
+    } else row.set(matvecQuantized(w.bytes, w.format, xt, w.rows, w.cols));
   }
   return out;
 }

@@ -28,5 +28,6 @@ export * from "./softmax.ts";
 export * from "./swiglu.ts";
 export * from "./f16.ts";
 export * from "./quantize.ts";
+export * from "./q8_activations.ts";
 export * from "./paged_kv_cache.ts";
 export * from "./sliding_kv_cache.ts";

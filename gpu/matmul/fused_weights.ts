@@ -6,6 +6,7 @@
  * @module
  */
 import type { RopeLayout } from "../../reference/rope.ts";
+import type { PackedMatrix } from "./quant.ts";
 
 function checkLength(what: string, w: Float32Array, expected: number): void {
   if (w.length !== expected) {
@@ -122,4 +123,82 @@ export function fuseQkv(
   }
   for (let r = 0; r < kvDim; r++) copy(wv, r);
   return norm ? foldNormWeight(out, dim, norm) : out;
+}
+
+/**
+ * The fused layouts as row orders, for packed matrices whose rows are moved, never requantized:
+ * entry `i` is the row of the concatenation `[wq; wk; wv]` (qkv) or `[w1; w3]` (gate/up) that
+ * row `i` of the fused matrix holds.
+ *
+ * @example
+ * ```ts
+ * import { fusedRowOrder } from "./fused_weights.ts";
+ * if (fusedRowOrder({ kind: "gateUp", hidden: 2 }).join() !== "0,2,1,3") throw new Error("wrong");
+ * ```
+ */
+export function fusedRowOrder(
+  shape: { kind: "gateUp"; hidden: number } | ({ kind: "qkv" } & Omit<QkvShape, "dim">),
+): Int32Array {
+  const indices = (start: number, n: number) =>
+    Float32Array.from({ length: n }, (_, i) => start + i);
+  if (shape.kind === "gateUp") {
+    const { hidden } = shape;
+    return Int32Array.from(interleaveGateUp(indices(0, hidden), indices(hidden, hidden), 1));
+  }
+  const qDim = shape.nHeads * shape.headDim;
+  const kvDim = shape.nKvHeads * shape.headDim;
+  return Int32Array.from(
+    fuseQkv(indices(0, qDim), indices(qDim, kvDim), indices(qDim + kvDim, kvDim), {
+      ...shape,
+      dim: 1,
+    }),
+  );
+}
+
+/**
+ * The packed matrix whose row `i` is row `order[i]` of `matrices` stacked (same format and
+ * width): quants and scales moved as they are.
+ *
+ * @example
+ * ```ts
+ * import { gatherPackedRows } from "./fused_weights.ts";
+ * import { packMatrix } from "./quant.ts";
+ * import { quantize } from "../../reference/quantize.ts";
+ * const a = packMatrix(quantize(Float32Array.from({ length: 64 }, (_, i) => i), "q8_0"), "q8_0", 2, 32);
+ * const swapped = gatherPackedRows([a], [1, 0]);
+ * if (swapped.weights[0] !== a.weights[8]) throw new Error("wrong");
+ * ```
+ */
+export function gatherPackedRows(
+  matrices: readonly PackedMatrix[],
+  order: ArrayLike<number>,
+): PackedMatrix {
+  const [first] = matrices;
+  const { format, inDim } = first;
+  for (const [i, m] of matrices.entries()) {
+    if (m.format !== format || m.inDim !== inDim) {
+      throw new RangeError(
+        `gatherPackedRows matrix ${i}: expected ${format} rows of ${inDim}, got ${m.format} rows of ${m.inDim}`,
+      );
+    }
+  }
+  const rowWords = first.weights.length / first.outDim;
+  const rowScales = format === "f16" ? 0 : inDim / 32;
+  const sources: [PackedMatrix, number][] = matrices.flatMap((m) =>
+    Array.from({ length: m.outDim }, (_, r): [PackedMatrix, number] => [m, r])
+  );
+  const outDim = order.length;
+  const weights = new Uint32Array(outDim * rowWords);
+  const scales = new Uint16Array(outDim * rowScales + ((outDim * rowScales) % 2));
+  for (let i = 0; i < outDim; i++) {
+    const source = sources[order[i]];
+    if (!source) throw new RangeError(`gatherPackedRows order[${i}]: no row ${order[i]}`);
+    const [m, r] = source;
+    weights.set(m.weights.subarray(r * rowWords, (r + 1) * rowWords), i * rowWords);
+    if (rowScales) {
+      const halves = new Uint16Array(m.scales.buffer, m.scales.byteOffset, m.outDim * rowScales);
+      scales.set(halves.subarray(r * rowScales, (r + 1) * rowScales), i * rowScales);
+    }
+  }
+  return { format, outDim, inDim, weights, scales: new Uint32Array(scales.buffer) };
 }

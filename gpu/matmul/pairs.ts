@@ -12,6 +12,16 @@ import { matmulDispatches, uploadMatrix } from "./matmul.ts";
 import { PROJECTION_VARIANTS, projectionKernel } from "./projection.ts";
 import { type GpuWeightFormat, packMatrix, quantMatmulDispatches } from "./quant.ts";
 import {
+  PACKED_PROJECTION_VARIANTS,
+  packedProjectionKernel,
+  type PackedProjectionVariant,
+} from "./packed_projection.ts";
+import {
+  matvecQ8Activations,
+  type Q8WeightFormat,
+  quantizeActivations,
+} from "../../reference/q8_activations.ts";
+import {
   type KernelPair,
   type KernelVariant,
   type PairBuffers,
@@ -223,21 +233,34 @@ function projectionVariant(
   };
 }
 
-function projectionReference(shape: ProjectionPairShape, inputs: ProjectionInputs): Float32Array {
+/** `W_i · x` for each row of `x`: the way a projection's reference multiplies. */
+type Product = (
+  i: number,
+  x: Float32Array,
+  rows: number,
+  outDim: number,
+  inDim: number,
+) => Float32Array;
+
+function projectionReference(
+  shape: ProjectionPairShape,
+  inputs: ProjectionInputs,
+  product: Product = (i, x, rows, outDim, inDim) => matmul(inputs.w[i], x, rows, outDim, inDim),
+): Float32Array {
   const { kind, rows, inDim, outDim, block, attention: a } = shape;
   const xn = shape.norm ? rmsNorm(inputs.x, inputs.norm) : inputs.x;
   if (kind === "siluMul") {
     return siluMul(
-      matmul(inputs.w[0], xn, rows, outDim, inDim),
-      matmul(inputs.w[1], xn, rows, outDim, inDim),
+      product(0, xn, rows, outDim, inDim),
+      product(1, xn, rows, outDim, inDim),
     );
   }
   if (kind === "qkvRope" && a) {
     const qDim = a.nHeads * a.headDim;
     const kvDim = a.nKvHeads * a.headDim;
-    const q = matmul(inputs.w[0], xn, rows, qDim, inDim);
-    const k = matmul(inputs.w[1], xn, rows, kvDim, inDim);
-    const v = matmul(inputs.w[2], xn, rows, kvDim, inDim);
+    const q = product(0, xn, rows, qDim, inDim);
+    const k = product(1, xn, rows, kvDim, inDim);
+    const v = product(2, xn, rows, kvDim, inDim);
     const keys = inputs.initial[0].slice();
     const values = inputs.initial[1].slice();
     const options = { layout: a.layout };
@@ -253,13 +276,13 @@ function projectionReference(shape: ProjectionPairShape, inputs: ProjectionInput
     out.set(values, q.length + keys.length);
     return out;
   }
-  const product = matmul(inputs.w[0], xn, rows, outDim, inDim);
+  const projected = product(0, xn, rows, outDim, inDim);
   const out = inputs.initial[0].slice();
   const [start, count] = block ?? [0, outDim];
   for (let t = 0; t < rows; t++) {
     for (let r = start; r < start + count; r++) {
       const at = t * outDim + r;
-      out[at] = kind === "add" ? out[at] + product[at] : product[at];
+      out[at] = kind === "add" ? out[at] + projected[at] : projected[at];
     }
   }
   return out;
@@ -315,7 +338,7 @@ export const PROJECTION_PAIR: KernelPair<ProjectionPairShape, ProjectionInputs> 
       : [rng.uniformArray(outDim * inDim)];
     return { x, norm, w, initial: [rng.uniformArray(rows * outDim)] };
   },
-  reference: projectionReference,
+  reference: (shape, inputs) => projectionReference(shape, inputs),
   conformance: [
     { kind: "store", rows: 1, outDim: 1, inDim: 1 },
     { kind: "store", rows: 1, outDim: 7, inDim: 33 },
@@ -423,9 +446,63 @@ function quantMatmulPair(
       formatBytes(format, outDim * inDim) + 4 * (rows * inDim + rows * outDim),
     flops: ({ rows, outDim, inDim }) => 2 * rows * outDim * inDim,
     tolerance: PRODUCT,
-    variants: format === "f16"
-      ? [variant("default", false), variant("shader-f16", true)]
-      : [variant("default", false)],
+    variants: [
+      variant("default", false),
+      ...(format === "f16" ? [variant("shader-f16", true)] : []),
+      ...PACKED_PROJECTION_VARIANTS.filter((v) => format !== "f16" || v.activations === "f32")
+        .map((v) => packedMatmulVariant(format, v)),
+    ],
+  };
+}
+
+/** A packed-projection variant as a matmul (the store epilogue, no norm). */
+function packedMatmulVariant(
+  format: GpuWeightFormat,
+  variant: PackedProjectionVariant,
+): KernelVariant<QuantMatmulPairShape, QuantMatmulInputs> {
+  const packedShape = ({ rows, outDim, inDim }: QuantMatmulPairShape) => ({
+    format,
+    rows,
+    units: outDim,
+    inDim,
+    pair: 1,
+    norm: false,
+  });
+  return {
+    name: variant.name,
+    applies: (shape, device) => variant.applies(packedShape(shape), device),
+    reference: variant.activations === "q8"
+      ? ({ rows, outDim, inDim }, { w, x }) => {
+        const out = new Float32Array(rows * outDim);
+        for (let t = 0; t < rows; t++) {
+          const xt = quantizeActivations(x.subarray(t * inDim, (t + 1) * inDim));
+          matvecQ8Activations(
+            w,
+            format as Q8WeightFormat,
+            xt,
+            outDim,
+            inDim,
+            out.subarray(t * outDim, (t + 1) * outDim),
+          );
+        }
+        return out;
+      }
+      : undefined,
+    async record(gpu, shape, { w, x }, buffers) {
+      const packed = packMatrix(w, format, shape.outDim, shape.inDim);
+      const kernel = await packedProjectionKernel(
+        gpu,
+        packedShape(shape),
+        { kind: "store" },
+        variant,
+      );
+      return kernel.bind({
+        w: buffers.input(packed.weights),
+        ...(packed.scales.length ? { scales: buffers.input(packed.scales) } : {}),
+        x: buffers.input(x),
+        out: buffers.output(shape.rows * shape.outDim),
+      });
+    },
   };
 }
 

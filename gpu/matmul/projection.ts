@@ -218,21 +218,41 @@ export interface ProjectionKernel<E extends ProjectionEpilogue["kind"]> {
   bind(buffers: Record<"w" | "x" | ProjectionBindings[E], BufferRange>): Dispatch[];
 }
 
-const PAIR: Record<ProjectionEpilogue["kind"], number> = {
+/** Rows of W each output unit of an epilogue consumes. */
+export const PAIR: Record<ProjectionEpilogue["kind"], number> = {
   store: 1,
   add: 1,
   siluMul: 2,
   qkvRope: 2,
 };
 
-function bindingNames(kind: ProjectionEpilogue["kind"]): string[] {
+/**
+ * The names an epilogue's kernel binds, in binding order (`w`, `x`, then the epilogue's).
+ *
+ * @example
+ * ```ts
+ * import { bindingNames } from "./projection.ts";
+ * if (bindingNames("add").join() !== "w,x,out") throw new Error("wrong");
+ * ```
+ */
+export function bindingNames(kind: ProjectionEpilogue["kind"]): string[] {
   return kind === "qkvRope"
     ? ["w", "x", "q", "keyCache", "valueCache", "table", "state"]
     : ["w", "x", "out"];
 }
 
-/** WGSL of the epilogue: bindings from 2 and `fn emit(t, u, a0[, a1])` for local unit `u`. */
-function epilogueWgsl(epilogue: ProjectionEpilogue): string {
+/**
+ * WGSL of an epilogue: its bindings from 2 and `fn emit(t, u, a0[, a1])` for local unit `u`
+ * (needs the overrides `UNIT_OFFSET` and, for store/add/siluMul, `OUT_STRIDE`). Shared with
+ * the packed-weight projections (`packed_projection.ts`).
+ *
+ * @example
+ * ```ts
+ * import { epilogueWgsl } from "./projection.ts";
+ * if (!epilogueWgsl({ kind: "add" }).includes("+=")) throw new Error("wrong");
+ * ```
+ */
+export function epilogueWgsl(epilogue: ProjectionEpilogue): string {
   switch (epilogue.kind) {
     case "store":
     case "add":
