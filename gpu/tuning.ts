@@ -4,7 +4,8 @@
  * documented defaults per adapter class.
  *
  * Kernel keys name a role and a shape: `projection <epilogue>[+norm] <decode|prefill>
- * <units>x<inDim>` and `attention <decode|prefill> <nHeads>/<nKvHeads>x<headDim>`. Projection
+ * <units>x<inDim>[ <f16|q8_0|q4_0>]` (with a format: packed weights, whose values are
+ * `PACKED_PROJECTION_VARIANTS` names) and `attention <decode|prefill> <nHeads>/<nKvHeads>x<headDim>`. Projection
  * values are {@linkcode PROJECTION_VARIANTS} names; attention values are `splitN` (N workgroups
  * share each head's keys, see `attentionKernel`), `split auto` (the kernel's own choice) or
  * `tiled` (prefill only, see `tiledAttentionKernel`). The key `decoder` holds `fused` or
@@ -14,6 +15,7 @@
  */
 import type { AdapterIdentity } from "./device.ts";
 import { PROJECTION_VARIANTS } from "./matmul/projection.ts";
+import { PACKED_PROJECTION_VARIANTS } from "./matmul/packed_projection.ts";
 
 /** A tuning file's contents. */
 export interface Tuning {
@@ -47,8 +49,10 @@ export function projectionKey(
   rows: number,
   units: number,
   inDim: number,
+  format?: "f16" | "q8_0" | "q4_0",
 ): string {
-  return `projection ${epilogue}${norm ? "+norm" : ""} ${passKind(rows)} ${units}x${inDim}`;
+  const key = `projection ${epilogue}${norm ? "+norm" : ""} ${passKind(rows)} ${units}x${inDim}`;
+  return format ? `${key} ${format}` : key;
 }
 
 /**
@@ -114,6 +118,9 @@ export function defaultChoice(key: string, software: boolean): string {
     if (pass === "prefill") return software ? "split auto" : "tiled";
     return software ? "split auto" : "split16";
   }
+  const format = key.split(" ")[4];
+  if (format === "f16") return software ? "f32 row" : "f32 lanes8";
+  if (format !== undefined) return software ? "q8 row" : "q8 lanes32";
   if (kind === "prefill") return "tiled";
   if (software) return "row";
   const inDim = Number(size?.split("x")[1]);
@@ -210,12 +217,13 @@ export function parseTuning(source: string | unknown, what = "tuning"): Tuning {
   };
   const choices: Record<string, string> = {};
   const projectionNames = PROJECTION_VARIANTS.map((v) => v.name);
+  const packedNames = PACKED_PROJECTION_VARIANTS.map((v) => v.name);
   for (const [key, choice] of Object.entries(object(root.choices, "choices"))) {
     const name = string(choice, `choices["${key}"]`);
     const expected = key === "decoder"
       ? ["fused", "unfused"]
       : key.startsWith("projection ")
-      ? projectionNames
+      ? (key.split(" ").length === 5 ? packedNames : projectionNames)
       : key.startsWith("attention ")
       ? undefined
       : [];

@@ -16,23 +16,88 @@ import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../../gpu/d
 import { fuseQkv, interleaveGateUp } from "../../gpu/matmul/fused_weights.ts";
 import { type GpuMatrix, uploadMatrix } from "../../gpu/matmul/matmul.ts";
 import {
+  PAIR,
   type ProjectionBindings,
   type ProjectionEpilogue,
   projectionKernel,
   projectionVariant,
 } from "../../gpu/matmul/projection.ts";
 import { attentionKey, projectionKey, type TuningTable } from "../../gpu/tuning.ts";
+import { fusedRowOrder, gatherPackedRows } from "../../gpu/matmul/fused_weights.ts";
+import {
+  type GpuPackedMatrix,
+  type GpuWeightFormat,
+  packMatrix,
+  uploadPacked,
+} from "../../gpu/matmul/quant.ts";
+import {
+  choosePackedVariant,
+  packedProjectionKernel,
+  packedProjectionVariant,
+} from "../../gpu/matmul/packed_projection.ts";
+import type { StoredMatrix, StoredWeights } from "../precision.ts";
 
-/** One layer's weights in the fused layouts, and its KV cache. */
+/** A fused-layout matrix: f32 row blocks, or packed f16/Q8_0/Q4_0 rows. */
+export type FusedMatrix = GpuMatrix | GpuPackedMatrix;
+
+/**
+ * One layer's weights in the fused layouts. f32: the norm weights folded into the matrices;
+ * packed: rows only moved (never requantized), the norm weights apart.
+ */
 export interface FusedLayer {
-  /** Q, K, V in rotation pairs, attention norm folded in: `(qDim + 2·kvDim, dim)`. */
-  wqkv: GpuMatrix;
+  /** Q, K, V in rotation pairs: `(qDim + 2·kvDim, dim)`. */
+  wqkv: FusedMatrix;
   /** The output projection `(dim, qDim)`. */
-  wo: GpuMatrix;
-  /** W1 and W3 interleaved, FFN norm folded in: `(2·hiddenDim, dim)`. */
-  w13: GpuMatrix;
+  wo: FusedMatrix;
+  /** W1 and W3 interleaved: `(2·hiddenDim, dim)`. */
+  w13: FusedMatrix;
   /** The down projection `(dim, hiddenDim)`. */
-  w2: GpuMatrix;
+  w2: FusedMatrix;
+  /** The attention norm's weight (packed layers only). */
+  attentionNorm?: GPUBuffer;
+  /** The FFN norm's weight (packed layers only). */
+  ffnNorm?: GPUBuffer;
+}
+
+/**
+ * Uploads stored layer `l` in the fused layouts when every matrix is f16, Q8_0 or Q4_0 (the
+ * packed projections' formats); undefined when one fell back to f32.
+ *
+ * @example
+ * ```ts ignore
+ * const layer = uploadFusedPackedLayer(gpu, config, stored.layers[0], 0);
+ * ```
+ */
+export function uploadFusedPackedLayer(
+  gpu: Gpu,
+  config: LlamaConfig,
+  layer: StoredWeights["layers"][number],
+  l: number,
+): FusedLayer | undefined {
+  const names = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const;
+  if (names.some((n) => layer[n].format === "f32")) return undefined;
+  const packed = (m: StoredMatrix) =>
+    packMatrix(m.bytes, m.format as GpuWeightFormat, m.rows, m.cols);
+  const [wq, wk, wv, wo, w1, w2, w3] = names.map((n) => packed(layer[n]));
+  if (wq.format !== wk.format || wk.format !== wv.format || w1.format !== w3.format) {
+    return undefined; // the fused matrices hold one format
+  }
+  const { nHeads, nKvHeads, hiddenDim, ropeLayout: layout } = config;
+  const hd = headDim(config);
+  const label = (name: string) => `layers[${l}].${name}`;
+  const qkvOrder = fusedRowOrder({ kind: "qkv", nHeads, nKvHeads, headDim: hd, layout });
+  return {
+    wqkv: uploadPacked(gpu, gatherPackedRows([wq, wk, wv], qkvOrder), label("wqkv")),
+    wo: uploadPacked(gpu, wo, label("wo")),
+    w13: uploadPacked(
+      gpu,
+      gatherPackedRows([w1, w3], fusedRowOrder({ kind: "gateUp", hidden: hiddenDim })),
+      label("w13"),
+    ),
+    w2: uploadPacked(gpu, w2, label("w2")),
+    attentionNorm: gpu.upload(layer.attentionNorm, label("attentionNorm")),
+    ffnNorm: gpu.upload(layer.ffnNorm, label("ffnNorm")),
+  };
 }
 
 /**
@@ -79,8 +144,14 @@ export function uploadFusedLayer(
 /** Frees a fused layer's buffers. */
 export function destroyFusedLayer(layer: FusedLayer): void {
   for (const m of [layer.wqkv, layer.wo, layer.w13, layer.w2]) {
-    for (const chunk of m.chunks) chunk.buffer.destroy();
+    if ("chunks" in m) { for (const chunk of m.chunks) chunk.buffer.destroy(); }
+    else {
+      m.weights.destroy();
+      m.scales?.destroy();
+    }
   }
+  layer.attentionNorm?.destroy();
+  layer.ffnNorm?.destroy();
 }
 
 /** What {@linkcode recordFusedLayers} and {@linkcode projectionDispatches} bind. */
@@ -115,12 +186,14 @@ export interface FusedBuffers {
 export async function projectionDispatches<E extends ProjectionEpilogue>(
   gpu: Gpu,
   tuning: TuningTable,
-  matrix: GpuMatrix,
+  matrix: FusedMatrix,
   epilogue: E,
   args: {
     rows: number;
     x: BufferRange;
     norm?: boolean;
+    /** The norm's weight, for a packed matrix with `norm` (an f32 one has it folded in). */
+    normWeight?: BufferRange;
     eps?: number;
     xOffset?: number;
     buffers: Record<ProjectionBindings[E["kind"]], BufferRange>;
@@ -129,6 +202,7 @@ export async function projectionDispatches<E extends ProjectionEpilogue>(
   const pair = epilogue.kind === "siluMul" || epilogue.kind === "qkvRope" ? 2 : 1;
   const units = matrix.outDim / pair;
   const { rows, norm = false } = args;
+  if ("format" in matrix) return packedDispatches(gpu, tuning, matrix, epilogue, args);
   const key = projectionKey(epilogue.kind, norm, rows, units, matrix.inDim);
   const chosen = projectionVariant(tuning.choice(key));
   const dispatches: Dispatch[] = [];
@@ -162,6 +236,56 @@ export async function projectionDispatches<E extends ProjectionEpilogue>(
     dispatches.push(...kernel.bind({ w: chunk.buffer, x: args.x, ...args.buffers } as never));
   }
   return dispatches;
+}
+
+async function packedDispatches<E extends ProjectionEpilogue>(
+  gpu: Gpu,
+  tuning: TuningTable,
+  matrix: GpuPackedMatrix,
+  epilogue: E,
+  args: {
+    rows: number;
+    x: BufferRange;
+    norm?: boolean;
+    normWeight?: BufferRange;
+    eps?: number;
+    xOffset?: number;
+    buffers: Record<ProjectionBindings[E["kind"]], BufferRange>;
+  },
+): Promise<Dispatch[]> {
+  const { rows, norm = false } = args;
+  const pair = PAIR[epilogue.kind];
+  const shape = {
+    format: matrix.format,
+    rows,
+    units: matrix.outDim / pair,
+    inDim: matrix.inDim,
+    pair,
+    norm,
+  };
+  const key = projectionKey(epilogue.kind, norm, rows, shape.units, shape.inDim, matrix.format);
+  const chosen = tuning.choice(key);
+  // A tuning's own choice must fit here; a class default that does not (the GL backend's
+  // workgroup budget) gives way to the first variant that does.
+  if (
+    tuning.tuning?.choices[key] !== undefined &&
+    !packedProjectionVariant(chosen).applies(shape, gpu)
+  ) {
+    throw new GpuError(key, `tuning: variant ${chosen} does not apply here`);
+  }
+  if (norm && !args.normWeight) throw new GpuError(key, "normWeight: expected a buffer with norm");
+  const variant = choosePackedVariant(gpu, shape, [chosen]);
+  const kernel = await packedProjectionKernel(gpu, shape, epilogue, variant, {
+    eps: args.eps,
+    xOffset: args.xOffset,
+  });
+  return kernel.bind({
+    w: matrix.weights,
+    x: args.x,
+    ...(matrix.scales ? { scales: matrix.scales } : {}),
+    ...(norm ? { normWeight: args.normWeight! } : {}),
+    ...args.buffers,
+  });
 }
 
 /** The tuned attention kernel for a pass of `rows` tokens. */
@@ -220,6 +344,7 @@ export async function recordFusedLayers(
         rows,
         x,
         norm: true,
+        normWeight: layer.attentionNorm,
         eps,
         buffers: { q, keyCache, valueCache, table: ropeTable, state },
       }),
@@ -233,6 +358,7 @@ export async function recordFusedLayers(
         rows,
         x,
         norm: true,
+        normWeight: layer.ffnNorm,
         eps,
         buffers: { out: hb },
       }),

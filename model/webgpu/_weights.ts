@@ -21,6 +21,10 @@ import {
   uploadPacked,
 } from "../../gpu/matmul/quant.ts";
 import { dequantize } from "../../reference/quantize.ts";
+import {
+  packedProjectionKernel,
+  packedProjectionVariant,
+} from "../../gpu/matmul/packed_projection.ts";
 
 /** A weight matrix on the GPU: f32 row blocks, or packed f16/Q8_0/Q4_0. */
 export type GpuWeightMatrix = GpuMatrix | GpuPackedMatrix;
@@ -42,13 +46,43 @@ export interface GpuWeights {
   bytes: number;
 }
 
-/** The dispatches of `out = x · Wᵀ` for `rows` rows of `x`, whatever `m`'s format. */
-export function projectDispatches(
+/**
+ * The dispatches of `out = x · Wᵀ` for `rows` rows of `x`, whatever `m`'s format: Q8_0/Q4_0
+ * over Q8 activations (as the CPU decoder computes them), where the workgroup budget allows.
+ */
+export async function projectDispatches(
   gpu: Gpu,
   m: GpuWeightMatrix,
   args: { rows: number; x: BufferRange; out: BufferRange; xOffset?: number },
 ): Promise<Dispatch[]> {
-  return "chunks" in m ? matmulDispatches(gpu, m, args) : quantMatmulDispatches(gpu, m, args);
+  if ("chunks" in m) return matmulDispatches(gpu, m, args);
+  const shape = {
+    format: m.format,
+    rows: args.rows,
+    units: m.outDim,
+    inDim: m.inDim,
+    pair: 1,
+    norm: false,
+  };
+  const q8 = m.format !== "f16" && packedProjectionVariant("q8 row").applies(shape, gpu);
+  if (!q8) {
+    return quantMatmulDispatches(gpu, m, args);
+  }
+  const kernel = await packedProjectionKernel(
+    gpu,
+    shape,
+    { kind: "store" },
+    packedProjectionVariant("q8 row"),
+    {
+      xOffset: args.xOffset,
+    },
+  );
+  return kernel.bind({
+    w: m.weights,
+    x: args.x,
+    out: args.out,
+    ...(m.scales ? { scales: m.scales } : {}),
+  });
 }
 
 function matrixBytes(m: GpuWeightMatrix): number {

@@ -21,6 +21,7 @@ import {
   checkKvFormat,
   checkStoredWeights,
   checkWeightFormat,
+  dequantizeWeights,
   type StoredWeights,
   storeWeights,
 } from "../precision.ts";
@@ -40,7 +41,6 @@ import { ropeKernel } from "../../gpu/rope.ts";
 import { argmaxKernel } from "../../gpu/sampling.ts";
 import { stateWords } from "../../gpu/state.ts";
 import { siluMulKernel } from "../../gpu/swiglu.ts";
-import type { GpuMatrix } from "../../gpu/matmul/matmul.ts";
 import { parseTuning, type Tuning, TuningTable } from "../../gpu/tuning.ts";
 import { ropeTable } from "../../reference/rope.ts";
 import type { KvFormat } from "../../reference/kv_cache.ts";
@@ -51,6 +51,7 @@ import {
   recordFusedLayers,
   tunedAttention,
   uploadFusedLayer,
+  uploadFusedPackedLayer,
 } from "./_fused_step.ts";
 
 /**
@@ -106,8 +107,7 @@ export class GpuDecoder implements Decoder {
       );
       steps.push(...norm.bind({ x, weight: w.finalNorm, out: xb }));
       steps.push(
-        // The fused path only runs with f32 weights: the classifier is row blocks.
-        ...await projectionDispatches(gpu, this.tuning, w.classifier as GpuMatrix, {
+        ...await projectionDispatches(gpu, this.tuning, w.classifier, {
           kind: "store",
         }, {
           rows: 1,
@@ -203,20 +203,30 @@ export class GpuDecoder implements Decoder {
       ? parseTuning(options.tuning)
       : options.tuning && parseTuning(options.tuning);
     this.tuning = new TuningTable(gpu.adapter, tuning);
-    // The fused step reads f32 weights and an f32 KV cache; other formats take the plain path.
-    const plain = "format" in weights ? undefined : weights;
-    const fused = this.tuning.fused && plain !== undefined && this.kvFormat === "f32";
+    // The fused step reads an f32 KV cache, and f32 weights or packed f16/Q8_0/Q4_0 ones
+    // (a layer with a matrix that fell back to f32 among packed ones takes the plain path).
+    let fused: FusedLayer[] | undefined;
+    if (this.tuning.fused && this.kvFormat === "f32") {
+      if (!("format" in weights) || weights.format === "f32") {
+        const plain = "format" in weights ? dequantizeWeights(weights) : weights;
+        fused = plain.layers.map((layer, l) =>
+          uploadFusedLayer(gpu, config, layer, l, options.maxBindingBytes)
+        );
+      } else {
+        const layers = weights.layers.map((layer, l) =>
+          uploadFusedPackedLayer(gpu, config, layer, l)
+        );
+        if (layers.every((layer) => layer !== undefined)) fused = layers as FusedLayer[];
+        else for (const layer of layers) if (layer) destroyFusedLayer(layer);
+      }
+    }
     this.#weights = uploadWeights(
       gpu,
       config,
-      fused ? { ...plain!, layers: [] } : weights,
+      fused ? { ...weights, layers: [] } as typeof weights : weights,
       options.maxBindingBytes,
     );
-    this.#fused = fused
-      ? plain!.layers.map((layer, l) =>
-        uploadFusedLayer(gpu, config, layer, l, options.maxBindingBytes)
-      )
-      : undefined;
+    this.#fused = fused;
     this.weightBytes = this.#weights.bytes;
     this.#run = createRunState(gpu, config, this.#maxRows, this.kvFormat);
     this.#ropeTable = gpu.upload(
