@@ -31,6 +31,7 @@ import {
   MATMUL_Q4_0_PAIR,
   MATMUL_Q8_0_PAIR,
   MATMUL_SPLIT_PAIR,
+  PACKED_PROJECTION_PAIR,
   PROJECTION_PAIR,
 } from "./matmul/pairs.ts";
 import { RMS_NORM_PAIR } from "./norm.ts";
@@ -62,6 +63,7 @@ export const KERNEL_PAIRS: readonly AnyKernelPair[] = [
   MATMUL_F16_PAIR,
   MATMUL_Q8_0_PAIR,
   MATMUL_Q4_0_PAIR,
+  PACKED_PROJECTION_PAIR,
   ATTENTION_F16_PAIR,
   ATTENTION_Q8_0_PAIR,
 ];

@@ -7,7 +7,13 @@
  * @module
  */
 import type { Gpu } from "../device.ts";
-import { foldNormWeight, fuseQkv, interleaveGateUp } from "./fused_weights.ts";
+import {
+  foldNormWeight,
+  fusedRowOrder,
+  fuseQkv,
+  gatherPackedRows,
+  interleaveGateUp,
+} from "./fused_weights.ts";
 import { matmulDispatches, uploadMatrix } from "./matmul.ts";
 import { PROJECTION_VARIANTS, projectionKernel } from "./projection.ts";
 import { type GpuWeightFormat, packMatrix, quantMatmulDispatches } from "./quant.ts";
@@ -538,3 +544,135 @@ export const MATMUL_Q4_0_PAIR: KernelPair<QuantMatmulPairShape, QuantMatmulInput
     "q4_0",
     BLOCK_SHAPES,
   );
+
+/** Shape of a packed projection: a projection's, with the weights' format (no row blocks). */
+export interface PackedProjectionPairShape extends Omit<ProjectionPairShape, "block"> {
+  /** The weights' format. */
+  format: GpuWeightFormat;
+}
+
+/** Inputs of a packed projection: the float inputs and each matrix in its format's bytes. */
+export interface PackedProjectionInputs extends ProjectionInputs {
+  /** Each of `w`, quantized (GGUF's bytes). */
+  stored: Uint8Array[];
+}
+
+function packedProjectionPairVariant(
+  variant: PackedProjectionVariant,
+): KernelVariant<PackedProjectionPairShape, PackedProjectionInputs> {
+  const packedShape = (shape: PackedProjectionPairShape) => ({
+    format: shape.format,
+    rows: shape.rows,
+    units: units(shape),
+    inDim: shape.inDim,
+    pair: shape.kind === "store" || shape.kind === "add" ? 1 : 2,
+    norm: shape.norm ?? false,
+  });
+  return {
+    name: variant.name,
+    applies: (shape, device) => variant.applies(packedShape(shape), device),
+    reference: (shape, inputs) =>
+      projectionReference(shape, inputs, (i, xn, rows, outDim, inDim) => {
+        const out = new Float32Array(rows * outDim);
+        for (let t = 0; t < rows; t++) {
+          const xt = xn.subarray(t * inDim, (t + 1) * inDim);
+          const row = out.subarray(t * outDim, (t + 1) * outDim);
+          if (variant.activations === "q8") {
+            const format = shape.format as Q8WeightFormat;
+            matvecQ8Activations(
+              inputs.stored[i],
+              format,
+              quantizeActivations(xt),
+              outDim,
+              inDim,
+              row,
+            );
+          } else row.set(matvecQuantized(inputs.stored[i], shape.format, xt, outDim, inDim));
+        }
+        return out;
+      }),
+    async record(gpu, shape, inputs, buffers) {
+      const { format, kind, rows, inDim, outDim, attention: a } = shape;
+      const rowsOf = (i: number) => inputs.w[i].length / inDim;
+      const packed = inputs.stored.map((bytes, i) => packMatrix(bytes, format, rowsOf(i), inDim));
+      const matrix = kind === "siluMul"
+        ? gatherPackedRows(packed, fusedRowOrder({ kind: "gateUp", hidden: outDim }))
+        : kind === "qkvRope" && a
+        ? gatherPackedRows(packed, fusedRowOrder({ kind: "qkv", ...a }))
+        : packed[0];
+      const epilogue = kind === "qkvRope" && a
+        ? { kind, ...a }
+        : { kind } as { kind: "store" | "add" | "siluMul" };
+      const kernel = await packedProjectionKernel(gpu, packedShape(shape), epilogue, variant, {
+        outStride: outDim,
+      });
+      const common = {
+        w: buffers.input(matrix.weights),
+        x: buffers.input(inputs.x),
+        ...(matrix.scales.length ? { scales: buffers.input(matrix.scales) } : {}),
+        ...(shape.norm ? { normWeight: buffers.input(inputs.norm) } : {}),
+      };
+      if (kind === "qkvRope" && a) {
+        return kernel.bind({
+          ...common,
+          q: buffers.output(rows * a.nHeads * a.headDim),
+          keyCache: buffers.output(inputs.initial[0].length, inputs.initial[0]),
+          valueCache: buffers.output(inputs.initial[1].length, inputs.initial[1]),
+          table: buffers.input(ropeTable(a.headDim, a.maxSeqLen)),
+          state: createState(gpu, { pos: a.pos }),
+        });
+      }
+      return kernel.bind({ ...common, out: buffers.output(rows * outDim, inputs.initial[0]) });
+    },
+  };
+}
+
+/**
+ * Projections over packed f16/Q8_0/Q4_0 weights with every epilogue and the RMSNorm prologue
+ * (the fused decode step's kernels for those formats), each `PACKED_PROJECTION_VARIANTS` entry
+ * against the unfused reference: Q8 activations for the `q8` variants (their oracle,
+ * `reference/q8_activations.ts`), float ones otherwise.
+ */
+export const PACKED_PROJECTION_PAIR: KernelPair<
+  PackedProjectionPairShape,
+  PackedProjectionInputs
+> = {
+  family: "projection packed",
+  kernel: ({ kind, norm, format }) => `projection ${kind}${norm ? "+norm" : ""} ${format}`,
+  describe: (shape) => `${PROJECTION_PAIR.describe(shape)}`,
+  inputs(shape) {
+    const inputs = PROJECTION_PAIR.inputs(shape);
+    return { ...inputs, stored: inputs.w.map((w) => quantize(w, shape.format)) };
+  },
+  reference: (shape, inputs) =>
+    projectionReference(shape, inputs, (i, xn, rows, outDim, inDim) => {
+      const out = new Float32Array(rows * outDim);
+      for (let t = 0; t < rows; t++) {
+        const xt = xn.subarray(t * inDim, (t + 1) * inDim);
+        out.set(matvecQuantized(inputs.stored[i], shape.format, xt, outDim, inDim), t * outDim);
+      }
+      return out;
+    }),
+  conformance: (["q8_0", "q4_0", "f16"] as const).flatMap((format) => [
+    { format, kind: "store" as const, rows: 1, outDim: 7, inDim: 96 },
+    { format, kind: "add" as const, rows: 1, outDim: 288, inDim: 768 },
+    { format, kind: "store" as const, rows: 5, outDim: 33, inDim: 64, norm: true },
+    { format, kind: "siluMul" as const, rows: 1, outDim: 768, inDim: 288, norm: true },
+    { format, ...qkv(1, 288, 6, 6, 48, 17, 32, "interleaved") },
+    { format, ...qkv(3, 64, 8, 2, 16, 5, 16, "half") },
+  ]),
+  bench: {
+    quick: [{ format: "q8_0", kind: "add", rows: 1, outDim: 288, inDim: 768 }],
+    full: [{ format: "q8_0", kind: "siluMul", rows: 1, outDim: 5632, inDim: 2048, norm: true }],
+  },
+  bytes: (shape) => {
+    const { kind, rows, inDim, outDim, format } = shape;
+    const wRows = kind === "store" || kind === "add" ? units(shape) : 2 * units(shape);
+    const outs = kind === "qkvRope" ? 2 * units(shape) : outDim;
+    return formatBytes(format, wRows * inDim) +
+      4 * (rows * inDim + rows * outs * (kind === "add" ? 2 : 1));
+  },
+  flops: (shape) => PROJECTION_PAIR.flops(shape),
+  tolerance: FUSED,
+  variants: PACKED_PROJECTION_VARIANTS.map(packedProjectionPairVariant),
+};
