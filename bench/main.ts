@@ -12,7 +12,7 @@
  * @module
  */
 import { parseFlags, UsageError } from "../cli/flags.ts";
-import { requestGpu } from "../gpu/device.ts";
+import { type GpuLimitsChoice, parseLimitsChoice, requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/memory.ts";
@@ -71,6 +71,7 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --precision-only      run only the precision axis (weights x KV-cache formats), on every shape
   --no-precision        skip the precision axis (which otherwise runs on the first shape)
+  --limits L            adapter (default) or default: request only WebGPU's default limits
   --help                this text
 
 After the decoder matrix, the batch axis (on attention-heavy, or the first shape) times batched
@@ -205,6 +206,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     from: { type: "string" },
     "precision-only": { type: "boolean" },
     "no-precision": { type: "boolean" },
+    limits: { type: "string" },
     help: { type: "boolean" },
   });
   if (values.help) {
@@ -248,7 +250,13 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
 
   const started = performance.now();
-  const gpu = backends.includes("webgpu") ? await requestGpu() : undefined;
+  let limits: GpuLimitsChoice;
+  try {
+    limits = parseLimitsChoice(values.limits);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const gpu = backends.includes("webgpu") ? await requestGpu({ limits }) : undefined;
   // The precision axis (bench/precision.ts): its own files; in a full run, the first shape only,
   // before the decoder matrix, whose deadline then leaves room for it.
   const precision = async (all: boolean) => {

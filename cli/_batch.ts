@@ -15,7 +15,7 @@ import {
 } from "../model/batch/kv_store.ts";
 import type { Tokenizer } from "../model/formats/tokenizer.ts";
 import type { LlamaWeights } from "../model/weights.ts";
-import { requestGpu } from "../gpu/device.ts";
+import { type GpuLimitsChoice, requestGpu } from "../gpu/device.ts";
 
 /** What the batched run needs from the command line. */
 export interface BatchRun {
@@ -26,6 +26,8 @@ export interface BatchRun {
   steps: number;
   temperature: number;
   seed: number;
+  /** Which device limits to request (webgpu). */
+  limits?: GpuLimitsChoice;
   layout?: string;
   window?: number;
   maxBatch?: number;
@@ -55,7 +57,7 @@ export async function runBatch(run: BatchRun): Promise<void> {
     maxRows: 64,
   };
   checkFits(kvPoolBytes(config, options), `the KV cache (${layout}) needs`);
-  const gpu = run.backend === "webgpu" ? await requestGpu() : undefined;
+  const gpu = run.backend === "webgpu" ? await requestGpu({ limits: run.limits }) : undefined;
   const decoder: BatchDecoder & { destroy?(): void } = gpu
     ? await GpuBatchDecoder.create(gpu, config, run.weights, options)
     : new CpuBatchDecoder(config, run.weights, options);

@@ -1,10 +1,11 @@
 /**
- * `deno task conformance`: runs every kernel against its reference on this machine's adapter,
- * prints one table, and exits non-zero if any case fails.
+ * `deno task conformance [--limits default]`: runs every kernel against its reference on this
+ * machine's adapter (with its own limits, or only WebGPU's defaults), prints one table, and
+ * exits non-zero if any case fails.
  *
  * @module
  */
-import { requestGpu } from "../gpu/device.ts";
+import { type GpuLimitsChoice, parseLimitsChoice, requestGpu } from "../gpu/device.ts";
 import {
   type ConformanceCase,
   conformanceCases,
@@ -25,10 +26,14 @@ import {
 export async function conformanceMain(
   cases: readonly ConformanceCase[] = conformanceCases(),
   print: (line: string) => void = console.log,
+  limits: GpuLimitsChoice = "adapter",
 ): Promise<number> {
-  const gpu = await requestGpu();
+  const gpu = await requestGpu({ limits });
   try {
-    print(`running ${cases.length} kernel cases on ${gpu.adapterDescription}`);
+    print(
+      `running ${cases.length} kernel cases on ${gpu.adapterDescription}` +
+        (limits === "default" ? " at WebGPU's default limits" : ""),
+    );
     const results = await runConformance(gpu, cases);
     print(formatConformanceTable(results, gpu.adapterDescription));
     return results.every((r) => r.passed || r.skipped) ? 0 : 1;
@@ -39,7 +44,11 @@ export async function conformanceMain(
 
 if (import.meta.main) {
   try {
-    Deno.exit(await conformanceMain());
+    const at = Deno.args.indexOf("--limits");
+    const limits = parseLimitsChoice(
+      at >= 0 ? Deno.args[at + 1] : Deno.args.find((a) => a.startsWith("--limits="))?.slice(9),
+    );
+    Deno.exit(await conformanceMain(conformanceCases(), console.log, limits));
   } catch (error) {
     console.error(`conformance: ${error instanceof Error ? error.message : error}`);
     Deno.exit(2);

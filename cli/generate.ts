@@ -20,7 +20,7 @@ import {
   randomStoredWeights,
   type StoredWeights,
 } from "../model/precision.ts";
-import { requestGpu } from "../gpu/device.ts";
+import { parseLimitsChoice, requestGpu } from "../gpu/device.ts";
 
 /** The CLI's help text. */
 export const GENERATE_HELP: string = `Usage: deno task generate [options]
@@ -51,6 +51,7 @@ Generation:
   --weights FORMAT      hold the weight matrices as f32 (default), f16, q8_0 or q4_0
   --kv FORMAT           store the KV cache as f32 (default), f16 or q8_0
   --tuning FILE         kernel variants from \`deno task tune\` (webgpu; default: the adapter's class)
+  --limits L            adapter (default) or default: request only WebGPU's default limits
 Output:
   --json                one JSON object: prompt ids, generated ids, text, prefill and decode tokens/s
   --logits              with --json, add the logits at every position processed
@@ -146,6 +147,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
     "no-kv-cache": { type: "boolean" },
     weights: { type: "string" },
     kv: { type: "string" },
+    limits: { type: "string" },
     preset: { type: "string" },
     json: { type: "boolean" },
     logits: { type: "boolean" },
@@ -168,6 +170,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
     throw new UsageError("give --prompt (or --prompts-file) or --tokens, not both");
   }
   const weightFormat = usage(() => checkWeightFormat(flags.weights ?? "f32", "--weights"));
+  const limits = usage(() => parseLimitsChoice(flags.limits));
   const kvFormat = usage(() => checkKvFormat(flags.kv ?? "f32", "--kv"));
   if (flags.kv !== undefined && flags["no-kv-cache"]) {
     throw new UsageError("give --kv or --no-kv-cache, not both");
@@ -287,6 +290,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
       steps,
       temperature,
       seed,
+      limits,
       layout: flags["kv-layout"],
       window,
       maxBatch,
@@ -308,7 +312,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
 
   const kvCache = !flags["no-kv-cache"];
   const formats = { weights: weightFormat, kvCache: kvCache ? kvFormat : false } as const;
-  const gpu = backend === "webgpu" ? await requestGpu() : undefined;
+  const gpu = backend === "webgpu" ? await requestGpu({ limits }) : undefined;
   const decoder: CpuDecoder | GpuDecoder = gpu
     ? await GpuDecoder.create(gpu, runConfig, weights, {
       ...formats,

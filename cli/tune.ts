@@ -1,5 +1,6 @@
 /**
- * `deno task tune [--preset NAME | --model FILE] [--out FILE] [--quick]`: measures every kernel
+ * `deno task tune [--preset NAME | --model FILE] [--out FILE] [--quick] [--weights FMT]
+ * [--limits default]`: measures every kernel
  * variant at the shapes a model needs on this adapter and writes the tuning file that
  * `GpuDecoder.create({ tuning })`, `generate --tuning` and the bench read.
  *
@@ -9,7 +10,8 @@ import { parseFlags, UsageError } from "./flags.ts";
 import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
 import { readCheckpoint } from "../model/formats/llama2c.ts";
 import { formatTuneTable, tune } from "../gpu/tune.ts";
-import { requestGpu } from "../gpu/device.ts";
+import { type GpuLimitsChoice, parseLimitsChoice, requestGpu } from "../gpu/device.ts";
+import type { GpuWeightFormat } from "../gpu/matmul/quant.ts";
 
 /** The CLI's help text. */
 export const TUNE_HELP: string = `Usage: deno task tune [options]
@@ -20,6 +22,8 @@ export const TUNE_HELP: string = `Usage: deno task tune [options]
   --model PATH    or the shape of a llama2.c checkpoint
   --out FILE      where to write the tuning (default tuning.json)
   --quick         fewer timing repetitions
+  --weights FMT   also tune the packed projections for f16, q8_0 or q4_0 weights
+  --limits L      adapter (default: the adapter's limits) or default (WebGPU's default limits)
   --help          this text`;
 
 /**
@@ -40,6 +44,8 @@ export async function tuneMain(
       model: { type: "string" },
       out: { type: "string" },
       quick: { type: "boolean" },
+      weights: { type: "string" },
+      limits: { type: "string" },
       help: { type: "boolean" },
     });
     if (flags.help) {
@@ -58,13 +64,24 @@ export async function tuneMain(
       }
     }
     const out = flags.out ?? "tuning.json";
-    const gpu = await requestGpu();
+    const weights = flags.weights;
+    if (weights !== undefined && weights !== "f32" && !["f16", "q8_0", "q4_0"].includes(weights)) {
+      throw new UsageError(`--weights: expected f32, f16, q8_0 or q4_0, got ${weights}`);
+    }
+    let limits: GpuLimitsChoice;
+    try {
+      limits = parseLimitsChoice(flags.limits);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    const gpu = await requestGpu({ limits });
     try {
       print(
         `tuning for ${flags.model ?? flags.preset ?? "stories15M"} on ${gpu.adapterDescription}`,
       );
       const { tuning, measurements } = await tune(gpu, config, {
         quick: flags.quick,
+        weights: weights === "f32" ? undefined : weights as GpuWeightFormat | undefined,
         onMeasurement: (m) =>
           console.error(
             `  ${m.key} ${m.variant}: ${m.passed ? `${m.ms.toFixed(3)} ms` : `FAIL ${m.error}`}`,

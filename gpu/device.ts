@@ -36,6 +36,30 @@ export interface RequestGpuOptions {
    * 128 on Deno's GL backend, unlimited elsewhere, by default.
    */
   workgroupElementBudget?: number;
+  /**
+   * `"adapter"` (default): the binding, buffer, workgroup and grid limits raised to the adapter's;
+   * `"default"`: only WebGPU's default limits (128 MiB per binding, 256 MiB per buffer, 16 KiB
+   * of workgroup storage, 256 invocations per workgroup), as the most limited adapter offers.
+   */
+  limits?: GpuLimitsChoice;
+}
+
+/** Which limits {@linkcode requestGpu} asks for. */
+export type GpuLimitsChoice = "adapter" | "default";
+
+/**
+ * Checks a `--limits` value.
+ *
+ * @example
+ * ```ts
+ * import { parseLimitsChoice } from "./device.ts";
+ * if (parseLimitsChoice("default") !== "default") throw new Error("wrong");
+ * ```
+ */
+export function parseLimitsChoice(value: string | undefined): GpuLimitsChoice {
+  if (value === undefined || value === "adapter") return "adapter";
+  if (value === "default") return "default";
+  throw new RangeError(`--limits: expected adapter or default, got ${JSON.stringify(value)}`);
 }
 
 /** Options of the {@linkcode Gpu} constructor. */
@@ -80,6 +104,7 @@ export interface Dispatch {
   readonly workgroups: readonly [number, number, number];
 }
 
+// The limits requestGpu raises to the adapter's (unless asked for the defaults).
 const LIMITS_TO_RAISE = [
   "maxStorageBufferBindingSize",
   "maxBufferSize",
@@ -111,7 +136,9 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   const adapter = await entry.requestAdapter({ powerPreference: options.powerPreference });
   if (!adapter) throw new GpuError("requestGpu", NO_ADAPTER_HELP);
   const requiredLimits: Record<string, number> = {};
-  for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
+  if (options.limits !== "default") {
+    for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
+  }
   // Every optional feature a kernel variant may use, where the adapter has it (Chromium's
   // software adapter has subgroups; lavapipe under Deno does not).
   const requiredFeatures = (["timestamp-query", "subgroups", "shader-f16"] as GPUFeatureName[])

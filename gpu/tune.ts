@@ -11,9 +11,18 @@ import type { Dispatch, Gpu } from "./device.ts";
 import type { KernelPair, KernelVariant } from "./pair.ts";
 import { ATTENTION_PAIR, TILED_ATTENTION_VARIANT } from "./attention/pairs.ts";
 import { judgeCase, pairCases } from "./conformance.ts";
-import { PROJECTION_PAIR, type ProjectionPairShape } from "./matmul/pairs.ts";
+import {
+  PACKED_PROJECTION_PAIR,
+  type PackedProjectionInputs,
+  type PackedProjectionPairShape,
+  PROJECTION_PAIR,
+  type ProjectionPairShape,
+} from "./matmul/pairs.ts";
+import { packedProjectionVariant } from "./matmul/packed_projection.ts";
+import type { GpuWeightFormat } from "./matmul/quant.ts";
 import { createState } from "./state.ts";
 import {
+  PAIR,
   PROJECTION_VARIANTS,
   type ProjectionEpilogue,
   projectionKernel,
@@ -83,6 +92,11 @@ export interface TuneOptions {
    * wall clock over batches (see `time`).
    */
   timer?: (dispatches: Dispatch[]) => Promise<number>;
+  /**
+   * Also tune the packed projections for weights in this format (`--weights`): their keys carry
+   * the format, their candidates are `PACKED_PROJECTION_VARIANTS`.
+   */
+  weights?: GpuWeightFormat;
   /** Which candidates to measure (all by default). */
   filter?: (key: string, variant: string) => boolean;
   /** Called after each measurement. */
@@ -210,6 +224,64 @@ function projectionJob(
   };
 }
 
+function packedProjectionJob(
+  gpu: Gpu,
+  format: GpuWeightFormat,
+  epilogue: ProjectionEpilogue,
+  norm: boolean,
+  rows: number,
+  units: number,
+  inDim: number,
+): Job {
+  const pair = PAIR[epilogue.kind];
+  const key = projectionKey(epilogue.kind, norm, rows, units, inDim, format);
+  const shape: PackedProjectionPairShape = epilogue.kind === "qkvRope"
+    ? {
+      format,
+      kind: "qkvRope",
+      rows,
+      inDim,
+      outDim: epilogue.nHeads * epilogue.headDim,
+      norm,
+      attention: {
+        nHeads: epilogue.nHeads,
+        nKvHeads: epilogue.nKvHeads,
+        headDim: epilogue.headDim,
+        pos: 0,
+        maxSeqLen: Math.max(rows, 2),
+        layout: epilogue.layout ?? "interleaved",
+      },
+    }
+    : { format, kind: epilogue.kind, rows, inDim, outDim: units, norm };
+  const packedShape = { format, rows, units, inDim, pair, norm };
+  let inputs: PackedProjectionInputs | undefined;
+  return {
+    key,
+    bytes: PACKED_PROJECTION_PAIR.bytes(shape),
+    flops: PACKED_PROJECTION_PAIR.flops(shape),
+    candidates: PACKED_PROJECTION_PAIR.variants
+      .filter((v) => {
+        const variant = packedProjectionVariant(v.name);
+        return variant.dot === "auto" && variant.applies(packedShape, gpu);
+      })
+      .map((entry) => ({
+        variant: entry.name,
+        build: async () => {
+          inputs ??= PACKED_PROJECTION_PAIR.inputs(shape);
+          const buffers = {
+            input: (data: Float32Array | Uint32Array) => gpu.upload(data),
+            output: (length: number, initial?: Float32Array | Uint32Array) =>
+              initial ? gpu.upload(initial) : gpu.createBuffer(length * 4),
+          };
+          return {
+            dispatches: await entry.record(gpu, shape, inputs, buffers),
+            check: () => conformance(gpu, PACKED_PROJECTION_PAIR, entry, shape),
+          };
+        },
+      })),
+  };
+}
+
 function attentionJob(gpu: Gpu, config: TuneShape, rows: number, context: number): Job {
   const { nHeads, nKvHeads } = config;
   const hd = headDim(config);
@@ -258,7 +330,12 @@ function attentionJob(gpu: Gpu, config: TuneShape, rows: number, context: number
 }
 
 /** Every kernel shape of `config`'s decode step and prefill passes. */
-function jobs(gpu: Gpu, config: TuneShape, prefillRows: number): Job[] {
+function jobs(
+  gpu: Gpu,
+  config: TuneShape,
+  prefillRows: number,
+  weights?: GpuWeightFormat,
+): Job[] {
   const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, maxSeqLen, ropeLayout: layout } = config;
   const hd = headDim(config);
   const qDim = nHeads * hd;
@@ -276,6 +353,17 @@ function jobs(gpu: Gpu, config: TuneShape, prefillRows: number): Job[] {
     );
   }
   list.push(projectionJob(gpu, { kind: "store" }, false, 1, vocabSize, dim));
+  if (weights) {
+    const packed = (epilogue: ProjectionEpilogue, norm: boolean, units: number, inDim: number) =>
+      packedProjectionJob(gpu, weights, epilogue, norm, 1, units, inDim);
+    list.push(
+      packed(qkv, true, (qDim + 2 * kvDim) / 2, dim),
+      packed({ kind: "add" }, false, dim, qDim),
+      packed({ kind: "siluMul" }, true, hiddenDim, dim),
+      packed({ kind: "add" }, false, dim, hiddenDim),
+      packed({ kind: "store" }, false, vocabSize, dim),
+    );
+  }
   return list;
 }
 
@@ -324,7 +412,7 @@ export async function tune(
   const prefillRows = options.prefillRows ?? Math.min(64, config.maxSeqLen);
   const measurements: TuneMeasurement[] = [];
   const choices: Record<string, string> = { decoder: "fused" };
-  for (const job of jobs(gpu, config, prefillRows)) {
+  for (const job of jobs(gpu, config, prefillRows, options.weights)) {
     let best: TuneMeasurement | undefined;
     let quickestOnce = Infinity;
     for (const candidate of job.candidates) {
