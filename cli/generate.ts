@@ -272,7 +272,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
   } else {
     prompts = [[1]];
   }
-  const longest = Math.max(...prompts.map((p) => p.length));
+  const longest = prompts.reduce((most, p) => Math.max(most, p.length), 0); // no spread: 100k+ prompts
   if (longest > config.maxSeqLen) throw tooLong(longest);
   if (batched) {
     if ("format" in weights || flags.weights !== undefined || flags.kv !== undefined) {

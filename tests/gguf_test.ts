@@ -10,6 +10,7 @@ import {
   readCheckpoint,
   readTokenizer,
   serializeGguf,
+  Tokenizer,
 } from "../model/mod.ts";
 import { dequantize, quantize, Rng, TENSOR_FORMATS } from "../reference/mod.ts";
 import { MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
@@ -249,4 +250,18 @@ Deno.test("GGUF: version 2 has version 3's layout: read, and written on request"
   expect(serializeGguf(file)).toEqual(v2); // the version it was read with
   expect(serializeGguf({ ...file, version: undefined })).toEqual(handMadeGguf("w", 3));
   expect(() => serializeGguf({ ...file, version: 1 })).toThrow("version: expected 2 or 3, got 1");
+});
+
+Deno.test("GGUF: Llama 3's 128,256-token vocabulary reads (no argument-spread stack overflow)", () => {
+  const vocabSize = 128_256;
+  const config = makeConfig({ ...shape, dim: 8, hiddenDim: 32, nLayers: 1, nHeads: 2, vocabSize });
+  const pieces = ["<unk>", "<s>", "</s>"];
+  for (let id = 3; id < vocabSize; id++) pieces.push(`p${id}`);
+  pieces[vocabSize - 1] = "the longest piece of all"; // 24 bytes, the last one
+  const tokenizer = Tokenizer.fromPieces(pieces, pieces.map((_, id) => -id));
+  const model = parseGgufModel(llamaToGguf(config, randomWeights(config, 1), { tokenizer }));
+  expect(model.config.vocabSize).toBe(vocabSize);
+  expect(model.tokenizer!.vocabSize).toBe(vocabSize);
+  expect(model.tokenizer!.maxPieceBytes).toBe(24);
+  expect(model.tokenizer!.decode([vocabSize - 1])).toBe("the longest piece of all");
 });

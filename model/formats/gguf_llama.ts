@@ -8,7 +8,7 @@
 import { type CheckpointFormat, readCheckpoint } from "./llama2c.ts";
 import { readBoundedFile } from "./_file.ts";
 import { checkFits } from "../memory.ts";
-import { headDim, type LlamaConfig, makeConfig } from "../config.ts";
+import { headDim, type LlamaConfig, makeConfig, type RopeScaling } from "../config.ts";
 import {
   type GgufFile,
   type GgufTensor,
@@ -122,6 +122,12 @@ export function llamaToGguf(
       `ropeLayout: GGUF llama models use "interleaved" RoPE, got "${config.ropeLayout}"`,
     );
   }
+  if (config.slidingWindow !== undefined) {
+    // llama.cpp's llama architecture has no sliding window: it would run full attention.
+    throw new RangeError(
+      `slidingWindow: GGUF llama models have no sliding window (llama.cpp would attend to every position), got ${config.slidingWindow}`,
+    );
+  }
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const metadata = new Map<string, GgufValue>([
@@ -136,6 +142,12 @@ export function llamaToGguf(
     ["llama.attention.head_count_kv", u32(config.nKvHeads)],
     ["llama.rope.dimension_count", u32(headDim(config))],
     ["llama.rope.freq_base", f32(config.ropeTheta)],
+    ...(config.ropeScaling
+      ? [
+        ["llama.rope.scaling.type", { type: "string", value: config.ropeScaling.type }],
+        ["llama.rope.scaling.factor", f32(config.ropeScaling.factor)],
+      ] as [string, GgufValue][]
+      : []),
     ["llama.attention.layer_norm_rms_epsilon", f32(config.normEps)],
     ["llama.vocab_size", u32(config.vocabSize)],
   ]);
@@ -272,6 +284,7 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
       `${source}: missing metadata llama.vocab_size (and no tokenizer.ggml.tokens or token_embd.weight to infer it from)`,
     );
   }
+  const ropeScaling = readRopeScaling(file, source);
   const config = makeConfig(
     {
       dim: int("llama.embedding_length"),
@@ -288,9 +301,15 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
       normEps: shortestDecimal(get("llama.attention.layer_norm_rms_epsilon", "number") as number),
       ropeLayout: "interleaved",
       sharedClassifier: !tensors.has("output.weight"),
+      ...(ropeScaling ? { ropeScaling } : {}),
     },
     source,
   );
+  if (tensors.has("rope_freqs.weight")) { // Llama 3.1's per-frequency factors
+    throw new RangeError(
+      `${source}: tensor rope_freqs.weight: RoPE frequency factors are not supported`,
+    );
+  }
   const ropeDims = get("llama.rope.dimension_count", "integer", false);
   if (ropeDims !== undefined && ropeDims !== headDim(config)) {
     throw new RangeError(
@@ -337,6 +356,47 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
   checkWeights(config, weights, source);
   const name = get("general.name", "string", false) as string | undefined;
   return { config, weights, tokenizer: readVocabulary(file, config, source), formats, name };
+}
+
+/**
+ * The RoPE scaling as llama.cpp reads it: `llama.rope.scaling.type` ("linear" when absent) and
+ * the factor from `llama.rope.scaling.factor`, else the older `llama.rope.scale_linear` (0 or
+ * absent: none). Linear scaling is returned (positions divided by the factor); "none" and a
+ * factor of 0 or 1 give undefined; any other type (YaRN, LongRoPE) is refused naming the key.
+ */
+function readRopeScaling(file: GgufFile, source: string): RopeScaling | undefined {
+  const typeKey = "llama.rope.scaling.type";
+  const type = file.metadata.get(typeKey);
+  if (type !== undefined && (type.type !== "string")) {
+    throw new RangeError(`${source}: metadata ${typeKey}: expected a string, got ${type.type}`);
+  }
+  const method = (type?.value as string | undefined) ?? "linear";
+  if (method !== "linear" && method !== "none") {
+    throw new RangeError(
+      `${source}: metadata ${typeKey}: RoPE scaling ${
+        quote(method)
+      } is not supported (expected "linear" or "none")`,
+    );
+  }
+  const factorKey = ["llama.rope.scaling.factor", "llama.rope.scale_linear"].find((key) =>
+    file.metadata.has(key)
+  );
+  if (factorKey === undefined) return undefined;
+  const factor = file.metadata.get(factorKey)!;
+  if (factor.type === "array" || typeof factor.value !== "number") {
+    throw new RangeError(
+      `${source}: metadata ${factorKey}: expected a number, got ${
+        factor.type === "array" ? "an array" : `${factor.type} ${quote(factor.value)}`
+      }`,
+    );
+  }
+  if (!(factor.value >= 0) || !Number.isFinite(factor.value)) {
+    throw new RangeError(
+      `${source}: metadata ${factorKey}: expected a finite factor >= 0, got ${factor.value}`,
+    );
+  }
+  if (method === "none" || factor.value === 0 || factor.value === 1) return undefined;
+  return { type: "linear", factor: shortestDecimal(factor.value) };
 }
 
 function readVocabulary(
@@ -395,7 +455,9 @@ function readVocabulary(
   if (bad >= 0) {
     throw new RangeError(`${source}: tokenizer.ggml.scores[${bad}] is ${scoreValues[bad]}`);
   }
-  return new Tokenizer(pieces, scoreValues, Math.max(1, ...pieces.map((p) => p.length)));
+  // A loop, not Math.max(...pieces): spreading 128k arguments overflows the stack.
+  const maxPieceBytes = pieces.reduce((most, piece) => Math.max(most, piece.length), 1);
+  return new Tokenizer(pieces, scoreValues, maxPieceBytes);
 }
 
 /** A metadata value for an error message: one line, at most 64 characters of a string. */
