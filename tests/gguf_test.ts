@@ -265,3 +265,17 @@ Deno.test("GGUF: Llama 3's 128,256-token vocabulary reads (no argument-spread st
   expect(model.tokenizer!.maxPieceBytes).toBe(24);
   expect(model.tokenizer!.decode([vocabSize - 1])).toBe("the longest piece of all");
 });
+
+Deno.test("GGUF: llamaToGguf writes RoPE scaling as llama.cpp reads it, and refuses a sliding window", () => {
+  const config = makeConfig({ ...shape, ropeScaling: { type: "linear", factor: 2.5 } });
+  const bytes = llamaToGguf(config, randomWeights(config, 1));
+  const metadata = parseGguf(bytes).metadata;
+  expect(metadata.get("llama.rope.scaling.type")).toEqual({ type: "string", value: "linear" });
+  expect(metadata.get("llama.rope.scaling.factor")).toEqual({ type: "f32", value: 2.5 });
+  expect(parseGgufModel(bytes).config).toEqual(config);
+  // llama.cpp's llama architecture has no sliding window: the file would attend to everything.
+  const windowed = makeConfig({ ...shape, slidingWindow: 8 });
+  expect(() => llamaToGguf(windowed, randomWeights(windowed, 1))).toThrow(
+    "slidingWindow: GGUF llama models have no sliding window (llama.cpp would attend to every position), got 8",
+  );
+});
