@@ -230,7 +230,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
   let weights: LlamaWeights | StoredWeights;
   let tokenizer: Tokenizer | undefined;
   if (flags.model) {
-    ({ config, weights, tokenizer } = await readModelFile(flags.model));
+    ({ config, weights, tokenizer } = await readModelFile(flags.model, { weights: weightFormat }));
   } else {
     config = preset(presetName);
     checkWeightsFitMemory(config, `--preset ${presetName}`, weightFormat);

@@ -8,11 +8,13 @@ import {
   CpuDecoder,
   type Decoder,
   type GgufModel,
+  ggufResidentBytes,
   GpuBatchDecoder,
   GpuDecoder,
   type LlamaConfig,
   parseGguf,
   parseGgufModel,
+  readModelFile,
   serializeGguf,
 } from "../model/mod.ts";
 import { compare, type TensorFormat } from "../reference/mod.ts";
@@ -204,4 +206,36 @@ Deno.test("gguf-py files: RoPE scaling llama.cpp applies differently is refused,
   expect(() => parseGgufModel(factors, "f.gguf")).toThrow(
     "f.gguf: tensor rope_freqs.weight: RoPE frequency factors are not supported",
   );
+});
+
+Deno.test("reading a GGUF file checks what it takes in memory: the file, f32 tensors, --weights' copy", async () => {
+  const path = `${DIR}llama_v2_f16.gguf`; // 115,680 bytes of 51,360 parameters
+  const f32 = 115_680 + 4 * 51_360; // the file and its tensors dequantized: 321,120
+  // Q8_0 copy: 2 tables of 512x32 and per layer 32x32 (2), 16x32 (2), 64x32 and 32x64 (3) in
+  // 34-byte blocks of 32, plus f32 norms: 2·17,408 + 2·(2·1,088 + 2·544 + 3·2,176 + 256) + 128.
+  const q8 = f32 + 55_040;
+  const file = parseGguf(await Deno.readFile(path));
+  expect(ggufResidentBytes(file, 115_680)).toBe(f32);
+  expect(ggufResidentBytes(file, 115_680, "q8_0")).toBe(q8);
+  const original = Deno.systemMemoryInfo;
+  const machine = (total: number) => () => ({ ...original(), total });
+  try {
+    // 80% of 360 kB holds the file (the old check) but not its f32 tensors beside it.
+    (Deno as { systemMemoryInfo: () => Deno.SystemMemoryInfo }).systemMemoryInfo = machine(
+      360_000,
+    );
+    await expect(readModelFile(path)).rejects.toThrow(
+      `${path}: the file, its weights dequantized to f32 need 0.3 MB, more than 80% of this machine's 0.4 MB of memory`,
+    );
+    // 80% of 460 kB holds that, not a Q8_0 copy too.
+    (Deno as { systemMemoryInfo: () => Deno.SystemMemoryInfo }).systemMemoryInfo = machine(
+      460_000,
+    );
+    expect((await readModelFile(path)).config.dim).toBe(32);
+    await expect(readModelFile(path, { weights: "q8_0" })).rejects.toThrow(
+      `${path}: the file, its weights dequantized to f32 and stored as q8_0 need 0.4 MB, more than 80% of this machine's 0.5 MB of memory`,
+    );
+  } finally {
+    (Deno as { systemMemoryInfo: typeof original }).systemMemoryInfo = original;
+  }
 });

@@ -18,7 +18,8 @@ import {
 } from "./gguf.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { BOS, EOS } from "../config.ts";
-import { checkWeights, type LayerWeights, type LlamaWeights } from "../weights.ts";
+import { checkWeights, type LayerWeights, type LlamaWeights, parameterCount } from "../weights.ts";
+import { storedWeightBytes } from "../precision.ts";
 import { dequantize, QUANT_BLOCK, quantize, type TensorFormat } from "../../reference/quantize.ts";
 
 /** A LLaMA model read from GGUF, its weights dequantized to float32. */
@@ -243,10 +244,14 @@ export function parseGgufModel(bytes: Uint8Array, source = "gguf"): GgufModel {
   return ggufToLlama(parseGguf(bytes, source), source);
 }
 
-/** {@linkcode parseGgufModel} on an already parsed file. */
-export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
+/** A reader of `file`'s metadata that checks each value's type, naming the key. */
+function metadataGetter(file: GgufFile, source: string) {
   const meta = file.metadata;
-  const get = (key: string, expected: "integer" | "number" | "string", required = true) => {
+  return (
+    key: string,
+    expected: "integer" | "number" | "string",
+    required = true,
+  ): number | string | undefined => {
     const entry = meta.get(key);
     if (entry === undefined) {
       if (required) throw new RangeError(`${source}: missing metadata ${key} (${expected})`);
@@ -267,6 +272,15 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
     }
     return value as number | string;
   };
+}
+
+/**
+ * The configuration of a GGUF `llama` file, from its metadata and tensor names alone (nothing
+ * dequantized), with the checks that need only those.
+ */
+function ggufConfig(file: GgufFile, source: string): LlamaConfig {
+  const meta = file.metadata;
+  const get = metadataGetter(file, source);
   const architecture = get("general.architecture", "string");
   if (architecture !== "llama") {
     throw new RangeError(
@@ -324,6 +338,14 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
       `${source}: llama.block_count: ${config.nLayers} layers need at least ${needed} tensors, the file has ${file.tensors.length}`,
     );
   }
+  return config;
+}
+
+/** {@linkcode parseGgufModel} on an already parsed file. */
+export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
+  const config = ggufConfig(file, source);
+  const get = metadataGetter(file, source);
+  const tensors = new Map(file.tensors.map((t) => [t.name, t]));
   const formats = new Map<string, TensorFormat>();
   const read = (name: string, dims: number[]): Float32Array => {
     const tensor = tensors.get(name);
@@ -502,32 +524,81 @@ export interface ModelFile {
   tokenizer?: Tokenizer;
 }
 
+/** Options of {@linkcode readModelFile}. */
+export interface ReadModelOptions {
+  /**
+   * The format the weights will be held in (default f32): a GGUF file's memory check counts
+   * the copy in that format besides the file and its tensors dequantized to f32.
+   */
+  weights?: TensorFormat;
+}
+
+/**
+ * Bytes a GGUF file takes in memory while it is read into weights held in `format`: the file,
+ * every tensor dequantized to f32 (which is how {@linkcode ggufToLlama} reads them, up to ~7×
+ * a Q4_0 file), and, for another `format`, the weights stored in it.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "../config.ts";
+ * import { randomWeights } from "../weights.ts";
+ * import { ggufResidentBytes, llamaToGguf } from "./gguf_llama.ts";
+ * import { parseGguf } from "./gguf.ts";
+ * const config = makeConfig({ dim: 32, hiddenDim: 64, nLayers: 1, nHeads: 4, nKvHeads: 4, vocabSize: 8, maxSeqLen: 16 });
+ * const bytes = llamaToGguf(config, randomWeights(config, 1), { format: "q4_0" });
+ * const params = 8 * 32 + 4 * 32 * 32 + 3 * 32 * 64 + 3 * 32;
+ * if (ggufResidentBytes(parseGguf(bytes), bytes.length) !== bytes.length + 4 * params) throw new Error("wrong");
+ * ```
+ */
+export function ggufResidentBytes(
+  file: GgufFile,
+  fileBytes: number,
+  format: TensorFormat = "f32",
+  source = "gguf",
+): number {
+  const config = ggufConfig(file, source);
+  return fileBytes + parameterCount(config) * 4 +
+    (format === "f32" ? 0 : storedWeightBytes(config, format));
+}
+
 /**
  * Reads a llama2.c checkpoint or a GGUF file, told apart by GGUF's magic (needs
- * `--allow-read`); errors name the path.
+ * `--allow-read`); errors name the path. A GGUF file is refused, before anything is
+ * dequantized, when what reading it into `options.weights` takes
+ * ({@linkcode ggufResidentBytes}) would exceed 80% of the machine's memory.
  *
  * @example
  * ```ts ignore
  * const { config, weights, tokenizer } = await readModelFile("stories260K.gguf");
  * ```
  */
-export async function readModelFile(path: string): Promise<ModelFile> {
+export async function readModelFile(
+  path: string,
+  options: ReadModelOptions = {},
+): Promise<ModelFile> {
   let gguf = false;
   let bytes: Uint8Array;
   try {
-    // A regular file, read within its size, as checkpoints are (model/_file.ts).
+    // A regular file, read within its size, as checkpoints are (model/formats/_file.ts).
     bytes = await readBoundedFile(path, "checkpoint", (header, size) => {
       gguf = isGguf(header);
       if (!gguf) throw NOT_GGUF;
-      // The dequantized float32 weights take up to ~7 times a Q4_0 file: check the file first.
-      checkFits(size, `${path}: a GGUF file of`);
+      checkFits(size, `${path}: a GGUF file of`); // before reading it
       return size;
     }, 4);
   } catch (error) {
     if (error !== NOT_GGUF) throw error;
     return await readCheckpoint(path);
   }
-  return { format: "gguf", ...parseGgufModel(bytes, path) };
+  const file = parseGguf(bytes, path);
+  const format = options.weights ?? "f32";
+  checkFits(
+    ggufResidentBytes(file, bytes.byteLength, format, path),
+    `${path}: the file, its weights dequantized to f32${
+      format === "f32" ? "" : ` and stored as ${format}`
+    } need`,
+  );
+  return { format: "gguf", ...ggufToLlama(file, path) };
 }
 
 const NOT_GGUF = new Error("not a GGUF file");
