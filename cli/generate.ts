@@ -43,7 +43,7 @@ Batched decoding (several prompts, or any of these flags):
 Generation:
   --steps N             new tokens (default 256, capped by the model's maxSeqLen)
   --temperature T       0 for greedy (default 1.0)
-  --top-p P             nucleus sampling mass in (0, 1], taken before the temperature (llama.cpp's order)
+  --top-p P             nucleus mass in (0, 1], cut before the temperature applies (as llama.cpp)
   --top-k K             keep the K most probable tokens
   --seed S              seed of every random choice (default 0)
   --backend cpu|webgpu  where to run (default webgpu)
