@@ -41,6 +41,32 @@ for (const format of ["f16", "q8_0", "q4_0"] as const) {
   );
 }
 
+gpuTest(
+  "packed weights past the binding limit split into row blocks: the CPU reference's logits",
+  async (gpu) => {
+    // 16 KiB bindings (what the f32 embedding's 64-row blocks need): the 600-row classifier's
+    // rows of 64 weights take 128 (f16), 64 (q8_0's quants; scales bind apart) and 32 bytes
+    // (q4_0), so it splits in each format (until now packed matrices never split).
+    const wide = makeConfig({ ...config, hiddenDim: 96, nLayers: 1, vocabSize: 600 });
+    const weights = randomWeights(wide, 10);
+    for (const format of ["f16", "q8_0", "q4_0"] as const) {
+      const cpu = new CpuDecoder(wide, weights, { weights: format });
+      const decoder = await GpuDecoder.create(gpu, wide, storeWeights(wide, weights, format), {
+        maxBindingBytes: 16384,
+      });
+      try {
+        const prompt = [1, 7, 599];
+        expect(compare(await decoder.prefill(prompt), await cpu.prefill(prompt)).nmse)
+          .toBeLessThan(1e-9);
+        expect(compare(await decoder.forward(4, 3), await cpu.forward(4, 3)).nmse)
+          .toBeLessThan(1e-9);
+      } finally {
+        decoder.destroy();
+      }
+    }
+  },
+);
+
 for (const kvCache of ["f16", "q8_0"] as const) {
   gpuTest(
     `the WebGPU decoder with a ${kvCache} KV cache matches the CPU reference's`,
