@@ -43,7 +43,7 @@ Batched decoding (several prompts, or any of these flags):
 Generation:
   --steps N             new tokens (default 256, capped by the model's maxSeqLen)
   --temperature T       0 for greedy (default 1.0)
-  --top-p P             nucleus sampling mass in (0, 1]
+  --top-p P             nucleus mass in (0, 1], cut before the temperature applies (as llama.cpp)
   --top-k K             keep the K most probable tokens
   --seed S              seed of every random choice (default 0)
   --backend cpu|webgpu  where to run (default webgpu)
@@ -233,7 +233,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
   let weights: LlamaWeights | StoredWeights;
   let tokenizer: Tokenizer | undefined;
   if (flags.model) {
-    ({ config, weights, tokenizer } = await readModelFile(flags.model));
+    ({ config, weights, tokenizer } = await readModelFile(flags.model, { weights: weightFormat }));
   } else {
     config = preset(presetName);
     checkWeightsFitMemory(config, `--preset ${presetName}`, weightFormat);
@@ -275,7 +275,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
   } else {
     prompts = [[1]];
   }
-  const longest = Math.max(...prompts.map((p) => p.length));
+  const longest = prompts.reduce((most, p) => Math.max(most, p.length), 0); // no spread: 100k+ prompts
   if (longest > config.maxSeqLen) throw tooLong(longest);
   if (batched) {
     if ("format" in weights || flags.weights !== undefined || flags.kv !== undefined) {

@@ -100,7 +100,7 @@ export function compareLogits(
   return {
     nmsePerPosition,
     meanNmse: nmsePerPosition.reduce((a, b) => a + b, 0) / n,
-    maxNmse: Math.max(...nmsePerPosition),
+    maxNmse: nmsePerPosition.reduce((most, v) => Math.max(most, v), -Infinity),
     top1Agreement: agree / n,
     perplexity: Math.exp(-logLikelihood / n),
     referencePerplexity: Math.exp(-referenceLogLikelihood / n),

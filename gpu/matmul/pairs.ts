@@ -16,7 +16,12 @@ import {
 } from "./fused_weights.ts";
 import { matmulDispatches, uploadMatrix } from "./matmul.ts";
 import { PROJECTION_VARIANTS, projectionKernel } from "./projection.ts";
-import { type GpuWeightFormat, packMatrix, quantMatmulDispatches } from "./quant.ts";
+import {
+  type GpuWeightFormat,
+  packedRowBlocks,
+  packMatrix,
+  quantMatmulDispatches,
+} from "./quant.ts";
 import {
   PACKED_PROJECTION_VARIANTS,
   packedProjectionKernel,
@@ -415,8 +420,13 @@ function quantMatmulPair(
           format,
           outDim,
           inDim,
-          weights: buffers.input(packed.weights),
-          scales: packed.scales.length ? buffers.input(packed.scales) : undefined,
+          // Row blocks as uploadPacked cuts them under this device's binding limit.
+          blocks: packedRowBlocks(packed, gpu.limits.maxStorageBufferBindingSize).map((b) => ({
+            rowStart: b.rowStart,
+            rows: b.rows,
+            weights: buffers.input(b.weights),
+            scales: b.scales.length ? buffers.input(b.scales) : undefined,
+          })),
           bytes: packed.weights.byteLength + packed.scales.byteLength,
         },
         { rows, x: buffers.input(x), out: buffers.output(rows * outDim) },

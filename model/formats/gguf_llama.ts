@@ -8,7 +8,7 @@
 import { type CheckpointFormat, readCheckpoint } from "./llama2c.ts";
 import { readBoundedFile } from "./_file.ts";
 import { checkFits } from "../memory.ts";
-import { headDim, type LlamaConfig, makeConfig } from "../config.ts";
+import { headDim, type LlamaConfig, makeConfig, type RopeScaling } from "../config.ts";
 import {
   type GgufFile,
   type GgufTensor,
@@ -18,7 +18,8 @@ import {
 } from "./gguf.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { BOS, EOS } from "../config.ts";
-import { checkWeights, type LayerWeights, type LlamaWeights } from "../weights.ts";
+import { checkWeights, type LayerWeights, type LlamaWeights, parameterCount } from "../weights.ts";
+import { storedWeightBytes } from "../precision.ts";
 import { dequantize, QUANT_BLOCK, quantize, type TensorFormat } from "../../reference/quantize.ts";
 
 /** A LLaMA model read from GGUF, its weights dequantized to float32. */
@@ -122,6 +123,12 @@ export function llamaToGguf(
       `ropeLayout: GGUF llama models use "interleaved" RoPE, got "${config.ropeLayout}"`,
     );
   }
+  if (config.slidingWindow !== undefined) {
+    // llama.cpp's llama architecture has no sliding window: it would run full attention.
+    throw new RangeError(
+      `slidingWindow: GGUF llama models have no sliding window (llama.cpp would attend to every position), got ${config.slidingWindow}`,
+    );
+  }
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const metadata = new Map<string, GgufValue>([
@@ -136,6 +143,12 @@ export function llamaToGguf(
     ["llama.attention.head_count_kv", u32(config.nKvHeads)],
     ["llama.rope.dimension_count", u32(headDim(config))],
     ["llama.rope.freq_base", f32(config.ropeTheta)],
+    ...(config.ropeScaling
+      ? [
+        ["llama.rope.scaling.type", { type: "string", value: config.ropeScaling.type }],
+        ["llama.rope.scaling.factor", f32(config.ropeScaling.factor)],
+      ] as [string, GgufValue][]
+      : []),
     ["llama.attention.layer_norm_rms_epsilon", f32(config.normEps)],
     ["llama.vocab_size", u32(config.vocabSize)],
   ]);
@@ -231,10 +244,14 @@ export function parseGgufModel(bytes: Uint8Array, source = "gguf"): GgufModel {
   return ggufToLlama(parseGguf(bytes, source), source);
 }
 
-/** {@linkcode parseGgufModel} on an already parsed file. */
-export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
+/** A reader of `file`'s metadata that checks each value's type, naming the key. */
+function metadataGetter(file: GgufFile, source: string) {
   const meta = file.metadata;
-  const get = (key: string, expected: "integer" | "number" | "string", required = true) => {
+  return (
+    key: string,
+    expected: "integer" | "number" | "string",
+    required = true,
+  ): number | string | undefined => {
     const entry = meta.get(key);
     if (entry === undefined) {
       if (required) throw new RangeError(`${source}: missing metadata ${key} (${expected})`);
@@ -255,6 +272,15 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
     }
     return value as number | string;
   };
+}
+
+/**
+ * The configuration of a GGUF `llama` file, from its metadata and tensor names alone (nothing
+ * dequantized), with the checks that need only those.
+ */
+function ggufConfig(file: GgufFile, source: string): LlamaConfig {
+  const meta = file.metadata;
+  const get = metadataGetter(file, source);
   const architecture = get("general.architecture", "string");
   if (architecture !== "llama") {
     throw new RangeError(
@@ -272,6 +298,7 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
       `${source}: missing metadata llama.vocab_size (and no tokenizer.ggml.tokens or token_embd.weight to infer it from)`,
     );
   }
+  const ropeScaling = readRopeScaling(file, source);
   const config = makeConfig(
     {
       dim: int("llama.embedding_length"),
@@ -288,9 +315,15 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
       normEps: shortestDecimal(get("llama.attention.layer_norm_rms_epsilon", "number") as number),
       ropeLayout: "interleaved",
       sharedClassifier: !tensors.has("output.weight"),
+      ...(ropeScaling ? { ropeScaling } : {}),
     },
     source,
   );
+  if (tensors.has("rope_freqs.weight")) { // Llama 3.1's per-frequency factors
+    throw new RangeError(
+      `${source}: tensor rope_freqs.weight: RoPE frequency factors are not supported`,
+    );
+  }
   const ropeDims = get("llama.rope.dimension_count", "integer", false);
   if (ropeDims !== undefined && ropeDims !== headDim(config)) {
     throw new RangeError(
@@ -305,6 +338,14 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
       `${source}: llama.block_count: ${config.nLayers} layers need at least ${needed} tensors, the file has ${file.tensors.length}`,
     );
   }
+  return config;
+}
+
+/** {@linkcode parseGgufModel} on an already parsed file. */
+export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
+  const config = ggufConfig(file, source);
+  const get = metadataGetter(file, source);
+  const tensors = new Map(file.tensors.map((t) => [t.name, t]));
   const formats = new Map<string, TensorFormat>();
   const read = (name: string, dims: number[]): Float32Array => {
     const tensor = tensors.get(name);
@@ -337,6 +378,47 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
   checkWeights(config, weights, source);
   const name = get("general.name", "string", false) as string | undefined;
   return { config, weights, tokenizer: readVocabulary(file, config, source), formats, name };
+}
+
+/**
+ * The RoPE scaling as llama.cpp reads it: `llama.rope.scaling.type` ("linear" when absent) and
+ * the factor from `llama.rope.scaling.factor`, else the older `llama.rope.scale_linear` (0 or
+ * absent: none). Linear scaling is returned (positions divided by the factor); "none" and a
+ * factor of 0 or 1 give undefined; any other type (YaRN, LongRoPE) is refused naming the key.
+ */
+function readRopeScaling(file: GgufFile, source: string): RopeScaling | undefined {
+  const typeKey = "llama.rope.scaling.type";
+  const type = file.metadata.get(typeKey);
+  if (type !== undefined && (type.type !== "string")) {
+    throw new RangeError(`${source}: metadata ${typeKey}: expected a string, got ${type.type}`);
+  }
+  const method = (type?.value as string | undefined) ?? "linear";
+  if (method !== "linear" && method !== "none") {
+    throw new RangeError(
+      `${source}: metadata ${typeKey}: RoPE scaling ${
+        quote(method)
+      } is not supported (expected "linear" or "none")`,
+    );
+  }
+  const factorKey = ["llama.rope.scaling.factor", "llama.rope.scale_linear"].find((key) =>
+    file.metadata.has(key)
+  );
+  if (factorKey === undefined) return undefined;
+  const factor = file.metadata.get(factorKey)!;
+  if (factor.type === "array" || typeof factor.value !== "number") {
+    throw new RangeError(
+      `${source}: metadata ${factorKey}: expected a number, got ${
+        factor.type === "array" ? "an array" : `${factor.type} ${quote(factor.value)}`
+      }`,
+    );
+  }
+  if (!(factor.value >= 0) || !Number.isFinite(factor.value)) {
+    throw new RangeError(
+      `${source}: metadata ${factorKey}: expected a finite factor >= 0, got ${factor.value}`,
+    );
+  }
+  if (method === "none" || factor.value === 0 || factor.value === 1) return undefined;
+  return { type: "linear", factor: shortestDecimal(factor.value) };
 }
 
 function readVocabulary(
@@ -395,7 +477,9 @@ function readVocabulary(
   if (bad >= 0) {
     throw new RangeError(`${source}: tokenizer.ggml.scores[${bad}] is ${scoreValues[bad]}`);
   }
-  return new Tokenizer(pieces, scoreValues, Math.max(1, ...pieces.map((p) => p.length)));
+  // A loop, not Math.max(...pieces): spreading 128k arguments overflows the stack.
+  const maxPieceBytes = pieces.reduce((most, piece) => Math.max(most, piece.length), 1);
+  return new Tokenizer(pieces, scoreValues, maxPieceBytes);
 }
 
 /** A metadata value for an error message: one line, at most 64 characters of a string. */
@@ -440,32 +524,81 @@ export interface ModelFile {
   tokenizer?: Tokenizer;
 }
 
+/** Options of {@linkcode readModelFile}. */
+export interface ReadModelOptions {
+  /**
+   * The format the weights will be held in (default f32): a GGUF file's memory check counts
+   * the copy in that format besides the file and its tensors dequantized to f32.
+   */
+  weights?: TensorFormat;
+}
+
+/**
+ * Bytes a GGUF file takes in memory while it is read into weights held in `format`: the file,
+ * every tensor dequantized to f32 (which is how {@linkcode ggufToLlama} reads them, up to ~7×
+ * a Q4_0 file), and, for another `format`, the weights stored in it.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "../config.ts";
+ * import { randomWeights } from "../weights.ts";
+ * import { ggufResidentBytes, llamaToGguf } from "./gguf_llama.ts";
+ * import { parseGguf } from "./gguf.ts";
+ * const config = makeConfig({ dim: 32, hiddenDim: 64, nLayers: 1, nHeads: 4, nKvHeads: 4, vocabSize: 8, maxSeqLen: 16 });
+ * const bytes = llamaToGguf(config, randomWeights(config, 1), { format: "q4_0" });
+ * const params = 8 * 32 + 4 * 32 * 32 + 3 * 32 * 64 + 3 * 32;
+ * if (ggufResidentBytes(parseGguf(bytes), bytes.length) !== bytes.length + 4 * params) throw new Error("wrong");
+ * ```
+ */
+export function ggufResidentBytes(
+  file: GgufFile,
+  fileBytes: number,
+  format: TensorFormat = "f32",
+  source = "gguf",
+): number {
+  const config = ggufConfig(file, source);
+  return fileBytes + parameterCount(config) * 4 +
+    (format === "f32" ? 0 : storedWeightBytes(config, format));
+}
+
 /**
  * Reads a llama2.c checkpoint or a GGUF file, told apart by GGUF's magic (needs
- * `--allow-read`); errors name the path.
+ * `--allow-read`); errors name the path. A GGUF file is refused, before anything is
+ * dequantized, when what reading it into `options.weights` takes
+ * ({@linkcode ggufResidentBytes}) would exceed 80% of the machine's memory.
  *
  * @example
  * ```ts ignore
  * const { config, weights, tokenizer } = await readModelFile("stories260K.gguf");
  * ```
  */
-export async function readModelFile(path: string): Promise<ModelFile> {
+export async function readModelFile(
+  path: string,
+  options: ReadModelOptions = {},
+): Promise<ModelFile> {
   let gguf = false;
   let bytes: Uint8Array;
   try {
-    // A regular file, read within its size, as checkpoints are (model/_file.ts).
+    // A regular file, read within its size, as checkpoints are (model/formats/_file.ts).
     bytes = await readBoundedFile(path, "checkpoint", (header, size) => {
       gguf = isGguf(header);
       if (!gguf) throw NOT_GGUF;
-      // The dequantized float32 weights take up to ~7 times a Q4_0 file: check the file first.
-      checkFits(size, `${path}: a GGUF file of`);
+      checkFits(size, `${path}: a GGUF file of`); // before reading it
       return size;
     }, 4);
   } catch (error) {
     if (error !== NOT_GGUF) throw error;
     return await readCheckpoint(path);
   }
-  return { format: "gguf", ...parseGgufModel(bytes, path) };
+  const file = parseGguf(bytes, path);
+  const format = options.weights ?? "f32";
+  checkFits(
+    ggufResidentBytes(file, bytes.byteLength, format, path),
+    `${path}: the file, its weights dequantized to f32${
+      format === "f32" ? "" : ` and stored as ${format}`
+    } need`,
+  );
+  return { format: "gguf", ...ggufToLlama(file, path) };
 }
 
 const NOT_GGUF = new Error("not a GGUF file");
