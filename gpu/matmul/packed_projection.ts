@@ -29,7 +29,7 @@ import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../device.t
 import { compileKernel } from "../kernel.ts";
 import { bindingNames, epilogueWgsl, PAIR, type ProjectionEpilogue } from "./projection.ts";
 import type { ProjectionDevice } from "./projection.ts";
-import type { GpuWeightFormat } from "./quant.ts";
+import type { GpuPackedMatrix, GpuWeightFormat } from "./quant.ts";
 import { checkInteger } from "../../reference/checks.ts";
 import { DEFAULT_NORM_EPS } from "../../reference/norm.ts";
 
@@ -196,6 +196,8 @@ export interface PackedProjectionOptions {
   unitOffset?: number;
   /** Floats between consecutive tokens of `out` (store and add); the total units by default. */
   outStride?: number;
+  /** Words into `w` where the scales start, when they share its buffer (no `scales` binding). */
+  scalesAt?: number;
 }
 
 /** Buffers a packed projection binds besides the epilogue's. */
@@ -239,6 +241,7 @@ function packedWgsl(
   variant: PackedProjectionVariant,
   epilogue: ProjectionEpilogue,
   packedDot: boolean,
+  scalesInWeights: boolean,
 ): string {
   const { format, inDim, pair, norm } = shape;
   const { workgroupSize: wg, lanes, activations } = variant;
@@ -247,7 +250,8 @@ function packedWgsl(
   const ps = [...Array(pair).keys()];
   const quantized = format !== "f16";
   let binding = epilogueBindings;
-  const scalesBinding = quantized
+  // the scales in their own binding, or after the weights in w (SCALES_AT words in)
+  const scalesBinding = quantized && !scalesInWeights
     ? `@group(0) @binding(${binding++}) var<storage, read> scales: array<u32>;`
     : "";
   const normBinding = norm
@@ -276,8 +280,9 @@ fn xn(t: u32, c: u32, s: f32) -> f32 {
 }
 ${
     quantized
-      ? `fn blockScale(b: u32) -> f32 {
-  let pair = unpack2x16float(scales[b / 2u]);
+      ? `${scalesInWeights ? "override SCALES_AT: u32;" : ""}
+fn blockScale(b: u32) -> f32 {
+  let pair = unpack2x16float(${scalesInWeights ? "w[SCALES_AT + b / 2u]" : "scales[b / 2u]"});
   return select(pair.x, pair.y, (b & 1u) == 1u);
 }`
       : ""
@@ -491,13 +496,76 @@ export async function packedProjectionKernel(
     constants.OUT_STRIDE = options.outStride ?? unitOffset + units;
   }
   const packedDot = variant.dot === "auto" && hasPackedDot();
-  const code = packedWgsl(shape, variant, epilogue, packedDot);
+  const scalesInWeights = format !== "f16" && options.scalesAt !== undefined;
+  if (scalesInWeights) constants.SCALES_AT = options.scalesAt!;
+  const code = packedWgsl(shape, variant, epilogue, packedDot, scalesInWeights);
   const names = [
     ...bindingNames(epilogue.kind),
-    ...(format === "f16" ? [] : ["scales"]),
+    ...(format === "f16" || scalesInWeights ? [] : ["scales"]),
     ...(norm ? ["normWeight"] : []),
   ];
   const grid: [number, number] = [Math.ceil(units / (variant.workgroupSize / variant.lanes)), rows];
   const kernel = await compileKernel(gpu, name, code, constants, names, grid);
   return { name, variant, bind: (buffers) => kernel.bind(buffers) };
+}
+
+/**
+ * The dispatches of a projection over a packed matrix, one per row block (each block's units
+ * offset), with `preferred` (a tuning's choice) where it applies and otherwise the first
+ * variant that does.
+ *
+ * @example
+ * ```ts ignore
+ * const steps = await packedMatrixDispatches(gpu, classifier, { kind: "store" }, ["q8 row"], {
+ *   rows: 1, x: xb, buffers: { out: logits },
+ * });
+ * ```
+ */
+export async function packedMatrixDispatches(
+  gpu: Gpu,
+  matrix: GpuPackedMatrix,
+  epilogue: ProjectionEpilogue,
+  preferred: readonly string[],
+  args: {
+    rows: number;
+    x: BufferRange;
+    norm?: boolean;
+    normWeight?: BufferRange;
+    eps?: number;
+    xOffset?: number;
+    buffers: Record<string, BufferRange>;
+  },
+): Promise<Dispatch[]> {
+  const pair = PAIR[epilogue.kind];
+  const norm = args.norm ?? false;
+  if (norm && !args.normWeight) {
+    throw new GpuError("packed projection", "normWeight: expected a buffer with norm");
+  }
+  const dispatches: Dispatch[] = [];
+  for (const block of matrix.blocks) {
+    const shape = {
+      format: matrix.format,
+      rows: args.rows,
+      units: block.rows / pair,
+      inDim: matrix.inDim,
+      pair,
+      norm,
+    };
+    const variant = choosePackedVariant(gpu, shape, preferred);
+    const kernel = await packedProjectionKernel(gpu, shape, epilogue, variant, {
+      eps: args.eps,
+      xOffset: args.xOffset,
+      unitOffset: block.rowStart / pair,
+      outStride: matrix.outDim / pair,
+      scalesAt: block.scalesAt,
+    });
+    dispatches.push(...kernel.bind({
+      w: block.weights,
+      x: args.x,
+      ...(block.scales ? { scales: block.scales } : {}),
+      ...(norm ? { normWeight: args.normWeight! } : {}),
+      ...args.buffers,
+    }));
+  }
+  return dispatches;
 }

@@ -206,8 +206,13 @@ ${tail}`);
 export interface GpuPackedBlock {
   /** The block's weights, in the format's GPU layout. */
   weights: GPUBuffer;
-  /** The block's scales (q8_0, q4_0). */
+  /** The block's scales (q8_0, q4_0), unless they follow the weights in `weights`. */
   scales?: GPUBuffer;
+  /**
+   * Where the scales start in `weights`, in words, when they share its buffer (see
+   * {@linkcode uploadPackedCombined}: one binding fewer, for kernels at the 8-binding default).
+   */
+  scalesAt?: number;
   /** Index of its first row in the whole matrix. */
   rowStart: number;
   /** Rows in the block. */
@@ -386,4 +391,46 @@ export async function quantMatmulDispatches(
     );
   }
   return dispatches;
+}
+
+/**
+ * Uploads a packed matrix as {@linkcode uploadPacked} does, but each row block's scales follow
+ * its weights in one buffer (`scalesAt` words in): the packed projections read both through one
+ * binding, which keeps the fused QKV kernel within WebGPU's default of 8 storage buffers. Blocks
+ * are cut so that weights and scales together fit `maxBindingBytes`.
+ *
+ * @example
+ * ```ts ignore
+ * const wqkv = uploadPackedCombined(gpu, packMatrix(bytes, "q8_0", 864, 288), "wqkv");
+ * ```
+ */
+export function uploadPackedCombined(
+  gpu: Gpu,
+  packed: PackedMatrix,
+  label = "weights",
+  maxBindingBytes: number = gpu.limits.maxStorageBufferBindingSize,
+): GpuPackedMatrix {
+  const { format, inDim } = packed;
+  const weightBytes = packedRowWords(format, inDim) * 4;
+  const scaleBytes = format === "f16" ? 0 : inDim / QUANT_BLOCK * 2;
+  // the scales' share taken off the limit (plus a word for an odd count's padding)
+  const limit = Math.floor((maxBindingBytes - 4) * weightBytes / (weightBytes + scaleBytes));
+  const blocks = packedRowBlocks(packed, limit).map((block) => {
+    const words = new Uint32Array(block.weights.length + block.scales.length);
+    words.set(block.weights);
+    words.set(block.scales, block.weights.length);
+    return {
+      rowStart: block.rowStart,
+      rows: block.rows,
+      weights: gpu.upload(words, `${label}[${block.rowStart}..]`),
+      scalesAt: block.weights.length,
+    };
+  });
+  return {
+    format,
+    outDim: packed.outDim,
+    inDim,
+    blocks,
+    bytes: packed.weights.byteLength + packed.scales.byteLength,
+  };
 }

@@ -28,11 +28,10 @@ import {
   type GpuPackedMatrix,
   type GpuWeightFormat,
   packMatrix,
-  uploadPacked,
+  uploadPackedCombined,
 } from "../../gpu/matmul/quant.ts";
 import {
-  choosePackedVariant,
-  packedProjectionKernel,
+  packedMatrixDispatches,
   packedProjectionVariant,
 } from "../../gpu/matmul/packed_projection.ts";
 import type { StoredMatrix, StoredWeights } from "../precision.ts";
@@ -73,6 +72,7 @@ export function uploadFusedPackedLayer(
   config: LlamaConfig,
   layer: StoredWeights["layers"][number],
   l: number,
+  maxBindingBytes?: number,
 ): FusedLayer | undefined {
   const names = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const;
   if (names.some((n) => layer[n].format === "f32")) return undefined;
@@ -87,14 +87,20 @@ export function uploadFusedPackedLayer(
   const label = (name: string) => `layers[${l}].${name}`;
   const qkvOrder = fusedRowOrder({ kind: "qkv", nHeads, nKvHeads, headDim: hd, layout });
   return {
-    wqkv: uploadPacked(gpu, gatherPackedRows([wq, wk, wv], qkvOrder), label("wqkv")),
-    wo: uploadPacked(gpu, wo, label("wo")),
-    w13: uploadPacked(
+    wqkv: uploadPackedCombined(
+      gpu,
+      gatherPackedRows([wq, wk, wv], qkvOrder),
+      label("wqkv"),
+      maxBindingBytes,
+    ),
+    wo: uploadPackedCombined(gpu, wo, label("wo"), maxBindingBytes),
+    w13: uploadPackedCombined(
       gpu,
       gatherPackedRows([w1, w3], fusedRowOrder({ kind: "gateUp", hidden: hiddenDim })),
       label("w13"),
+      maxBindingBytes,
     ),
-    w2: uploadPacked(gpu, w2, label("w2")),
+    w2: uploadPackedCombined(gpu, w2, label("w2"), maxBindingBytes),
     attentionNorm: gpu.upload(layer.attentionNorm, label("attentionNorm")),
     ffnNorm: gpu.upload(layer.ffnNorm, label("ffnNorm")),
   };
@@ -146,8 +152,10 @@ export function destroyFusedLayer(layer: FusedLayer): void {
   for (const m of [layer.wqkv, layer.wo, layer.w13, layer.w2]) {
     if ("chunks" in m) { for (const chunk of m.chunks) chunk.buffer.destroy(); }
     else {
-      m.weights.destroy();
-      m.scales?.destroy();
+      for (const block of m.blocks) {
+        block.weights.destroy();
+        block.scales?.destroy();
+      }
     }
   }
   layer.attentionNorm?.destroy();
@@ -255,37 +263,27 @@ async function packedDispatches<E extends ProjectionEpilogue>(
 ): Promise<Dispatch[]> {
   const { rows, norm = false } = args;
   const pair = PAIR[epilogue.kind];
-  const shape = {
-    format: matrix.format,
-    rows,
-    units: matrix.outDim / pair,
-    inDim: matrix.inDim,
-    pair,
-    norm,
-  };
-  const key = projectionKey(epilogue.kind, norm, rows, shape.units, shape.inDim, matrix.format);
+  const units = matrix.outDim / pair;
+  const key = projectionKey(epilogue.kind, norm, rows, units, matrix.inDim, matrix.format);
   const chosen = tuning.choice(key);
   // A tuning's own choice must fit here; a class default that does not (the GL backend's
   // workgroup budget) gives way to the first variant that does.
-  if (
-    tuning.tuning?.choices[key] !== undefined &&
-    !packedProjectionVariant(chosen).applies(shape, gpu)
-  ) {
-    throw new GpuError(key, `tuning: variant ${chosen} does not apply here`);
+  if (tuning.tuning?.choices[key] !== undefined) {
+    for (const block of matrix.blocks) {
+      const shape = {
+        format: matrix.format,
+        rows,
+        units: block.rows / pair,
+        inDim: matrix.inDim,
+        pair,
+        norm,
+      };
+      if (!packedProjectionVariant(chosen).applies(shape, gpu)) {
+        throw new GpuError(key, `tuning: variant ${chosen} does not apply here`);
+      }
+    }
   }
-  if (norm && !args.normWeight) throw new GpuError(key, "normWeight: expected a buffer with norm");
-  const variant = choosePackedVariant(gpu, shape, [chosen]);
-  const kernel = await packedProjectionKernel(gpu, shape, epilogue, variant, {
-    eps: args.eps,
-    xOffset: args.xOffset,
-  });
-  return kernel.bind({
-    w: matrix.weights,
-    x: args.x,
-    ...(matrix.scales ? { scales: matrix.scales } : {}),
-    ...(norm ? { normWeight: args.normWeight! } : {}),
-    ...args.buffers,
-  });
+  return packedMatrixDispatches(gpu, matrix, epilogue, [chosen], args);
 }
 
 /** The tuned attention kernel for a pass of `rows` tokens. */

@@ -23,7 +23,7 @@ import {
 } from "../../gpu/matmul/quant.ts";
 import { dequantize } from "../../reference/quantize.ts";
 import {
-  packedProjectionKernel,
+  packedMatrixDispatches,
   packedProjectionVariant,
 } from "../../gpu/matmul/packed_projection.ts";
 
@@ -66,23 +66,12 @@ export async function projectDispatches(
     norm: false,
   };
   const q8 = m.format !== "f16" && packedProjectionVariant("q8 row").applies(shape, gpu);
-  if (!q8) {
-    return quantMatmulDispatches(gpu, m, args);
-  }
-  const kernel = await packedProjectionKernel(
-    gpu,
-    shape,
-    { kind: "store" },
-    packedProjectionVariant("q8 row"),
-    {
-      xOffset: args.xOffset,
-    },
-  );
-  return kernel.bind({
-    w: m.weights,
+  if (!q8) return quantMatmulDispatches(gpu, m, args);
+  return packedMatrixDispatches(gpu, m, { kind: "store" }, ["q8 row"], {
+    rows: args.rows,
     x: args.x,
-    out: args.out,
-    ...(m.scales ? { scales: m.scales } : {}),
+    xOffset: args.xOffset,
+    buffers: { out: args.out },
   });
 }
 

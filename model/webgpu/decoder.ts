@@ -214,7 +214,7 @@ export class GpuDecoder implements Decoder {
         );
       } else {
         const layers = weights.layers.map((layer, l) =>
-          uploadFusedPackedLayer(gpu, config, layer, l)
+          uploadFusedPackedLayer(gpu, config, layer, l, options.maxBindingBytes)
         );
         if (layers.every((layer) => layer !== undefined)) fused = layers as FusedLayer[];
         else for (const layer of layers) if (layer) destroyFusedLayer(layer);
