@@ -3,6 +3,8 @@ import { CpuDecoder, GpuDecoder, makeConfig, preset } from "../model/mod.ts";
 import type { StoredMatrix, StoredWeights } from "../model/precision.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { requestGpu } from "../gpu/device.ts";
+import { conformanceCases, judgeCase } from "../gpu/conformance.ts";
+import { PACKED_PROJECTION_PAIR } from "../gpu/matmul/pairs.ts";
 import { compare, quantize, Rng } from "../reference/mod.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 
@@ -83,6 +85,30 @@ Deno.test({
       }
     } finally {
       decoder.destroy();
+      gpu.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "the packed fused QKV+RoPE projection fits WebGPU's default 8 storage buffers",
+  ignore: ignoreGpuTests,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const gpu = await requestGpu({ limits: "default" });
+    try {
+      const cases = conformanceCases([PACKED_PROJECTION_PAIR]).filter((c) =>
+        c.kernel.startsWith("projection qkvRope") && ["q8 row", "f32 row"].includes(c.variant)
+      );
+      expect(cases.length).toBe(2 * 2 * 3); // 2 shapes, 2 variants, 3 formats
+      for (const testCase of cases) {
+        const result = await judgeCase(gpu, testCase);
+        if (result.skipped) expect(testCase.kernel).toMatch(/ f16$/);
+        else {expect({ case: testCase.shape, error: result.error, passed: result.passed })
+            .toEqual({ case: testCase.shape, error: undefined, passed: true });}
+      }
+    } finally {
       gpu.destroy();
     }
   },

@@ -613,13 +613,18 @@ function packedProjectionPairVariant(
       const epilogue = kind === "qkvRope" && a
         ? { kind, ...a }
         : { kind } as { kind: "store" | "add" | "siluMul" };
+      // the scales after the weights, in one binding, as the decoder uploads them
+      // (uploadPackedCombined): the QKV kernel then fits WebGPU's default 8 storage buffers
+      const words = new Uint32Array(matrix.weights.length + matrix.scales.length);
+      words.set(matrix.weights);
+      words.set(matrix.scales, matrix.weights.length);
       const kernel = await packedProjectionKernel(gpu, packedShape(shape), epilogue, variant, {
         outStride: outDim,
+        scalesAt: matrix.weights.length,
       });
       const common = {
-        w: buffers.input(matrix.weights),
+        w: buffers.input(words),
         x: buffers.input(inputs.x),
-        ...(matrix.scales.length ? { scales: buffers.input(matrix.scales) } : {}),
         ...(shape.norm ? { normWeight: buffers.input(inputs.norm) } : {}),
       };
       if (kind === "qkvRope" && a) {
