@@ -259,13 +259,23 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   const gpu = backends.includes("webgpu") ? await requestGpu({ limits }) : undefined;
   // The precision axis (bench/precision.ts): its own files; in a full run, the first shape only,
   // before the decoder matrix, whose deadline then leaves room for it.
-  const precision = async (all: boolean) => {
+  const precision = async (all: boolean, rooflines: Partial<Record<Backend, Roofline>> = {}) => {
     if (values["no-precision"]) return;
     const shapes = (all ? shapeNames : shapeNames.slice(0, 1)).map((name) => ({
       name,
       config: SHAPES[name],
     }));
-    const cells = await runPrecisionAxis({ shapes, backends, gpu, quick, progress: io.progress });
+    const readGbPerS = Object.fromEntries(
+      Object.entries(rooflines).map(([backend, r]) => [backend, r!.readGbPerS.median]),
+    );
+    const cells = await runPrecisionAxis({
+      shapes,
+      backends,
+      gpu,
+      quick,
+      progress: io.progress,
+      readGbPerS,
+    });
     await io.writeFile(`${out}/precision.json`, JSON.stringify(cells, null, 2) + "\n");
     await io.writeFile(`${out}/precision.md`, precisionMarkdown(cells));
     await io.writeFile(`${out}/precision.svg`, precisionChart(cells));
@@ -305,7 +315,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       { backends, gpu, reps, minBatchMs, rooflines, llcBytes: machine.llcBytes },
       io.progress,
     );
-    await precision(false);
+    await precision(false, rooflines);
     const shapes: BenchShape[] = shapeNames.map((name) => ({
       name,
       config: name === "attention-heavy" ? ATTENTION_HEAVY : preset(name),

@@ -2,7 +2,8 @@
  * The benchmark's precision axis: weights {f32, f16, q8_0, q4_0} × KV cache {f32, f16, q8_0}
  * on each shape and backend. Each cell reports decode ms/token (median of repetitions, with
  * min–max), the bytes a token reads (weights, KV cache at the cell's context), the speedup
- * against f32/f32 beside the bytes ratio, and the accuracy against f32 (logit NMSE, top-1
+ * against f32/f32 beside the bytes ratio, the step's read rate as a fraction of the backend's read
+ * ceiling (where the roofline was measured), and the accuracy against f32 (logit NMSE, top-1
  * agreement, perplexity ratio; teacher-forced on seeded tokens, on the CPU reference).
  *
  * `--quick` runs four pairs (f32/f32, f16/f16, q8_0/q8_0, q4_0/q8_0) at context 16.
@@ -51,6 +52,11 @@ export interface PrecisionCell {
   speedup?: number;
   /** f32/f32's bytes per token over this pair's. */
   bytesRatio: number;
+  /**
+   * The step's read rate (bytes per token over ms/token) as a fraction of the backend's measured
+   * read ceiling (the roofline's stream probe); absent without a roofline (`--precision-only`).
+   */
+  readCeilingFraction?: number;
   /** Mean logit NMSE against f32/f32 (CPU reference). */
   nmse: number;
   /** Fraction of positions whose top-1 token matches f32/f32's. */
@@ -74,6 +80,8 @@ export interface PrecisionOptions {
   quick: boolean;
   /** Progress lines. */
   progress(line: string): void;
+  /** Each backend's measured read ceiling, GB/s (the roofline), for `readCeilingFraction`. */
+  readGbPerS?: Partial<Record<"cpu" | "webgpu", number>>;
 }
 
 /**
@@ -139,6 +147,10 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
             times.sort((a, b) => a - b);
             cell.msPerToken = times[Math.floor(times.length / 2)];
             cell.spread = [times[0], times[times.length - 1]];
+            const ceiling = options.readGbPerS?.[backend];
+            if (ceiling) {
+              cell.readCeilingFraction = bytesPerToken / (cell.msPerToken * 1e6) / ceiling;
+            }
           } catch (error) {
             cell.skipped = error instanceof Error ? error.message : String(error);
           }

@@ -45,6 +45,7 @@ export * from "./matmul/matmul.ts";
 export * from "./matmul/quant.ts";
 export * from "./norm.ts";
 export * from "./matmul/projection.ts";
+export * from "./matmul/packed_projection.ts";
 export * from "./rope.ts";
 export * from "./softmax.ts";
 export * from "./state.ts";

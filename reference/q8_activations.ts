@@ -88,9 +88,9 @@ let f16Table: Float32Array | undefined;
  * ```ts
  * import { quantize } from "./quantize.ts";
  * import { matvecQ8Activations, quantizeActivations } from "./q8_activations.ts";
- * const w = quantize(new Float32Array(32).fill(0.5), "q8_0"); // quants 127, d = 0.5/127
- * const y = matvecQ8Activations(w, "q8_0", quantizeActivations(new Float32Array(32).fill(2)), 1, 32);
- * if (Math.abs(y[0] - 32) > 1e-4) throw new Error("wrong");
+ * const w = quantize(new Float32Array(32).fill(127 / 128), "q8_0"); // quants 127, d = 1/128
+ * const y = matvecQ8Activations(w, "q8_0", quantizeActivations(new Float32Array(32).fill(1)), 1, 32);
+ * if (Math.abs(y[0] - 32 * 127 / 128) > 1e-4) throw new Error("wrong");
  * ```
  */
 export function matvecQ8Activations(

@@ -20,7 +20,9 @@ Deno.test("quantizeActivations: max|x|/127 in float32, quants rounded half away,
   expect(q.quants[32]).toBe(-127);
   expect(q.scales[1]).toBe(Math.fround(3 / 127));
   expect(q.sums[1]).toBe(-127);
-  expect(Array.from(quantizeActivations(new Float32Array(32)).quants)).toEqual(new Array(32).fill(0));
+  expect(Array.from(quantizeActivations(new Float32Array(32)).quants)).toEqual(
+    new Array(32).fill(0),
+  );
   expect(() => quantizeActivations(new Float32Array(31))).toThrow("multiple of 32 values, got 31");
   const bad = new Float32Array(32);
   bad[3] = NaN;

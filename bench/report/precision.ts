@@ -21,8 +21,8 @@ const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 3 : 1);
  */
 export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
   const lines = [
-    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 | bytes ratio | weights MiB | KV KiB/position | logit NMSE | top-1 | perplexity ratio |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 | bytes ratio | read ceiling | weights MiB | KV KiB/position | logit NMSE | top-1 | perplexity ratio |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const c of cells) {
     const time = c.msPerToken === undefined
@@ -31,11 +31,11 @@ export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
     lines.push(
       `| ${c.shape} | ${c.backend} | ${c.weights} | ${c.kv} | ${time} | ${
         c.speedup ? `${fmt(c.speedup)}x` : ""
-      } | ${fmt(c.bytesRatio)}x | ${mib(c.weightBytes)} | ${
-        fmt(c.kvBytesPerPosition / 1024, 1)
-      } | ${c.nmse === 0 ? "0" : c.nmse.toExponential(1)} | ${fmt(c.top1, 3)} | ${
-        fmt(c.perplexityRatio, 4)
-      } |`,
+      } | ${fmt(c.bytesRatio)}x | ${
+        c.readCeilingFraction === undefined ? "" : `${(100 * c.readCeilingFraction).toFixed(0)}%`
+      } | ${mib(c.weightBytes)} | ${fmt(c.kvBytesPerPosition / 1024, 1)} | ${
+        c.nmse === 0 ? "0" : c.nmse.toExponential(1)
+      } | ${fmt(c.top1, 3)} | ${fmt(c.perplexityRatio, 4)} |`,
     );
   }
   return lines.join("\n") + "\n";

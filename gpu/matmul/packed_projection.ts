@@ -65,7 +65,16 @@ export interface PackedProjectionVariant {
   applies(shape: PackedProjectionShape, device?: ProjectionDevice): boolean;
 }
 
-/** Workgroup-array elements a variant declares for a shape (the GL budget counts these). */
+/**
+ * Workgroup-array elements a variant declares for a shape (the GL budget counts these).
+ *
+ * @example
+ * ```ts
+ * import { packedProjectionVariant, packedWorkgroupElements } from "./packed_projection.ts";
+ * const shape = { format: "q8_0", inDim: 2048, pair: 1, norm: false } as const;
+ * if (packedWorkgroupElements(packedProjectionVariant("q8 row"), shape) !== 512 + 64) throw new Error("wrong");
+ * ```
+ */
 export function packedWorkgroupElements(
   variant: Pick<PackedProjectionVariant, "activations" | "workgroupSize" | "lanes">,
   shape: Pick<PackedProjectionShape, "format" | "inDim" | "pair" | "norm">,
@@ -79,7 +88,15 @@ export function packedWorkgroupElements(
   return staged + norm + reduction;
 }
 
-/** Whether WGSL here has `dot4I8Packed` (Chromium, and Deno's wgpu, do). */
+/**
+ * Whether WGSL here has `dot4I8Packed` (Chromium, and Deno's wgpu, do).
+ *
+ * @example
+ * ```ts
+ * import { hasPackedDot } from "./packed_projection.ts";
+ * if (typeof hasPackedDot() !== "boolean") throw new Error("wrong");
+ * ```
+ */
 export function hasPackedDot(): boolean {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu as
     | { wgslLanguageFeatures?: { has(name: string): boolean } }

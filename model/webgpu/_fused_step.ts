@@ -246,7 +246,7 @@ export async function projectionDispatches<E extends ProjectionEpilogue>(
   return dispatches;
 }
 
-async function packedDispatches<E extends ProjectionEpilogue>(
+function packedDispatches<E extends ProjectionEpilogue>(
   gpu: Gpu,
   tuning: TuningTable,
   matrix: GpuPackedMatrix,

@@ -51,7 +51,7 @@ export interface GpuWeights {
  * The dispatches of `out = x · Wᵀ` for `rows` rows of `x`, whatever `m`'s format: Q8_0/Q4_0
  * over Q8 activations (as the CPU decoder computes them), where the workgroup budget allows.
  */
-export async function projectDispatches(
+export function projectDispatches(
   gpu: Gpu,
   m: GpuWeightMatrix,
   args: { rows: number; x: BufferRange; out: BufferRange; xOffset?: number },
