@@ -12,7 +12,7 @@ import {
   weightsBytes,
 } from "../model/mod.ts";
 import { parameterCount } from "../model/weights.ts";
-import { TENSOR_FORMATS } from "../reference/mod.ts";
+import { compare, TENSOR_FORMATS } from "../reference/mod.ts";
 
 const config = makeConfig({
   dim: 64,
@@ -63,7 +63,16 @@ Deno.test("the CPU decoder over stored weights equals the float32 decoder over t
     for (const [pos, token] of [3, 17, 5].entries()) {
       const a = await quantized.forward(token, pos);
       const b = await plain.forward(token, pos);
-      for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i], 5);
+      if (format === "f16") {
+        for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i], 5);
+      } else {
+        // Q8_0/Q4_0 multiply Q8 activations (reference/q8_activations.ts): each quantized
+        // projection adds an NMSE of about 1.6e-5; two layers hold six in series (Q/K/V, Wo,
+        // W1/W3; w2 falls back to f16), so at most ~1e-4, here with a 4x margin, and not 0
+        const { nmse } = compare(a, b);
+        expect(nmse).toBeLessThan(4e-4);
+        expect(nmse).toBeGreaterThan(1e-7);
+      }
     }
   }
 });
