@@ -132,8 +132,9 @@ Deno.test("every registry entry has shapes, a default variant and positive byte 
   for (const pair of KERNEL_PAIRS) {
     expect(pair.conformance.length).toBeGreaterThan(0);
     // projections have no single default: gpu/tuning.ts chooses a layout per adapter class;
-    // their first variant is the original kernel's layout
-    expect(pair.variants[0]?.name).toBe(pair.family === "projection" ? "row" : "default");
+    // their first variant is the original kernel's layout (Q8 activations for packed weights)
+    const first = { projection: "row", "projection packed": "q8 row" }[pair.family];
+    expect(pair.variants[0]?.name).toBe(first ?? "default");
     for (const shape of [...pair.conformance, ...pair.bench.full]) {
       expect(pair.bytes(shape)).toBeGreaterThan(0);
       expect(pair.flops(shape)).toBeGreaterThanOrEqual(0);
