@@ -120,7 +120,7 @@ export function defaultChoice(key: string, software: boolean): string {
   }
   const format = key.split(" ")[4];
   if (format === "f16") return software ? "f32 row" : "f32 lanes8";
-  if (format !== undefined) return software ? "q8 row" : "q8 lanes32";
+  if (format !== undefined) return software ? "q8 row256" : "q8 lanes32";
   if (kind === "prefill") return "tiled";
   if (software) return "row";
   const inDim = Number(size?.split("x")[1]);

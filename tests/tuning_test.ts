@@ -56,6 +56,24 @@ Deno.test("a tuning's choices override the defaults", () => {
   expect(table.fused).toBe(false);
 });
 
+Deno.test("packed projections: keys end in the format, defaults and choices are packed variants", () => {
+  const q8 = projectionKey("add", false, 1, 288, 768, "q8_0");
+  expect(q8).toBe("projection add decode 288x768 q8_0");
+  expect(defaultChoice(q8, true)).toBe("q8 row256");
+  expect(defaultChoice(q8, false)).toBe("q8 lanes32");
+  const f16 = projectionKey("siluMul", true, 1, 768, 288, "f16");
+  expect(defaultChoice(f16, true)).toBe("f32 row");
+  expect(defaultChoice(f16, false)).toBe("f32 lanes8");
+  const table = new TuningTable(discrete, parseTuning(tuningText({ [q8]: "q8 lanes8" })));
+  expect(table.choice(q8)).toBe("q8 lanes8");
+  // a packed key takes packed names only, and a plain key plain ones
+  expect(() => parseTuning(tuningText({ [q8]: "coop256" }))).toThrow(
+    `tuning choices["${q8}"]: expected q8 row | q8 row256`,
+  );
+  expect(() => parseTuning(tuningText({ [projectionKey("add", false, 1, 288, 768)]: "q8 row" })))
+    .toThrow(/expected row \| coop64/);
+});
+
 Deno.test("a bad tuning file is one clear error naming the field", () => {
   expect(() => parseTuning("{")).toThrow(/tuning: expected JSON/);
   expect(() => parseTuning(JSON.stringify({ version: 2 }))).toThrow(
@@ -113,3 +131,30 @@ gpuTest("tune checks and times every applicable variant and chooses a passing on
   // the file round-trips through the parser
   expect(parseTuning(JSON.stringify(tuning))).toEqual(tuning);
 });
+
+gpuTest(
+  "tune --weights q4_0 checks, times and chooses among the packed projections",
+  async (gpu) => {
+    const config = makeConfig({
+      dim: 64,
+      hiddenDim: 96,
+      nLayers: 1,
+      nHeads: 4,
+      nKvHeads: 2,
+      vocabSize: 40,
+      maxSeqLen: 8,
+    });
+    const { tuning, measurements } = await tune(gpu, config, {
+      samples: 1,
+      minSampleMs: 0,
+      prefillRows: 1,
+      weights: "q4_0",
+      filter: (key, variant) => key.endsWith(" q4_0") && ["q8 row", "q8 lanes8"].includes(variant),
+    });
+    expect(measurements.length).toBe(5 * 2); // qkv, wo, w13, w2, classifier; two variants each
+    expect(measurements.every((m) => m.passed)).toBe(true);
+    const key = "projection siluMul+norm decode 96x64 q4_0";
+    expect(["q8 row", "q8 lanes8"]).toContain(tuning.choices[key]);
+    expect(parseTuning(JSON.stringify(tuning))).toEqual(tuning);
+  },
+);

@@ -132,8 +132,9 @@ function packedVariant(
 }
 
 /**
- * Every packed-projection variant: `q8 row` (Q8 activations, a unit per invocation: software
- * adapters), `q8 lanes8`/`q8 lanes32` (8 or 32 invocations per unit: GPUs), `q8 row unpacked`
+ * Every packed-projection variant: `q8 row`, `q8 row256` (Q8 activations, a unit per invocation
+ * in workgroups of 64 or 256: software adapters, where the larger one quantizes the activations
+ * a quarter as often), `q8 lanes8`/`q8 lanes32` (8 or 32 invocations per unit: GPUs), `q8 row unpacked`
  * (the integer products without `dot4I8Packed`, to prove that path wherever it is available),
  * and the float-activation forms `f32 row`/`f32 lanes8` (f16 weights, and where the quantized
  * row does not fit the workgroup budget).
@@ -146,6 +147,7 @@ function packedVariant(
  */
 export const PACKED_PROJECTION_VARIANTS: readonly PackedProjectionVariant[] = [
   packedVariant("q8 row", "q8", 64, 1),
+  packedVariant("q8 row256", "q8", 256, 1),
   packedVariant("q8 lanes8", "q8", 64, 8),
   packedVariant("q8 lanes32", "q8", 256, 32),
   packedVariant("q8 row unpacked", "q8", 64, 1, "unpacked"),
