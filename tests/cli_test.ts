@@ -61,6 +61,7 @@ Deno.test("wrong flags get one clear line and exit 2", async () => {
         "generate: --prompts-file /dev/zero: expected a regular file",
       ],
       [["--logits"], "generate: --logits needs --json"],
+      [["--limits", "max"], 'generate: --limits: expected adapter or default, got "max"'],
       [
         ["--preset", "stories260K", "--tokens", "1,999", "--backend", "cpu"],
         'generate: --tokens: "999" is not a token id in [0, 512)',
