@@ -262,7 +262,8 @@ function packedProjectionJob(
     candidates: PACKED_PROJECTION_PAIR.variants
       .filter((v) => {
         const variant = packedProjectionVariant(v.name);
-        return variant.dot === "auto" && variant.applies(packedShape, gpu);
+        return variant.dot === "auto" && variant.applies(packedShape, gpu) &&
+          variant.features.every((f) => gpu.device.features.has(f));
       })
       .map((entry) => ({
         variant: entry.name,

@@ -61,6 +61,8 @@ export interface PackedProjectionVariant {
   readonly lanes: number;
   /** Integer dot products: `dot4I8Packed` where WGSL has it ("auto"), or never ("unpacked"). */
   readonly dot: "auto" | "unpacked";
+  /** Device features it needs (`shader-f16`: f16 weights read as `f16`, not unpacked). */
+  readonly features: readonly GPUFeatureName[];
   /** Whether the variant suits a shape on a device (formats, limits, workgroup budget). */
   applies(shape: PackedProjectionShape, device?: ProjectionDevice): boolean;
 }
@@ -110,14 +112,18 @@ function packedVariant(
   workgroupSize: number,
   lanes: number,
   dot: "auto" | "unpacked" = "auto",
+  features: readonly GPUFeatureName[] = [],
 ): PackedProjectionVariant {
   const variant = { activations, workgroupSize, lanes };
+  const shaderF16 = features.includes("shader-f16" as GPUFeatureName);
   return {
     name,
     ...variant,
     dot,
+    features,
     applies: (shape, device) => {
       if (activations === "q8" && shape.format === "f16") return false;
+      if (shaderF16 && shape.format !== "f16") return false;
       if (shape.format !== "f16" && shape.inDim % 32 !== 0) return false;
       const limits = device?.limits;
       const elements = packedWorkgroupElements(variant, shape);
@@ -136,8 +142,9 @@ function packedVariant(
  * in workgroups of 64 or 256: software adapters, where the larger one quantizes the activations
  * a quarter as often), `q8 lanes8`/`q8 lanes32` (8 or 32 invocations per unit: GPUs), `q8 row unpacked`
  * (the integer products without `dot4I8Packed`, to prove that path wherever it is available),
- * and the float-activation forms `f32 row`/`f32 lanes8` (f16 weights, and where the quantized
- * row does not fit the workgroup budget).
+ * the float-activation forms `f32 row`/`f32 lanes8` (f16 weights, and where the quantized
+ * row does not fit the workgroup budget), and `f16 row`/`f16 lanes8`, which read f16 weights as
+ * `f16` where the device has `shader-f16` (accumulating in f32).
  *
  * @example
  * ```ts
@@ -153,6 +160,8 @@ export const PACKED_PROJECTION_VARIANTS: readonly PackedProjectionVariant[] = [
   packedVariant("q8 row unpacked", "q8", 64, 1, "unpacked"),
   packedVariant("f32 row", "f32", 64, 1),
   packedVariant("f32 lanes8", "f32", 64, 8),
+  packedVariant("f16 row", "f32", 64, 1, "auto", ["shader-f16" as GPUFeatureName]),
+  packedVariant("f16 lanes8", "f32", 64, 8, "auto", ["shader-f16" as GPUFeatureName]),
 ];
 
 /**
@@ -193,9 +202,13 @@ export function choosePackedVariant(
 ): PackedProjectionVariant {
   const candidates = [
     ...preferred.map(packedProjectionVariant),
-    ...PACKED_PROJECTION_VARIANTS.filter((v) => v.dot === "auto"),
+    ...PACKED_PROJECTION_VARIANTS.filter((v) => v.dot === "auto" && v.features.length === 0),
   ];
-  const found = candidates.find((v) => v.applies(shape, gpu));
+  const features = (gpu as { device?: { features: { has(f: string): boolean } } }).device
+    ?.features;
+  const found = candidates.find((v) =>
+    v.applies(shape, gpu) && v.features.every((f) => features?.has(f) ?? false)
+  );
   if (!found) {
     throw new GpuError(
       "packed projection",
@@ -276,7 +289,7 @@ function packedWgsl(
   const normBinding = norm
     ? `@group(0) @binding(${binding++}) var<storage, read> normWeight: array<f32>;`
     : "";
-  const head = /* wgsl */ `
+  const head = /* wgsl */ `${variant.features.length ? "enable f16;" : ""}
 override IN_DIM: u32;
 override UNITS: u32;
 override ROWS: u32;
@@ -287,7 +300,7 @@ const WG: u32 = ${wg}u;
 const LANES: u32 = ${lanes}u;
 const P: u32 = ${pair}u;
 const NORM: bool = ${norm};
-@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(0) var<storage, read> w: array<${variant.features.length ? "vec2<f16>" : "u32"}>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 ${scalesBinding}
 ${normBinding}
@@ -380,6 +393,7 @@ fn quantizeActivations(t: u32, lid: u32, s: f32) {
       }`).join("");
     product = `for (var b = lane; b < BLOCKS; b += LANES) {${product}\n    }`;
   } else if (format === "f16") {
+    const unpackHalves = variant.features.length ? "vec2<f32>" : "unpack2x16float";
     product = /* wgsl */ `
     let words = (IN_DIM + 1u) / 2u;
     for (var c = lane; c < words; c += LANES) {
@@ -387,7 +401,7 @@ fn quantizeActivations(t: u32, lid: u32, s: f32) {
       let x1 = select(0.0, xn(t, min(2u * c + 1u, IN_DIM - 1u), s), 2u * c + 1u < IN_DIM);
       ${
       ps.map((p) =>
-        `let h${p} = unpack2x16float(w[(u * P + ${p}u) * words + c]);
+        `let h${p} = ${unpackHalves}(w[(u * P + ${p}u) * words + c]);
       acc${p} += h${p}.x * x0 + h${p}.y * x1;`
       ).join("\n      ")
     }
@@ -490,6 +504,11 @@ export async function packedProjectionKernel(
   }
   if (!variant.applies(shape, gpu)) {
     throw new GpuError(name, `variant ${variant.name} does not apply to this shape here`);
+  }
+  for (const feature of variant.features) {
+    if (!gpu.device.features.has(feature)) {
+      throw new GpuError(name, `variant ${variant.name} needs the ${feature} feature`);
+    }
   }
   const constants: Record<string, number> = {
     IN_DIM: inDim,

@@ -465,8 +465,9 @@ function quantMatmulPair(
     variants: [
       variant("default", false),
       ...(format === "f16" ? [variant("shader-f16", true)] : []),
-      ...PACKED_PROJECTION_VARIANTS.filter((v) => format !== "f16" || v.activations === "f32")
-        .map((v) => packedMatmulVariant(format, v)),
+      ...PACKED_PROJECTION_VARIANTS.filter((v) =>
+        format === "f16" ? v.activations === "f32" : v.features.length === 0
+      ).map((v) => packedMatmulVariant(format, v)),
     ],
   };
 }
@@ -486,6 +487,7 @@ function packedMatmulVariant(
   });
   return {
     name: variant.name,
+    features: variant.features,
     applies: (shape, device) => variant.applies(packedShape(shape), device),
     reference: variant.activations === "q8"
       ? ({ rows, outDim, inDim }, { w, x }) => {
@@ -580,6 +582,7 @@ function packedProjectionPairVariant(
   });
   return {
     name: variant.name,
+    features: variant.features,
     applies: (shape, device) => variant.applies(packedShape(shape), device),
     reference: (shape, inputs) =>
       projectionReference(shape, inputs, (i, xn, rows, outDim, inDim) => {
