@@ -62,7 +62,13 @@ Deno.test("--quick runs four precision pairs", async () => {
     backends: ["cpu"],
     quick: true,
     progress: () => {},
+    readGbPerS: { cpu: 2 },
   });
+  // the read rate over the ceiling: bytes per token / (ms per token · 1e6) / 2 GB/s
+  for (const c of cells) {
+    expect(c.readCeilingFraction).toBeCloseTo(c.bytesPerToken / (c.msPerToken! * 1e6) / 2, 12);
+  }
+  expect(precisionMarkdown(cells)).toContain("| read ceiling |");
   expect(cells.map((c) => `${c.shape} ${c.weights}/${c.kv} at ${c.context}`)).toEqual([
     "tiny f32/f32 at 16",
     "tiny f16/f16 at 16",
