@@ -22,7 +22,7 @@ import {
   type PageReport,
   type TaskReport,
 } from "./tasks.ts";
-import { requestGpu } from "../gpu/device.ts";
+import { parseLimitsChoice, requestGpu } from "../gpu/device.ts";
 import type { KernelResult } from "../bench/measure.ts";
 import { type Spread, summarize } from "../gpu/timing.ts";
 import { bestMs } from "../gpu/timing.ts";
@@ -49,6 +49,7 @@ Commands:
 Options:
   --browser PATH        Chromium to run (default: the first installed of the usual paths)
   --quick               conformance: one case per kernel and variant; bench: the quick subset
+  --limits L            adapter (default) or default: the page requests only WebGPU's default limits
   --model PATH          decode: llama2.c checkpoint (default models/stories260K.bin)
   --tokenizer PATH      decode: its tokenizer (default models/tok512.bin)
   --prompt TEXT         decode: the prompt (default "Once upon a time")
@@ -117,6 +118,7 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
   const flags = parseFlags(rest, {
     browser: { type: "string" },
     quick: { type: "boolean" },
+    limits: { type: "string" },
     model: { type: "string" },
     tokenizer: { type: "string" },
     prompt: { type: "string" },
@@ -170,6 +172,11 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     query.set("steps", `${steps}`);
   }
   if (flags.quick) query.set("quick", "1");
+  try {
+    if (parseLimitsChoice(flags.limits) === "default") query.set("limits", "default");
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 
   const repeat = positive("repeat", flags.repeat, 1);
   io.progress("bundling the page");

@@ -57,7 +57,10 @@ function adapterOf(gpu: Gpu): PageAdapter {
 /** Runs one task for `deno task browser` and posts the report. */
 async function automated(task: string): Promise<void> {
   try {
-    const gpu = await requestGpu();
+    // `?limits=default`: only WebGPU's default limits (`deno task browser ... --limits default`)
+    const gpu = await requestGpu({
+      limits: params.get("limits") === "default" ? "default" : "adapter",
+    });
     const adapter = adapterOf(gpu);
     let report: TaskReport;
     if (task === "conformance") {
