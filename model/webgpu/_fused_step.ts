@@ -60,7 +60,7 @@ export interface FusedLayer {
 
 /**
  * Uploads stored layer `l` in the fused layouts when every matrix is f16, Q8_0 or Q4_0 (the
- * packed projections' formats); undefined when one fell back to f32.
+ * packed projections' formats); undefined otherwise (say, one fell back to f32).
  *
  * @example
  * ```ts ignore
@@ -75,7 +75,9 @@ export function uploadFusedPackedLayer(
   maxBindingBytes?: number,
 ): FusedLayer | undefined {
   const names = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const;
-  if (names.some((n) => layer[n].format === "f32")) return undefined;
+  // formats the packed projections read (not f32, nor a format they do not know yet)
+  const packable = ["f16", "q8_0", "q4_0"];
+  if (names.some((n) => !packable.includes(layer[n].format))) return undefined;
   const packed = (m: StoredMatrix) =>
     packMatrix(m.bytes, m.format as GpuWeightFormat, m.rows, m.cols);
   const [wq, wk, wv, wo, w1, w2, w3] = names.map((n) => packed(layer[n]));
