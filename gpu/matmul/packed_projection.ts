@@ -232,9 +232,6 @@ export interface PackedProjectionOptions {
   scalesAt?: number;
 }
 
-/** Buffers a packed projection binds besides the epilogue's. */
-export type PackedBindings = "w" | "x" | "scales" | "normWeight";
-
 /** A compiled packed projection. */
 export interface PackedProjectionKernel {
   /** Name with shape and variant. */
