@@ -30,3 +30,4 @@ export * from "./f16.ts";
 export * from "./quantize.ts";
 export * from "./paged_kv_cache.ts";
 export * from "./sliding_kv_cache.ts";
+export * from "./kquants.ts";
