@@ -17,7 +17,7 @@ import {
 } from "../model/mod.ts";
 import { Rng } from "../reference/mod.ts";
 import type { KvFormat, TensorFormat } from "../reference/mod.ts";
-import { ignoreModelTests, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 type Bound = { meanNmse: number; top1: number; perplexityRatio: [number, number] };
 
@@ -77,7 +77,6 @@ for (const [attention, nKvHeads] of [["MHA", 4], ["GQA", 2], ["MQA", 1]] as cons
 
 Deno.test({
   name: "accuracy on stories260K over the 200-token Lily story: bounds from measured values",
-  ignore: ignoreModelTests,
   async fn() {
     const { config, weights } = await readCheckpoint(MODEL_PATH);
     const tokenizer = await readTokenizer(TOKENIZER_PATH, config.vocabSize);
