@@ -1,11 +1,14 @@
 /**
- * The benchmark's precision axis: weights {f32, f16, q8_0, q4_0} × KV cache {f32, f16, q8_0}
- * on each shape and backend. Each cell reports decode ms/token (median of repetitions, with
+ * The benchmark's precision axis: weights {f32, f16, q8_0, q4_0, q6_k, q5_k, q4_k} × KV cache
+ * {f32, f16, q8_0} on each shape and backend; the K-quants only on shapes whose matrix rows are
+ * whole 256-value super-blocks (dim and hiddenDim multiples of 256: attention-heavy,
+ * stories110M, TinyLlama, Llama-2-7B), where they are what they say. Each cell reports decode ms/token (median of repetitions, with
  * min–max), the bytes a token reads (weights, KV cache at the cell's context), the speedup
  * against f32/f32 beside the bytes ratio, and the accuracy against f32 (logit NMSE, top-1
  * agreement, perplexity ratio; teacher-forced on seeded tokens, on the CPU reference).
  *
- * `--quick` runs four pairs (f32/f32, f16/f16, q8_0/q8_0, q4_0/q8_0) at context 16.
+ * `--quick` runs four pairs (f32/f32, f16/f16, q8_0/q8_0, q4_0/q8_0), and q4_k/q8_0 where the
+ * K-quants apply, at context 16.
  *
  * `bench/main.ts` calls {@linkcode runPrecisionAxis}; the results go to `precision.json`,
  * `precision.md` and `precision.svg` (speed against accuracy, one point per precision pair).
@@ -17,7 +20,8 @@ import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { measureAccuracy } from "../model/accuracy.ts";
-import { randomStoredWeights, storedWeightBytes } from "../model/precision.ts";
+import { matrixFormat, randomStoredWeights, storedWeightBytes } from "../model/precision.ts";
+import { isKQuantFormat } from "../reference/kquants.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { bytesPerValue, TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";
@@ -60,7 +64,7 @@ export interface PrecisionCell {
 }
 
 /** The pairs `--quick` runs: each weight format once, the KV formats beside f16 and Q8_0. */
-const QUICK_PAIRS = new Set(["f32/f32", "f16/f16", "q8_0/q8_0", "q4_0/q8_0"]);
+const QUICK_PAIRS = new Set(["f32/f32", "f16/f16", "q8_0/q8_0", "q4_0/q8_0", "q4_k/q8_0"]);
 
 /** What {@linkcode runPrecisionAxis} needs. */
 export interface PrecisionOptions {
@@ -100,6 +104,11 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
     const f32Bytes = storedWeightBytes(config, "f32") + kvPerPositionF32 * context;
     for (const weights of TENSOR_FORMATS) {
       if (quick && ![...QUICK_PAIRS].some((p) => p.startsWith(`${weights}/`))) continue;
+      // A K-quant on rows that are not whole super-blocks would measure its fallback format.
+      const rows = [config.dim, config.hiddenDim];
+      if (isKQuantFormat(weights) && rows.some((n) => matrixFormat(weights, n) !== weights)) {
+        continue;
+      }
       const stored = weights === "f32" ? f32Weights : randomStoredWeights(config, 1, weights);
       for (const kv of KV_FORMATS) {
         if (quick && !QUICK_PAIRS.has(`${weights}/${kv}`)) continue;

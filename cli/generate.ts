@@ -7,7 +7,7 @@
 import { parseFlags, UsageError } from "./flags.ts";
 import { readPromptsFile, runBatch } from "./_batch.ts";
 import { contextConfig, type LlamaConfig, preset, PRESETS } from "../model/config.ts";
-import { readModelFile } from "../model/formats/gguf_llama.ts";
+import { readModelFileAsStored } from "../model/formats/gguf_llama.ts";
 import { checkKvCacheFitsMemory, checkWeightsFitMemory } from "../model/memory.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { generate } from "../model/generate.ts";
@@ -17,9 +17,12 @@ import { type LlamaWeights, randomWeights } from "../model/weights.ts";
 import {
   checkKvFormat,
   checkWeightFormat,
+  dequantizeWeights,
   randomStoredWeights,
   type StoredWeights,
+  storeWeights,
 } from "../model/precision.ts";
+import type { TensorFormat } from "../reference/quantize.ts";
 import { requestGpu } from "../gpu/device.ts";
 
 /** The CLI's help text. */
@@ -48,7 +51,8 @@ Generation:
   --seed S              seed of every random choice (default 0)
   --backend cpu|webgpu  where to run (default webgpu)
   --no-kv-cache         recompute the whole prefix at every step
-  --weights FORMAT      hold the weight matrices as f32 (default), f16, q8_0 or q4_0
+  --weights FORMAT      hold the weight matrices as f32, f16, q8_0, q4_0, q6_k, q5_k or q4_k
+                        (default: a GGUF file's as stored, K-quants included; f32 otherwise)
   --kv FORMAT           store the KV cache as f32 (default), f16 or q8_0
   --tuning FILE         kernel variants from \`deno task tune\` (webgpu; default: the adapter's class)
 Output:
@@ -167,7 +171,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
   if (texts.length > 0 && flags.tokens !== undefined) {
     throw new UsageError("give --prompt (or --prompts-file) or --tokens, not both");
   }
-  const weightFormat = usage(() => checkWeightFormat(flags.weights ?? "f32", "--weights"));
+  let weightFormat = usage(() => checkWeightFormat(flags.weights ?? "f32", "--weights"));
   const kvFormat = usage(() => checkKvFormat(flags.kv ?? "f32", "--kv"));
   if (flags.kv !== undefined && flags["no-kv-cache"]) {
     throw new UsageError("give --kv or --no-kv-cache, not both");
@@ -230,7 +234,9 @@ async function run(args: string[], io: CliIo): Promise<number> {
   let weights: LlamaWeights | StoredWeights;
   let tokenizer: Tokenizer | undefined;
   if (flags.model) {
-    ({ config, weights, tokenizer } = await readModelFile(flags.model));
+    ({ config, weights, tokenizer } = await readModelFileAsStored(flags.model));
+    weights = storedAs(config, weights, flags.weights, flags.model);
+    if ("format" in weights) weightFormat = weights.format;
   } else {
     config = preset(presetName);
     checkWeightsFitMemory(config, `--preset ${presetName}`, weightFormat);
@@ -275,9 +281,11 @@ async function run(args: string[], io: CliIo): Promise<number> {
   const longest = Math.max(...prompts.map((p) => p.length));
   if (longest > config.maxSeqLen) throw tooLong(longest);
   if (batched) {
-    if ("format" in weights || flags.weights !== undefined || flags.kv !== undefined) {
+    if (flags.weights !== undefined || flags.kv !== undefined) {
       throw new UsageError("--weights and --kv apply to single-sequence decoding, not batched");
     }
+    // The batched decoders read float32 weights: a GGUF file's are dequantized.
+    if ("format" in weights) weights = toFloat32(config, weights, source);
     const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - longest + 1);
     await runBatch({
       backend,
@@ -362,12 +370,52 @@ async function run(args: string[], io: CliIo): Promise<number> {
         `(${backend}${kvCache ? "" : ", no KV cache"}${
           result.gpuResident ? ", GPU-resident" : ""
         })\n` +
-        `resident: weights ${weightFormat} ${mib(decoder.weightBytes)}` +
+        `resident: weights ${describeFormats(weights, weightFormat)} ${mib(decoder.weightBytes)}` +
         (kvCache ? `, KV cache ${kvFormat} ${mib(decoder.kvCacheBytes)}` : "") + "\n",
     );
   }
   gpu?.destroy();
   return 0;
+}
+
+/** Float32 weights from stored ones, after checking that they fit beside them. */
+function toFloat32(config: LlamaConfig, weights: StoredWeights, source: string): LlamaWeights {
+  checkWeightsFitMemory(config, `${source} (converted to float32)`);
+  return dequantizeWeights(weights);
+}
+
+/**
+ * A GGUF file's weights as `--weights` asks: as stored when absent, or when every matrix is
+ * already in the format asked for; otherwise dequantized and (for a format other than f32)
+ * stored again in it.
+ */
+function storedAs(
+  config: LlamaConfig,
+  weights: LlamaWeights | StoredWeights,
+  asked: string | undefined,
+  source: string,
+): LlamaWeights | StoredWeights {
+  if (!("format" in weights) || asked === undefined) return weights;
+  const format = checkWeightFormat(asked, "--weights");
+  if (storedFormats(weights).every((f) => f === format)) return weights;
+  const floats = toFloat32(config, weights, source);
+  return format === "f32" ? floats : storeWeights(config, floats, format);
+}
+
+/** The formats of `weights`' matrices (the embedding table included). */
+function storedFormats(weights: StoredWeights): TensorFormat[] {
+  const matrices = [weights.tokenEmbedding, weights.classifier];
+  for (const layer of weights.layers) {
+    matrices.push(layer.wq, layer.wk, layer.wv, layer.wo, layer.w1, layer.w2, layer.w3);
+  }
+  return [...new Set(matrices.map((m) => m.format))];
+}
+
+/** `q4_k`, or `q4_k (q4_k, q6_k, q5_k)` for weights mixing formats as a Q4_K_M file does. */
+function describeFormats(weights: LlamaWeights | StoredWeights, format: string): string {
+  if (!("format" in weights)) return format;
+  const formats = storedFormats(weights);
+  return formats.length > 1 ? `${format} (${formats.join(", ")})` : format;
 }
 
 if (import.meta.main) Deno.exit(await generateMain(Deno.args));

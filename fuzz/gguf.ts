@@ -1,16 +1,19 @@
 /**
  * Fuzz targets for GGUF: random small models written by `llamaToGguf` (f32, and Q8_0 where
- * rows allow it, f16 elsewhere), loaded by `parseGgufModel`, then run by {@linkcode modelTarget}.
- * The map gives the fuzzer the header's version and counts, and every tensor's data.
+ * rows allow it, f16 elsewhere; and the K-quants, on an FFN of 256 so that `ffn_down`'s rows are
+ * super-blocks), loaded by `parseGgufModel` (the K-quant files as stored, by `ggufToStored`, as
+ * `generate` loads them), then run by {@linkcode modelTarget}. The map gives the fuzzer the
+ * header's version and counts, every tensor's ggml type, and every tensor's data.
  *
  * @module
  */
-import type { LlamaConfig } from "../model/config.ts";
+import { type LlamaConfig, makeConfig } from "../model/config.ts";
 import { parseGguf } from "../model/formats/gguf.ts";
-import { llamaToGguf, parseGgufModel } from "../model/formats/gguf_llama.ts";
+import { ggufToStored, llamaToGguf, parseGgufModel } from "../model/formats/gguf_llama.ts";
 import type { LlamaWeights } from "../model/weights.ts";
 import type { TensorFormat } from "../reference/quantize.ts";
-import { modelTarget } from "./llama2c.ts";
+import { K_QUANT_FORMATS } from "../reference/kquants.ts";
+import { modelTarget, randomConfig } from "./llama2c.ts";
 import type { FuzzSample, FuzzTarget } from "./target.ts";
 
 /**
@@ -23,7 +26,9 @@ import type { FuzzSample, FuzzTarget } from "./target.ts";
  * import { ggufSample } from "./gguf.ts";
  * const config = makeConfig({ dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 5, maxSeqLen: 4 });
  * const sample = ggufSample(config, randomWeights(config), "f32");
- * if (sample.sections.length !== 11 || sample.fields[1].name !== "tensor count") throw new Error("wrong");
+ * if (sample.sections.length !== 11 || sample.fields[3].name !== "tensor token_embd.weight type") {
+ *   throw new Error("wrong");
+ * }
  * ```
  */
 export function ggufSample(
@@ -33,12 +38,25 @@ export function ggufSample(
 ): FuzzSample {
   const bytes = llamaToGguf(config, weights, { format });
   const tensors = parseGguf(bytes).tensors;
+  // Each tensor description: its name, n_dims (u32), the dims (u64 each), the ggml type (u32).
+  const encoder = new TextEncoder();
+  let from = 0;
+  const typeFields = tensors.map((t) => {
+    const name = encoder.encode(t.name);
+    from = indexOf(bytes, name, from) + name.length;
+    return {
+      name: `tensor ${t.name} type`,
+      offset: from + 4 + 8 * t.dims.length,
+      width: 4 as const,
+    };
+  });
   return {
     bytes,
     fields: [
       { name: "version", offset: 4, width: 4 },
       { name: "tensor count", offset: 8, width: 8 },
       { name: "metadata count", offset: 16, width: 8 },
+      ...typeFields,
     ],
     sections: tensors.map((t) => ({
       name: t.name,
@@ -48,11 +66,33 @@ export function ggufSample(
   };
 }
 
-/** GGUF in f32 and in Q8_0. */
-export const GGUF_TARGETS: readonly FuzzTarget[] = (["f32", "q8_0"] as const).map((format) =>
+/** The first index of `needle` in `bytes` from `from`. */
+function indexOf(bytes: Uint8Array, needle: Uint8Array, from: number): number {
+  outer: for (let i = from; i + needle.length <= bytes.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  throw new RangeError(`tensor name not found after byte ${from}`);
+}
+
+/**
+ * GGUF in f32 and in Q8_0; and in a K-quant (Q4_K, Q5_K, Q6_K by turns) for `ffn_down`, whose
+ * rows of 256 are super-blocks, with Q8_0 or f16 for the narrower matrices, as llama.cpp falls
+ * back.
+ */
+export const GGUF_TARGETS: readonly FuzzTarget[] = [
+  ...(["f32", "q8_0"] as const).map((format) =>
+    modelTarget({
+      name: `gguf-${format}`,
+      write: (config, weights) => ggufSample(config, weights, format),
+      load: (bytes, source) => parseGgufModel(bytes, source),
+    })
+  ),
   modelTarget({
-    name: `gguf-${format}`,
-    write: (config, weights) => ggufSample(config, weights, format),
-    load: (bytes, source) => parseGgufModel(bytes, source),
-  })
-);
+    name: "gguf-kquant",
+    config: (rng) => makeConfig({ ...randomConfig(rng), hiddenDim: 256 }),
+    write: (config, weights) =>
+      ggufSample(config, weights, K_QUANT_FORMATS[config.vocabSize % K_QUANT_FORMATS.length]),
+    load: (bytes, source) => ggufToStored(parseGguf(bytes, source), source),
+  }),
+];

@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { checkInteger, checkLength } from "./_checks.ts";
+import { checkInteger, checkLength } from "./checks.ts";
 import { F16_MAX, f32ToF16Bits, fromF16 } from "./f16.ts";
 
 /** A K-quant format. */

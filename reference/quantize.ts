@@ -196,6 +196,42 @@ export function dequantize(bytes: Uint8Array, format: TensorFormat, count: numbe
 }
 
 /**
+ * Index of the first of `count` values stored in `format` that would dequantize to infinity or
+ * NaN (a block's first value when its f16 scale is not finite), or −1: the check stored weights
+ * need, without dequantizing them (every quant is a small integer, so a finite scale gives a
+ * finite value).
+ *
+ * @example
+ * ```ts
+ * import { firstNonFinite, quantize } from "./quantize.ts";
+ * const bytes = quantize(new Float32Array(64).fill(1), "q8_0");
+ * bytes[35] = 0x7c; // block 1's scale: f16 0x7c00, infinity
+ * if (firstNonFinite(bytes, "q8_0", 64) !== 32) throw new Error("wrong");
+ * ```
+ */
+export function firstNonFinite(bytes: Uint8Array, format: TensorFormat, count: number): number {
+  checkLength(`${format} bytes for ${count} values`, bytes, formatBytes(format, count));
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (format === "f32") {
+    for (let i = 0; i < count; i++) if (!Number.isFinite(view.getFloat32(4 * i, true))) return i;
+    return -1;
+  }
+  const infiniteF16 = (at: number) => (view.getUint16(at, true) & 0x7c00) === 0x7c00;
+  if (format === "f16") {
+    for (let i = 0; i < count; i++) if (infiniteF16(2 * i)) return i;
+    return -1;
+  }
+  const values = formatBlockValues(format);
+  const blockBytes = formatBytes(format, values);
+  // Where each block keeps its f16 scales: d (and dmin) first, but Q6_K's d last.
+  const scales = format === "q6_k" ? [208] : format === "q4_k" || format === "q5_k" ? [0, 2] : [0];
+  for (let b = 0; b < count / values; b++) {
+    if (scales.some((at) => infiniteF16(b * blockBytes + at))) return b * values;
+  }
+  return -1;
+}
+
+/**
  * Per-value bound on `|x − dequantize(quantize(x))|` for `values` stored in `format` (the
  * module documentation derives each).
  *

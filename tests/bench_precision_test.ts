@@ -44,7 +44,8 @@ Deno.test("the precision axis measures every weight x KV pair with bytes and acc
   );
   const svg = precisionChart(cells);
   expect(svg.startsWith("<svg")).toBe(true);
-  expect(svg.match(/<(circle|rect|path) /g)!.length).toBe(12 + 7 + 1); // points, legend, background
+  // points, legend (7 weight formats, 3 KV formats), background
+  expect(svg.match(/<(circle|rect|path) /g)!.length).toBe(12 + 7 + 3 + 1);
 });
 
 Deno.test("--quick runs four precision pairs", async () => {
@@ -69,4 +70,49 @@ Deno.test("--quick runs four precision pairs", async () => {
     "tiny q8_0/q8_0 at 16",
     "tiny q4_0/q8_0 at 16",
   ]);
+});
+
+Deno.test("the K-quants join the precision axis where rows are whole super-blocks, with their bytes", async () => {
+  const config = makeConfig({
+    dim: 256,
+    hiddenDim: 256,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    vocabSize: 32,
+    maxSeqLen: 80,
+    sharedClassifier: false,
+  });
+  const cells = await runPrecisionAxis({
+    shapes: [{ name: "k", config }],
+    backends: ["cpu"],
+    quick: true,
+    progress: () => {},
+  });
+  expect(cells.map((c) => `${c.weights}/${c.kv}`)).toEqual([
+    "f32/f32",
+    "f16/f16",
+    "q8_0/q8_0",
+    "q4_0/q8_0",
+    "q4_k/q8_0",
+  ]);
+  // Bytes by hand: 144 bytes per 256 weights; tables 2x32x256, wq wo 256x256, wk wv 128x256,
+  // ffn 3x256x256; norms f32.
+  const matrices = 2 * 32 * 256 + 2 * 256 * 256 + 2 * 128 * 256 + 3 * 256 * 256;
+  const q4k = cells[4];
+  expect(q4k.weightBytes).toBe(matrices * 144 / 256 + 3 * 256 * 4);
+  // Q4_K (a scale and a min per 32 values) is more accurate than Q4_0 at the same 4.5 bits.
+  expect(q4k.nmse).toBeGreaterThan(0);
+  expect(q4k.nmse).toBeLessThan(cells[3].nmse);
+  const full = await runPrecisionAxis({
+    shapes: [{ name: "k", config }],
+    backends: ["cpu"],
+    quick: false,
+    progress: () => {},
+  });
+  expect(full).toHaveLength(7 * 3);
+  const nmse = (w: string) => full.find((c) => c.weights === w && c.kv === "f32")!.nmse;
+  expect(nmse("q4_k")).toBeGreaterThan(nmse("q5_k") * 2);
+  expect(nmse("q5_k")).toBeGreaterThan(nmse("q6_k") * 2);
+  expect(nmse("q6_k")).toBeGreaterThan(nmse("q8_0"));
 });

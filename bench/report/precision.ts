@@ -54,12 +54,19 @@ export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
 export function precisionChart(cells: readonly PrecisionCell[]): string {
   const panels = [...new Set(cells.map((c) => `${c.shape} · ${c.backend}`))];
   const [w, h, pad] = [360, 240, 48];
-  const width = Math.max(1, panels.length) * w;
+  // Room for the panels and for the legend's one line (a weight and a KV format each 90 px).
+  const width = Math.max(
+    Math.max(1, panels.length) * w,
+    (TENSOR_FORMATS.length + KV_FORMATS.length) * 90 + 20,
+  );
   const colors: Record<TensorFormat, string> = {
     f32: "#444444",
     f16: "#1f77b4",
     q8_0: "#2ca02c",
     q4_0: "#d62728",
+    q6_k: "#9467bd",
+    q5_k: "#8c564b",
+    q4_k: "#ff7f0e",
   };
   const shapesOf: Record<KvFormat, (x: number, y: number, color: string) => string> = {
     f32: (x, y, c) => `<circle cx="${x}" cy="${y}" r="5" fill="${c}"/>`,
@@ -98,11 +105,10 @@ export function precisionChart(cells: readonly PrecisionCell[]): string {
         30 + i * 90
       }" y="${h + 18}">weights ${f}</text>`
     ),
-    ...KV_FORMATS.map((f, i) =>
-      `${shapesOf[f](400 + i * 90, h + 14, "#888")}<text x="${410 + i * 90}" y="${
-        h + 18
-      }">KV ${f}</text>`
-    ),
+    ...KV_FORMATS.map((f, i) => {
+      const at = 20 + (TENSOR_FORMATS.length + i) * 90;
+      return `${shapesOf[f](at, h + 14, "#888")}<text x="${at + 10}" y="${h + 18}">KV ${f}</text>`;
+    }),
   ];
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
     h + 30

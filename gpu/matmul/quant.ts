@@ -1,8 +1,8 @@
 /**
  * Matrix–vector and matrix–matrix products over low-precision weights: `out[t] = W · x[t]` with
- * `W (outDim, inDim)` stored as f16, Q8_0 or Q4_0, `x` and `out` f32. Each weight is
- * dequantized in registers and accumulated in f32, so the kernel reads 2, 1.0625 or 0.5625
- * bytes per weight instead of 4.
+ * `W (outDim, inDim)` stored as f16, Q8_0, Q4_0 or a K-quant (Q6_K, Q5_K, Q4_K), `x` and `out`
+ * f32. Each weight is dequantized in registers and accumulated in f32, so the kernel reads 2,
+ * 1.0625, 0.5625 (or 0.82, 0.69, 0.56) bytes per weight instead of 4.
  *
  * GPU layouts (what {@linkcode packMatrix} builds from GGUF's bytes):
  * - `f16`: rows of halves, two per `u32` (low half first), each row padded to an even count;
@@ -11,15 +11,20 @@
  * - `q8_0`, `q4_0`: the blocks' quants, contiguous (8 or 4 words per 32 values, in GGUF's byte
  *   order: for Q4_0 a word's low nibbles are values 4k..4k+3 of the block, its high nibbles
  *   values 16+4k..), and the blocks' f16 scales apart, two per `u32`. Moving the 2-byte scales
- *   out keeps every quant word 4-byte aligned (GGUF's 34- and 18-byte blocks are not).
+ *   out keeps every quant word 4-byte aligned (GGUF's 34- and 18-byte blocks are not);
+ * - the K-quants: GGUF's super-blocks as words, Q6_K's f16 scales apart (see `kquant.ts`, whose
+ *   kernels come in a `row` and a `cooperative` layout).
  *
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../device.ts";
 import { QUANT_BLOCK } from "../../reference/quantize.ts";
+import { isKQuantFormat, type KQuantFormat } from "../../reference/kquants.ts";
+import { type KQuantLayout, kQuantWgsl, packKQuant } from "./kquant.ts";
+import { isSoftwareAdapter } from "../tuning.ts";
 
 /** Weight formats these kernels read (f32 weights use `matmul.ts`). */
-export type GpuWeightFormat = "f16" | "q8_0" | "q4_0";
+export type GpuWeightFormat = "f16" | "q8_0" | "q4_0" | KQuantFormat;
 
 /** A weight matrix in a {@linkcode GpuWeightFormat}'s GPU layout, on the CPU. */
 export interface PackedMatrix {
@@ -29,16 +34,16 @@ export interface PackedMatrix {
   outDim: number;
   /** Columns. */
   inDim: number;
-  /** Halves (f16) or quants (q8_0, q4_0), as words. */
+  /** Halves (f16), quants (q8_0, q4_0) or super-blocks (K-quants), as words. */
   weights: Uint32Array;
-  /** Block scales as f16 pairs (q8_0, q4_0); empty for f16. */
+  /** Block scales as f16 pairs (q8_0, q4_0, q6_k); empty otherwise. */
   scales: Uint32Array;
 }
 
 /**
  * Rearranges a matrix stored in GGUF's bytes for `format` (see `reference/quantize.ts`) into the
- * GPU layout. Throws, naming the field, on a size mismatch or, for Q8_0/Q4_0, an `inDim` that
- * is not a multiple of 32.
+ * GPU layout. Throws, naming the field, on a size mismatch or an `inDim` that is not whole
+ * blocks (32 values for Q8_0/Q4_0, 256 for a K-quant).
  *
  * @example
  * ```ts
@@ -74,8 +79,14 @@ export function packMatrix(
       scales: new Uint32Array(0),
     };
   }
+  if (isKQuantFormat(format)) {
+    return { format, outDim, inDim, ...packKQuant(bytes, format, outDim, inDim) };
+  }
   if (format !== "q8_0" && format !== "q4_0") {
-    throw new GpuError(what, `format: expected f16, q8_0 or q4_0, got "${format}"`);
+    throw new GpuError(
+      what,
+      `format: expected f16, q8_0, q4_0, q4_k, q5_k or q6_k, got "${format}"`,
+    );
   }
   if (inDim % QUANT_BLOCK !== 0) {
     throw new GpuError(what, `inDim: expected a multiple of ${QUANT_BLOCK}, got ${inDim}`);
@@ -110,8 +121,62 @@ function expectBytes(what: string, bytes: Uint8Array, expected: number): void {
 export interface QuantMatmulOptions {
   /** Read f16 weights as `f16` (needs the device's `shader-f16`); default `unpack2x16float`. */
   shaderF16?: boolean;
-  /** Invocations per workgroup, 64 by default. */
+  /** Invocations per workgroup, 64 by default (a power of two for the cooperative layout). */
   workgroupSize?: number;
+  /**
+   * A K-quant kernel's layout (see `kquant.ts`): by default `row` on a software adapter, where
+   * an invocation is a CPU loop, and `cooperative` elsewhere where it fits the workgroup budget.
+   */
+  kQuantLayout?: KQuantLayout;
+}
+
+/** Whether a `cooperative` K-quant kernel of `workgroupSize` fits the device. */
+export function kQuantCooperativeFits(
+  device: { limits: GPUSupportedLimits; workgroupElementBudget?: number },
+  workgroupSize = 64,
+): boolean {
+  return workgroupSize <= device.limits.maxComputeInvocationsPerWorkgroup &&
+    workgroupSize <= (device.workgroupElementBudget ?? Infinity);
+}
+
+/** The dispatches of a K-quant product (see {@linkcode quantMatmulDispatches}). */
+async function kQuantDispatches(
+  gpu: Gpu,
+  matrix: GpuPackedMatrix & { format: KQuantFormat },
+  args: { rows: number; x: BufferRange; out: BufferRange; xOffset?: number },
+  options: QuantMatmulOptions,
+): Promise<Dispatch[]> {
+  const { format, outDim, inDim } = matrix;
+  const workgroupSize = options.workgroupSize ?? 64;
+  const layout = options.kQuantLayout ??
+    (!isSoftwareAdapter(gpu.adapter) && kQuantCooperativeFits(gpu, workgroupSize)
+      ? "cooperative"
+      : "row");
+  const name = `matmul ${format} ${layout} ${args.rows}x${outDim}x${inDim}`;
+  if (layout === "cooperative" && !kQuantCooperativeFits(gpu, workgroupSize)) {
+    throw new GpuError(
+      name,
+      `workgroupSize ${workgroupSize} exceeds the device's invocations or workgroup budget (${gpu.workgroupElementBudget})`,
+    );
+  }
+  const groupsX = Math.min(outDim, gpu.limits.maxComputeWorkgroupsPerDimension);
+  const pipeline = await gpu.pipeline(name, kQuantWgsl(format, layout, workgroupSize, groupsX), {
+    OUT_DIM: outDim,
+    IN_DIM: inDim,
+    X_OFFSET: args.xOffset ?? 0,
+    ROWS: args.rows,
+  });
+  const buffers = [matrix.weights, args.x, args.out, ...(matrix.scales ? [matrix.scales] : [])];
+  return [
+    gpu.dispatch(
+      name,
+      pipeline,
+      buffers,
+      layout === "row"
+        ? [Math.ceil(outDim / workgroupSize), args.rows]
+        : [groupsX, args.rows, Math.ceil(outDim / groupsX)],
+    ),
+  ];
 }
 
 /** The WGSL of one format's kernel: one invocation per (output row, token). */
@@ -210,7 +275,7 @@ export interface GpuPackedMatrix {
   inDim: number;
   /** The weights buffer. */
   weights: GPUBuffer;
-  /** The scales buffer (q8_0, q4_0). */
+  /** The scales buffer (q8_0, q4_0, q6_k). */
   scales?: GPUBuffer;
   /** Bytes resident on the GPU. */
   bytes: number;
@@ -260,6 +325,9 @@ export async function quantMatmulDispatches(
   options: QuantMatmulOptions = {},
 ): Promise<Dispatch[]> {
   const { format, outDim, inDim } = matrix;
+  if (isKQuantFormat(format)) {
+    return kQuantDispatches(gpu, { ...matrix, format }, args, options);
+  }
   const shaderF16 = format === "f16" && (options.shaderF16 ?? false);
   const name = `matmul ${format}${shaderF16 ? " shader-f16" : ""} ${args.rows}x${outDim}x${inDim}`;
   if (shaderF16 && !gpu.device.features.has("shader-f16")) {

@@ -19,7 +19,21 @@ import {
 import { Tokenizer } from "./tokenizer.ts";
 import { BOS, EOS } from "../config.ts";
 import { checkWeights, type LayerWeights, type LlamaWeights } from "../weights.ts";
-import { dequantize, QUANT_BLOCK, quantize, type TensorFormat } from "../../reference/quantize.ts";
+import {
+  dequantizeWeights,
+  matrixFormat,
+  type StoredLayer,
+  type StoredMatrix,
+  storedWeightBytes,
+  type StoredWeights,
+  weightsBytes,
+} from "../precision.ts";
+import {
+  dequantize,
+  firstNonFinite,
+  quantize,
+  type TensorFormat,
+} from "../../reference/quantize.ts";
 
 /** A LLaMA model read from GGUF, its weights dequantized to float32. */
 export interface GgufModel {
@@ -35,11 +49,22 @@ export interface GgufModel {
   name?: string;
 }
 
+/** A LLaMA model read from GGUF with its matrices as stored: {@linkcode GgufModel}'s other fields. */
+export interface GgufStoredModel extends Omit<GgufModel, "weights"> {
+  /**
+   * The matrices in their stored formats (views into the file's bytes, which a K-quant file
+   * mixes: Q4_K_M holds Q6_K matrices too), the norm weights as float32. `format` is the format
+   * of most parameters.
+   */
+  weights: StoredWeights;
+}
+
 /** Options of {@linkcode llamaToGguf}. */
 export interface LlamaToGgufOptions {
   /**
-   * Format of the matrices (default `f32`). Norm weights stay f32; a block format falls back to
-   * f16 for a matrix whose rows are not a multiple of 32 values, as llama.cpp's converter does.
+   * Format of the matrices (default `f32`). Norm weights stay f32; a block format falls back for
+   * a matrix whose rows are not whole blocks, as llama.cpp's converter does (`matrixFormat`:
+   * a K-quant to Q8_0, the others to f16).
    */
   format?: TensorFormat;
   /** Vocabulary to embed (llama.cpp needs one; `generate` reads it). */
@@ -53,7 +78,15 @@ export interface LlamaToGgufOptions {
 /** llama.cpp's token types. */
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
 /** ggml's file types (`general.file_type`) by the matrices' format. */
-const FILE_TYPE: Record<TensorFormat, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
+const FILE_TYPE: Record<TensorFormat, number> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q8_0: 7,
+  q4_k: 14, // MOSTLY_Q4_K_S: every matrix Q4_K
+  q5_k: 16, // MOSTLY_Q5_K_S
+  q6_k: 18, // MOSTLY_Q6_K
+};
 const SPACE_MARK = new TextEncoder().encode("\u2581");
 
 const LAYER_TENSORS: [keyof LayerWeights, string][] = [
@@ -177,10 +210,7 @@ export function llamaToGguf(
   if (!config.sharedClassifier) arrays.set("output.weight", weights.classifier);
   const tensors: GgufTensor[] = [];
   for (const [name, dims] of tensorDims(config)) {
-    let tensorFormat: TensorFormat = dims.length === 1 ? "f32" : format;
-    if ((tensorFormat === "q8_0" || tensorFormat === "q4_0") && dims[0] % QUANT_BLOCK !== 0) {
-      tensorFormat = "f16";
-    }
+    const tensorFormat = dims.length === 1 ? "f32" : matrixFormat(format, dims[0]);
     tensors.push({
       name,
       dims,
@@ -233,6 +263,30 @@ export function parseGgufModel(bytes: Uint8Array, source = "gguf"): GgufModel {
 
 /** {@linkcode parseGgufModel} on an already parsed file. */
 export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
+  const { weights: stored, ...model } = ggufToStored(file, source);
+  const weights = dequantizeWeights(stored);
+  checkWeights(model.config, weights, source);
+  return { ...model, weights };
+}
+
+/**
+ * Reads a GGUF `llama` model as {@linkcode parseGgufModel} does, but keeps the matrices as
+ * stored (views into `file`'s bytes, nothing dequantized but the norm weights). Every tensor's
+ * block scales are checked finite.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "../config.ts";
+ * import { randomWeights } from "../weights.ts";
+ * import { ggufToStored, llamaToGguf } from "./gguf_llama.ts";
+ * import { parseGguf } from "./gguf.ts";
+ * const config = makeConfig({ dim: 256, hiddenDim: 256, nLayers: 1, nHeads: 8, nKvHeads: 8, vocabSize: 8, maxSeqLen: 16 });
+ * const file = parseGguf(llamaToGguf(config, randomWeights(config, 1), { format: "q6_k" }));
+ * const { weights } = ggufToStored(file);
+ * if (weights.format !== "q6_k" || weights.layers[0].w2.bytes.length !== 256 * 210) throw new Error("wrong");
+ * ```
+ */
+export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
   const meta = file.metadata;
   const get = (key: string, expected: "integer" | "number" | "string", required = true) => {
     const entry = meta.get(key);
@@ -306,7 +360,9 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
     );
   }
   const formats = new Map<string, TensorFormat>();
-  const read = (name: string, dims: number[]): Float32Array => {
+  const expectedDims = tensorDims(config);
+  const read = (name: string): GgufTensor => {
+    const dims = expectedDims.get(name)!;
     const tensor = tensors.get(name);
     if (!tensor) throw new RangeError(`${source}: missing tensor ${name}`);
     if (tensor.dims.join() !== dims.join()) {
@@ -316,27 +372,57 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
         }]`,
       );
     }
+    const bad = firstNonFinite(tensor.data, tensor.format, dims.reduce((a, b) => a * b, 1));
+    if (bad >= 0) {
+      throw new RangeError(
+        `${source}: tensor ${name} holds a non-finite ${tensor.format} value at index ${bad}`,
+      );
+    }
     formats.set(name, tensor.format);
-    return dequantize(tensor.data, tensor.format, dims.reduce((a, b) => a * b, 1));
+    return tensor;
   };
-  const expectedDims = tensorDims(config);
-  const dimsOf = (name: string) => expectedDims.get(name)!;
-  const tokenEmbedding = read("token_embd.weight", dimsOf("token_embd.weight"));
+  const vector = (name: string): Float32Array => {
+    const { data, format, dims } = read(name);
+    return dequantize(data, format, dims[0]);
+  };
+  const matrix = (name: string): StoredMatrix => {
+    const { data, format, dims } = read(name);
+    return { format, rows: dims[1], cols: dims[0], bytes: data };
+  };
+  const tokenEmbedding = matrix("token_embd.weight");
   const layers = Array.from({ length: config.nLayers }, (_, l) =>
     Object.fromEntries(
       LAYER_TENSORS.map(([field, name]) => {
         const full = `blk.${l}.${name}.weight`;
-        return [field, read(full, dimsOf(full))];
+        return [field, expectedDims.get(full)!.length === 1 ? vector(full) : matrix(full)];
       }),
-    ) as unknown as LayerWeights);
-  const finalNorm = read("output_norm.weight", dimsOf("output_norm.weight"));
-  const classifier = config.sharedClassifier
-    ? tokenEmbedding
-    : read("output.weight", dimsOf("output.weight"));
-  const weights = { tokenEmbedding, layers, finalNorm, classifier };
-  checkWeights(config, weights, source);
+    ) as unknown as StoredLayer);
+  const finalNorm = vector("output_norm.weight");
+  const classifier = config.sharedClassifier ? tokenEmbedding : matrix("output.weight");
+  const weights: StoredWeights = {
+    format: predominantFormat([tokenEmbedding, classifier, ...layers.flatMap(layerMatrices)]),
+    tokenEmbedding,
+    layers,
+    finalNorm,
+    classifier,
+  };
   const name = get("general.name", "string", false) as string | undefined;
   return { config, weights, tokenizer: readVocabulary(file, config, source), formats, name };
+}
+
+function layerMatrices(layer: StoredLayer): StoredMatrix[] {
+  return LAYER_TENSORS.map(([field]) => layer[field]).filter((m): m is StoredMatrix =>
+    !(m instanceof Float32Array)
+  );
+}
+
+/** The format holding the most parameters of `matrices` (each counted once). */
+function predominantFormat(matrices: StoredMatrix[]): TensorFormat {
+  const counts = new Map<TensorFormat, number>();
+  for (const m of new Set(matrices)) {
+    counts.set(m.format, (counts.get(m.format) ?? 0) + m.rows * m.cols);
+  }
+  return [...counts].reduce((best, entry) => entry[1] > best[1] ? entry : best)[0];
 }
 
 function readVocabulary(
@@ -440,6 +526,12 @@ export interface ModelFile {
   tokenizer?: Tokenizer;
 }
 
+/** A model file read by {@linkcode readModelFileAsStored}: a GGUF file's matrices as stored. */
+export interface StoredModelFile extends Omit<ModelFile, "weights"> {
+  /** A checkpoint's float32 weights, or a GGUF file's as stored (see {@linkcode ggufToStored}). */
+  weights: LlamaWeights | StoredWeights;
+}
+
 /**
  * Reads a llama2.c checkpoint or a GGUF file, told apart by GGUF's magic (needs
  * `--allow-read`); errors name the path.
@@ -450,6 +542,29 @@ export interface ModelFile {
  * ```
  */
 export async function readModelFile(path: string): Promise<ModelFile> {
+  const model = await readModelFileAsStored(path);
+  if (!("format" in model.weights)) return model as ModelFile;
+  // float32 weights take ~7 times a Q4_0 or Q4_K file: checked before dequantizing, beside the
+  // file still held.
+  checkFits(
+    storedWeightBytes(model.config, "f32") + weightsBytes(model.weights),
+    `${path}: float32 weights (with the file) need`,
+  );
+  const weights = dequantizeWeights(model.weights);
+  checkWeights(model.config, weights, path);
+  return { ...model, weights };
+}
+
+/**
+ * Reads a model file as {@linkcode readModelFile} does, but keeps a GGUF file's matrices as
+ * stored: what `generate --model x.gguf` holds, nothing expanded to float32.
+ *
+ * @example
+ * ```ts ignore
+ * const { weights } = await readModelFileAsStored("model-Q4_K_M.gguf");
+ * ```
+ */
+export async function readModelFileAsStored(path: string): Promise<StoredModelFile> {
   let gguf = false;
   let bytes: Uint8Array;
   try {
@@ -457,7 +572,7 @@ export async function readModelFile(path: string): Promise<ModelFile> {
     bytes = await readBoundedFile(path, "checkpoint", (header, size) => {
       gguf = isGguf(header);
       if (!gguf) throw NOT_GGUF;
-      // The dequantized float32 weights take up to ~7 times a Q4_0 file: check the file first.
+      // The file is what the stored weights hold (their views point into it).
       checkFits(size, `${path}: a GGUF file of`);
       return size;
     }, 4);
@@ -465,7 +580,8 @@ export async function readModelFile(path: string): Promise<ModelFile> {
     if (error !== NOT_GGUF) throw error;
     return await readCheckpoint(path);
   }
-  return { format: "gguf", ...parseGgufModel(bytes, path) };
+  const { config, weights, tokenizer } = ggufToStored(parseGguf(bytes, path), path);
+  return { format: "gguf", config, weights, tokenizer };
 }
 
 const NOT_GGUF = new Error("not a GGUF file");
