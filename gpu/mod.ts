@@ -43,6 +43,7 @@ export * from "./kernel.ts";
 export * from "./kv_cache.ts";
 export * from "./matmul/matmul.ts";
 export * from "./matmul/quant.ts";
+export * from "./matmul/kquant.ts";
 export * from "./norm.ts";
 export * from "./matmul/projection.ts";
 export * from "./rope.ts";

@@ -54,7 +54,15 @@ export const K_QUANT_GGML_TYPES: Readonly<Record<KQuantFormat, number>> = {
   q6_k: 14,
 };
 
-/** Whether `format` is a K-quant format. */
+/**
+ * Whether `format` is a K-quant format.
+ *
+ * @example
+ * ```ts
+ * import { isKQuantFormat } from "./kquants.ts";
+ * if (!isKQuantFormat("q6_k") || isKQuantFormat("q4_0")) throw new Error("wrong");
+ * ```
+ */
 export function isKQuantFormat(format: string): format is KQuantFormat {
   return (K_QUANT_FORMATS as readonly string[]).includes(format);
 }

@@ -130,7 +130,18 @@ export interface QuantMatmulOptions {
   kQuantLayout?: KQuantLayout;
 }
 
-/** Whether a `cooperative` K-quant kernel of `workgroupSize` fits the device. */
+/**
+ * Whether a `cooperative` K-quant kernel of `workgroupSize` invocations (and as many floats of
+ * workgroup memory) fits the device's limits and workgroup budget.
+ *
+ * @example
+ * ```ts
+ * import { kQuantCooperativeFits } from "./quant.ts";
+ * const limits = { maxComputeInvocationsPerWorkgroup: 256 } as GPUSupportedLimits;
+ * if (!kQuantCooperativeFits({ limits, workgroupElementBudget: 128 })) throw new Error("wrong");
+ * if (kQuantCooperativeFits({ limits, workgroupElementBudget: 32 })) throw new Error("wrong");
+ * ```
+ */
 export function kQuantCooperativeFits(
   device: { limits: GPUSupportedLimits; workgroupElementBudget?: number },
   workgroupSize = 64,
