@@ -57,3 +57,5 @@ export * from "./pairs.ts";
 export * from "./conformance.ts";
 export * from "./matmul/pairs.ts";
 export * from "./attention/pairs.ts";
+export * from "./families.ts";
+export * from "./check_kernel.ts";
