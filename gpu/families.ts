@@ -176,7 +176,15 @@ export const ADD_FAMILY: KernelFamily<{ n: number }, { x: Float32Array; delta: F
 export const MATMUL_FAMILY: KernelFamily<MatmulPairShape, { w: Float32Array; x: Float32Array }> = {
   name: "matmul",
   summary: "out[t, o] = sum_i W[o, i] · x[t, i]",
-  pair: MATMUL_PAIR,
+  // Without the `workgroupSize` of this project's kernel: a foreign kernel picks its own.
+  pair: {
+    ...MATMUL_PAIR,
+    conformance: MATMUL_PAIR.conformance.map(({ rows, outDim, inDim }) => ({
+      rows,
+      outDim,
+      inDim,
+    })),
+  },
   bindings: [
     { name: "w", access: "read", type: "f32", length: "outDim·inDim", meaning: "W, row-major" },
     { name: "x", access: "read", type: "f32", length: "rows·inDim", meaning: "activations" },
