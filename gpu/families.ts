@@ -212,8 +212,8 @@ function quantFamily(
         access: "read",
         type: "u32",
         length: "W's bytes / 4, rounded up",
-        meaning: `W's ${format} bytes as GGUF stores them (${layout}), row after row with no ` +
-          "padding, as little-endian u32 words, the last one zero-padded",
+        meaning: `W's ${format} bytes as GGUF stores them, row after row, no padding, as ` +
+          "little-endian u32 words (the last one zero-padded)",
       },
       { name: "x", access: "read", type: "f32", length: "rows·inDim", meaning: "activations" },
       { name: "out", access: "read_write", type: "f32", length: "rows·outDim", meaning: "result" },
