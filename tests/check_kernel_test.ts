@@ -176,6 +176,29 @@ gpuTest(
   },
 );
 
+gpuTest("a write one past the output's end breaks the guards and fails the row", async (gpu) => {
+  const check = await checkKernel("add", {
+    name: "off by one",
+    wgsl: `struct Params { n: u32 }
+      @group(0) @binding(0) var<storage, read_write> x: array<f32>;
+      @group(0) @binding(1) var<storage, read> delta: array<f32>;
+      @group(0) @binding(2) var<uniform> params: Params;
+      @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+        if (id.x < params.n) { x[id.x] += delta[id.x]; }
+        if (id.x == params.n) { x[id.x] = 0.0; } // the bug: a terminator past the end
+      }`,
+    workgroups: ({ n }: { n: number }) => Math.ceil((n + 1) / 64),
+  }, { gpu });
+  // n = 1 and 257 leave x[n] inside the binding (rounded up to whole vec4s): the guard sees it;
+  // for n = 288 and 2048 it lies past the binding, where WebGPU's bounds checks keep it out.
+  const broken = check.results.filter((r) => !r.guardsIntact).map((r) => r.shape);
+  expect(broken).toEqual(["1", "257"]);
+  expect(rowsOf(check.table).filter((l) => l.includes("BROKEN"))).toEqual([
+    expect.stringMatching(/^add\s+off by one\s+1\s+.*BROKEN\s+FAIL: wrote outside its output$/),
+    expect.stringMatching(/^add\s+off by one\s+257\s+.*BROKEN\s+FAIL: wrote outside its output$/),
+  ]);
+});
+
 Deno.test("every family's contract: bindings named, then the uniform; budgets from the reference", () => {
   expect(KERNEL_FAMILIES.map((f) => f.name)).toEqual([
     "rmsNorm",
