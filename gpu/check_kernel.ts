@@ -65,7 +65,7 @@ export interface CheckKernelOptions {
 export interface KernelCheck {
   /** One row per conformance shape, as `deno task conformance` prints them. */
   results: ConformanceResult[];
-  /** Whether every shape passed (none skipped for a missing feature). */
+  /** Whether every shape ran and passed (a shape skipped for a missing feature is no pass). */
   passed: boolean;
   /** The table, under the adapter line ({@linkcode adapterHeadline}). */
   table: string;

@@ -226,7 +226,7 @@ function failureReason(r: ConformanceResult): string {
 /**
  * The conformance table: kernel, variant, shape, NMSE, max abs error, guards, verdict, under a
  * line naming the adapter. Skipped variants (a missing feature, a shape they do not serve) are
- * counted, not listed.
+ * counted with their reasons, not listed.
  */
 export function formatConformanceTable(
   results: readonly ConformanceResult[],
@@ -252,6 +252,12 @@ export function formatConformanceTable(
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
-    `${ran.length - failed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`,
+    `${ran.length - failed} passed, ${failed} failed${
+      skipped
+        ? `, ${skipped} skipped (${
+          [...new Set(results.map((r) => r.skipped).filter(Boolean))].join("; ")
+        })`
+        : ""
+    }`,
   ].join("\n");
 }
