@@ -99,6 +99,10 @@ Deno.test({
     );
     for (const row of rows) expect(row).toMatch(/^rmsNorm\s+vec4 rows\s.+ pass$/);
     expect(code).toBe(0);
+    expect(await cli("bench", "--kernel", "examples/kernels/rms_norm.ts")).toMatchObject({
+      code: 2,
+      out: "browser: --kernel: only with conformance (see --help)\n",
+    });
     const missing = await cli("conformance", "--kernel", "examples/kernels/nope.ts");
     expect(missing).toMatchObject({
       code: 1,
