@@ -163,7 +163,7 @@ export async function logitsAlong(
 
 /** Accuracy of a candidate against the float32 reference (see the module documentation). */
 export interface AccuracyReport {
-  /** Positions compared (the tokens predicted: one fewer than the tokens). */
+  /** Positions compared (tokens predicted). */
   positions: number;
   /** `KL(P_f32 ‖ P_candidate)` at each position, nats. */
   klPerPosition: number[];
@@ -200,7 +200,8 @@ export interface AccuracyReport {
 }
 
 /**
- * Compares logits along `tokens` (row `p` the prediction of `tokens[p + 1]`): KL divergence,
+ * Compares logits row by row, row `p` the prediction of the token `next[p]` (for one sequence,
+ * `next` is the tokens after the first): KL divergence,
  * same top-1, Δp, perplexity and NMSE (see {@linkcode AccuracyReport}). Non-finite logits or
  * rows of different sizes are refused, naming the position.
  *
@@ -209,19 +210,19 @@ export interface AccuracyReport {
  * import { compareLogits } from "./accuracy.ts";
  * const f32 = [new Float32Array([2, 0, 0]), new Float32Array([0, 2, 0])];
  * const q = [new Float32Array([2, 0, 0.1]), new Float32Array([0, 1.9, 0])];
- * const r = compareLogits(q, f32, [0, 0, 1]);
+ * const r = compareLogits(q, f32, [0, 1]);
  * if (r.sameTop1.mean !== 1 || !(r.kl.mean > 0 && r.kl.mean < 0.01)) throw new Error("wrong");
  * ```
  */
 export function compareLogits(
   candidate: readonly Float32Array[],
   reference: readonly Float32Array[],
-  tokens: readonly number[],
+  next: readonly number[],
 ): AccuracyReport {
   const n = reference.length;
-  if (n === 0 || candidate.length !== n || tokens.length !== n + 1) {
+  if (n === 0 || candidate.length !== n || next.length !== n) {
     throw new RangeError(
-      `compareLogits: expected at least one row, as many candidate rows as reference rows and one token more, got ${candidate.length} candidate rows, ${n} reference rows and ${tokens.length} tokens`,
+      `compareLogits: expected as many candidate rows and next tokens as reference rows (at least one), got ${candidate.length} candidate rows, ${n} reference rows and ${next.length} next tokens`,
     );
   }
   const klPerPosition: number[] = [];
@@ -239,10 +240,10 @@ export function compareLogits(
         `compareLogits: position ${p}: expected ${ref.length} candidate logits, got ${cand.length}`,
       );
     }
-    const next = tokens[p + 1];
-    if (!Number.isInteger(next) || next < 0 || next >= ref.length) {
+    const token = next[p];
+    if (!Number.isInteger(token) || token < 0 || token >= ref.length) {
       throw new RangeError(
-        `compareLogits: token ${p + 1}: expected an id in [0, ${ref.length}), got ${next}`,
+        `compareLogits: next token ${p}: expected an id in [0, ${ref.length}), got ${token}`,
       );
     }
     const logP = rowLogSoftmax(ref, "reference", p);
@@ -250,11 +251,11 @@ export function compareLogits(
     klPerPosition.push(klDivergence(logP, logQ));
     const top = argmax(ref);
     sameTop.push(argmax(cand) === top ? 1 : 0);
-    deltaP.push(Math.exp(logQ[next]) - Math.exp(logP[next]));
+    deltaP.push(Math.exp(logQ[token]) - Math.exp(logP[token]));
     topDeltaP.push(Math.exp(logQ[top]) - Math.exp(logP[top]));
-    logRatio.push(logP[next] - logQ[next]);
-    logLikelihood += logQ[next];
-    referenceLogLikelihood += logP[next];
+    logRatio.push(logP[token] - logQ[token]);
+    logLikelihood += logQ[token];
+    referenceLogLikelihood += logP[token];
     let error = 0;
     let norm = 0;
     for (let i = 0; i < ref.length; i++) {
@@ -311,7 +312,7 @@ export async function measureAccuracy(
   return compareLogits(
     await logitsAlong(candidate, along),
     await logitsAlong(reference, along),
-    tokens,
+    tokens.slice(1),
   );
 }
 
@@ -332,4 +333,29 @@ function rowLogSoftmax(row: Float32Array, which: string, pos: number): Float64Ar
 /** The interval cut to the values possible (a KL divergence is never negative, a fraction ≤ 1). */
 function clip(interval: MeanInterval, min: number, max: number): MeanInterval {
   return { ...interval, low: Math.max(min, interval.low), high: Math.min(max, interval.high) };
+}
+
+/**
+ * Splits a text's token ids (without BOS) into sequences of at most `context` tokens that each
+ * start with `bos`, as llama.cpp's perplexity splits a text into chunks: every chunk is
+ * evaluated from position 0, and each of its tokens after BOS is predicted once.
+ *
+ * @example
+ * ```ts
+ * import { evaluationChunks } from "./accuracy.ts";
+ * const chunks = evaluationChunks([5, 6, 7, 8, 9], 3);
+ * if (JSON.stringify(chunks) !== "[[1,5,6],[1,7,8],[1,9]]") throw new Error("wrong");
+ * ```
+ */
+export function evaluationChunks(tokens: readonly number[], context: number, bos = 1): number[][] {
+  if (!Number.isInteger(context) || context < 2) {
+    throw new RangeError(
+      `evaluationChunks: expected a context of at least 2 tokens, got ${context}`,
+    );
+  }
+  const chunks: number[][] = [];
+  for (let at = 0; at < tokens.length; at += context - 1) {
+    chunks.push([bos, ...tokens.slice(at, at + context - 1)]);
+  }
+  return chunks;
 }

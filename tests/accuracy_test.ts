@@ -7,6 +7,7 @@ import {
   type AccuracyReport,
   compareLogits,
   CpuDecoder,
+  evaluationChunks,
   klDivergence,
   type LlamaConfig,
   type LlamaWeights,
@@ -71,6 +72,13 @@ Deno.test("klDivergence agrees with its second-order expansion ½ Var_p(δ) for 
   }
 });
 
+Deno.test("evaluationChunks: BOS first in each, every text token predicted once", () => {
+  expect(evaluationChunks([5, 6, 7, 8, 9], 3)).toEqual([[1, 5, 6], [1, 7, 8], [1, 9]]);
+  expect(evaluationChunks([5, 6], 512)).toEqual([[1, 5, 6]]);
+  expect(evaluationChunks([], 4)).toEqual([]);
+  expect(() => evaluationChunks([5], 1)).toThrow("at least 2 tokens, got 1");
+});
+
 Deno.test("meanWithInterval and percentile: hand-computed", () => {
   // mean 2.5; Σ(x − 2.5)² = 5; standard error sqrt(5 / 4 / 3) = 0.645497; 1.959964 of them.
   const { mean, low, high } = meanWithInterval([1, 2, 3, 4]);
@@ -93,7 +101,7 @@ Deno.test("compareLogits: every figure of three hand-made positions", () => {
   // Position 2: identical, softmax(1, 2, 3), next token 2.
   const reference = [f32(0, LN3), f32(LN3, 0), f32(1, 2, 3)];
   const candidate = [f32(0, Math.log(1.5)), f32(0, LN3), f32(1, 2, 3)];
-  const r = compareLogits(candidate, reference, [1, 1, 0, 2]);
+  const r = compareLogits(candidate, reference, [1, 0, 2]);
   // f32 rounding of ln 3 and ln 1.5 limits agreement to ~1e-7.
   const kl0 = 0.25 * Math.log(0.25 / 0.4) + 0.75 * Math.log(0.75 / 0.6); // 0.0498568
   const kl1 = 0.5 * LN3; // 3/4 ln 3 + 1/4 ln(1/3)
@@ -123,16 +131,18 @@ Deno.test("compareLogits: every figure of three hand-made positions", () => {
 
 Deno.test("compareLogits refuses non-finite logits, mismatched rows and bad tokens, naming them", () => {
   const row = Float32Array.from([0, 1, 2]);
-  expect(() => compareLogits([Float32Array.from([0, NaN, 2])], [row], [0, 1]))
+  expect(() => compareLogits([Float32Array.from([0, NaN, 2])], [row], [1]))
     .toThrow("the candidate logits at position 0 are not finite (NaN for token 1)");
-  expect(() => compareLogits([row], [Float32Array.from([0, 1, Infinity])], [0, 1]))
+  expect(() => compareLogits([row], [Float32Array.from([0, 1, Infinity])], [1]))
     .toThrow("the reference logits at position 0 are not finite (Infinity for token 2)");
-  expect(() => compareLogits([row, row], [row, Float32Array.from([1, 2])], [0, 1, 2]))
+  expect(() => compareLogits([row, row], [row, Float32Array.from([1, 2])], [1, 2]))
     .toThrow("position 1: expected 2 candidate logits, got 3");
-  expect(() => compareLogits([row], [row], [0, 3])).toThrow(
-    "token 1: expected an id in [0, 3), got 3",
+  expect(() => compareLogits([row], [row], [3])).toThrow(
+    "next token 0: expected an id in [0, 3), got 3",
   );
-  expect(() => compareLogits([row], [row], [0])).toThrow("1 candidate rows, 1 reference rows");
+  expect(() => compareLogits([row], [row], [0, 1])).toThrow(
+    "got 1 candidate rows, 1 reference rows and 2 next tokens",
+  );
 });
 
 async function accuracy(
@@ -146,7 +156,7 @@ async function accuracy(
   const reports: AccuracyReport[] = [];
   for (const [weightFormat, kvFormat] of pairs) {
     const decoder = new CpuDecoder(config, weights, { weights: weightFormat, kvCache: kvFormat });
-    reports.push(compareLogits(await logitsAlong(decoder, along), reference, tokens));
+    reports.push(compareLogits(await logitsAlong(decoder, along), reference, tokens.slice(1)));
   }
   return reports;
 }
