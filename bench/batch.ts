@@ -14,24 +14,25 @@
  */
 import { contextConfig, type LlamaConfig } from "../model/config.ts";
 import { batchStepCost, type Ceilings, type ForwardCost, predictMs } from "../model/cost.ts";
-import type { BatchDecoder, BatchRow } from "../model/batch_decoder.ts";
-import { CpuBatchDecoder } from "../model/cpu_batch_decoder.ts";
-import { GpuBatchDecoder } from "../model/gpu_batch_decoder.ts";
-import { type KvLayout, KvPool, type KvStoreOptions } from "../model/kv_store.ts";
+import type { BatchDecoder, BatchRow } from "../model/batch/batch_decoder.ts";
+import { CpuBatchDecoder } from "../model/batch/cpu_batch_decoder.ts";
+import { GpuBatchDecoder } from "../model/webgpu/batch_decoder.ts";
+import { type KvLayout, KvPool, type KvStoreOptions } from "../model/batch/kv_store.ts";
 import { randomWeights } from "../model/weights.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { compare } from "../reference/compare.ts";
 import { attentionName } from "./matrix.ts";
 import type { Backend } from "./measure.ts";
 import type { Roofline } from "./probes.ts";
-import { isNoisy, roundRobin, type Spread, summarize } from "./stats.ts";
+import { isNoisy, roundRobin } from "./stats.ts";
+import { type Spread, summarize } from "../gpu/timing.ts";
 import {
   type BatchSample,
   calibrateBatch,
   cpuRunner,
   gpuRunner,
   TimestampTimer,
-} from "./timing.ts";
+} from "../gpu/timing.ts";
 
 /** One batched-decode measurement. */
 export interface BatchCell {

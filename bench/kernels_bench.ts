@@ -1,9 +1,9 @@
-// `deno bench bench/`: every registry entry (gpu/_pairs.ts) at its bench shapes, CPU reference
+// `deno bench bench/`: every registry entry (gpu/pairs.ts) at its bench shapes, CPU reference
 // (the baseline) against each WebGPU variant. A WebGPU iteration is one submit of CALLS calls
 // run to completion (awaiting the GPU costs ~10 ms on software adapters, so single tiny
 // dispatches would time the wait); the reference makes the same CALLS calls.
 import { type Dispatch, type Gpu, requestGpu } from "../gpu/device.ts";
-import { benchKernels } from "./_kernels.ts";
+import { benchKernels } from "./kernel_table.ts";
 
 const CALLS = 32;
 const gpu: Gpu | undefined = await navigator.gpu?.requestAdapter().then((

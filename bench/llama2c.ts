@@ -5,7 +5,7 @@
  * @module
  */
 import type { LlamaConfig } from "../model/config.ts";
-import { serializeCheckpoint } from "../model/checkpoint.ts";
+import { serializeCheckpoint } from "../model/formats/llama2c.ts";
 import { randomWeights } from "../model/weights.ts";
 
 /** What the peer needs from the outside world (replaceable in tests). */

@@ -6,8 +6,8 @@
  */
 import * as os from "node:os";
 import type { Gpu } from "../gpu/device.ts";
-import type { CacheInfo, MachineInfo } from "./report.ts";
-import { adapterInfo } from "./_shared.ts";
+import type { CacheInfo, MachineInfo } from "./report/report.ts";
+import { adapterInfo } from "./shared.ts";
 
 /**
  * Parses a `/sys` cache size such as "48K", "2048K" or "32M" into bytes.

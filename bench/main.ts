@@ -5,26 +5,28 @@
  * doubling), every cell repeated with its variants interleaved, written as JSON, Markdown and
  * SVG charts. Seeded random weights at real shapes: no download.
  *
- * New axes plug in as modules that add kernel cases (registry entries, bench/_kernels.ts),
+ * New axes plug in as modules that add kernel cases (registry entries, bench/kernel_table.ts),
  * matrix cells or report sections to the results: the batch axis (`batch.ts`) times batched
  * decode steps by batch size, attention variant and KV-cache layout.
  *
  * @module
  */
-import { parseFlags, UsageError } from "../model/_cli_flags.ts";
+import { parseFlags, UsageError } from "../cli/flags.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
-import { checkWeightsFitMemory } from "../model/_memory.ts";
+import { checkWeightsFitMemory } from "../model/memory.ts";
 import { runBatchAxis } from "./batch.ts";
-import { ATTENTION_HEAVY, rooflineLines } from "./_shared.ts";
+import { ATTENTION_HEAVY, rooflineLines } from "./shared.ts";
 import { runLlama2c } from "./llama2c.ts";
-import { formatVariantsMarkdown, measureVariants } from "./variants.ts";
+import { measureVariants } from "./variants.ts";
+import { formatVariantsMarkdown } from "./report/variants.ts";
 import { describeMachine } from "./machine.ts";
 import { type BenchShape, runMatrix } from "./matrix.ts";
-import { precisionChart, precisionMarkdown, runPrecisionAxis } from "./precision.ts";
+import { runPrecisionAxis } from "./precision.ts";
+import { precisionChart, precisionMarkdown } from "./report/precision.ts";
 import { type Backend, measureKernels } from "./measure.ts";
-import { benchKernels } from "./_kernels.ts";
+import { benchKernels } from "./kernel_table.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "./probes.ts";
 import {
   type BenchResults,
@@ -36,10 +38,10 @@ import {
   parseResults,
   type PeerRow,
   RESULTS_SCHEMA,
-} from "./report.ts";
-import { type Spread, summarize } from "./stats.ts";
+} from "./report/report.ts";
+import { type Spread, summarize } from "../gpu/timing.ts";
 
-/** The attention-heavy shape (defined in `_shared.ts`, which the browser page shares). */
+/** The attention-heavy shape (defined in `shared.ts`, which the browser page shares). */
 export { ATTENTION_HEAVY };
 
 const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATTENTION_HEAVY };
@@ -76,7 +78,7 @@ decode steps: b = 1..32 sequences (quick: 1, 4) at contexts 256 and 1024 (quick:
 and MQA on a paged KV cache, and the three KV-cache layouts at one batch size.
 
 Writes DIR/results.json (every sample's summary, versioned), DIR/report.md, SVG charts, and
-DIR/readme_results.md (the README's results section, machine line from the run's metadata).`;
+DIR/README.md (the README's results section, machine line from the run's metadata).`;
 
 /** Where the benchmark writes (replaceable in tests). */
 export interface BenchIo {
@@ -372,11 +374,11 @@ async function writeResults(results: BenchResults, out: string, io: BenchIo): Pr
   const charts = chartFiles(results);
   await io.writeFile(`${out}/results.json`, JSON.stringify(results, null, 2) + "\n");
   await io.writeFile(`${out}/report.md`, formatMarkdown(results, Object.keys(charts)));
-  await io.writeFile(`${out}/readme_results.md`, formatReadmeSection(results));
+  await io.writeFile(`${out}/README.md`, formatReadmeSection(results));
   for (const [name, svg] of Object.entries(charts)) await io.writeFile(`${out}/${name}`, svg);
   io.print(formatText(results));
   io.print(
-    `\nwrote ${out}/results.json, ${out}/report.md, ${out}/readme_results.md and ${
+    `\nwrote ${out}/results.json, ${out}/report.md, ${out}/README.md and ${
       Object.keys(charts).length
     } charts`,
   );

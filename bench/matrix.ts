@@ -12,14 +12,15 @@ import { headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
 import { type ForwardCost, forwardCost, passesCost, predictMs } from "../model/cost.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
-import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { compare } from "../reference/compare.ts";
 import { kvCacheBytesPerToken } from "../reference/kv_cache.ts";
 import { Rng } from "../reference/random.ts";
 import { type Backend, modelCeilings } from "./measure.ts";
 import type { Roofline } from "./probes.ts";
-import { invertSpread, isNoisy, roundRobin, scaleSpread, type Spread } from "./stats.ts";
+import { invertSpread, isNoisy, roundRobin, scaleSpread } from "./stats.ts";
+import type { Spread } from "../gpu/timing.ts";
 import {
   type BatchRunner,
   type BatchSample,
@@ -29,7 +30,7 @@ import {
   TimestampTimer,
   type Timing,
   toTiming,
-} from "./timing.ts";
+} from "../gpu/timing.ts";
 
 /** Relative min-max spread above which a cheap cell gets more samples. */
 const NOISY = 0.25;
@@ -447,7 +448,7 @@ function sampler(
   const run = async (units: number) => {
     for (let i = 0; i < units; i++) await once();
   };
-  if (v.decoder instanceof GpuDecoder) return gpuRunner(options.gpu!, timer, run);
+  if (v.backend === "webgpu") return gpuRunner(options.gpu!, timer, run);
   return async (units) => {
     const start = performance.now();
     await run(units);
@@ -464,19 +465,25 @@ function decodeSampler(
   step: number[],
 ): BatchRunner {
   const decoder = v.decoder;
-  if (decoder instanceof GpuDecoder) {
+  if (decoder.generate) {
     // GPU-resident: the first position's pass, then the rest in one submit, one read-back.
+    const generate = decoder.generate.bind(decoder);
     return sampler(
       v,
       options,
       timer,
-      () => decoder.generate([step[0]], step.length, { startPos: context }),
+      () => generate([step[0]], step.length, { startPos: context }),
     );
   }
-  const cpu = decoder as CpuDecoder;
-  return sampler(v, options, timer, () => {
-    for (let i = 0; i < step.length; i++) cpu.forwardSync(step[i], context + i);
-    return Promise.resolve();
+  if (decoder.forwardSync) {
+    const forwardSync = decoder.forwardSync.bind(decoder);
+    return sampler(v, options, timer, () => {
+      for (let i = 0; i < step.length; i++) forwardSync(step[i], context + i);
+      return Promise.resolve();
+    });
+  }
+  return sampler(v, options, timer, async () => {
+    for (let i = 0; i < step.length; i++) await decoder.forward(step[i], context + i);
   });
 }
 

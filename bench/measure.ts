@@ -7,8 +7,9 @@
 import type { Gpu } from "../gpu/device.ts";
 import { type Ceilings, predictMs } from "../model/cost.ts";
 import type { Roofline } from "./probes.ts";
-import type { BenchKernel } from "./_kernels.ts";
-import { invertSpread, isNoisy, roundRobin, type Spread } from "./stats.ts";
+import type { BenchKernel } from "./kernel_table.ts";
+import { invertSpread, isNoisy, roundRobin } from "./stats.ts";
+import type { Spread } from "../gpu/timing.ts";
 import {
   type BatchRunner,
   bestMs,
@@ -19,14 +20,14 @@ import {
   TimestampTimer,
   type Timing,
   toTiming,
-} from "./timing.ts";
+} from "../gpu/timing.ts";
 
 /** Which implementation ran. */
 export type Backend = "cpu" | "webgpu";
 
 /**
  * One kernel variant at one shape, as the kernel table measures it: its unique bytes read plus
- * written, its FLOPs, and how to run it (the registry's bench entries, bench/_kernels.ts). The
+ * written, its FLOPs, and how to run it (the registry's bench entries, bench/kernel_table.ts). The
  * table takes its list from outside.
  */
 export type KernelCase = BenchKernel;

@@ -9,7 +9,8 @@ import type { Gpu } from "../gpu/device.ts";
 import { copyKernel } from "../gpu/copy.ts";
 import { compileKernel } from "../gpu/kernel.ts";
 import { matvec } from "../reference/matmul.ts";
-import { invertSpread, scaleSpread, type Spread } from "./stats.ts";
+import { invertSpread, scaleSpread } from "./stats.ts";
+import type { Spread } from "../gpu/timing.ts";
 import { type WasmStream, wasmStream } from "./_wasm_stream.ts";
 import {
   type BatchRunner,
@@ -21,7 +22,7 @@ import {
   TimestampTimer,
   type Timing,
   toTiming,
-} from "./timing.ts";
+} from "../gpu/timing.ts";
 
 /** One backend's measured ceilings, each with its spread. */
 export interface Roofline {

@@ -1,65 +1,18 @@
 /**
- * Statistics of repeated measurements: median and spread (min-max and interquartile range),
- * ratios of medians with the range their samples allow, and the "within noise" test.
+ * Statistics of comparisons between repeated measurements (their summary, {@linkcode Spread},
+ * lives with the timer in `gpu/timing.ts`): ratios of medians with the range their samples allow, and the "within noise" test.
  *
  * @module
  */
-
-/** Summary of repeated samples of one quantity. */
-export interface Spread {
-  /** Median. */
-  median: number;
-  /** Smallest sample. */
-  min: number;
-  /** Largest sample. */
-  max: number;
-  /** First quartile (linear interpolation). */
-  q1: number;
-  /** Third quartile. */
-  q3: number;
-  /** Number of samples. */
-  n: number;
-}
-
-/** The `p` quantile (0..1) of ascending `sorted`, linearly interpolated. */
-function quantile(sorted: readonly number[], p: number): number {
-  const at = (sorted.length - 1) * p;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
-}
-
-/**
- * Median, min, max and quartiles of `samples` (at least one, all finite).
- *
- * @example
- * ```ts
- * import { summarize } from "./stats.ts";
- * const s = summarize([4, 1, 3, 2, 100]);
- * if (s.median !== 3 || s.min !== 1 || s.max !== 100 || s.q1 !== 2 || s.q3 !== 4) throw new Error("wrong");
- * ```
- */
-export function summarize(samples: readonly number[]): Spread {
-  if (samples.length === 0) throw new RangeError("summarize: expected samples, got none");
-  const bad = samples.find((x) => !Number.isFinite(x));
-  if (bad !== undefined) throw new RangeError(`summarize: expected finite samples, got ${bad}`);
-  const sorted = [...samples].sort((a, b) => a - b);
-  return {
-    median: quantile(sorted, 0.5),
-    min: sorted[0],
-    max: sorted[sorted.length - 1],
-    q1: quantile(sorted, 0.25),
-    q3: quantile(sorted, 0.75),
-    n: sorted.length,
-  };
-}
+import { type Spread, summarize } from "../gpu/timing.ts";
 
 /**
  * `spread` with every figure multiplied by `factor` (> 0, e.g. a unit change).
  *
  * @example
  * ```ts
- * import { scaleSpread, summarize } from "./stats.ts";
+ * import { scaleSpread } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * if (scaleSpread(summarize([1, 2, 3]), 1000).max !== 3000) throw new Error("wrong");
  * ```
  */
@@ -80,7 +33,8 @@ export function scaleSpread(spread: Spread, factor: number): Spread {
  *
  * @example
  * ```ts
- * import { invertSpread, summarize } from "./stats.ts";
+ * import { invertSpread } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * const rate = invertSpread(summarize([1, 2, 4]), 1000); // ms per call -> calls per second
  * if (rate.median !== 500 || rate.min !== 250 || rate.max !== 1000) throw new Error("wrong");
  * ```
@@ -113,7 +67,8 @@ export interface RatioRange {
  *
  * @example
  * ```ts
- * import { overlaps, summarize } from "./stats.ts";
+ * import { overlaps } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * if (!overlaps(summarize([1, 3]), summarize([2, 4])) || overlaps(summarize([1, 2]), summarize([3, 4]))) {
  *   throw new Error("wrong");
  * }
@@ -129,7 +84,8 @@ export function overlaps(a: Spread, b: Spread): boolean {
  *
  * @example
  * ```ts
- * import { ratioOfMedians, summarize } from "./stats.ts";
+ * import { ratioOfMedians } from "./stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * const r = ratioOfMedians(summarize([10, 11, 12]), summarize([4, 5, 6]));
  * if (r.ratio !== 11 / 5 || r.lo !== 10 / 6 || r.hi !== 12 / 4 || r.withinNoise) throw new Error("wrong");
  * ```

@@ -7,12 +7,12 @@
  * @module
  */
 import type { LlamaConfig } from "../model/config.ts";
-import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { randomWeights } from "../model/weights.ts";
-import { formatTuneTable, tune, type TuneMeasurement } from "../model/tune.ts";
+import { tune, type TuneMeasurement } from "../gpu/tune.ts";
 import type { Dispatch, Gpu } from "../gpu/device.ts";
 import type { Tuning } from "../gpu/tuning.ts";
-import { calibrateBatch, gpuRunner, submitUnits, TimestampTimer, toTiming } from "./timing.ts";
+import { calibrateBatch, gpuRunner, submitUnits, TimestampTimer, toTiming } from "../gpu/timing.ts";
 
 /** One shape's tuning and dispatch counts. */
 export interface VariantsReport {
@@ -100,32 +100,4 @@ async function timeDispatches(
   for (let i = 0; i < (quick ? 2 : 5); i++) samples.push(await run(batch));
   const timing = toTiming(samples, batch);
   return (timing.gpuMs ?? timing.wallMs).median;
-}
-
-/**
- * The section as Markdown: per shape the dispatch counts and the tuning table.
- *
- * @example
- * ```ts
- * import { formatVariantsMarkdown } from "./variants.ts";
- * if (!formatVariantsMarkdown([]).startsWith("## Kernel variants")) throw new Error("wrong");
- * ```
- */
-export function formatVariantsMarkdown(reports: readonly VariantsReport[]): string {
-  const lines = ["## Kernel variants and tuning", ""];
-  for (const r of reports) {
-    const { fused, unfused } = r.dispatchesPerToken;
-    lines.push(
-      `### ${r.shape}`,
-      "",
-      `Dispatches per decoded token: fused ${fused}, unfused ${unfused} (${r.layers} layers; ` +
-        `each count includes the embedding, final norm, classifier and token choice).`,
-      "",
-      "```",
-      formatTuneTable(r.measurements, r.tuning.choices),
-      "```",
-      "",
-    );
-  }
-  return lines.join("\n");
 }

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { preset } from "../model/config.ts";
-import { GpuDecoder } from "../model/gpu_decoder.ts";
+import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { randomWeights } from "../model/weights.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { projectionKey } from "../gpu/tuning.ts";

@@ -6,11 +6,11 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "../model/_cli_flags.ts";
-import { readCheckpoint } from "../model/checkpoint.ts";
+import { parseFlags, UsageError } from "../cli/flags.ts";
+import { readCheckpoint } from "../model/formats/llama2c.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { generate } from "../model/generate.ts";
-import { readTokenizer } from "../model/tokenizer.ts";
+import { readTokenizer } from "../model/formats/tokenizer.ts";
 import { type BrowserProcess, findBrowser, launchBrowser, NO_BROWSER_HELP } from "./chromium.ts";
 import { bundlePage, PAGE_HTML, type PageServer, servePage } from "./server.ts";
 import {
@@ -24,12 +24,12 @@ import {
 } from "./tasks.ts";
 import { requestGpu } from "../gpu/device.ts";
 import type { KernelResult } from "../bench/measure.ts";
-import { type Spread, summarize } from "../bench/stats.ts";
-import { bestMs } from "../bench/timing.ts";
-import { formatText } from "../bench/report.ts";
+import { type Spread, summarize } from "../gpu/timing.ts";
+import { bestMs } from "../gpu/timing.ts";
+import { formatText } from "../bench/report/report.ts";
 
 /** The shared models folder beside this checkout. */
-const MODELS_DIR = decodeURIComponent(new URL("../../shared/models/", import.meta.url).pathname);
+const MODELS_DIR = decodeURIComponent(new URL("../models/", import.meta.url).pathname);
 
 /** The help text. */
 export const BROWSER_HELP: string = `Usage: deno task browser COMMAND [options]
@@ -49,8 +49,8 @@ Commands:
 Options:
   --browser PATH        Chromium to run (default: the first installed of the usual paths)
   --quick               conformance: one case per kernel and variant; bench: the quick subset
-  --model PATH          decode: llama2.c checkpoint (default ../shared/models/stories260K.bin)
-  --tokenizer PATH      decode: its tokenizer (default ../shared/models/tok512.bin)
+  --model PATH          decode: llama2.c checkpoint (default models/stories260K.bin)
+  --tokenizer PATH      decode: its tokenizer (default models/tok512.bin)
   --prompt TEXT         decode: the prompt (default "Once upon a time")
   --steps N             decode: tokens to generate (default 200)
   --repeat N            bench: N runs, each in a fresh browser; median and range (default 1)
@@ -293,7 +293,7 @@ function spread(values: readonly Spread[], digits: number): string {
  * @example
  * ```ts
  * import { formatKernelBench } from "./main.ts";
- * import { summarize } from "../bench/stats.ts";
+ * import { summarize } from "../gpu/timing.ts";
  * const s = (...xs: number[]) => summarize(xs);
  * const roofline = { readGbPerS: s(10), copyGbPerS: s(8), peakGflopPerS: s(50), dispatchUs: s(20), probeBytes: 1 << 26, gpuTimestamps: true };
  * const run = {

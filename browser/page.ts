@@ -10,7 +10,7 @@
  * @module
  */
 import { type Gpu, requestGpu } from "../gpu/device.ts";
-import { chartFiles, formatText, type MachineInfo } from "../bench/report.ts";
+import { chartFiles, formatText, type MachineInfo } from "../bench/report/report.ts";
 import {
   describeAdapter,
   type PageAdapter,

@@ -12,23 +12,23 @@ import {
   type ConformanceResult,
   formatConformanceTable,
   runConformance,
-} from "../gpu/_conformance.ts";
+} from "../gpu/conformance.ts";
 import { preset } from "../model/config.ts";
-import { parseCheckpoint } from "../model/checkpoint.ts";
+import { parseCheckpoint } from "../model/formats/llama2c.ts";
 import { generate } from "../model/generate.ts";
-import { GpuDecoder } from "../model/gpu_decoder.ts";
-import { Tokenizer } from "../model/tokenizer.ts";
+import { GpuDecoder } from "../model/webgpu/decoder.ts";
+import { Tokenizer } from "../model/formats/tokenizer.ts";
 import { type BenchShape, runMatrix } from "../bench/matrix.ts";
 import { type Backend, type KernelResult, measureKernels } from "../bench/measure.ts";
-import { benchKernels } from "../bench/_kernels.ts";
-import { adapterInfo, ATTENTION_HEAVY, rooflineLines } from "../bench/_shared.ts";
+import { benchKernels } from "../bench/kernel_table.ts";
+import { adapterInfo, ATTENTION_HEAVY, rooflineLines } from "../bench/shared.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "../bench/probes.ts";
 import {
   type BenchResults,
   computeSpeedups,
   type MachineInfo,
   RESULTS_SCHEMA,
-} from "../bench/report.ts";
+} from "../bench/report/report.ts";
 
 /** Progress lines while a task runs. */
 export type Progress = (line: string) => void;

@@ -6,8 +6,8 @@
  * @module
  */
 import type { LlamaConfig } from "../model/config.ts";
-import { parseGguf } from "../model/gguf.ts";
-import { llamaToGguf, parseGgufModel } from "../model/gguf_model.ts";
+import { parseGguf } from "../model/formats/gguf.ts";
+import { llamaToGguf, parseGgufModel } from "../model/formats/gguf_llama.ts";
 import type { LlamaWeights } from "../model/weights.ts";
 import type { TensorFormat } from "../reference/quantize.ts";
 import { modelTarget } from "./llama2c.ts";

@@ -9,11 +9,11 @@ import {
   type CheckpointFormat,
   parseCheckpoint,
   serializeCheckpoint,
-} from "../model/checkpoint.ts";
+} from "../model/formats/llama2c.ts";
 import { contextConfig, headDim, type LlamaConfig, makeConfig } from "../model/config.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { generate } from "../model/generate.ts";
-import { Tokenizer } from "../model/tokenizer.ts";
+import { Tokenizer } from "../model/formats/tokenizer.ts";
 import { layerTensorSizes, type LlamaWeights, randomWeights } from "../model/weights.ts";
 import type { Rng } from "../reference/random.ts";
 import type { FuzzField, FuzzSample, FuzzSection, FuzzTarget } from "./target.ts";
@@ -54,7 +54,7 @@ export interface ModelFormat {
  *
  * @example
  * ```ts
- * import { parseCheckpoint } from "../model/checkpoint.ts";
+ * import { parseCheckpoint } from "../model/formats/llama2c.ts";
  * import { llama2cSample, modelTarget } from "./llama2c.ts";
  * const target = modelTarget({
  *   name: "v1",

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parseFlags, UsageError } from "../model/_cli_flags.ts";
+import { parseFlags, UsageError } from "../cli/flags.ts";
 import { type FuzzReport, runFuzz } from "./run.ts";
 import { FUZZ_TARGETS } from "./targets.ts";
 

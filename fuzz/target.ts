@@ -45,7 +45,7 @@ export interface FuzzSample {
  * @example
  * ```ts
  * import type { FuzzTarget } from "./target.ts";
- * import { Tokenizer } from "../model/tokenizer.ts";
+ * import { Tokenizer } from "../model/formats/tokenizer.ts";
  * const target: FuzzTarget = {
  *   name: "raw tokenizer",
  *   sample: () => ({ bytes: new Uint8Array(4), fields: [], sections: [] }),

@@ -7,9 +7,13 @@
  * @module
  */
 import type { BufferRange, Dispatch, Gpu } from "./device.ts";
-import type { GpuMatrix } from "./matmul.ts";
+import type { GpuMatrix } from "./matmul/matmul.ts";
 import { compileElementwise, elementwiseWgsl, type Kernel, WGSL_NAN } from "./kernel.ts";
-import { checkInteger } from "../reference/_checks.ts";
+import { checkInteger } from "../reference/checks.ts";
+import { uploadMatrix } from "./matmul/matmul.ts";
+import { EXACT, type KernelPair } from "./pair.ts";
+import { embedding } from "../reference/embedding.ts";
+import { Rng } from "../reference/random.ts";
 
 const WGSL = elementwiseWgsl(
   `override DIM: u32;
@@ -93,3 +97,82 @@ export async function embeddingDispatches(
   }
   return dispatches;
 }
+
+// ─── Registry entries: these kernels against their reference (collected in `pairs.ts`) ───
+
+/** Rows of a `(vocabSize, dim)` table for `rows` token ids (the first is the last id). */
+export const EMBEDDING_PAIR: KernelPair<
+  { rows: number; dim: number; vocabSize: number },
+  { table: Float32Array; tokens: Uint32Array }
+> = {
+  family: "embedding",
+  describe: ({ rows, dim, vocabSize }) => `${rows}x${dim} vocab ${vocabSize}`,
+  inputs({ rows, dim, vocabSize }) {
+    const rng = new Rng(vocabSize);
+    const table = rng.uniformArray(vocabSize * dim);
+    const tokens = Uint32Array.from(
+      { length: rows },
+      (_, t) => t === 0 ? vocabSize - 1 : rng.nextUint32() % vocabSize,
+    );
+    return { table, tokens };
+  },
+  reference: ({ dim }, { table, tokens }) => embedding(table, tokens, dim),
+  conformance: [
+    { rows: 1, dim: 1, vocabSize: 1 },
+    { rows: 3, dim: 7, vocabSize: 33 },
+    { rows: 5, dim: 288, vocabSize: 4099 },
+    { rows: 2, dim: 2048, vocabSize: 257 },
+  ],
+  bench: {
+    quick: [{ rows: 1, dim: 288, vocabSize: 512 }],
+    full: [{ rows: 1, dim: 2048, vocabSize: 32000 }],
+  },
+  bytes: ({ rows, dim }) => 4 * (rows + 2 * rows * dim),
+  flops: () => 0,
+  tolerance: EXACT,
+  variants: [{
+    name: "default",
+    record: async (gpu, shape, { table, tokens }, buffers) =>
+      (await embeddingKernel(gpu, shape)).bind({
+        table: buffers.input(table),
+        tokens: buffers.input(tokens),
+        out: buffers.output(shape.rows * shape.dim),
+      }),
+  }],
+};
+
+/** An embedding table split into 64-row blocks: each block writes the rows whose ids it holds. */
+export const EMBEDDING_SPLIT_PAIR: KernelPair<
+  { dim: number; vocabSize: number; tokens: readonly number[] },
+  { table: Float32Array; tokens: Uint32Array }
+> = {
+  family: "embedding split",
+  describe: ({ dim, vocabSize, tokens }) =>
+    `${tokens.length}x${dim} vocab ${vocabSize} in 64-row blocks`,
+  inputs: ({ dim, vocabSize, tokens }) => ({
+    table: new Rng(77).uniformArray(vocabSize * dim),
+    tokens: Uint32Array.from(tokens),
+  }),
+  reference: ({ dim }, { table, tokens }) => embedding(table, tokens, dim),
+  conformance: [{ dim: 8, vocabSize: 300, tokens: [0, 299, 64, 130] }],
+  bench: {
+    quick: [{ dim: 288, vocabSize: 512, tokens: [511] }],
+    full: [{ dim: 2048, vocabSize: 4096, tokens: [4095] }],
+  },
+  bytes: ({ dim, tokens }) => 4 * (tokens.length + 2 * tokens.length * dim),
+  flops: () => 0,
+  tolerance: EXACT,
+  variants: [{
+    name: "default",
+    record: (gpu, { dim, vocabSize }, { table, tokens }, buffers) =>
+      embeddingDispatches(
+        gpu,
+        uploadMatrix(gpu, table, vocabSize, dim, { maxBindingBytes: 64 * dim * 4 }),
+        {
+          rows: tokens.length,
+          tokens: buffers.input(tokens),
+          out: buffers.output(tokens.length * dim),
+        },
+      ),
+  }],
+};

@@ -7,7 +7,7 @@
  */
 import type { Gpu } from "./device.ts";
 import { compileKernel, type Kernel } from "./kernel.ts";
-import { checkInteger } from "../reference/_checks.ts";
+import { checkInteger } from "../reference/checks.ts";
 import { STATE } from "./state.ts";
 
 /** What the fault buffer holds while every logit seen so far was finite. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "./device.ts";
-import { checkInteger } from "../reference/_checks.ts";
+import { checkInteger } from "../reference/checks.ts";
 
 /** A compiled kernel for one shape: bind buffers to get a {@linkcode Dispatch} to record. */
 export interface Kernel<Bindings extends string> {

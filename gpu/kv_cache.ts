@@ -8,6 +8,10 @@
 import { type Gpu, GpuError } from "./device.ts";
 import { compileElementwise, elementwiseWgsl, type Kernel } from "./kernel.ts";
 import type { KvFormat } from "../reference/kv_cache.ts";
+import { batchRowWords } from "./batch_rows.ts";
+import { EXACT, type KernelPair } from "./pair.ts";
+import { createState } from "./state.ts";
+import { Rng } from "../reference/random.ts";
 
 export type { KvFormat };
 import { toF16 } from "../reference/f16.ts";
@@ -215,3 +219,132 @@ export function kvScatterKernel(
     { KV_DIM: kvDim },
   );
 }
+
+// ─── Registry entries: these kernels against their reference (collected in `pairs.ts`) ───
+
+/** Shape of the KV-cache append: `rows` tokens of `kvDim` written at `pos`. */
+export interface KvAppendPairShape {
+  /** Tokens (rows) in one call. */
+  rows: number;
+  /** Width of one key or value row. */
+  kvDim: number;
+  /** Positions each cache holds. */
+  maxSeqLen: number;
+  /** Position of the first row. */
+  pos: number;
+}
+
+/** Appends `k, v (rows, kvDim)` to both caches at `state.pos`; rows past the end are dropped. */
+export const KV_APPEND_PAIR: KernelPair<
+  KvAppendPairShape,
+  { k: Float32Array; v: Float32Array; keys: Float32Array; values: Float32Array }
+> = {
+  family: "kvAppend",
+  describe: ({ rows, kvDim, maxSeqLen, pos }) => `${rows}x${kvDim} at ${pos} of ${maxSeqLen}`,
+  inputs({ rows, kvDim, maxSeqLen, pos }) {
+    const rng = new Rng(kvDim + pos);
+    return {
+      k: rng.uniformArray(rows * kvDim),
+      v: rng.uniformArray(rows * kvDim),
+      keys: rng.uniformArray(maxSeqLen * kvDim),
+      values: rng.uniformArray(maxSeqLen * kvDim),
+    };
+  },
+  reference({ rows, kvDim, maxSeqLen, pos }, { k, v, keys, values }) {
+    const kept = Math.min(rows, maxSeqLen - pos) * kvDim;
+    const out = new Float32Array(keys.length + values.length);
+    out.set(keys);
+    out.set(k.subarray(0, kept), pos * kvDim);
+    out.set(values, keys.length);
+    out.set(v.subarray(0, kept), keys.length + pos * kvDim);
+    return out;
+  },
+  conformance: [
+    { rows: 1, kvDim: 1, maxSeqLen: 1, pos: 0 },
+    { rows: 7, kvDim: 33, maxSeqLen: 40, pos: 3 },
+    { rows: 1, kvDim: 288, maxSeqLen: 16, pos: 15 },
+    { rows: 3, kvDim: 256, maxSeqLen: 64, pos: 62 }, // the last row falls past maxSeqLen
+  ],
+  bench: {
+    quick: [{ rows: 1, kvDim: 288, maxSeqLen: 256, pos: 255 }],
+    full: [{ rows: 1, kvDim: 256, maxSeqLen: 2048, pos: 2047 }],
+  },
+  bytes: ({ rows, kvDim }) => 4 * 4 * rows * kvDim, // k and v read, written into the caches
+  flops: () => 0,
+  tolerance: EXACT,
+  variants: [{
+    name: "default",
+    record: async (gpu, { rows, kvDim, maxSeqLen, pos }, { k, v, keys, values }, buffers) =>
+      (await kvAppendKernel(gpu, { rows, kvDim, maxSeqLen })).bind({
+        k: buffers.input(k),
+        v: buffers.input(v),
+        keyCache: buffers.output(keys.length, keys),
+        valueCache: buffers.output(values.length, values),
+        state: createState(gpu, { pos }),
+      }),
+  }],
+};
+
+/** Shape of the KV scatter: row `r`'s key and value to pool row `slots[r]`. */
+export interface KvScatterPairShape {
+  /** Each row's pool row. */
+  slots: number[];
+  /** Width of one key or value row. */
+  kvDim: number;
+  /** Rows of each pool. */
+  poolRows: number;
+}
+
+/** Writes `k, v (rows, kvDim)` into both pools at each row's slot; other rows untouched. */
+export const KV_SCATTER_PAIR: KernelPair<
+  KvScatterPairShape,
+  { k: Float32Array; v: Float32Array; keys: Float32Array; values: Float32Array }
+> = {
+  family: "kvScatter",
+  describe: ({ slots, kvDim, poolRows }) =>
+    `${slots.length}x${kvDim} to ${slots.join(",")} of ${poolRows}`,
+  inputs({ slots, kvDim, poolRows }) {
+    const rng = new Rng(kvDim + poolRows);
+    return {
+      k: rng.uniformArray(slots.length * kvDim),
+      v: rng.uniformArray(slots.length * kvDim),
+      keys: rng.uniformArray(poolRows * kvDim),
+      values: rng.uniformArray(poolRows * kvDim),
+    };
+  },
+  reference({ slots, kvDim }, { k, v, keys, values }) {
+    const out = new Float32Array(keys.length + values.length);
+    out.set(keys);
+    out.set(values, keys.length);
+    slots.forEach((slot, r) => {
+      out.set(k.subarray(r * kvDim, (r + 1) * kvDim), slot * kvDim);
+      out.set(v.subarray(r * kvDim, (r + 1) * kvDim), keys.length + slot * kvDim);
+    });
+    return out;
+  },
+  conformance: [
+    { slots: [0], kvDim: 1, poolRows: 1 },
+    { slots: [6, 2, 0, 4], kvDim: 33, poolRows: 8 },
+    { slots: [130, 17, 64], kvDim: 256, poolRows: 160 },
+  ],
+  bench: {
+    quick: [{ slots: [3, 0, 7, 5], kvDim: 288, poolRows: 8 }],
+    full: [{ slots: Array.from({ length: 16 }, (_, r) => 257 * r), kvDim: 512, poolRows: 4096 }],
+  },
+  bytes: ({ slots, kvDim }) => 4 * 4 * slots.length * kvDim,
+  flops: () => 0,
+  tolerance: EXACT,
+  variants: [{
+    name: "default",
+    record: async (gpu, { slots, kvDim }, { k, v, keys, values }, buffers) =>
+      (await kvScatterKernel(gpu, { rows: slots.length, kvDim })).bind({
+        k: buffers.input(k),
+        v: buffers.input(v),
+        keyPool: buffers.output(keys.length, keys),
+        valuePool: buffers.output(values.length, values),
+        rows: buffers.input(
+          batchRowWords(slots.map((slot) => ({ pos: 0, slot, table: 0, start: 0 }))),
+        ),
+      }),
+  }],
+};

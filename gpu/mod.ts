@@ -4,30 +4,14 @@
  * decoder step chains on the GPU; `Gpu` uploads and reads back `Float32Array`s. Every kernel's
  * `bind` returns the `Dispatch[]` to record.
  *
- * Each kernel and the reference it is checked against (same file name on both sides):
- *
- * | kernel (`gpu/`)                              | reference (`reference/`)            |
- * | -------------------------------------------- | ----------------------------------- |
- * | `matmulKernel`, `matmulDispatches` (matmul)  | `matmul`, `matvec` (matmul)         |
- * | `quantMatmulDispatches` (matmul_quant)       | `matvecQuantized` (quantize)        |
- * | `rmsNormKernel` (norm)                       | `rmsNorm` (norm)                    |
- * | `softmaxKernel` (softmax)                    | `softmax` (softmax)                 |
- * | `siluMulKernel` (swiglu)                     | `siluMul` (swiglu)                  |
- * | `addKernel` (add)                            | `add` (add)                         |
- * | `embeddingKernel`, `embeddingDispatches`     | `embedding` (embedding)             |
- * | `ropeKernel` (rope)                          | `ropeRows` (rope)                   |
- * | `batchRopeKernel` (rope)                     | `rope` per row (rope)               |
- * | `kvAppendKernel` (kv_cache; f32, f16, Q8_0)  | `KvCache.write` (kv_cache)          |
- * | `kvScatterKernel` (kv_cache)                 | `PagedKvCache.write` (paged_kv_cache) |
- * | `attentionKernel` (attention)                | `cachedAttention` (attention)       |
- * | `batchAttentionKernel` (batch_attention)     | `pagedAttention`, `slidingWindowAttention` |
- * | `argmaxKernel` (sampling)                    | `gumbelSample`, `argmax` (sampling) |
- * | `copyKernel` (copy)                          | none: the bandwidth roofline        |
- * | `advanceKernel` (advance)                    | none: decoder bookkeeping           |
- * | `finiteCheckKernel` (finite_check)           | none: generation's overflow guard   |
- *
- * The pairs themselves (inputs, shapes, bytes, tolerance, variants) are one registry,
- * `gpu/_pairs.ts`, which the kernel tests, `deno task conformance` and the benchmarks iterate.
+ * Every kernel is paired with its `reference/` oracle in one registry, {@linkcode KERNEL_PAIRS}
+ * (`pairs.ts`): each entry (a {@linkcode KernelPair}, defined in `pair.ts`) names the family, its
+ * reference function, seeded inputs, odd and real shapes, bytes, FLOPs, tolerance and variants.
+ * A simple kernel's entry ends its own file (`RMS_NORM_PAIR` in `norm.ts`); the matmul and
+ * attention families keep theirs in `matmul/pairs.ts` and `attention/pairs.ts`. The kernel tests,
+ * `deno task conformance` ({@linkcode runConformance}), the benchmarks and tuning iterate it.
+ * `copyKernel`, `advanceKernel` and `finiteCheckKernel` have no oracle beyond their own
+ * definition (a copy, decoder bookkeeping, an overflow guard).
  *
  * @example
  * ```ts ignore
@@ -46,23 +30,30 @@
 export * from "./add.ts";
 export * from "./advance.ts";
 export * from "./sampling.ts";
-export * from "./attention.ts";
-export * from "./attention_tiled.ts";
-export * from "./batch_attention.ts";
+export * from "./attention/attention.ts";
+export * from "./attention/tiled.ts";
+export * from "./attention/batch.ts";
 export * from "./batch_rows.ts";
 export * from "./copy.ts";
 export * from "./device.ts";
 export * from "./embedding.ts";
-export * from "./fused_weights.ts";
+export * from "./matmul/fused_weights.ts";
 export * from "./finite_check.ts";
 export * from "./kernel.ts";
 export * from "./kv_cache.ts";
-export * from "./matmul.ts";
-export * from "./matmul_quant.ts";
+export * from "./matmul/matmul.ts";
+export * from "./matmul/quant.ts";
 export * from "./norm.ts";
-export * from "./projection.ts";
+export * from "./matmul/projection.ts";
 export * from "./rope.ts";
 export * from "./softmax.ts";
 export * from "./state.ts";
 export * from "./swiglu.ts";
 export * from "./tuning.ts";
+export * from "./tune.ts";
+export * from "./timing.ts";
+export * from "./pair.ts";
+export * from "./pairs.ts";
+export * from "./conformance.ts";
+export * from "./matmul/pairs.ts";
+export * from "./attention/pairs.ts";

@@ -6,8 +6,11 @@
  */
 import type { Gpu } from "./device.ts";
 import { compileKernel, type Kernel } from "./kernel.ts";
-import { checkInteger } from "../reference/_checks.ts";
+import { checkInteger } from "../reference/checks.ts";
 import { DEFAULT_NORM_EPS } from "../reference/norm.ts";
+import { type KernelPair, TIGHT } from "./pair.ts";
+import { rmsNorm } from "../reference/norm.ts";
+import { Rng } from "../reference/random.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 64u; // a power of two: the reduction halves it
@@ -69,3 +72,40 @@ export function rmsNormKernel(
     rows,
   ]);
 }
+
+// ─── Registry entry: this kernel against its reference (collected in `pairs.ts`) ───
+
+/** RMSNorm of each row of `x (rows, dim)` with `weight (dim)`. */
+export const RMS_NORM_PAIR: KernelPair<
+  { rows: number; dim: number },
+  { x: Float32Array; weight: Float32Array }
+> = {
+  family: "rmsNorm",
+  describe: ({ rows, dim }) => `${rows}x${dim}`,
+  inputs({ rows, dim }) {
+    const rng = new Rng(dim + 7);
+    return { x: rng.uniformArray(rows * dim), weight: rng.uniformArray(dim) };
+  },
+  reference: (_, { x, weight }) => rmsNorm(x, weight),
+  conformance: [
+    { rows: 1, dim: 1 },
+    { rows: 3, dim: 7 },
+    { rows: 1, dim: 4099 },
+    { rows: 2, dim: 288 },
+    { rows: 7, dim: 768 },
+    { rows: 1, dim: 2048 },
+  ],
+  bench: { quick: [{ rows: 1, dim: 288 }], full: [{ rows: 1, dim: 2048 }] },
+  bytes: ({ rows, dim }) => 4 * (2 * rows * dim + dim),
+  flops: ({ rows, dim }) => 4 * rows * dim, // square-add, then scale and weight each element
+  tolerance: TIGHT,
+  variants: [{
+    name: "default",
+    record: async (gpu, shape, { x, weight }, buffers) =>
+      (await rmsNormKernel(gpu, shape)).bind({
+        x: buffers.input(x),
+        weight: buffers.input(weight),
+        out: buffers.output(x.length),
+      }),
+  }],
+};

@@ -15,10 +15,14 @@
 import type { Gpu } from "./device.ts";
 import { GpuError } from "./device.ts";
 import { compileKernel, type Kernel } from "./kernel.ts";
-import { checkInteger } from "../reference/_checks.ts";
+import { checkInteger } from "../reference/checks.ts";
 import { STATE } from "./state.ts";
 import { GUMBEL_WGSL } from "./_gumbel.ts";
 import { GUMBEL_TEMPERATURE_RANGE } from "../reference/sampling.ts";
+import { EXACT, type KernelPair } from "./pair.ts";
+import { STATE_WORDS, stateWords } from "./state.ts";
+import { Rng } from "../reference/random.ts";
+import { gumbelSample } from "../reference/sampling.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 256u; // a power of two: the reduction halves it
@@ -153,3 +157,70 @@ export function argmaxKernel(
     [1],
   );
 }
+
+// ─── Registry entry: this kernel against its reference (collected in `pairs.ts`) ───
+
+/** Shape of the token choice: `n` logits, greedy (temperature 0) or Gumbel-max sampling. */
+export interface ArgmaxPairShape {
+  /** Logits per call. */
+  n: number;
+  /** Put the maximum at three ids (the lowest must win). */
+  ties: boolean;
+  /** 0 is greedy; above 0 a Gumbel-max draw at that temperature. */
+  temperature: number;
+}
+
+const ARGMAX_SEED = 1234;
+/** Noise positions each sampling case draws at (greedy ignores the position). */
+const argmaxPositions = ({ temperature }: ArgmaxPairShape) => temperature > 0 ? [0, 1, 2, 77] : [0];
+
+/**
+ * The chosen token, written into the state buffer: each output is the whole state, so a kernel
+ * that wrote anything but `token` fails too.
+ */
+export const ARGMAX_PAIR: KernelPair<ArgmaxPairShape, { logits: Float32Array }> = {
+  family: "argmax",
+  kernel: ({ temperature }) => temperature > 0 ? "argmax gumbel" : "argmax",
+  describe: ({ n, ties, temperature }) =>
+    `${n}${ties ? " with ties" : ""}${temperature > 0 ? ` T=${temperature}` : ""}`,
+  inputs({ n, ties }) {
+    const logits = new Rng(n + 13).uniformArray(n);
+    if (ties) { for (const i of [n - 1, Math.floor(n / 2), Math.floor(n / 3) + 1]) logits[i] = 2; }
+    return { logits };
+  },
+  reference(shape, { logits }) {
+    const states = argmaxPositions(shape).map((next) =>
+      stateWords({ next, token: gumbelSample(logits, shape.temperature, ARGMAX_SEED, next) })
+    );
+    return Float32Array.from(states.flatMap((words) => [...words]));
+  },
+  conformance: [
+    { n: 1, ties: false, temperature: 0 },
+    { n: 7, ties: true, temperature: 0 },
+    { n: 4099, ties: true, temperature: 0 },
+    { n: 32000, ties: false, temperature: 0 },
+    { n: 512, ties: false, temperature: 0.8 },
+    { n: 32000, ties: false, temperature: 1 },
+  ],
+  bench: {
+    quick: [{ n: 512, ties: false, temperature: 0 }],
+    full: [{ n: 32000, ties: false, temperature: 0 }],
+  },
+  bytes: ({ n }) => 4 * (n + 1),
+  flops: ({ n }) => n,
+  tolerance: EXACT,
+  variants: [{
+    name: "default",
+    async record(gpu, shape, { logits }, buffers) {
+      const { n, temperature } = shape;
+      const kernel = await argmaxKernel(gpu, n, { temperature, seed: ARGMAX_SEED });
+      const logitsBuffer = buffers.input(logits);
+      return argmaxPositions(shape).flatMap((next) =>
+        kernel.bind({
+          logits: logitsBuffer,
+          state: buffers.output(STATE_WORDS, stateWords({ next }), "u32"),
+        })
+      );
+    },
+  }],
+};

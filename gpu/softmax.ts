@@ -8,7 +8,10 @@
  */
 import type { Gpu } from "./device.ts";
 import { compileKernel, type Kernel, WGSL_LOWEST } from "./kernel.ts";
-import { checkInteger } from "../reference/_checks.ts";
+import { checkInteger } from "../reference/checks.ts";
+import { type KernelPair, TIGHT } from "./pair.ts";
+import { Rng } from "../reference/random.ts";
+import { softmax } from "../reference/softmax.ts";
 
 const WGSL = /* wgsl */ `
 override WG: u32 = 64u; // a power of two: the reductions halve it
@@ -67,3 +70,26 @@ export function softmaxKernel(
   checkInteger(`${name}: n`, shape.n);
   return compileKernel(gpu, name, WGSL, { WG: 64, N: shape.n }, ["x", "out"], [shape.rows]);
 }
+
+// ─── Registry entry: this kernel against its reference (collected in `pairs.ts`) ───
+
+/** Softmax of each row of `x (rows, n)`; inputs in [-10, 10] so that rows are peaked. */
+export const SOFTMAX_PAIR: KernelPair<{ rows: number; n: number }, { x: Float32Array }> = {
+  family: "softmax",
+  describe: ({ rows, n }) => `${rows}x${n}`,
+  inputs: ({ rows, n }) => ({ x: new Rng(n + 3).uniformArray(rows * n).map((v) => v * 10) }),
+  reference: ({ n }, { x }) => softmax(x, n),
+  conformance: [{ rows: 1, n: 1 }, { rows: 3, n: 33 }, { rows: 1, n: 4099 }, { rows: 1, n: 32000 }],
+  bench: { quick: [{ rows: 1, n: 512 }], full: [{ rows: 1, n: 32000 }] },
+  bytes: ({ rows, n }) => 4 * 2 * rows * n,
+  flops: ({ rows, n }) => 5 * rows * n, // max, subtract, exp, sum, divide
+  tolerance: TIGHT,
+  variants: [{
+    name: "default",
+    record: async (gpu, shape, { x }, buffers) =>
+      (await softmaxKernel(gpu, shape)).bind({
+        x: buffers.input(x),
+        out: buffers.output(x.length),
+      }),
+  }],
+};

@@ -13,7 +13,7 @@
  * @module
  */
 import type { AdapterIdentity } from "./device.ts";
-import { PROJECTION_VARIANTS } from "./projection.ts";
+import { PROJECTION_VARIANTS } from "./matmul/projection.ts";
 
 /** A tuning file's contents. */
 export interface Tuning {

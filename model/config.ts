@@ -6,6 +6,11 @@
 import { DEFAULT_NORM_EPS } from "../reference/norm.ts";
 import { DEFAULT_ROPE_THETA, type RopeLayout } from "../reference/rope.ts";
 
+/** Id of the beginning-of-sequence token (llama2.c's and LLaMA's vocabularies). */
+export const BOS = 1;
+/** Id of the end-of-sequence token. */
+export const EOS = 2;
+
 /** The hyperparameters of a LLaMA decoder. */
 export interface LlamaConfig {
   /** Model width (features per token). */

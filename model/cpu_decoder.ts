@@ -7,7 +7,7 @@
  */
 import { headDim, type LlamaConfig } from "./config.ts";
 import { checkPosition, checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
-import { checkKvCacheFitsMemory, kvCacheBytes } from "./_memory.ts";
+import { checkKvCacheFitsMemory, kvCacheBytes } from "./memory.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
 import {
   checkKvFormat,

@@ -27,6 +27,11 @@ export interface Decoder {
   /** Processes `tokens` at positions `startPos...` and returns the logits after the last. */
   prefill(tokens: readonly number[], startPos?: number): Promise<Float32Array>;
   /**
+   * Optional: {@linkcode Decoder.forward} without a promise, where the backend computes on the
+   * calling thread (the CPU reference): what a benchmark times without the microtask.
+   */
+  forwardSync?(token: number, pos: number): Float32Array;
+  /**
    * Optional: greedy or Gumbel-max generation with each token chosen on the device and fed to
    * the next step without a read-back.
    */

@@ -6,9 +6,9 @@
  * @module
  */
 import type { Decoder } from "./decoder.ts";
-import { BOS } from "./tokenizer.ts";
+import { BOS } from "./config.ts";
 import { gumbelSample, Sampler } from "../reference/sampling.ts";
-import { checkFiniteLogits } from "./_logits.ts";
+import { checkFiniteLogits } from "./logits.ts";
 
 /** Tokens per GPU submit when generation is streamed to an `onToken` listener. */
 export const STREAM_EVERY = 16;

@@ -14,22 +14,22 @@
  *
  * @module
  */
-export * from "./checkpoint.ts";
+export * from "./formats/llama2c.ts";
 export * from "./config.ts";
 export * from "./cpu_decoder.ts";
 export * from "./decoder.ts";
 export * from "./generate.ts";
-export * from "./gpu_decoder.ts";
-export * from "./tokenizer.ts";
+export * from "./webgpu/decoder.ts";
+export * from "./formats/tokenizer.ts";
 export * from "./weights.ts";
 export * from "./cost.ts";
-export * from "./tune.ts";
-export * from "./kv_store.ts";
-export * from "./batch_decoder.ts";
-export * from "./cpu_batch_decoder.ts";
-export * from "./gpu_batch_decoder.ts";
-export * from "./generate_batch.ts";
-export * from "./gguf.ts";
-export * from "./gguf_model.ts";
+export * from "../gpu/tune.ts";
+export * from "./batch/kv_store.ts";
+export * from "./batch/batch_decoder.ts";
+export * from "./batch/cpu_batch_decoder.ts";
+export * from "./webgpu/batch_decoder.ts";
+export * from "./batch/generate_batch.ts";
+export * from "./formats/gguf.ts";
+export * from "./formats/gguf_llama.ts";
 export * from "./accuracy.ts";
 export * from "./precision.ts";

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkLength } from "./_checks.ts";
+import { checkLength } from "./checks.ts";
 
 /**
  * `x + delta`, elementwise; returns a new array (the `gpu/add.ts` kernel adds in place).

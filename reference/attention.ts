@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { checkHeads, checkInteger, checkLength, checkMinLength } from "./_checks.ts";
+import { checkHeads, checkInteger, checkLength, checkMinLength } from "./checks.ts";
 import { softmax } from "./softmax.ts";
 
 /** Head layout of an attention layer. */

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkLength } from "./_checks.ts";
+import { checkLength } from "./checks.ts";
 
 /** How far `actual` is from `expected`. */
 export interface ErrorStats {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkInteger } from "./_checks.ts";
+import { checkInteger } from "./checks.ts";
 
 /**
  * Rows of `table: (vocabSize, dim)` for each token id, as `(tokens.length, dim)`.

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkInteger, checkLength } from "./_checks.ts";
+import { checkInteger, checkLength } from "./checks.ts";
 import { bytesPerValue, dequantize, QUANT_BLOCK, quantize } from "./quantize.ts";
 
 /** How a KV cache stores keys and values: float32, f16, or Q8_0 blocks along each position. */

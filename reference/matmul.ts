@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkInteger, checkLength } from "./_checks.ts";
+import { checkInteger, checkLength } from "./checks.ts";
 
 /**
  * `out = W · x`, with `w: (outDim, inDim)` row-major and `x: (inDim)`; returns `(outDim)`.

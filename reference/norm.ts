@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkInteger, checkLength } from "./_checks.ts";
+import { checkInteger, checkLength } from "./checks.ts";
 
 /** Default epsilon, as in llama2.c. */
 export const DEFAULT_NORM_EPS = 1e-5;

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { checkInteger, checkLength } from "./_checks.ts";
+import { checkInteger, checkLength } from "./checks.ts";
 import { F16_MAX, f32ToF16Bits, fromF16 } from "./f16.ts";
 
 /** How a tensor's values are stored. */

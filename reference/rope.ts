@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { checkInteger } from "./_checks.ts";
+import { checkInteger } from "./checks.ts";
 
 /** Default RoPE base, as in LLaMA 1/2. */
 export const DEFAULT_ROPE_THETA = 10000;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { checkHeads, checkInteger, checkLength } from "./_checks.ts";
+import { checkHeads, checkInteger, checkLength } from "./checks.ts";
 import { type AttentionShape, decodeAttention, windowStart } from "./attention.ts";
 import { kvCacheBytesPerToken } from "./kv_cache.ts";
 

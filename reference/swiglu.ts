@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkInteger, checkLength } from "./_checks.ts";
+import { checkInteger, checkLength } from "./checks.ts";
 import { matvec } from "./matmul.ts";
 
 /**

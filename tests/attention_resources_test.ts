@@ -1,7 +1,7 @@
 // The attention kernel's resources: workgroup memory within WebGPU's guaranteed minimum, and
 // the split pass's partial-results buffer freed by destroy().
 import { expect } from "expect";
-import { attentionKernel, type AttentionKernelShape } from "../gpu/attention.ts";
+import { attentionKernel, type AttentionKernelShape } from "../gpu/attention/attention.ts";
 import { Gpu } from "../gpu/device.ts";
 import { GL_WORKGROUP_ELEMENT_BUDGET } from "../gpu/_backend.ts";
 import { createState } from "../gpu/state.ts";

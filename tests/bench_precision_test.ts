@@ -1,5 +1,6 @@
 import { expect } from "expect";
-import { precisionChart, precisionMarkdown, runPrecisionAxis } from "../bench/precision.ts";
+import { runPrecisionAxis } from "../bench/precision.ts";
+import { precisionChart, precisionMarkdown } from "../bench/report/precision.ts";
 import { makeConfig } from "../model/mod.ts";
 
 Deno.test("the precision axis measures every weight x KV pair with bytes and accuracy columns", async () => {

@@ -1,12 +1,6 @@
 import { expect } from "expect";
-import {
-  invertSpread,
-  isNoisy,
-  overlaps,
-  ratioOfMedians,
-  roundRobin,
-  summarize,
-} from "../bench/stats.ts";
+import { invertSpread, isNoisy, overlaps, ratioOfMedians, roundRobin } from "../bench/stats.ts";
+import { summarize } from "../gpu/timing.ts";
 import { lastLevelCache, parseCacheSize } from "../bench/machine.ts";
 import { parsePeers } from "../bench/main.ts";
 import type { DecoderCell } from "../bench/matrix.ts";
@@ -16,8 +10,8 @@ import {
   formatSpread,
   parseResults,
   RESULTS_SCHEMA,
-} from "../bench/report.ts";
-import { lineChart } from "../bench/svg.ts";
+} from "../bench/report/report.ts";
+import { lineChart } from "../bench/report/svg.ts";
 
 Deno.test("summarize: median, quartiles by linear interpolation, min and max", () => {
   expect(summarize([5])).toEqual({ median: 5, min: 5, max: 5, q1: 5, q3: 5, n: 1 });

@@ -1,7 +1,7 @@
 import { expect } from "expect";
 import { BENCH_HELP, benchMain, parseContexts } from "../bench/main.ts";
 import { runLlama2c, syntheticTokenizer } from "../bench/llama2c.ts";
-import { type BenchResults, RESULTS_SCHEMA } from "../bench/report.ts";
+import { type BenchResults, RESULTS_SCHEMA } from "../bench/report/report.ts";
 import { attentionName, checkPositions, kvHeadVariants, runMatrix } from "../bench/matrix.ts";
 import { makeConfig, parseCheckpoint, preset, Tokenizer } from "../model/mod.ts";
 import { ignoreGpuTests } from "./_gpu.ts";

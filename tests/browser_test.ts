@@ -11,14 +11,14 @@ import {
   type KernelBenchReport,
   pageBenchResults,
 } from "../browser/tasks.ts";
-import { conformanceCases } from "../gpu/_conformance.ts";
+import { conformanceCases } from "../gpu/conformance.ts";
 import { benchMain } from "../bench/main.ts";
 import { makeConfig } from "../model/config.ts";
 import type { KernelResult } from "../bench/measure.ts";
 import type { Roofline } from "../bench/probes.ts";
-import { summarize } from "../bench/stats.ts";
+import { summarize } from "../gpu/timing.ts";
 import { requireWebGpu } from "./_gpu.ts";
-import { ignoreModelTests, LILY } from "./_models.ts";
+import { LILY } from "./_models.ts";
 
 const browser = findBrowser();
 const ignoreBrowserTests = !browser && !requireWebGpu;
@@ -57,7 +57,7 @@ Deno.test({
 
 Deno.test({
   name: "browser decode: the page's greedy stories260K story is the CPU reference's",
-  ignore: ignoreBrowserTests || ignoreModelTests,
+  ignore: ignoreBrowserTests,
   async fn() {
     const { code, out } = await cli("decode", "--steps", "40");
     expect(out).toContain(LILY);
@@ -68,7 +68,7 @@ Deno.test({
 
 Deno.test({
   name: "browser errors: a bad model fails in the page, a timeout stops the run; both exit 1",
-  ignore: ignoreBrowserTests || ignoreModelTests,
+  ignore: ignoreBrowserTests,
   async fn() {
     const dir = await Deno.makeTempDir();
     try {

@@ -1,5 +1,5 @@
 import { expect } from "expect";
-import { GENERATE_HELP, generateMain } from "../model/cli.ts";
+import { GENERATE_HELP, generateMain } from "../cli/generate.ts";
 import {
   CpuDecoder,
   makeConfig,
@@ -7,9 +7,9 @@ import {
   randomWeights,
   serializeCheckpoint,
 } from "../model/mod.ts";
-import { checkWeightsFitMemory } from "../model/_memory.ts";
+import { checkWeightsFitMemory } from "../model/memory.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
-import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 async function cli(...args: string[]) {
   let stdout = "";
@@ -136,7 +136,6 @@ Deno.test("--json with --tokens on a preset gives ids and speeds; --logits adds 
 
 Deno.test({
   name: "a huge prompt is refused from its length, before encoding",
-  ignore: ignoreModelTests,
   fn: async () => {
     // 10 million characters: encoding them would take half a minute; the bound takes a moment
     const { code, stderr } = await cli(
@@ -212,7 +211,7 @@ for (const backend of ["cpu", "webgpu"]) {
 for (const backend of ["cpu", "webgpu"]) {
   Deno.test({
     name: `generate tells the Lily story from stories260K on ${backend}`,
-    ignore: ignoreModelTests || (backend === "webgpu" && ignoreGpuTests),
+    ignore: backend === "webgpu" && ignoreGpuTests,
     sanitizeResources: false,
     sanitizeOps: false,
     fn: async () => {
@@ -275,7 +274,7 @@ Deno.test("checkWeightsFitMemory refuses weights larger than the machine and acc
 for (const backend of ["cpu", "webgpu"] as const) {
   Deno.test({
     name: `generate with two prompts on ${backend} batches them and tells each prompt's story`,
-    ignore: ignoreModelTests || (backend === "webgpu" && ignoreGpuTests),
+    ignore: backend === "webgpu" && ignoreGpuTests,
     sanitizeResources: false,
     fn: async () => {
       const prompts = ["Once upon a time", "The cat"];

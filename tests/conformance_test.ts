@@ -2,11 +2,11 @@
 // pick up a new registry entry with no other edit.
 import { expect } from "expect";
 import { compileElementwise, elementwiseWgsl } from "../gpu/kernel.ts";
-import { type KernelPair, TIGHT } from "../gpu/_pair.ts";
-import { conformanceCases, judgeCase, pairCases } from "../gpu/_conformance.ts";
-import { KERNEL_PAIRS } from "../gpu/_pairs.ts";
-import { conformanceMain } from "../gpu/conformance_cli.ts";
-import { benchKernels } from "../bench/_kernels.ts";
+import { type KernelPair, TIGHT } from "../gpu/pair.ts";
+import { conformanceCases, judgeCase, pairCases } from "../gpu/conformance.ts";
+import { KERNEL_PAIRS } from "../gpu/pairs.ts";
+import { conformanceMain } from "../cli/conformance.ts";
+import { benchKernels } from "../bench/kernel_table.ts";
 import { add } from "../reference/add.ts";
 import { Rng } from "../reference/random.ts";
 import { gpuTest } from "./_gpu.ts";

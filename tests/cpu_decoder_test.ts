@@ -11,7 +11,7 @@ import {
   readTokenizer,
 } from "../model/mod.ts";
 import { compare } from "../reference/mod.ts";
-import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 const variants = [
   { name: "MHA", nKvHeads: 4 },
@@ -143,7 +143,6 @@ Deno.test("seeded generation repeats exactly and differs across seeds", async ()
 
 Deno.test({
   name: "stories260K on the CPU reference: greedy 'Once upon a time' tells the Lily story",
-  ignore: ignoreModelTests,
   fn: async () => {
     const { config, weights } = await readCheckpoint(MODEL_PATH);
     const tokenizer = await readTokenizer(TOKENIZER_PATH, config.vocabSize);

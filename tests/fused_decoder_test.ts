@@ -3,7 +3,7 @@ import { tinyConfig } from "./_config.ts";
 import { CpuDecoder, GpuDecoder, type LlamaConfig, randomWeights } from "../model/mod.ts";
 import { headDim } from "../model/config.ts";
 import { attentionKey, projectionKey, type Tuning } from "../gpu/tuning.ts";
-import { projectionVariant } from "../gpu/projection.ts";
+import { projectionVariant } from "../gpu/matmul/projection.ts";
 import { compare } from "../reference/mod.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { gpuTest } from "./_gpu.ts";

@@ -1,8 +1,8 @@
 import { expect } from "expect";
-import { generateMain } from "../model/cli.ts";
-import { CONVERT_HELP, convertMain } from "../model/convert_cli.ts";
+import { generateMain } from "../cli/generate.ts";
+import { CONVERT_HELP, convertMain } from "../cli/convert.ts";
 import { parseGgufModel } from "../model/mod.ts";
-import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 async function generate(...args: string[]) {
   let stdout = "";
@@ -20,7 +20,6 @@ async function convert(...args: string[]) {
 Deno.test({
   name:
     "convert writes stories260K as GGUF; generate --model x.gguf tells the same story from its vocabulary",
-  ignore: ignoreModelTests,
   async fn() {
     const dir = await Deno.makeTempDir();
     try {

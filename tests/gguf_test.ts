@@ -12,7 +12,7 @@ import {
   serializeGguf,
 } from "../model/mod.ts";
 import { dequantize, quantize, Rng, TENSOR_FORMATS } from "../reference/mod.ts";
-import { ignoreModelTests, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 /** A GGUF file assembled byte by byte from the specification, independently of the writer. */
 function handMadeGguf(): Uint8Array {
@@ -106,7 +106,6 @@ Deno.test("GGUF: a block format falls back to f16 for rows not a multiple of 32 
 
 Deno.test({
   name: "GGUF: stories260K with tok512 converts; the vocabulary and the greedy story survive",
-  ignore: ignoreModelTests,
   async fn() {
     const { config, weights } = await readCheckpoint(MODEL_PATH);
     const tokenizer = await readTokenizer(TOKENIZER_PATH, config.vocabSize);

@@ -3,16 +3,16 @@
 // takes superlinear time in them (llvmpipe: 256 elements 0.5 s, 1024 3-6 s, 4096 58 s per
 // pipeline), so the kernels with workgroup arrays keep them small.
 import { expect } from "expect";
-import { attentionKernel } from "../gpu/attention.ts";
-import { tiledAttentionKernel } from "../gpu/attention_tiled.ts";
+import { attentionKernel } from "../gpu/attention/attention.ts";
+import { tiledAttentionKernel } from "../gpu/attention/tiled.ts";
 import { GL_WORKGROUP_ELEMENT_BUDGET } from "../gpu/_backend.ts";
-import { conformanceCases, judgeCase } from "../gpu/_conformance.ts";
+import { conformanceCases, judgeCase } from "../gpu/conformance.ts";
 import { Gpu } from "../gpu/device.ts";
-import { batchAttentionKernel } from "../gpu/batch_attention.ts";
+import { batchAttentionKernel } from "../gpu/attention/batch.ts";
 import { rmsNormKernel } from "../gpu/norm.ts";
 import { argmaxKernel } from "../gpu/sampling.ts";
 import { softmaxKernel } from "../gpu/softmax.ts";
-import { projectionKernel, projectionVariant } from "../gpu/projection.ts";
+import { projectionKernel, projectionVariant } from "../gpu/matmul/projection.ts";
 import { gpuTest } from "./_gpu.ts";
 import { captureWgsl, workgroupElements } from "./_wgsl.ts";
 

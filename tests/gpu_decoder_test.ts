@@ -12,7 +12,7 @@ import {
 } from "../model/mod.ts";
 import { argmax, compare, gumbelSample } from "../reference/mod.ts";
 import { gpuTest } from "./_gpu.ts";
-import { ignoreModelTests, LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { LILY, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 const TOKENS = [1, 17, 4, 99, 250, 3, 3, 61, 128, 7, 255, 42];
 
@@ -239,7 +239,7 @@ gpuTest(
 
 Deno.test({
   name: "stories260K on WebGPU: greedy tells the Lily story and matches the CPU for 200 tokens",
-  ignore: ignoreModelTests || (await import("./_gpu.ts")).ignoreGpuTests,
+  ignore: (await import("./_gpu.ts")).ignoreGpuTests,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

@@ -1,7 +1,7 @@
 import { expect } from "expect";
 import { GpuError, NO_ADAPTER_HELP, requestGpu } from "../gpu/device.ts";
 import { addKernel } from "../gpu/add.ts";
-import { matvecKernel } from "../gpu/matmul.ts";
+import { matvecKernel } from "../gpu/matmul/matmul.ts";
 import { gpuTest } from "./_gpu.ts";
 
 Deno.test("requestGpu without an adapter says so and how to get one", async () => {

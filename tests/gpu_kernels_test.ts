@@ -1,5 +1,5 @@
 import { expect } from "expect";
-import { conformanceCases, judgeCase } from "../gpu/_conformance.ts";
+import { conformanceCases, judgeCase } from "../gpu/conformance.ts";
 import { gpuTest } from "./_gpu.ts";
 
 // Each kernel, at every shape of the conformance suite, against its reference: NMSE and max

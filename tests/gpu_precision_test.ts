@@ -1,6 +1,6 @@
 import { expect } from "expect";
 import { CpuDecoder, GpuDecoder, makeConfig, randomWeights, storeWeights } from "../model/mod.ts";
-import { attentionKernel } from "../gpu/attention.ts";
+import { attentionKernel } from "../gpu/attention/attention.ts";
 import { kvAppendKernel, kvCacheWords, packKvCache } from "../gpu/kv_cache.ts";
 import { stateWords } from "../gpu/state.ts";
 import { cachedAttention, compare, KvCache, Rng } from "../reference/mod.ts";

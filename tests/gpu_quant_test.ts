@@ -1,9 +1,9 @@
 import { expect } from "expect";
-import { packMatrix, quantMatmulDispatches, uploadPacked } from "../gpu/matmul_quant.ts";
+import { packMatrix, quantMatmulDispatches, uploadPacked } from "../gpu/matmul/quant.ts";
 import { gpuTest } from "./_gpu.ts";
 
 // Each format's conformance against matvecQuantized runs from the registry
-// (gpu/_quant_pairs.ts, tests/gpu_kernels_test.ts); here, what the registry cannot express.
+// (gpu/matmul/pairs.ts, gpu/attention/pairs.ts, tests/gpu_kernels_test.ts); here, what the registry cannot express.
 
 gpuTest("packMatrix rejects sizes that do not match, naming the matrix", async (gpu) => {
   expect(() => packMatrix(new Uint8Array(33), "q8_0", 1, 32)).toThrow(

@@ -1,5 +1,5 @@
 import { expect } from "expect";
-import { generateMain } from "../model/cli.ts";
+import { generateMain } from "../cli/generate.ts";
 import {
   CpuDecoder,
   dequantizeWeights,

@@ -1,6 +1,6 @@
 import { expect } from "expect";
 import { BOS, EOS, readTokenizer, Tokenizer } from "../model/mod.ts";
-import { ignoreModelTests, LILY, TOKENIZER_PATH } from "./_models.ts";
+import { LILY, TOKENIZER_PATH } from "./_models.ts";
 
 // A toy vocabulary with byte fallback: <0x00>..<0xFF> at ids 3..258, as in Llama's.
 function toyTokenizer(): Tokenizer {
@@ -151,7 +151,6 @@ Deno.test("encode builds keys of 128 KiB pieces without spreading them into argu
 
 Deno.test({
   name: "tok512.bin encodes 'Once upon a time' as llama2.c does and round-trips text",
-  ignore: ignoreModelTests,
   fn: async () => {
     const t = await readTokenizer(TOKENIZER_PATH, 512);
     expect(t.encode("Once upon a time")).toEqual([1, 403, 407, 261, 378]);

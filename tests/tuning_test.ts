@@ -8,7 +8,7 @@ import {
   TuningTable,
 } from "../gpu/tuning.ts";
 import { makeConfig } from "../model/config.ts";
-import { tune } from "../model/tune.ts";
+import { tune } from "../gpu/tune.ts";
 import { gpuTest } from "./_gpu.ts";
 
 const lavapipe = {

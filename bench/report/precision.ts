@@ -1,0 +1,112 @@
+/**
+ * The precision axis in the report: the table (one row per shape, backend and precision pair)
+ * and the speed-against-accuracy chart.
+ *
+ * @module
+ */
+import type { PrecisionCell } from "../precision.ts";
+import { KV_FORMATS, type KvFormat } from "../../reference/kv_cache.ts";
+import { TENSOR_FORMATS, type TensorFormat } from "../../reference/quantize.ts";
+
+const fmt = (n: number | undefined, digits = 2) => n === undefined ? "" : n.toFixed(digits);
+const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 3 : 1);
+
+/**
+ * The precision table as Markdown: one row per shape, backend and precision pair.
+ *
+ * @example
+ * ```ts ignore
+ * await Deno.writeTextFile("precision.md", precisionMarkdown(cells));
+ * ```
+ */
+export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
+  const lines = [
+    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 | bytes ratio | weights MiB | KV KiB/position | logit NMSE | top-1 | perplexity ratio |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const c of cells) {
+    const time = c.msPerToken === undefined
+      ? `not run: ${c.skipped}`
+      : `${fmt(c.msPerToken)} (${fmt(c.spread![0])}–${fmt(c.spread![1])})`;
+    lines.push(
+      `| ${c.shape} | ${c.backend} | ${c.weights} | ${c.kv} | ${time} | ${
+        c.speedup ? `${fmt(c.speedup)}x` : ""
+      } | ${fmt(c.bytesRatio)}x | ${mib(c.weightBytes)} | ${
+        fmt(c.kvBytesPerPosition / 1024, 1)
+      } | ${c.nmse === 0 ? "0" : c.nmse.toExponential(1)} | ${fmt(c.top1, 3)} | ${
+        fmt(c.perplexityRatio, 4)
+      } |`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Speed against accuracy, one point per precision pair: x the logit NMSE against f32 (log
+ * scale; f32/f32 at the left edge), y the speedup against f32; one panel per shape and
+ * backend.
+ *
+ * @example
+ * ```ts ignore
+ * await Deno.writeTextFile("precision.svg", precisionChart(cells));
+ * ```
+ */
+export function precisionChart(cells: readonly PrecisionCell[]): string {
+  const panels = [...new Set(cells.map((c) => `${c.shape} · ${c.backend}`))];
+  const [w, h, pad] = [360, 240, 48];
+  const width = Math.max(1, panels.length) * w;
+  const colors: Record<TensorFormat, string> = {
+    f32: "#444444",
+    f16: "#1f77b4",
+    q8_0: "#2ca02c",
+    q4_0: "#d62728",
+  };
+  const shapesOf: Record<KvFormat, (x: number, y: number, color: string) => string> = {
+    f32: (x, y, c) => `<circle cx="${x}" cy="${y}" r="5" fill="${c}"/>`,
+    f16: (x, y, c) => `<rect x="${x - 4.5}" y="${y - 4.5}" width="9" height="9" fill="${c}"/>`,
+    q8_0: (x, y, c) =>
+      `<path d="M${x} ${y - 6}L${x + 6} ${y + 5}L${x - 6} ${y + 5}Z" fill="${c}"/>`,
+  };
+  const nmses = cells.filter((c) => c.nmse > 0).map((c) => Math.log10(c.nmse));
+  const [lo, hi] = [Math.floor(Math.min(-8, ...nmses)) - 1, Math.ceil(Math.max(-1, ...nmses))];
+  const parts: string[] = [];
+  panels.forEach((panel, p) => {
+    const ox = p * w;
+    const mine = cells.filter((c) => `${c.shape} · ${c.backend}` === panel && c.speedup);
+    const maxSpeedup = Math.max(1.5, ...mine.map((c) => c.speedup!)) * 1.1;
+    const x = (c: PrecisionCell) =>
+      ox + pad + ((c.nmse > 0 ? Math.log10(c.nmse) : lo) - lo) / (hi - lo) * (w - 2 * pad);
+    const y = (s: number) => h - pad - s / maxSpeedup * (h - 2 * pad);
+    parts.push(
+      `<text x="${ox + w / 2}" y="18" text-anchor="middle" font-weight="bold">${panel}</text>`,
+      `<line x1="${ox + pad}" y1="${h - pad}" x2="${ox + w - pad}" y2="${h - pad}" stroke="#888"/>`,
+      `<line x1="${ox + pad}" y1="${pad}" x2="${ox + pad}" y2="${h - pad}" stroke="#888"/>`,
+      `<line x1="${ox + pad}" y1="${y(1)}" x2="${ox + w - pad}" y2="${
+        y(1)
+      }" stroke="#ccc" stroke-dasharray="4 3"/>`,
+      `<text x="${ox + pad - 4}" y="${y(1) + 4}" text-anchor="end">1x</text>`,
+      `<text x="${ox + pad - 4}" y="${pad + 4}" text-anchor="end">${fmt(maxSpeedup, 1)}x</text>`,
+      `<text x="${ox + pad}" y="${h - pad + 16}">${lo === Math.floor(lo) ? "f32" : ""}</text>`,
+      `<text x="${ox + w - pad}" y="${h - pad + 16}" text-anchor="end">1e${hi}</text>`,
+      `<text x="${ox + w / 2}" y="${h - 8}" text-anchor="middle">logit NMSE vs f32 (log)</text>`,
+    );
+    for (const c of mine) parts.push(shapesOf[c.kv](x(c), y(c.speedup!), colors[c.weights]));
+  });
+  const legend = [
+    ...TENSOR_FORMATS.map((f, i) =>
+      `<circle cx="${20 + i * 90}" cy="${h + 14}" r="5" fill="${colors[f]}"/><text x="${
+        30 + i * 90
+      }" y="${h + 18}">weights ${f}</text>`
+    ),
+    ...KV_FORMATS.map((f, i) =>
+      `${shapesOf[f](400 + i * 90, h + 14, "#888")}<text x="${410 + i * 90}" y="${
+        h + 18
+      }">KV ${f}</text>`
+    ),
+  ];
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
+    h + 30
+  }" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>${
+    parts.join("")
+  }${legend.join("")}</svg>\n`;
+}

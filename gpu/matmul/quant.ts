@@ -1,0 +1,287 @@
+/**
+ * Matrix–vector and matrix–matrix products over low-precision weights: `out[t] = W · x[t]` with
+ * `W (outDim, inDim)` stored as f16, Q8_0 or Q4_0, `x` and `out` f32. Each weight is
+ * dequantized in registers and accumulated in f32, so the kernel reads 2, 1.0625 or 0.5625
+ * bytes per weight instead of 4.
+ *
+ * GPU layouts (what {@linkcode packMatrix} builds from GGUF's bytes):
+ * - `f16`: rows of halves, two per `u32` (low half first), each row padded to an even count;
+ *   read through `unpack2x16float` on every adapter, or as `f16` where the device has
+ *   `shader-f16`;
+ * - `q8_0`, `q4_0`: the blocks' quants, contiguous (8 or 4 words per 32 values, in GGUF's byte
+ *   order: for Q4_0 a word's low nibbles are values 4k..4k+3 of the block, its high nibbles
+ *   values 16+4k..), and the blocks' f16 scales apart, two per `u32`. Moving the 2-byte scales
+ *   out keeps every quant word 4-byte aligned (GGUF's 34- and 18-byte blocks are not).
+ *
+ * @module
+ */
+import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../device.ts";
+import { QUANT_BLOCK } from "../../reference/quantize.ts";
+
+/** Weight formats these kernels read (f32 weights use `matmul.ts`). */
+export type GpuWeightFormat = "f16" | "q8_0" | "q4_0";
+
+/** A weight matrix in a {@linkcode GpuWeightFormat}'s GPU layout, on the CPU. */
+export interface PackedMatrix {
+  /** Storage format. */
+  format: GpuWeightFormat;
+  /** Rows. */
+  outDim: number;
+  /** Columns. */
+  inDim: number;
+  /** Halves (f16) or quants (q8_0, q4_0), as words. */
+  weights: Uint32Array;
+  /** Block scales as f16 pairs (q8_0, q4_0); empty for f16. */
+  scales: Uint32Array;
+}
+
+/**
+ * Rearranges a matrix stored in GGUF's bytes for `format` (see `reference/quantize.ts`) into the
+ * GPU layout. Throws, naming the field, on a size mismatch or, for Q8_0/Q4_0, an `inDim` that
+ * is not a multiple of 32.
+ *
+ * @example
+ * ```ts
+ * import { quantize } from "../../reference/quantize.ts";
+ * import { packMatrix } from "./quant.ts";
+ * const packed = packMatrix(quantize(new Float32Array(64).fill(1), "q4_0"), "q4_0", 2, 32);
+ * if (packed.weights.length !== 8 || packed.scales.length !== 1) throw new Error("wrong");
+ * ```
+ */
+export function packMatrix(
+  bytes: Uint8Array,
+  format: GpuWeightFormat,
+  outDim: number,
+  inDim: number,
+): PackedMatrix {
+  const what = `pack ${format} ${outDim}x${inDim}`;
+  if (!Number.isInteger(outDim) || outDim < 1 || !Number.isInteger(inDim) || inDim < 1) {
+    throw new GpuError(what, `expected positive integer dimensions`);
+  }
+  if (format === "f16") {
+    expectBytes(what, bytes, outDim * inDim * 2);
+    const halves = new Uint16Array(bytes.slice().buffer);
+    const rowWords = Math.ceil(inDim / 2);
+    const out = new Uint16Array(outDim * rowWords * 2);
+    for (let r = 0; r < outDim; r++) {
+      out.set(halves.subarray(r * inDim, (r + 1) * inDim), r * rowWords * 2);
+    }
+    return {
+      format,
+      outDim,
+      inDim,
+      weights: new Uint32Array(out.buffer),
+      scales: new Uint32Array(0),
+    };
+  }
+  if (format !== "q8_0" && format !== "q4_0") {
+    throw new GpuError(what, `format: expected f16, q8_0 or q4_0, got "${format}"`);
+  }
+  if (inDim % QUANT_BLOCK !== 0) {
+    throw new GpuError(what, `inDim: expected a multiple of ${QUANT_BLOCK}, got ${inDim}`);
+  }
+  const blocks = outDim * inDim / QUANT_BLOCK;
+  const quantBytes = format === "q8_0" ? 32 : 16;
+  const blockBytes = quantBytes + 2;
+  expectBytes(what, bytes, blocks * blockBytes);
+  const quants = new Uint8Array(blocks * quantBytes);
+  const scales = new Uint16Array(blocks + (blocks % 2));
+  for (let b = 0; b < blocks; b++) {
+    const at = b * blockBytes;
+    scales[b] = bytes[at] | (bytes[at + 1] << 8);
+    quants.set(bytes.subarray(at + 2, at + blockBytes), b * quantBytes);
+  }
+  return {
+    format,
+    outDim,
+    inDim,
+    weights: new Uint32Array(quants.buffer),
+    scales: new Uint32Array(scales.buffer),
+  };
+}
+
+function expectBytes(what: string, bytes: Uint8Array, expected: number): void {
+  if (bytes.byteLength !== expected) {
+    throw new GpuError(what, `expected ${expected} bytes, got ${bytes.byteLength}`);
+  }
+}
+
+/** Options of {@linkcode quantMatmulDispatches}. */
+export interface QuantMatmulOptions {
+  /** Read f16 weights as `f16` (needs the device's `shader-f16`); default `unpack2x16float`. */
+  shaderF16?: boolean;
+  /** Invocations per workgroup, 64 by default. */
+  workgroupSize?: number;
+}
+
+/** The WGSL of one format's kernel: one invocation per (output row, token). */
+function quantWgsl(format: GpuWeightFormat, inDim: number, shaderF16: boolean): string {
+  const header = /* wgsl */ `
+override WG: u32 = 64u;
+override OUT_DIM: u32;
+override IN_DIM: u32;
+override X_OFFSET: u32 = 0u;
+override ROWS: u32 = 1u;
+@group(0) @binding(0) var<storage, read> w: array<${shaderF16 ? "f16" : "u32"}>;
+${
+    format === "f16"
+      ? "" // no scales: x and out move up one binding
+      : "@group(0) @binding(3) var<storage, read> scales: array<u32>;"
+  }
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+`;
+  const main = (body: string) => /* wgsl */ `
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let r = gid.x;
+  let t = gid.y;
+  if (r >= OUT_DIM || t >= ROWS) { return; }
+  let xBase = X_OFFSET + t * IN_DIM;
+  var acc = 0.0;
+${body}
+  out[t * OUT_DIM + r] = acc;
+}`;
+  const xv = (i: string) => `vec4<f32>(x[${i}], x[${i} + 1u], x[${i} + 2u], x[${i} + 3u])`;
+  const scale = /* wgsl */ `
+fn scale(b: u32) -> f32 {
+  let pair = unpack2x16float(scales[b / 2u]);
+  return select(pair.x, pair.y, (b & 1u) == 1u);
+}`;
+  if (format === "f16" && shaderF16) {
+    return "enable f16;\n" + header + main(/* wgsl */ `
+  let rowStart = r * ((IN_DIM + 1u) / 2u) * 2u;
+  for (var c = 0u; c < IN_DIM; c++) {
+    acc += f32(w[rowStart + c]) * x[xBase + c];
+  }`);
+  }
+  if (format === "f16") {
+    const tail = inDim % 2 === 1
+      ? "  acc += unpack2x16float(w[rowStart + IN_DIM / 2u]).x * x[xBase + IN_DIM - 1u];"
+      : "";
+    return header + main(/* wgsl */ `
+  let rowStart = r * ((IN_DIM + 1u) / 2u);
+  for (var c = 0u; c < IN_DIM / 2u; c++) {
+    let pair = unpack2x16float(w[rowStart + c]);
+    acc += pair.x * x[xBase + 2u * c] + pair.y * x[xBase + 2u * c + 1u];
+  }
+${tail}`);
+  }
+  if (format === "q8_0") {
+    return header + scale + main(/* wgsl */ `
+  let blocks = IN_DIM / 32u;
+  for (var b = 0u; b < blocks; b++) {
+    let block = r * blocks + b;
+    var sum = 0.0;
+    for (var k = 0u; k < 8u; k++) {
+      let word = i32(w[block * 8u + k]);
+      let q = vec4<f32>(vec4<i32>(extractBits(word, 0u, 8u), extractBits(word, 8u, 8u),
+                                  extractBits(word, 16u, 8u), extractBits(word, 24u, 8u)));
+      sum += dot(q, ${xv("xBase + b * 32u + 4u * k")});
+    }
+    acc += scale(block) * sum;
+  }`);
+  }
+  return header + scale + main(/* wgsl */ `
+  let blocks = IN_DIM / 32u;
+  for (var b = 0u; b < blocks; b++) {
+    let block = r * blocks + b;
+    var sum = 0.0;
+    for (var k = 0u; k < 4u; k++) {
+      let word = w[block * 4u + k];
+      let low = vec4<f32>(vec4<u32>(word & 15u, (word >> 8u) & 15u, (word >> 16u) & 15u,
+                                    (word >> 24u) & 15u)) - 8.0;
+      let high = vec4<f32>(vec4<u32>((word >> 4u) & 15u, (word >> 12u) & 15u,
+                                     (word >> 20u) & 15u, word >> 28u)) - 8.0;
+      sum += dot(low, ${xv("xBase + b * 32u + 4u * k")});
+      sum += dot(high, ${xv("xBase + b * 32u + 16u + 4u * k")});
+    }
+    acc += scale(block) * sum;
+  }`);
+}
+
+/** A {@linkcode PackedMatrix} uploaded to the GPU. */
+export interface GpuPackedMatrix {
+  /** Storage format. */
+  format: GpuWeightFormat;
+  /** Rows. */
+  outDim: number;
+  /** Columns. */
+  inDim: number;
+  /** The weights buffer. */
+  weights: GPUBuffer;
+  /** The scales buffer (q8_0, q4_0). */
+  scales?: GPUBuffer;
+  /** Bytes resident on the GPU. */
+  bytes: number;
+}
+
+/**
+ * Uploads a packed matrix. Throws, with sizes, when it exceeds the device's storage-binding
+ * limit.
+ *
+ * @example
+ * ```ts ignore
+ * const wq = uploadPacked(gpu, packMatrix(quantize(w, "q8_0"), "q8_0", 288, 288));
+ * ```
+ */
+export function uploadPacked(gpu: Gpu, packed: PackedMatrix, label = "weights"): GpuPackedMatrix {
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  if (packed.weights.byteLength > limit) {
+    throw new GpuError(
+      `upload ${label}`,
+      `${packed.format} ${packed.outDim}x${packed.inDim} takes ${packed.weights.byteLength} bytes, over the ${limit}-byte binding limit`,
+    );
+  }
+  return {
+    format: packed.format,
+    outDim: packed.outDim,
+    inDim: packed.inDim,
+    weights: gpu.upload(packed.weights, label),
+    scales: packed.scales.length ? gpu.upload(packed.scales, `${label} scales`) : undefined,
+    bytes: packed.weights.byteLength + packed.scales.byteLength,
+  };
+}
+
+/**
+ * The dispatches computing `out = x · Wᵀ` for `rows` vectors: `x (rows, inDim)` from float
+ * `xOffset`, `out (rows, outDim)`.
+ *
+ * @example
+ * ```ts ignore
+ * const steps = await quantMatmulDispatches(gpu, wq, { rows: 1, x, out });
+ * await gpu.submit(steps);
+ * ```
+ */
+export async function quantMatmulDispatches(
+  gpu: Gpu,
+  matrix: GpuPackedMatrix,
+  args: { rows: number; x: BufferRange; out: BufferRange; xOffset?: number },
+  options: QuantMatmulOptions = {},
+): Promise<Dispatch[]> {
+  const { format, outDim, inDim } = matrix;
+  const shaderF16 = format === "f16" && (options.shaderF16 ?? false);
+  const name = `matmul ${format}${shaderF16 ? " shader-f16" : ""} ${args.rows}x${outDim}x${inDim}`;
+  if (shaderF16 && !gpu.device.features.has("shader-f16")) {
+    throw new GpuError(name, "the device was created without the shader-f16 feature");
+  }
+  const workgroupSize = options.workgroupSize ?? 64;
+  const pipeline = await gpu.pipeline(name, quantWgsl(format, inDim, shaderF16), {
+    WG: workgroupSize,
+    OUT_DIM: outDim,
+    IN_DIM: inDim,
+    X_OFFSET: args.xOffset ?? 0,
+    ROWS: args.rows,
+  });
+  return [
+    gpu.dispatch(name, pipeline, [
+      matrix.weights,
+      args.x,
+      args.out,
+      ...(matrix.scales ? [matrix.scales] : []),
+    ], [
+      Math.ceil(outDim / workgroupSize),
+      args.rows,
+    ]),
+  ];
+}
