@@ -359,3 +359,34 @@ export function evaluationChunks(tokens: readonly number[], context: number, bos
   }
   return chunks;
 }
+
+/**
+ * The logits a decoder gives along each chunk (teacher-forced from position 0, the decoder
+ * reused from one chunk to the next), row after row: each chunk's last token is not run, as
+ * nothing follows it. {@linkcode nextTokens} gives the tokens the rows predict.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { randomWeights } from "./weights.ts";
+ * import { CpuDecoder } from "./cpu_decoder.ts";
+ * import { logitsOverChunks, nextTokens } from "./accuracy.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 10, maxSeqLen: 4 });
+ * const chunks = [[1, 5, 6], [1, 7]];
+ * const rows = await logitsOverChunks(new CpuDecoder(config, randomWeights(config)), chunks);
+ * if (rows.length !== 3 || nextTokens(chunks).join() !== "5,6,7") throw new Error("wrong");
+ * ```
+ */
+export async function logitsOverChunks(
+  decoder: Decoder,
+  chunks: readonly (readonly number[])[],
+): Promise<Float32Array[]> {
+  const rows: Float32Array[] = [];
+  for (const chunk of chunks) rows.push(...await logitsAlong(decoder, chunk.slice(0, -1)));
+  return rows;
+}
+
+/** The tokens {@linkcode logitsOverChunks}' rows predict: each chunk after its first token. */
+export function nextTokens(chunks: readonly (readonly number[])[]): number[] {
+  return chunks.flatMap((chunk) => chunk.slice(1));
+}

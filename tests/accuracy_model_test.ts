@@ -16,7 +16,7 @@ import {
   storeWeights,
 } from "../model/mod.ts";
 import { compare, type TensorFormat } from "../reference/mod.ts";
-import { ignoreModelTests, MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
+import { MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 import { ignoreGpuTests, testGpu } from "./_gpu.ts";
 
 const EVAL_TEXT_PATH = new URL("../models/eval_text.txt", import.meta.url);
@@ -49,7 +49,6 @@ const EVAL_TEXT_IDS = [
 
 Deno.test({
   name: "the shipped evaluation text tokenizes to the checked-in ids",
-  ignore: ignoreModelTests,
   async fn() {
     const text = (await Deno.readTextFile(EVAL_TEXT_PATH)).trimEnd();
     const tokenizer = await readTokenizer(TOKENIZER_PATH, 512);
@@ -101,7 +100,6 @@ function expectOrdered([f32, f16, q8, q4]: AccuracyReport[], f32Kl: number): voi
 
 Deno.test({
   name: "stories260K on the CPU: KL divergence and perplexity rise from f32 to f16, Q8_0, Q4_0",
-  ignore: ignoreModelTests,
   async fn() {
     const { config, weights, stored } = await model();
     const along = EVAL_TEXT_IDS.slice(0, -1);
@@ -142,7 +140,7 @@ Deno.test({
 
 Deno.test({
   name: "stories260K on WebGPU: each format's logits as the CPU's dequantized path, ordered alike",
-  ignore: ignoreModelTests || ignoreGpuTests,
+  ignore: ignoreGpuTests,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
