@@ -21,6 +21,7 @@ import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { compareLogits, logitsAlong, type MeanInterval } from "../model/accuracy.ts";
+import { DEFAULT_MODEL, DEFAULT_TEXT, DEFAULT_TOKENIZER } from "../cli/accuracy.ts";
 import { readCheckpoint } from "../model/formats/llama2c.ts";
 import { readTokenizer } from "../model/formats/tokenizer.ts";
 import {
@@ -105,10 +106,9 @@ export interface PrecisionShape {
  * ```
  */
 export async function realModelShape(): Promise<PrecisionShape> {
-  const models = new URL("../models/", import.meta.url);
-  const { config, weights } = await readCheckpoint(new URL("stories260K.bin", models).pathname);
-  const tokenizer = await readTokenizer(new URL("tok512.bin", models).pathname, config.vocabSize);
-  const text = await Deno.readTextFile(new URL("eval_text.txt", models));
+  const { config, weights } = await readCheckpoint(DEFAULT_MODEL);
+  const tokenizer = await readTokenizer(DEFAULT_TOKENIZER, config.vocabSize);
+  const text = await Deno.readTextFile(DEFAULT_TEXT);
   return { name: "stories260K.bin", config, weights, text: tokenizer.encode(text.trimEnd()) };
 }
 

