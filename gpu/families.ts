@@ -22,6 +22,9 @@ import {
   MATMUL_F16_PAIR,
   MATMUL_PAIR,
   MATMUL_Q4_0_PAIR,
+  MATMUL_Q4_K_PAIR,
+  MATMUL_Q5_K_PAIR,
+  MATMUL_Q6_K_PAIR,
   MATMUL_Q8_0_PAIR,
 } from "./matmul/pairs.ts";
 import type { MatmulPairShape, QuantMatmulInputs, QuantMatmulPairShape } from "./matmul/pairs.ts";
@@ -197,7 +200,7 @@ export const MATMUL_FAMILY: KernelFamily<MatmulPairShape, { w: Float32Array; x: 
 };
 
 function quantFamily(
-  format: "f16" | "q8_0" | "q4_0",
+  format: Exclude<TensorFormat, "f32">,
   pair: KernelPair<QuantMatmulPairShape, QuantMatmulInputs>,
   layout: string,
 ): KernelFamily<QuantMatmulPairShape, QuantMatmulInputs> {
@@ -249,6 +252,33 @@ export const MATMUL_Q4_0_FAMILY: KernelFamily<QuantMatmulPairShape, QuantMatmulI
       "0-15 and high nibbles values 16-31; value = d·(nibble − 8)",
   );
 
+/** `out = x · Wᵀ` over Q4_K weights (llama.cpp's `block_q4_K`). */
+export const MATMUL_Q4_K_FAMILY: KernelFamily<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantFamily(
+    "q4_k",
+    MATMUL_Q4_K_PAIR,
+    "144-byte super-blocks of 256 values: f16 d and dmin, 12 bytes of 6-bit scales and mins for " +
+      "8 sub-blocks of 32, then 128 bytes of nibbles; value = d·scale·q − dmin·min",
+  );
+
+/** `out = x · Wᵀ` over Q5_K weights (llama.cpp's `block_q5_K`). */
+export const MATMUL_Q5_K_FAMILY: KernelFamily<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantFamily(
+    "q5_k",
+    MATMUL_Q5_K_PAIR,
+    "176-byte super-blocks of 256 values: f16 d and dmin, 12 bytes of 6-bit scales and mins, " +
+      "32 bytes of fifth bits, 128 bytes of nibbles; value = d·scale·q − dmin·min",
+  );
+
+/** `out = x · Wᵀ` over Q6_K weights (llama.cpp's `block_q6_K`). */
+export const MATMUL_Q6_K_FAMILY: KernelFamily<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantFamily(
+    "q6_k",
+    MATMUL_Q6_K_PAIR,
+    "210-byte super-blocks of 256 values: 128 bytes of low nibbles, 64 bytes of high 2-bit " +
+      "pairs, 16 int8 scales for sub-blocks of 16, then an f16 d; value = d·scale·(q − 32)",
+  );
+
 /** Every family a foreign kernel can be checked against, by name. */
 export const KERNEL_FAMILIES: readonly AnyKernelFamily[] = [
   RMS_NORM_FAMILY,
@@ -259,6 +289,9 @@ export const KERNEL_FAMILIES: readonly AnyKernelFamily[] = [
   MATMUL_F16_FAMILY,
   MATMUL_Q8_0_FAMILY,
   MATMUL_Q4_0_FAMILY,
+  MATMUL_Q4_K_FAMILY,
+  MATMUL_Q5_K_FAMILY,
+  MATMUL_Q6_K_FAMILY,
 ];
 
 /**

@@ -209,6 +209,9 @@ Deno.test("every family's contract: bindings named, then the uniform; budgets fr
     "matmul f16",
     "matmul q8_0",
     "matmul q4_0",
+    "matmul q4_k",
+    "matmul q5_k",
+    "matmul q6_k",
   ]);
   for (const family of KERNEL_FAMILIES) {
     const shape = family.pair.conformance[1];
