@@ -153,7 +153,11 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
     )
     : options.shapes;
   for (const shape of shapes) {
-    const { name, config } = shape;
+    const { name } = shape;
+    // Random weights get their own classifier (uniform in ±1/sqrt(dim)): tied to an embedding
+    // uniform in [-1, 1], logits spread over tens of nats and every next token is certain, so
+    // the KL divergence would be ~0 for every format and say nothing.
+    const config = shape.weights ? shape.config : { ...shape.config, sharedClassifier: false };
     // Each cell prefills its context token by token on the CPU: 64 positions keep the axis to
     // about two minutes of a full run (at 64 the KV cache is a small share of the bytes).
     const context = Math.min(quick ? 16 : 64, config.maxSeqLen - 40);
