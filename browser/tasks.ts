@@ -21,7 +21,7 @@ import { Tokenizer } from "../model/formats/tokenizer.ts";
 import { type BenchShape, runMatrix } from "../bench/matrix.ts";
 import { type Backend, type KernelResult, measureKernels } from "../bench/measure.ts";
 import { benchKernels } from "../bench/kernel_table.ts";
-import { adapterInfo, ATTENTION_HEAVY, rooflineLines } from "../bench/shared.ts";
+import { adapterInfo, ATTENTION_HEAVY, DECODE_POSITIONS, rooflineLines } from "../bench/shared.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "../bench/probes.ts";
 import {
   type BenchResults,
@@ -370,7 +370,7 @@ export async function pageBenchResults(
     backends,
     contexts,
     cellBudgetS,
-    decodePositions: 2,
+    decodePositions: DECODE_POSITIONS,
     reps,
     minBatchMs,
     rooflines: kernelReport.rooflines,
@@ -387,7 +387,7 @@ export async function pageBenchResults(
     settings: {
       reps,
       contexts,
-      decodePositions: 2,
+      decodePositions: DECODE_POSITIONS,
       cellBudgetS,
       maxMinutes,
       minBatchMs,
