@@ -65,7 +65,7 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default), or a list "16,64,256"
   --reps N              samples per cell, kernel and probe (default 5; quick 3)
   --cell-budget S       skip a cell (and its larger contexts) whose samples are predicted to take
-                        longer than S seconds in all (default 8; quick 2)
+                        longer than S seconds in all (default 8; quick 3)
   --max-minutes M       start no decoder cell after M minutes (default 14; quick 5); cells
                         left out are listed in the report
   --probe-mib M         working set of the bandwidth probes (default: 4x the last-level cache,
@@ -244,7 +244,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   for (const name of shapeNames) checkWeightsFitMemory(SHAPES[name], `--preset ${name}`);
   const contexts = parseContexts(values.contexts ?? (quick ? "16..32" : "16..1024"));
   const reps = positiveInteger("reps", values.reps, quick ? 3 : 5);
-  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 2 : 8));
+  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 3 : 8));
   if (!(cellBudgetS > 0)) {
     throw new UsageError(`--cell-budget: expected seconds > 0, got "${values["cell-budget"]}"`);
   }

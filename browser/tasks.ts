@@ -362,7 +362,7 @@ export async function pageBenchResults(
   ];
   const contexts = options.matrix?.contexts ??
     (quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024]);
-  const cellBudgetS = quick ? 2 : 8;
+  const cellBudgetS = quick ? 3 : 8;
   // the time budget of `deno task bench`: no decoder cell starts past it
   const maxMinutes = quick ? 5 : 14;
   const { cells, rejected, checks, skipped } = await runMatrix({

@@ -123,9 +123,10 @@ function ratio(r: RatioInterval): string {
 
 /**
  * One sentence on `backend`, from the numbers: attention alone at the longest context (the
- * variant with the largest speedup over MHA, with its interval, beside its bytes and FLOPs
- * ratios, and which of the two its time follows), the first context where a GQA/MQA variant's
- * attention differs from MHA's, and the whole step's slopes and K/V-equals-weights context.
+ * variant with the fewest K/V heads, its speedup over MHA with its interval beside its bytes
+ * and FLOPs ratios, and which of the two its time follows: the exponent `e` of time ∝ bytes^e,
+ * bytes from 2/3, FLOPs to 1/3), the first context where a GQA/MQA variant's attention beats
+ * MHA's, and the whole step's slopes and K/V-equals-weights context.
  */
 export function ablationSentence(
   ablation: AttentionAblation | undefined,
@@ -137,10 +138,16 @@ export function ablationSentence(
   const speedups = ablation?.speedups.filter((s) => s.backend === backend) ?? [];
   if (speedups.length > 0) {
     const longest = Math.max(...speedups.map((s) => s.context));
+    // the variant with the fewest K/V heads: where bytes and FLOPs part the most
     const best = speedups.filter((s) => s.context === longest)
-      .sort((a, b) => b.measured.ratio - a.measured.ratio)[0];
-    const distance = (x: number) => Math.abs(Math.log(best.measured.ratio) - Math.log(x));
-    const follows = distance(best.bytesRatio) < distance(best.flopsRatio) ? "bytes" : "FLOPs";
+      .sort((a, b) => b.bytesRatio - a.bytesRatio)[0];
+    // time ∝ bytes^e: e = 1 follows the bytes, e = 0 the (equal) FLOPs
+    const e = Math.log(best.measured.ratio) / Math.log(best.bytesRatio);
+    const follows = e >= 2 / 3
+      ? "bytes"
+      : e <= 1 / 3
+      ? "FLOPs"
+      : `bytes only in part (time ∝ bytes^${n(e, 2)})`;
     const pays = speedups.filter((s) => s.measured.differs && s.measured.ratio > 1)
       .sort((a, b) => a.context - b.context)[0];
     parts.push(
@@ -199,7 +206,14 @@ export function ablationMarkdown(
   for (const backend of backends) {
     lines.push(`- ${ablationSentence(ablation, fits, backend, shape)}`);
   }
-  lines.push("");
+  lines.push(
+    "",
+    "The GQA/MQA models of the decoder matrix are `makeConfig({ ...config, nKvHeads })`, which " +
+      "also shrinks `wk` and `wv`, so their weights are smaller than MHA's and their whole-step " +
+      "speedups mix smaller weights with a smaller cache; the attention-only view below changes " +
+      "nothing but the K/V heads and is the controlled one.",
+    "",
+  );
   if (ablation && ablation.cells.length > 0) {
     const clock = ablation.cells.some((c) => c.clock === "gpu")
       ? "GPU time on WebGPU (timestamp queries), wall on the CPU"
@@ -259,9 +273,7 @@ export function ablationMarkdown(
       "",
       "A least-squares line through each KV-cache decode series (wall ms/token against mean " +
         "position): the intercept is the per-token cost with no context (weights and fixed " +
-        "costs), the slope the cost of context. Note: the GQA/MQA models of the decoder matrix " +
-        "are `makeConfig({ ...config, nKvHeads })`, which also shrinks `wk` and `wv`, so their " +
-        "weights are smaller than MHA's; the attention-only view above is the controlled one. " +
+        "costs, GQA/MQA's smaller `wk`/`wv` included), the slope the cost of context. " +
         "The last column is the context where K/V traffic equals weight traffic (weight bytes " +
         "over K/V bytes per position).",
       "",
