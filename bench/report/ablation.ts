@@ -147,7 +147,7 @@ export function ablationSentence(
       ? "bytes"
       : e <= 1 / 3
       ? "FLOPs"
-      : `bytes only in part (time ∝ bytes^${n(e, 2)})`;
+      : `bytes only in part, as bytes^${n(e, 2)}`;
     const pays = speedups.filter((s) => s.measured.differs && s.measured.ratio > 1)
       .sort((a, b) => a.context - b.context)[0];
     parts.push(
