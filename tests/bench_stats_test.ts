@@ -329,7 +329,7 @@ Deno.test("the ablation sentence is made from the numbers: speedup, interval, by
         backend: "cpu",
         attention: "MQA",
         context: 4096,
-        measured: interval(6.5, 6, 7),
+        measured: interval(6.5, 6, 8),
         bytesRatio: 7.9,
         flopsRatio: 1,
       },
@@ -344,12 +344,20 @@ Deno.test("the ablation sentence is made from the numbers: speedup, interval, by
     ],
   };
   const text = ablationSentence(ablation, [], "cpu", "s");
-  expect(text).toContain("attention alone at context 4096 runs 6.50x [6.00-7.00] faster with MQA");
+  expect(text).toContain("attention alone at context 4096 runs 6.50x [6.00-8.00] faster with MQA");
   expect(text).toContain("its time follows bytes");
   expect(text).toContain("first beats MHA's at context 1024 (GQA-2 1.30x [1.20-1.40])");
+  // an interval holding neither ratio: between the two, as an exponent of the bytes
+  ablation.speedups[1].measured = interval(3.41, 1.17, 5.41);
+  ablation.speedups[1].bytesRatio = 7.99;
+  expect(ablationSentence(ablation, [], "cpu", "s")).toContain(
+    "its time lies between the two, as bytes^0.59",
+  );
   // time that does not move with the bytes follows the FLOPs
   ablation.speedups = [ablation.speedups[0]];
   expect(ablationSentence(ablation, [], "cpu", "s")).toContain(
-    "its time follows FLOPs), and no GQA/MQA attention differs from MHA's at any measured context",
+    "shows no difference between MQA and MHA (1.05x [0.900-1.20]) (bytes 7.00x, " +
+      "FLOPs 1.00x: its time follows FLOPs), and no GQA/MQA attention differs from MHA's at any " +
+      "measured context",
   );
 });

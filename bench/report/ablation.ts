@@ -124,9 +124,9 @@ function ratio(r: RatioInterval): string {
 /**
  * One sentence on `backend`, from the numbers: attention alone at the longest context (the
  * variant with the fewest K/V heads, its speedup over MHA with its interval beside its bytes
- * and FLOPs ratios, and which of the two its time follows: the exponent `e` of time ∝ bytes^e,
- * bytes from 2/3, FLOPs to 1/3), the first context where a GQA/MQA variant's attention beats
- * MHA's, and the whole step's slopes and K/V-equals-weights context.
+ * and FLOPs ratios, and which of the two its time follows: the one its interval holds, or the
+ * exponent `e` of time ∝ bytes^e where it holds neither), the first context where a GQA/MQA
+ * variant's attention beats MHA's, and the whole step's slopes and K/V-equals-weights context.
  */
 export function ablationSentence(
   ablation: AttentionAblation | undefined,
@@ -141,21 +141,30 @@ export function ablationSentence(
     // the variant with the fewest K/V heads: where bytes and FLOPs part the most
     const best = speedups.filter((s) => s.context === longest)
       .sort((a, b) => b.bytesRatio - a.bytesRatio)[0];
-    // time ∝ bytes^e: e = 1 follows the bytes, e = 0 the (equal) FLOPs
+    // Which ratio the interval holds: the bytes', the FLOPs' (equal work: 1), both or neither
+    // (then time ∝ bytes^e, e between 0 for the FLOPs and 1 for the bytes).
+    const { lo, hi } = best.measured;
+    const holds = (x: number) => lo <= x && x <= hi;
     const e = Math.log(best.measured.ratio) / Math.log(best.bytesRatio);
-    const follows = e >= 2 / 3
-      ? "bytes"
-      : e <= 1 / 3
-      ? "FLOPs"
-      : `bytes only in part, as bytes^${n(e, 2)}`;
+    const follows = holds(best.bytesRatio) && !holds(best.flopsRatio)
+      ? "its time follows bytes"
+      : holds(best.flopsRatio) && !holds(best.bytesRatio)
+      ? "its time follows FLOPs"
+      : holds(best.bytesRatio)
+      ? "the run cannot tell bytes from FLOPs"
+      : `its time lies between the two, as bytes^${n(e, 2)}`;
     const pays = speedups.filter((s) => s.measured.differs && s.measured.ratio > 1)
       .sort((a, b) => a.context - b.context)[0];
     parts.push(
-      `on ${backend}, attention alone at context ${longest} runs ${
-        ratio(best.measured)
-      } faster with ${best.attention} than with MHA (bytes ${n(best.bytesRatio)}x, FLOPs ${
-        n(best.flopsRatio)
-      }x: its time follows ${follows})` +
+      `on ${backend}, attention alone at context ${longest} ${
+        best.measured.differs
+          ? `runs ${ratio(best.measured)} ${
+            best.measured.ratio > 1 ? "faster" : "slower"
+          } with ${best.attention} than with MHA`
+          : `shows no difference between ${best.attention} and MHA (${n(best.measured.ratio)}x [${
+            n(lo)
+          }-${n(hi)}])`
+      } (bytes ${n(best.bytesRatio)}x, FLOPs ${n(best.flopsRatio)}x: ${follows})` +
         (pays
           ? `, and GQA/MQA attention first beats MHA's at context ${pays.context} (${pays.attention} ${
             ratio(pays.measured)

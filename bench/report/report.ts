@@ -16,7 +16,7 @@ import { bootstrapRatio, type RatioInterval } from "../stats.ts";
 import type { Spread, Timing } from "../../gpu/timing.ts";
 import type { AttentionAblation } from "../ablation.ts";
 import type { SyncCosts } from "../sync_cost.ts";
-import { ablationMarkdown } from "./ablation.ts";
+import { ablationMarkdown, ablationSentence, decodeFits } from "./ablation.ts";
 
 /**
  * Version of the JSON layout; bump when fields change meaning. 3: wall-clock headlines (decode
@@ -626,6 +626,18 @@ export function formatText(results: BenchResults): string {
     ...(results.syncCosts
       ? ["", "WebGPU synchronisation (wall):", syncCostTable(results.syncCosts, false)]
       : []),
+    "",
+    "GQA/MQA ablation:",
+    ...[...new Set(results.cells.map((c) => c.backend))].map((backend) =>
+      `  ${
+        ablationSentence(
+          results.ablation,
+          decodeFits(results.cells),
+          backend,
+          headlineShape(results),
+        )
+      }`
+    ),
     "",
     "speedups (ratio of medians [bootstrap 95% interval] vs the time model):",
     speedupTable(results, false),
