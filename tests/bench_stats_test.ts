@@ -7,7 +7,9 @@ import { summarize } from "../gpu/timing.ts";
 import { lastLevelCache, parseCacheSize } from "../bench/machine.ts";
 import { parsePeers } from "../bench/main.ts";
 import type { DecoderCell } from "../bench/matrix.ts";
+import { formatReadmeSection } from "../bench/report/readme.ts";
 import {
+  type BenchResults,
   computeSpeedups,
   formatRatio,
   formatSpread,
@@ -360,4 +362,108 @@ Deno.test("the ablation sentence is made from the numbers: speedup, interval, by
       "FLOPs 1.00x: its time follows FLOPs), and no GQA/MQA attention differs from MHA's at any " +
       "measured context",
   );
+});
+
+Deno.test("the results README: machine line, one chart, at most 8 rows from the numbers, three sentences", () => {
+  // five attention variants on two backends, each exactly on base + slope per 1,000 positions
+  const cells: DecoderCell[] = [];
+  const variants = [["MHA", 2, 3], ["GQA-2", 1.8, 1.5], ["GQA-4", 1.7, 0.75], ["GQA-8", 1.6, 0.4], [
+    "MQA",
+    1.6,
+    0.375,
+  ]] as const;
+  for (const backend of ["cpu", "webgpu"] as const) {
+    for (const [attention, base, slope] of variants) {
+      for (const context of [16, 1024]) {
+        const mean = context + 15.5;
+        const ms = base + slope * mean / 1000;
+        const c = cell("kv-cache", attention, [ms * 0.99, ms, ms * 1.01], {
+          predictedMs: ms / 2,
+          flops: 1,
+          weights: 2 ** 20,
+          kv: 1,
+        });
+        cells.push({
+          ...c,
+          shape: "attention-heavy",
+          backend,
+          context,
+          meanPosition: mean,
+          kvBytesPerToken: { MHA: 16384, "GQA-2": 8192, "GQA-4": 4096, "GQA-8": 2048, MQA: 1024 }[
+            attention
+          ],
+        });
+      }
+    }
+  }
+  const results: BenchResults = {
+    schema: RESULTS_SCHEMA,
+    date: "2026-12-04T00:00:00.000Z",
+    quick: false,
+    elapsedS: 60,
+    settings: {
+      reps: 5,
+      contexts: [16, 1024],
+      decodePositions: 32,
+      cellBudgetS: 8,
+      minBatchMs: { cpu: 100, webgpu: 100 },
+      probeBytes: 1,
+      maxMinutes: 14,
+    },
+    machine: {
+      cpu: "Test CPU",
+      cores: 2,
+      memoryGiB: 4,
+      caches: [],
+      llcBytes: 0,
+      os: "linux",
+      deno: "2.9.6",
+      v8: "14",
+    },
+    rooflines: {},
+    kernels: [],
+    cells,
+    checks: [],
+    rejected: [],
+    skipped: [],
+    speedups: computeSpeedups(cells),
+  };
+  const readme = formatReadmeSection(results);
+  const lines = readme.trimEnd().split("\n");
+  expect(lines.length).toBeLessThanOrEqual(45);
+  expect(lines[2]).toContain("on: Test CPU, 2 cores");
+  expect(readme.match(/!\[/g)).toHaveLength(1);
+  const rows = lines.filter((l) => l.startsWith("| ") && !l.startsWith("| variant"));
+  expect(rows).toHaveLength(8); // ten series, eight kept
+  // MHA on the CPU: 1000 / (2 + 3 * 0.0315) tok/s at 16, slope 3 ms per 1,000 positions
+  const mha = rows.find((r) => r.startsWith("| MHA cpu |"))!.split(" | ");
+  expect(mha[1]).toBe("16.0 KiB");
+  // 1000 / 2.0945 = 477.4, its samples +-1%: 472.7 and 482.3, to 3 significant digits
+  expect(mha[3]).toBe("477 [473-482]");
+  expect(mha[5]).toBe("1 (baseline)");
+  expect(mha[6]).toBe("3.00 |");
+  // the 8-row cap keeps MHA, MQA and the GQA variants with the most K/V heads on each backend
+  expect(rows.map((r) => r.split(" | ")[0].slice(2))).toEqual([
+    "MHA cpu",
+    "GQA-2 cpu",
+    "GQA-4 cpu",
+    "MQA cpu",
+    "MHA webgpu",
+    "GQA-2 webgpu",
+    "GQA-4 webgpu",
+    "MQA webgpu",
+  ]);
+  const gqa4 = rows.find((r) => r.startsWith("| GQA-4 cpu |"))!.split(" | ");
+  const expected = (2 + 3 * 1.0395) / (1.7 + 0.75 * 1.0395);
+  expect(gqa4[5]).toMatch(new RegExp(`^${expected.toFixed(2)}x \\[`));
+  expect(gqa4[6]).toBe("0.750 |");
+  // three sentences: the method, the ablation's, the speedups'
+  const paragraph = lines.at(-1)!;
+  expect(paragraph).toContain("one call decodes 32 tokens");
+  expect(paragraph).toContain(
+    "Over the whole decode step of `attention-heavy` MHA costs 2.00 ms/token plus 3.00 ms per " +
+      "1,000 positions against MQA's",
+  );
+  expect(paragraph).toContain("MHA's K/V traffic equals its weight traffic at context 64");
+  expect(paragraph).toContain("16 of 16 measured speedups have an interval that excludes 1.");
 });

@@ -25,21 +25,31 @@ function n(x: number, digits = 3): string {
   return x.toFixed(Math.max(0, digits - 1 - magnitude));
 }
 
-/** The headline shape's cached decode cells, per backend and attention variant (at most 8). */
+/**
+ * The headline shape's cached decode cells, per backend and attention variant: at most 8
+ * series, so with more variants than fit, MHA, MQA and the GQA variants with the most K/V heads.
+ */
 function headlineSeries(results: BenchResults): DecoderCell[][] {
   const shape = headlineShape(results);
   const cells = results.cells.filter((c) =>
     c.shape === shape && c.phase === "decode" && c.cache === "kv-cache"
   );
-  const keys = [...new Set(cells.map((c) => `${c.backend}|${c.attention}`))].sort((a, b) => {
-    const [ba, aa] = a.split("|");
-    const [bb, ab] = b.split("|");
-    return ba.localeCompare(bb) || ATTENTION_ORDER.indexOf(aa) - ATTENTION_ORDER.indexOf(ab);
-  }).slice(0, 8);
-  return keys.map((key) =>
-    cells.filter((c) => `${c.backend}|${c.attention}` === key)
-      .sort((a, b) => a.context - b.context)
-  );
+  const backends = [...new Set(cells.map((c) => c.backend))].sort();
+  const order = (a: string) => ATTENTION_ORDER.indexOf(a);
+  const perBackend = Math.floor(8 / Math.max(1, backends.length));
+  const kept = (attentions: string[]) => {
+    const sorted = attentions.sort((a, b) => order(a) - order(b));
+    if (sorted.length <= perBackend) return sorted;
+    const ends: string[] = sorted.filter((a) => a === "MHA" || a === "MQA");
+    const middle = sorted.filter((a) => !ends.includes(a)).slice(0, perBackend - ends.length);
+    return sorted.filter((a) => ends.includes(a) || middle.includes(a));
+  };
+  return backends.flatMap((backend) => {
+    const own = cells.filter((c) => c.backend === backend);
+    return kept([...new Set(own.map((c) => c.attention))]).map((attention) =>
+      own.filter((c) => c.attention === attention).sort((a, b) => a.context - b.context)
+    );
+  });
 }
 
 /** The README's chart: `{ [README_CHART]: svg }`, or nothing without decode cells. */
