@@ -374,7 +374,7 @@ Deno.test("the results README: machine line, one chart, at most 8 rows from the 
   ]] as const;
   for (const backend of ["cpu", "webgpu"] as const) {
     for (const [attention, base, slope] of variants) {
-      for (const context of [16, 1024]) {
+      for (const context of [16, 256, 1024]) {
         const mean = context + 15.5;
         const ms = base + slope * mean / 1000;
         const c = cell("kv-cache", attention, [ms * 0.99, ms, ms * 1.01], {
@@ -403,7 +403,7 @@ Deno.test("the results README: machine line, one chart, at most 8 rows from the 
     elapsedS: 60,
     settings: {
       reps: 5,
-      contexts: [16, 1024],
+      contexts: [16, 256, 1024],
       decodePositions: 32,
       cellBudgetS: 8,
       minBatchMs: { cpu: 100, webgpu: 100 },
@@ -465,5 +465,9 @@ Deno.test("the results README: machine line, one chart, at most 8 rows from the 
       "1,000 positions against MQA's",
   );
   expect(paragraph).toContain("MHA's K/V traffic equals its weight traffic at context 64");
-  expect(paragraph).toContain("16 of 16 measured speedups have an interval that excludes 1.");
+  expect(paragraph).toContain("24 of 24 measured speedups have an interval that excludes 1.");
+  // two contexts are too few for a line: no slope is claimed
+  const two = formatReadmeSection({ ...results, cells: cells.filter((c) => c.context !== 256) });
+  expect(two).not.toContain("Over the whole decode step");
+  expect(two.split("\n").find((l) => l.startsWith("| MHA cpu |"))!.endsWith("| - |")).toBe(true);
 });

@@ -79,9 +79,12 @@ export interface DecodeFit {
   positions: number[];
 }
 
+/** Contexts a decode series needs before a line is fitted through it. */
+export const MIN_FIT_POINTS = 3;
+
 /**
  * A line through each KV-cache decode series (wall ms/token median against mean position) of
- * every shape, backend and attention variant with two or more contexts.
+ * every shape, backend and attention variant with {@linkcode MIN_FIT_POINTS} or more contexts.
  */
 export function decodeFits(cells: readonly DecoderCell[]): DecodeFit[] {
   const decode = cells.filter((c) => c.phase === "decode" && c.cache === "kv-cache");
@@ -89,7 +92,8 @@ export function decodeFits(cells: readonly DecoderCell[]): DecodeFit[] {
   const fits: DecodeFit[] = [];
   for (const k of new Set(decode.map(key))) {
     const series = decode.filter((c) => key(c) === k);
-    if (new Set(series.map((c) => c.meanPosition)).size < 2) continue;
+    // two nearby points fit noise: a line needs three contexts
+    if (new Set(series.map((c) => c.meanPosition)).size < MIN_FIT_POINTS) continue;
     const fit = fitLine(series.map((c) => c.meanPosition), series.map((c) => c.msPerToken.median));
     const first = series[0];
     fits.push({
@@ -280,7 +284,7 @@ export function ablationMarkdown(
     lines.push(
       "### The whole decode step: intercept and slope",
       "",
-      "A least-squares line through each KV-cache decode series (wall ms/token against mean " +
+      "A least-squares line through each KV-cache decode series of three or more contexts (wall ms/token against mean " +
         "position): the intercept is the per-token cost with no context (weights and fixed " +
         "costs, GQA/MQA's smaller `wk`/`wv` included), the slope the cost of context. " +
         "The last column is the context where K/V traffic equals weight traffic (weight bytes " +

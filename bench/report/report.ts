@@ -598,6 +598,12 @@ export function settingsLine(results: BenchResults): string {
     `that fits in the last-level cache`;
 }
 
+/** Whether a submit, a read-back and a bare map cost the same within 10% (medians). */
+function sameCost(costs: SyncCosts): boolean {
+  const medians = [costs.submit, costs.readBack, costs.mapAsync].map((t) => t.wallMs.median);
+  return Math.max(...medians) <= 1.1 * Math.min(...medians);
+}
+
 /** The WebGPU synchronisation costs, one table. */
 function syncCostTable(costs: SyncCosts, markdown: boolean): string {
   const row = (what: string, t: Timing) => [what, formatSpread(t.wallMs), `${t.wallMs.n}`];
@@ -752,6 +758,13 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
         "",
         syncCostTable(results.syncCosts, true),
         "",
+        ...(sameCost(results.syncCosts)
+          ? [
+            "The three cost the same within 10%: the wait (the runtime's completion polling), not " +
+            "the work, sets the price of every synchronisation.",
+            "",
+          ]
+          : []),
       ]
       : []),
     ablationMarkdown(results.ablation, results.cells, headlineShape(results)),
