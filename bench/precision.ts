@@ -57,6 +57,8 @@ export interface PrecisionCell {
   msPerToken?: number;
   /** Fastest and slowest repetition, ms/token. */
   spread?: [number, number];
+  /** Every repetition, ms/token (wall-clock), in the order taken. */
+  samples?: number[];
   /** Why the pair did not run here. */
   skipped?: string;
   /** Weight bytes held (each read once per token). */
@@ -224,6 +226,7 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
             const times = backend === "cpu"
               ? timeCpu(new CpuDecoder(config, stored, { kvCache: kv }), tokens, quick)
               : await timeGpu(options.gpu!, config, stored, kv, tokens, quick);
+            cell.samples = [...times];
             times.sort((a, b) => a - b);
             cell.msPerToken = times[Math.floor(times.length / 2)];
             cell.spread = [times[0], times[times.length - 1]];
@@ -264,7 +267,10 @@ function timeCpu(decoder: CpuDecoder, tokens: number[], quick: boolean): number[
   return times;
 }
 
-/** ms/token of GPU-resident greedy runs from the context (prefill not counted). */
+/**
+ * Wall ms/token of GPU-resident greedy runs of 33 tokens from the context (32 decoded after the
+ * prompt's pass; the prefill not counted).
+ */
 async function timeGpu(
   gpu: Gpu,
   config: LlamaConfig,
@@ -274,7 +280,8 @@ async function timeGpu(
   quick: boolean,
 ): Promise<number[]> {
   const decoder: Decoder = await GpuDecoder.create(gpu, config, stored, { kvCache: kv });
-  const steps = 16;
+  // a user-visible decode: at least 32 tokens per call, as `generate` runs them
+  const steps = 33;
   try {
     const prompt = tokens.slice(0, -1);
     await decoder.generate!(prompt, 2); // warm-up: compiles the prefill plans

@@ -22,7 +22,7 @@ import { Tokenizer } from "../model/formats/tokenizer.ts";
 import { type BenchShape, runMatrix } from "../bench/matrix.ts";
 import { type Backend, type KernelResult, measureKernels } from "../bench/measure.ts";
 import { benchKernels } from "../bench/kernel_table.ts";
-import { adapterInfo, ATTENTION_HEAVY, rooflineLines } from "../bench/shared.ts";
+import { adapterInfo, ATTENTION_HEAVY, DECODE_POSITIONS, rooflineLines } from "../bench/shared.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "../bench/probes.ts";
 import {
   type BenchResults,
@@ -413,7 +413,7 @@ export async function pageBenchResults(
   ];
   const contexts = options.matrix?.contexts ??
     (quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024]);
-  const cellBudgetS = quick ? 2 : 8;
+  const cellBudgetS = quick ? 3 : 8;
   // the time budget of `deno task bench`: no decoder cell starts past it
   const maxMinutes = quick ? 5 : 14;
   const { cells, rejected, checks, skipped } = await runMatrix({
@@ -421,7 +421,7 @@ export async function pageBenchResults(
     backends,
     contexts,
     cellBudgetS,
-    decodePositions: 2,
+    decodePositions: DECODE_POSITIONS,
     reps,
     minBatchMs,
     rooflines: kernelReport.rooflines,
@@ -438,7 +438,7 @@ export async function pageBenchResults(
     settings: {
       reps,
       contexts,
-      decodePositions: 2,
+      decodePositions: DECODE_POSITIONS,
       cellBudgetS,
       maxMinutes,
       minBatchMs,
