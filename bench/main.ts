@@ -23,7 +23,7 @@ import { measureVariants } from "./variants.ts";
 import { formatVariantsMarkdown } from "./report/variants.ts";
 import { describeMachine } from "./machine.ts";
 import { type BenchShape, runMatrix } from "./matrix.ts";
-import { runPrecisionAxis } from "./precision.ts";
+import { type PrecisionShape, realModelShape, runPrecisionAxis } from "./precision.ts";
 import { precisionChart, precisionMarkdown } from "./report/precision.ts";
 import { type Backend, measureKernels } from "./measure.ts";
 import { benchKernels } from "./kernel_table.ts";
@@ -70,7 +70,9 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --precision-only      run only the precision axis (weights x KV-cache formats), on every shape
-  --no-precision        skip the precision axis (which otherwise runs on the first shape)
+                        and the shipped stories260K over models/eval_text.txt
+  --no-precision        skip the precision axis (which otherwise runs on the first shape and
+                        stories260K)
   --help                this text
 
 After the decoder matrix, the batch axis (on attention-heavy, or the first shape) times batched
@@ -249,14 +251,18 @@ async function run(args: string[], io: BenchIo): Promise<number> {
 
   const started = performance.now();
   const gpu = backends.includes("webgpu") ? await requestGpu() : undefined;
-  // The precision axis (bench/precision.ts): its own files; in a full run, the first shape only,
-  // before the decoder matrix, whose deadline then leaves room for it.
+  // The precision axis (bench/precision.ts): its own files; in a full run, the first shape and
+  // the shipped stories260K only, before the decoder matrix, whose deadline then leaves room.
   const precision = async (all: boolean) => {
     if (values["no-precision"]) return;
-    const shapes = (all ? shapeNames : shapeNames.slice(0, 1)).map((name) => ({
-      name,
-      config: SHAPES[name],
-    }));
+    // Random shapes, then the real model over the real text: its rows carry the perplexity.
+    const shapes: PrecisionShape[] = [
+      ...(all ? shapeNames : shapeNames.slice(0, 1)).map((name) => ({
+        name,
+        config: SHAPES[name],
+      })),
+      await realModelShape(),
+    ];
     const cells = await runPrecisionAxis({ shapes, backends, gpu, quick, progress: io.progress });
     await io.writeFile(`${out}/precision.json`, JSON.stringify(cells, null, 2) + "\n");
     await io.writeFile(`${out}/precision.md`, precisionMarkdown(cells));

@@ -2,8 +2,12 @@
  * The benchmark's precision axis: weights {f32, f16, q8_0, q4_0} × KV cache {f32, f16, q8_0}
  * on each shape and backend. Each cell reports decode ms/token (median of repetitions, with
  * min–max), the bytes a token reads (weights, KV cache at the cell's context), the speedup
- * against f32/f32 beside the bytes ratio, and the accuracy against f32 (logit NMSE, top-1
- * agreement, perplexity ratio; teacher-forced on seeded tokens, on the CPU reference).
+ * against f32/f32 beside the bytes ratio, and the accuracy against f32 on the CPU reference,
+ * teacher-forced (`model/accuracy.ts`): the KL divergence of each next-token distribution from
+ * f32's (mean with its 95% interval, 99th percentile, maximum), same top-1, the change in f32's
+ * top token's probability, and the logit NMSE. On seeded random weights the tokens are seeded
+ * too; perplexity, which means nothing there, is reported only for the real model
+ * ({@linkcode realModelShape}: the shipped stories260K over the shipped text), beside f32's.
  *
  * `--quick` runs four pairs (f32/f32, f16/f16, q8_0/q8_0, q4_0/q8_0) at context 16.
  *
@@ -16,8 +20,17 @@ import { headDim, type LlamaConfig } from "../model/config.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
-import { measureAccuracy } from "../model/accuracy.ts";
-import { randomStoredWeights, storedWeightBytes } from "../model/precision.ts";
+import { compareLogits, logitsAlong, type MeanInterval } from "../model/accuracy.ts";
+import { DEFAULT_MODEL, DEFAULT_TEXT, DEFAULT_TOKENIZER } from "../cli/accuracy.ts";
+import { readCheckpoint } from "../model/formats/llama2c.ts";
+import { readTokenizer } from "../model/formats/tokenizer.ts";
+import {
+  randomStoredWeights,
+  storedWeightBytes,
+  type StoredWeights,
+  storeWeights,
+} from "../model/precision.ts";
+import type { LlamaWeights } from "../model/weights.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { bytesPerValue, TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";
@@ -51,12 +64,52 @@ export interface PrecisionCell {
   speedup?: number;
   /** f32/f32's bytes per token over this pair's. */
   bytesRatio: number;
-  /** Mean logit NMSE against f32/f32 (CPU reference). */
-  nmse: number;
+  /** Positions the accuracy was measured over (CPU reference, teacher-forced). */
+  accuracyPositions: number;
+  /** Mean KL divergence from f32/f32's next-token distributions (nats), 95% interval. */
+  kl: MeanInterval;
+  /** 99th percentile of the KL divergence over positions. */
+  klP99: number;
+  /** Largest KL divergence over positions. */
+  klMax: number;
   /** Fraction of positions whose top-1 token matches f32/f32's. */
-  top1: number;
-  /** Perplexity of the tokens over f32/f32's. */
-  perplexityRatio: number;
+  sameTop1: number;
+  /** Mean change of the probability of f32/f32's top token. */
+  topDeltaP: number;
+  /** Mean logit NMSE against f32/f32. */
+  nmse: number;
+  /** Perplexity of the real text (a real model's shape only). */
+  perplexity?: number;
+  /** f32/f32's perplexity of the same text (a real model's shape only). */
+  f32Perplexity?: number;
+}
+
+/** A shape of the precision axis: seeded random weights, or a real model over a real text. */
+export interface PrecisionShape {
+  /** Shape name. */
+  name: string;
+  /** The configuration. */
+  config: LlamaConfig;
+  /** A real model's float32 weights (absent: seeded random weights of `config`). */
+  weights?: LlamaWeights;
+  /** With `weights`: the text's token ids, BOS first, that the accuracy runs along. */
+  text?: number[];
+}
+
+/**
+ * The shipped real model as a precision shape: stories260K (`models/stories260K.bin`) over
+ * `models/eval_text.txt`, tokenized with `models/tok512.bin`.
+ *
+ * @example
+ * ```ts ignore
+ * const cells = await runPrecisionAxis({ shapes: [await realModelShape()], backends: ["cpu"], quick: true, progress: console.error });
+ * ```
+ */
+export async function realModelShape(): Promise<PrecisionShape> {
+  const { config, weights } = await readCheckpoint(DEFAULT_MODEL);
+  const tokenizer = await readTokenizer(DEFAULT_TOKENIZER, config.vocabSize);
+  const text = await Deno.readTextFile(DEFAULT_TEXT);
+  return { name: "stories260K.bin", config, weights, text: tokenizer.encode(text.trimEnd()) };
 }
 
 /** The pairs `--quick` runs: each weight format once, the KV formats beside f16 and Q8_0. */
@@ -65,7 +118,7 @@ const QUICK_PAIRS = new Set(["f32/f32", "f16/f16", "q8_0/q8_0", "q4_0/q8_0"]);
 /** What {@linkcode runPrecisionAxis} needs. */
 export interface PrecisionOptions {
   /** Shapes to run. */
-  shapes: { name: string; config: LlamaConfig }[];
+  shapes: PrecisionShape[];
   /** Backends to run. */
   backends: ("cpu" | "webgpu")[];
   /** The device, when WebGPU runs. */
@@ -87,38 +140,59 @@ export interface PrecisionOptions {
 export async function runPrecisionAxis(options: PrecisionOptions): Promise<PrecisionCell[]> {
   const { quick, progress } = options;
   const cells: PrecisionCell[] = [];
-  // --quick: the first shape only, to keep the quick bench near a minute.
-  for (const { name, config } of quick ? options.shapes.slice(0, 1) : options.shapes) {
+  // --quick: the first random shape and the real model only, to keep the quick bench near a
+  // minute.
+  const shapes = quick
+    ? options.shapes.filter((s, i) =>
+      s.weights || i === options.shapes.findIndex((r) => !r.weights)
+    )
+    : options.shapes;
+  for (const shape of shapes) {
+    const { name, config } = shape;
     // Each cell prefills its context token by token on the CPU: 64 positions keep the axis to
     // about two minutes of a full run (at 64 the KV cache is a small share of the bytes).
     const context = Math.min(quick ? 16 : 64, config.maxSeqLen - 40);
     const rng = new Rng(7);
-    const tokens = Array.from({ length: context + 1 }, () => rng.nextUint32() % config.vocabSize);
-    const accuracyTokens = tokens.slice(0, quick ? 17 : 33);
-    const f32Weights = randomStoredWeights(config, 1, "f32");
+    // A real model runs along its text (every position of it for the accuracy); random weights
+    // along seeded tokens.
+    const seeded = Array.from({ length: context + 1 }, () => rng.nextUint32() % config.vocabSize);
+    const tokens = shape.text ? shape.text.slice(0, context + 1) : seeded;
+    const accuracyTokens = shape.text ?? seeded.slice(0, quick ? 17 : 33);
+    const storedAs = (format: TensorFormat): StoredWeights =>
+      shape.weights
+        ? storeWeights(config, shape.weights, format)
+        : randomStoredWeights(config, 1, format);
+    const f32Weights = storedAs("f32");
+    const along = accuracyTokens.slice(0, -1);
+    const reference = await logitsAlong(new CpuDecoder(config, f32Weights), along);
     const kvPerPositionF32 = 2 * config.nLayers * config.nKvHeads * headDim(config) * 4;
     const f32Bytes = storedWeightBytes(config, "f32") + kvPerPositionF32 * context;
     for (const weights of TENSOR_FORMATS) {
       if (quick && ![...QUICK_PAIRS].some((p) => p.startsWith(`${weights}/`))) continue;
-      const stored = weights === "f32" ? f32Weights : randomStoredWeights(config, 1, weights);
+      const stored = weights === "f32" ? f32Weights : storedAs(weights);
       for (const kv of KV_FORMATS) {
         if (quick && !QUICK_PAIRS.has(`${weights}/${kv}`)) continue;
         const kvBytesPerPosition = kvPerPositionF32 / 4 * bytesPerValue(kv);
         const weightBytes = storedWeightBytes(config, weights);
         const bytesPerToken = weightBytes + kvBytesPerPosition * context;
-        let accuracy = { nmse: 0, top1: 1, perplexityRatio: 1 };
-        if (weights !== "f32" || kv !== "f32") {
-          const report = await measureAccuracy(
-            new CpuDecoder(config, stored, { kvCache: kv }),
-            new CpuDecoder(config, f32Weights),
-            accuracyTokens,
-          );
-          accuracy = {
-            nmse: report.meanNmse,
-            top1: report.top1Agreement,
-            perplexityRatio: report.perplexity / report.referencePerplexity,
-          };
-        }
+        // f32/f32 against itself: the same logits, so KL 0 and f32's perplexity.
+        const report = compareLogits(
+          await logitsAlong(new CpuDecoder(config, stored, { kvCache: kv }), along),
+          reference,
+          accuracyTokens.slice(1),
+        );
+        const accuracy = {
+          accuracyPositions: report.positions,
+          kl: report.kl,
+          klP99: report.klP99,
+          klMax: report.klMax,
+          sameTop1: report.sameTop1.mean,
+          topDeltaP: report.topDeltaP.mean,
+          nmse: report.meanNmse,
+          ...(shape.weights
+            ? { perplexity: report.perplexity, f32Perplexity: report.referencePerplexity }
+            : {}),
+        };
         for (const backend of options.backends) {
           const cell: PrecisionCell = {
             shape: name,
@@ -146,7 +220,7 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
           progress(
             `precision ${name} ${backend} weights ${weights} kv ${kv}: ${
               cell.msPerToken?.toFixed(2) ?? "skipped"
-            } ms/token, NMSE ${accuracy.nmse.toExponential(1)}`,
+            } ms/token, mean KL ${accuracy.kl.mean.toExponential(1)}`,
           );
         }
       }
@@ -180,7 +254,7 @@ function timeCpu(decoder: CpuDecoder, tokens: number[], quick: boolean): number[
 async function timeGpu(
   gpu: Gpu,
   config: LlamaConfig,
-  stored: Awaited<ReturnType<typeof randomStoredWeights>>,
+  stored: StoredWeights,
   kv: KvFormat,
   tokens: number[],
   quick: boolean,

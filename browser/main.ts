@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseFlags, UsageError } from "../cli/flags.ts";
 import { readCheckpoint } from "../model/formats/llama2c.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
@@ -49,6 +51,8 @@ Commands:
 Options:
   --browser PATH        Chromium to run (default: the first installed of the usual paths)
   --quick               conformance: one case per kernel and variant; bench: the quick subset
+  --kernel PATH         conformance: check the kernels the module at PATH exports instead
+                        (export const kernels: ForeignKernel[]; see docs/kernel-authors.md)
   --variant NAME        conformance: only that variant's cases (e.g. subgroup64)
   --projection NAME     decode: run every decode projection as that variant (e.g. subgroup64)
   --model PATH          decode: llama2.c checkpoint (default models/stories260K.bin)
@@ -121,6 +125,7 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     quick: { type: "boolean" },
     variant: { type: "string" },
     projection: { type: "string" },
+    kernel: { type: "string" },
     model: { type: "string" },
     tokenizer: { type: "string" },
     prompt: { type: "string" },
@@ -177,8 +182,20 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
   for (const [flag, applies] of [["variant", "conformance"], ["projection", "decode"]] as const) {
     const value = flags[flag];
     if (value === undefined) continue;
-    if (command !== applies) throw new UsageError(`--${flag} applies to ${applies} only`);
+    if (command !== applies) throw new UsageError(`--${flag}: only with ${applies}`);
     query.set(flag, value);
+  }
+  let kernelScript: string | undefined;
+  if (flags.kernel !== undefined) {
+    if (command !== "conformance") throw new UsageError("--kernel: only with conformance");
+    try {
+      Deno.statSync(flags.kernel);
+    } catch {
+      throw new Error(`--kernel: ${flags.kernel} does not exist`);
+    }
+    io.progress(`bundling ${flags.kernel}`);
+    kernelScript = await bundlePage(pathToFileURL(resolve(flags.kernel)));
+    query.set("kernel", flags.kernel);
   }
 
   const repeat = positive("repeat", flags.repeat, 1);
@@ -205,7 +222,9 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     const report = await inBrowser(browserPath, script, files, query, timeoutS, io, MODELS_DIR);
     return await printPage(report as PageReport, flags.out, io);
   }
-  const report = await inBrowser(browserPath, script, files, query, timeoutS, io);
+  const report = await inBrowser(browserPath, script, files, query, timeoutS, io, undefined, {
+    kernelScript,
+  });
   if (flags.json) io.print(JSON.stringify(report, null, 2));
   if (report.task === "conformance") return printConformance(report, io, !flags.json);
   if (report.task !== "decode") throw new Error(`the page reported a ${report.task} run`);
@@ -237,6 +256,7 @@ async function inBrowser(
   timeoutS: number,
   io: BrowserIo,
   modelsDir?: string,
+  extra: { kernelScript?: string } = {},
 ): Promise<TaskReport> {
   let server: PageServer | undefined;
   let browser: BrowserProcess | undefined;
@@ -248,7 +268,7 @@ async function inBrowser(
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, interrupt);
   try {
-    server = servePage({ script, files, modelsDir, onLog: io.progress });
+    server = servePage({ script, files, modelsDir, onLog: io.progress, ...extra });
     io.progress(`starting ${browserPath}`);
     browser = await launchBrowser(browserPath, `${server.url}?${query}`);
     const crashed = browser.exited.then((code) => {

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import type { Gpu, SubgroupSizes } from "../gpu/device.ts";
+import { checkKernels, type ForeignKernel } from "../gpu/check_kernel.ts";
 import {
   type ConformanceCase,
   conformanceCases,
@@ -42,6 +43,8 @@ export interface PageAdapter {
   features: string[];
   /** The browser, from its user agent (e.g. "Chrome/156.0.0.0"). */
   browser: string;
+  /** The adapter's subgroup sizes, where it reports them. */
+  subgroupSizes?: SubgroupSizes;
 }
 
 /** What the conformance task reports. */
@@ -127,10 +130,16 @@ export function describeAdapter(
   description: string,
   features: Iterable<string>,
   userAgent: string,
+  subgroupSizes?: SubgroupSizes,
 ): PageAdapter {
   const browser = /(?:HeadlessChrome|Chrome|Firefox|Version)\/[\d.]+/.exec(userAgent)?.[0] ??
     userAgent;
-  return { description, features: [...features].sort(), browser };
+  return {
+    description,
+    features: [...features].sort(),
+    browser,
+    ...(subgroupSizes ? { subgroupSizes } : {}),
+  };
 }
 
 /** The adapter line of tables: description, browser and the features kernels may use. */
@@ -138,9 +147,10 @@ function adapterLine(adapter: PageAdapter): string {
   const notable = adapter.features.filter((f) =>
     ["subgroups", "subgroup-size-control", "shader-f16", "timestamp-query"].includes(f)
   );
+  const sizes = adapter.subgroupSizes;
   return `${adapter.description} (${adapter.browser}${
     notable.length ? `; features: ${notable.join(", ")}` : ""
-  })`;
+  }${sizes ? `; subgroup sizes ${sizes.min}-${sizes.max}` : ""})`;
 }
 
 /**
@@ -186,6 +196,14 @@ export async function pageConformance(
       progress(`FAIL ${r.kernel} ${r.variant} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
     }
   });
+  return conformanceReport(results, adapter);
+}
+
+/** The report of judged cases: the table under the adapter line, passes, skips, failures. */
+function conformanceReport(
+  results: readonly ConformanceResult[],
+  adapter: PageAdapter,
+): ConformanceReport {
   const ran = results.filter((r) => !r.skipped);
   return {
     task: "conformance",
@@ -204,6 +222,39 @@ export async function pageConformance(
       }`
     ),
   };
+}
+
+/**
+ * Checks kernels written outside this project (a `--kernel` module's `kernels`) by their
+ * families' references, shapes and bounds: the table `deno task conformance --kernel` prints,
+ * with this adapter (and its subgroup sizes) in the header.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { describeAdapter, pageKernelConformance } from "./tasks.ts";
+ * import { kernels } from "../examples/kernels/rms_norm.ts";
+ * const gpu = await requestGpu();
+ * const adapter = describeAdapter(gpu.adapterDescription, gpu.features, "", gpu.subgroupSizes);
+ * console.log((await pageKernelConformance(gpu, adapter, kernels)).table);
+ * ```
+ */
+export async function pageKernelConformance(
+  gpu: Gpu,
+  adapter: PageAdapter,
+  kernels: readonly ForeignKernel[],
+  progress: Progress = () => {},
+): Promise<ConformanceReport> {
+  progress(`checking ${kernels.length} kernel(s) on ${adapterLine(adapter)}`);
+  const { results } = await checkKernels(kernels, {
+    gpu,
+    onResult: (r) => {
+      if (!r.passed && !r.skipped) {
+        progress(`FAIL ${r.kernel} ${r.variant} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
+      }
+    },
+  });
+  return conformanceReport(results, adapter);
 }
 
 /** The page's working set for the bandwidth probes: browsers do not tell the cache sizes. */

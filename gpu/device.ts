@@ -36,12 +36,28 @@ export interface RequestGpuOptions {
    * 128 on Deno's GL backend, unlimited elsewhere, by default.
    */
   workgroupElementBudget?: number;
+  /**
+   * `"adapter"` (the default) raises the device's limits to everything the adapter offers;
+   * `"default"` requests none, so the device has only WebGPU's default limits (what a kernel
+   * can count on everywhere).
+   */
+  limits?: "adapter" | "default";
+}
+
+/** The adapter's subgroup sizes (`GPUAdapterInfo.subgroupMinSize`/`subgroupMaxSize`). */
+export interface SubgroupSizes {
+  /** Smallest subgroup a kernel may run with. */
+  min: number;
+  /** Largest subgroup a kernel may run with. */
+  max: number;
 }
 
 /** Options of the {@linkcode Gpu} constructor. */
 export interface GpuOptions {
   /** See {@linkcode Gpu.workgroupElementBudget}; unlimited if absent. */
   workgroupElementBudget?: number;
+  /** See {@linkcode Gpu.subgroupSizes}. */
+  subgroupSizes?: SubgroupSizes;
 }
 
 /** What the adapter says it is (`GPUAdapterInfo`'s strings, empty where it says nothing). */
@@ -111,7 +127,9 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   const adapter = await entry.requestAdapter({ powerPreference: options.powerPreference });
   if (!adapter) throw new GpuError("requestGpu", NO_ADAPTER_HELP);
   const requiredLimits: Record<string, number> = {};
-  for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
+  if (options.limits !== "default") {
+    for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
+  }
   // Every optional feature a kernel variant may use, where the adapter has it (Chromium's
   // software adapter has subgroups; lavapipe under Deno does not).
   const requiredFeatures = (["timestamp-query", "subgroups", "shader-f16"] as GPUFeatureName[])
@@ -129,7 +147,15 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   };
   const workgroupElementBudget = options.workgroupElementBudget ??
     (onDenoGlBackend() ? GL_WORKGROUP_ELEMENT_BUDGET : Infinity);
-  return new Gpu(device, description || "unknown adapter", identity, { workgroupElementBudget });
+  // Not in every runtime's GPUAdapterInfo yet (Chromium has them; Deno 2.9 does not).
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const subgroupSizes = sizes.subgroupMinSize && sizes.subgroupMaxSize
+    ? { min: sizes.subgroupMinSize, max: sizes.subgroupMaxSize }
+    : undefined;
+  return new Gpu(device, description || "unknown adapter", identity, {
+    workgroupElementBudget,
+    subgroupSizes,
+  });
 }
 
 /**
@@ -152,6 +178,11 @@ export class Gpu {
    * tiles or reductions size them to it, and variants that cannot fit do not apply.
    */
   readonly workgroupElementBudget: number;
+  /**
+   * The adapter's subgroup sizes where it reports them (undefined elsewhere): a kernel using
+   * `subgroups` must work with any size in this range.
+   */
+  readonly subgroupSizes: SubgroupSizes | undefined;
   /** When set, every pass {@linkcode Gpu.submit} records carries its timestamp writes. */
   passTimer: PassTimer | undefined;
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
@@ -170,6 +201,7 @@ export class Gpu {
       throw new GpuError("Gpu", `workgroupElementBudget: expected at least 1, got ${budget}`);
     }
     this.workgroupElementBudget = budget;
+    this.subgroupSizes = options.subgroupSizes;
     this.device = device;
     this.adapterDescription = adapterDescription;
     this.adapter = adapter ??

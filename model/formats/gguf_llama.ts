@@ -522,6 +522,8 @@ export interface ModelFile {
   weights: LlamaWeights;
   /** The vocabulary a GGUF file carries. */
   tokenizer?: Tokenizer;
+  /** A GGUF file's stored format of each tensor, by GGUF tensor name (a checkpoint: all f32). */
+  formats?: Map<string, TensorFormat>;
 }
 
 /** Options of {@linkcode readModelFile}. */
