@@ -53,6 +53,8 @@ Options:
   --quick               conformance: one case per kernel and variant; bench: the quick subset
   --kernel PATH         conformance: check the kernels the module at PATH exports instead
                         (export const kernels: ForeignKernel[]; see docs/kernel-authors.md)
+  --variant NAME        conformance: only that variant's cases (e.g. subgroup64)
+  --projection NAME     decode: run every decode projection as that variant (e.g. subgroup64)
   --model PATH          decode: llama2.c checkpoint (default models/stories260K.bin)
   --tokenizer PATH      decode: its tokenizer (default models/tok512.bin)
   --prompt TEXT         decode: the prompt (default "Once upon a time")
@@ -121,6 +123,8 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
   const flags = parseFlags(rest, {
     browser: { type: "string" },
     quick: { type: "boolean" },
+    variant: { type: "string" },
+    projection: { type: "string" },
     kernel: { type: "string" },
     model: { type: "string" },
     tokenizer: { type: "string" },
@@ -175,6 +179,12 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     query.set("steps", `${steps}`);
   }
   if (flags.quick) query.set("quick", "1");
+  for (const [flag, applies] of [["variant", "conformance"], ["projection", "decode"]] as const) {
+    const value = flags[flag];
+    if (value === undefined) continue;
+    if (command !== applies) throw new UsageError(`--${flag}: only with ${applies}`);
+    query.set(flag, value);
+  }
   let kernelScript: string | undefined;
   if (flags.kernel !== undefined) {
     if (command !== "conformance") throw new UsageError("--kernel: only with conformance");
@@ -396,7 +406,9 @@ async function checkDecode(
 ): Promise<number> {
   io.print(report.text);
   io.print(
-    `in the page (${report.adapter.description}, ${report.adapter.browser}): prefill ${
+    `in the page (${report.adapter.description}, ${report.adapter.browser}${
+      report.projection ? `, ${report.projection} projections` : ""
+    }): prefill ${
       report.prefillTokensPerSecond.toFixed(1)
     } tokens/s, decode ${report.tokens.length} tokens at ${
       report.decodeTokensPerSecond.toFixed(1)

@@ -73,7 +73,10 @@ async function automated(task: string): Promise<void> {
       const kernels = validateForeignKernels(await import(url), params.get("kernel")!);
       report = await pageKernelConformance(gpu, adapter, kernels, log);
     } else if (task === "conformance") {
-      report = await pageConformance(gpu, adapter, { quick: params.has("quick") }, log);
+      report = await pageConformance(gpu, adapter, {
+        quick: params.has("quick"),
+        variant: params.get("variant") ?? undefined,
+      }, log);
     } else if (task === "bench") {
       report = await pageKernelBench(gpu, adapter, {
         quick: params.has("quick"),
@@ -88,6 +91,7 @@ async function automated(task: string): Promise<void> {
         tokenizer,
         prompt: params.get("prompt") ?? "Once upon a time",
         steps: Number(params.get("steps") ?? 200),
+        projection: params.get("projection") ?? undefined,
       }, log);
     } else throw new Error(`task: expected conformance, bench or decode, got "${task}"`);
     gpu.destroy();

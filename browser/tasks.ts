@@ -18,6 +18,7 @@ import { preset } from "../model/config.ts";
 import { parseCheckpoint } from "../model/formats/llama2c.ts";
 import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
+import { projectionTuning } from "../gpu/tune.ts";
 import { Tokenizer } from "../model/formats/tokenizer.ts";
 import { type BenchShape, runMatrix } from "../bench/matrix.ts";
 import { type Backend, type KernelResult, measureKernels } from "../bench/measure.ts";
@@ -92,6 +93,8 @@ export interface DecodeReport {
   prefillTokensPerSecond: number;
   /** Generated tokens per second after the first. */
   decodeTokensPerSecond: number;
+  /** The projection variant every decode projection ran, when one was asked for. */
+  projection?: string;
 }
 
 /** What the user page ran and shows (each part when ticked). */
@@ -164,7 +167,8 @@ function oneOfEachVariant(cases: readonly ConformanceCase[], gpu: Gpu): Conforma
 }
 
 /**
- * Runs every conformance case (`quick`: one per kernel and variant) on `gpu` and formats the same table as `deno task conformance`.
+ * Runs every conformance case (`quick`: one per kernel and variant; `variant`: only that
+ * variant's) on `gpu` and formats the same table as `deno task conformance`.
  *
  * @example
  * ```ts ignore
@@ -178,10 +182,14 @@ function oneOfEachVariant(cases: readonly ConformanceCase[], gpu: Gpu): Conforma
 export async function pageConformance(
   gpu: Gpu,
   adapter: PageAdapter,
-  options: { quick?: boolean } = {},
+  options: { quick?: boolean; variant?: string } = {},
   progress: Progress = () => {},
 ): Promise<ConformanceReport> {
-  const cases = options.quick ? oneOfEachVariant(conformanceCases(), gpu) : conformanceCases();
+  const all = conformanceCases().filter((c) =>
+    options.variant === undefined || c.variant === options.variant
+  );
+  if (all.length === 0) throw new Error(`variant: no conformance case of "${options.variant}"`);
+  const cases = options.quick ? oneOfEachVariant(all, gpu) : all;
   progress(`running ${cases.length} kernel cases on ${adapterLine(adapter)}`);
   const results: ConformanceResult[] = await runConformance(gpu, cases, (r) => {
     if (!r.passed && !r.skipped) {
@@ -317,6 +325,11 @@ export interface DecodeInput {
   prompt: string;
   /** Tokens to generate (capped at the model's context). */
   steps: number;
+  /**
+   * Run the fused decode step with this projection variant everywhere (e.g. `subgroup64`,
+   * which no default selects); the adapter's defaults when absent.
+   */
+  projection?: string;
 }
 
 /**
@@ -355,7 +368,10 @@ export async function pageDecode(
     `decoding ${steps} tokens greedily: dim ${config.dim}, ${config.nLayers} layers, ` +
       `${config.nHeads}/${config.nKvHeads} heads, vocabulary ${config.vocabSize}`,
   );
-  const decoder = await GpuDecoder.create(gpu, config, weights);
+  const tuning = input.projection === undefined
+    ? undefined
+    : projectionTuning(gpu.adapter, config, input.projection, "browser");
+  const decoder = await GpuDecoder.create(gpu, config, weights, { tuning });
   try {
     const result = await generate(decoder, promptTokens, { steps, temperature: 0 });
     return {
@@ -366,6 +382,7 @@ export async function pageDecode(
       text: tokenizer.decode([...promptTokens, ...result.tokens]),
       prefillTokensPerSecond: result.prefillTokensPerSecond,
       decodeTokensPerSecond: result.decodeTokensPerSecond,
+      projection: input.projection,
     };
   } finally {
     decoder.destroy();

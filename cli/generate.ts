@@ -7,7 +7,7 @@
 import { parseFlags, UsageError } from "./flags.ts";
 import { readPromptsFile, runBatch } from "./_batch.ts";
 import { contextConfig, type LlamaConfig, preset, PRESETS } from "../model/config.ts";
-import { readModelFileAsStored } from "../model/formats/gguf_llama.ts";
+import { readModelFile, readModelFileAsStored } from "../model/formats/gguf_llama.ts";
 import { checkKvCacheFitsMemory, checkWeightsFitMemory } from "../model/memory.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { generate } from "../model/generate.ts";
@@ -20,7 +20,6 @@ import {
   dequantizeWeights,
   randomStoredWeights,
   type StoredWeights,
-  storeWeights,
 } from "../model/precision.ts";
 import type { TensorFormat } from "../reference/quantize.ts";
 import { requestGpu } from "../gpu/device.ts";
@@ -46,7 +45,7 @@ Batched decoding (several prompts, or any of these flags):
 Generation:
   --steps N             new tokens (default 256, capped by the model's maxSeqLen)
   --temperature T       0 for greedy (default 1.0)
-  --top-p P             nucleus sampling mass in (0, 1]
+  --top-p P             nucleus mass in (0, 1], cut before the temperature applies (as llama.cpp)
   --top-k K             keep the K most probable tokens
   --seed S              seed of every random choice (default 0)
   --backend cpu|webgpu  where to run (default webgpu)
@@ -205,6 +204,9 @@ async function run(args: string[], io: CliIo): Promise<number> {
         `--${unsupported} is not available with batched decoding (several prompts, --kv-layout, --window, --max-batch, --block-size)`,
       );
     }
+    if (flags.weights !== undefined || flags.kv !== undefined) {
+      throw new UsageError("--weights and --kv apply to single-sequence decoding, not batched");
+    }
   }
   if (flags.logits && !flags.json) throw new UsageError("--logits needs --json");
   const temperature = number("temperature", flags.temperature, (n) => n >= 0, "a number >= 0") ?? 1;
@@ -234,8 +236,13 @@ async function run(args: string[], io: CliIo): Promise<number> {
   let weights: LlamaWeights | StoredWeights;
   let tokenizer: Tokenizer | undefined;
   if (flags.model) {
-    ({ config, weights, tokenizer } = await readModelFileAsStored(flags.model));
-    weights = storedAs(config, weights, flags.weights, flags.model);
+    // The batched decoders read float32 weights; one sequence holds a GGUF file's as stored
+    // unless --weights asks otherwise. Each reader checks memory for what it holds.
+    ({ config, weights, tokenizer } = batched
+      ? await readModelFile(flags.model)
+      : await readModelFileAsStored(flags.model, {
+        weights: flags.weights === undefined ? undefined : weightFormat,
+      }));
     if ("format" in weights) weightFormat = weights.format;
   } else {
     config = preset(presetName);
@@ -278,13 +285,10 @@ async function run(args: string[], io: CliIo): Promise<number> {
   } else {
     prompts = [[1]];
   }
-  const longest = Math.max(...prompts.map((p) => p.length));
+  const longest = prompts.reduce((most, p) => Math.max(most, p.length), 0); // no spread: 100k+ prompts
   if (longest > config.maxSeqLen) throw tooLong(longest);
   if (batched) {
-    if (flags.weights !== undefined || flags.kv !== undefined) {
-      throw new UsageError("--weights and --kv apply to single-sequence decoding, not batched");
-    }
-    // The batched decoders read float32 weights: a GGUF file's are dequantized.
+    // A model file was read as float32 (readModelFile); a preset's weights are float32 here.
     if ("format" in weights) weights = toFloat32(config, weights, source);
     const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - longest + 1);
     await runBatch({
@@ -382,24 +386,6 @@ async function run(args: string[], io: CliIo): Promise<number> {
 function toFloat32(config: LlamaConfig, weights: StoredWeights, source: string): LlamaWeights {
   checkWeightsFitMemory(config, `${source} (converted to float32)`);
   return dequantizeWeights(weights);
-}
-
-/**
- * A GGUF file's weights as `--weights` asks: as stored when absent, or when every matrix is
- * already in the format asked for; otherwise dequantized and (for a format other than f32)
- * stored again in it.
- */
-function storedAs(
-  config: LlamaConfig,
-  weights: LlamaWeights | StoredWeights,
-  asked: string | undefined,
-  source: string,
-): LlamaWeights | StoredWeights {
-  if (!("format" in weights) || asked === undefined) return weights;
-  const format = checkWeightFormat(asked, "--weights");
-  if (storedFormats(weights).every((f) => f === format)) return weights;
-  const floats = toFloat32(config, weights, source);
-  return format === "f32" ? floats : storeWeights(config, floats, format);
 }
 
 /** The formats of `weights`' matrices (the embedding table included). */

@@ -18,6 +18,7 @@ import { toF16 } from "../reference/f16.ts";
 import { dequantize, QUANT_BLOCK, quantize } from "../reference/quantize.ts";
 import { STATE, stateBinding } from "./state.ts";
 import { BATCH_ROW, batchRowsBinding } from "./batch_rows.ts";
+import { EXACT_FLOAT_WGSL } from "./_exact_float.ts";
 
 const WGSL = elementwiseWgsl(
   `override KV_DIM: u32;
@@ -103,13 +104,16 @@ export function packKvCache(values: Float32Array, format: KvFormat, kvDim: numbe
 
 function appendWgsl(format: KvFormat): string {
   if (format === "f32") return WGSL;
+  // Read as bits: the conversions below are integer arithmetic (_exact_float.ts), so the stored
+  // halves, quants and scales are the CPU reference's on every GPU.
   const bindings = `override KV_DIM: u32;
 override MAX_SEQ: u32;
-@group(0) @binding(0) var<storage, read> k: array<f32>;
-@group(0) @binding(1) var<storage, read> v: array<f32>;
+@group(0) @binding(0) var<storage, read> k: array<u32>;
+@group(0) @binding(1) var<storage, read> v: array<u32>;
 @group(0) @binding(2) var<storage, read_write> keyCache: array<u32>;
 @group(0) @binding(3) var<storage, read_write> valueCache: array<u32>;
-${stateBinding(4)}`;
+${stateBinding(4)}
+${EXACT_FLOAT_WGSL}`;
   if (format === "f16") {
     // Invocation i writes values 2i and 2i + 1: one word, no sharing.
     return elementwiseWgsl(
@@ -118,31 +122,34 @@ ${stateBinding(4)}`;
   let pos = state[${STATE.pos}u] + first / KV_DIM;
   if (pos >= MAX_SEQ) { return; }
   let at = (pos * KV_DIM + first % KV_DIM) / 2u;
-  keyCache[at] = pack2x16float(vec2<f32>(k[first], k[first + 1u]));
-  valueCache[at] = pack2x16float(vec2<f32>(v[first], v[first + 1u]));`,
+  keyCache[at] = f16Bits(k[first]) | (f16Bits(k[first + 1u]) << 16u);
+  valueCache[at] = f16Bits(v[first]) | (f16Bits(v[first + 1u]) << 16u);`,
     );
   }
-  // Q8_0: invocation i quantizes block i of the new rows, as ggml does (scale max|x|/127,
-  // rounding half away from zero), the scale stored f16-rounded.
+  // Q8_0: invocation i quantizes block i of the new rows as ggml's quantize_row_q8_0_ref does:
+  // d = max|x| / 127, quant = roundf(x · (1/d)), the scale stored f16-rounded (as an f32 word).
+  // Division, roundf and the f16 rounding are exact, so quants on a rounding tie agree too.
   return elementwiseWgsl(
     bindings + `
 fn quantizeBlock(src: u32, dst: u32, isKey: bool) {
-  var amax = 0.0;
+  var amax = 0u; // |x| as bits: for non-negative floats integer order is numeric order
   for (var j = 0u; j < 32u; j++) {
-    amax = max(amax, abs(select(v[src + j], k[src + j], isKey)));
+    amax = max(amax, select(v[src + j], k[src + j], isKey) & 0x7fffffffu);
   }
-  let d = amax / 127.0;
-  let inverse = select(0.0, 1.0 / d, d != 0.0);
+  let d = exactDivide(amax, 0x42fe0000u); // 127.0
+  let inverse = select(0u, exactDivide(0x3f800000u, d), d != 0u);
+  // 1/d overflowing to infinity: ggml's roundf(x·inf) cast to int8 (and the reference) store 0.
+  let zero = inverse >= 0x7f800000u;
   for (var w = 0u; w < 8u; w++) {
     var word = 0u;
     for (var b = 0u; b < 4u; b++) {
-      let x = select(v[src + 4u * w + b], k[src + 4u * w + b], isKey) * inverse;
-      let q = i32(sign(x) * floor(abs(x) + 0.5));
+      let x = bitcast<f32>(select(v[src + 4u * w + b], k[src + 4u * w + b], isKey));
+      let q = select(roundHalfAway(bitcast<u32>(x * bitcast<f32>(inverse))), 0, zero);
       word = word | ((u32(q) & 255u) << (8u * b));
     }
     if (isKey) { keyCache[dst / 4u + w] = word; } else { valueCache[dst / 4u + w] = word; }
   }
-  let scale = bitcast<u32>(quantizeToF16(d));
+  let scale = f16ToF32Bits(f16Bits(d));
   let scaleAt = MAX_SEQ * KV_DIM / 4u + dst / 32u;
   if (isKey) { keyCache[scaleAt] = scale; } else { valueCache[scaleAt] = scale; }
 }`,

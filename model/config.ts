@@ -4,7 +4,7 @@
  * @module
  */
 import { DEFAULT_NORM_EPS } from "../reference/norm.ts";
-import { DEFAULT_ROPE_THETA, type RopeLayout } from "../reference/rope.ts";
+import { DEFAULT_ROPE_THETA, type RopeLayout, type RopeOptions } from "../reference/rope.ts";
 
 /** Id of the beginning-of-sequence token (llama2.c's and LLaMA's vocabularies). */
 export const BOS = 1;
@@ -31,6 +31,11 @@ export interface LlamaConfig {
   ropeTheta: number;
   /** RoPE pairing: llama2.c and Meta use `"interleaved"`. */
   ropeLayout: RopeLayout;
+  /**
+   * RoPE scaling the model was trained with. `linear` divides every position by `factor`
+   * before it turns (as llama.cpp does for GGUF's `rope.scaling.type` `linear`). Absent: none.
+   */
+  ropeScaling?: RopeScaling;
   /** RMSNorm epsilon. */
   normEps: number;
   /** Whether the classifier is the token-embedding table (tied weights). */
@@ -42,9 +47,35 @@ export interface LlamaConfig {
   slidingWindow?: number;
 }
 
+/** A RoPE scaling: only `linear` ("position interpolation") is supported. */
+export interface RopeScaling {
+  /** The method: positions divided by `factor`. */
+  type: "linear";
+  /** What positions are divided by; finite and > 0. */
+  factor: number;
+}
+
 /** Features per attention head: `dim / nHeads`. */
 export function headDim(config: LlamaConfig): number {
   return config.dim / config.nHeads;
+}
+
+/**
+ * The reference `rope`'s options for `config`: its theta, pairing and linear scaling.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig, ropeOptions } from "./config.ts";
+ * const config = makeConfig({ dim: 8, hiddenDim: 8, nLayers: 1, nHeads: 2, nKvHeads: 2, vocabSize: 4, maxSeqLen: 8, ropeScaling: { type: "linear", factor: 4 } });
+ * if (ropeOptions(config).linearScaling !== 4) throw new Error("wrong");
+ * ```
+ */
+export function ropeOptions(config: LlamaConfig): RopeOptions {
+  return {
+    theta: config.ropeTheta,
+    layout: config.ropeLayout,
+    linearScaling: config.ropeScaling?.factor ?? 1,
+  };
 }
 
 /** The fields every configuration must give; the rest have llama2.c's defaults. */
@@ -136,6 +167,19 @@ export function validateConfig(config: LlamaConfig, source = "config"): void {
   const window = config.slidingWindow;
   if (window !== undefined && (!Number.isInteger(window) || window < 1)) {
     throw new RangeError(`${source}: slidingWindow must be a positive integer, got ${window}`);
+  }
+  const scaling = config.ropeScaling;
+  if (scaling !== undefined) {
+    if (scaling.type !== "linear") {
+      throw new RangeError(
+        `${source}: ropeScaling.type: expected "linear", got ${JSON.stringify(scaling.type)}`,
+      );
+    }
+    if (!(scaling.factor > 0) || !Number.isFinite(scaling.factor)) {
+      throw new RangeError(
+        `${source}: ropeScaling.factor must be finite and > 0, got ${scaling.factor}`,
+      );
+    }
   }
   if (config.ropeLayout !== "interleaved" && config.ropeLayout !== "half") {
     throw new RangeError(

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { headDim, type LlamaConfig } from "./config.ts";
+import { headDim, type LlamaConfig, ropeOptions } from "./config.ts";
 import { checkPosition, checkPrefill, type Decoder, type DecoderOptions } from "./decoder.ts";
 import { checkKvCacheFitsMemory, kvCacheBytes } from "./memory.ts";
 import { checkWeights, type LlamaWeights } from "./weights.ts";
@@ -91,7 +91,7 @@ export class CpuDecoder implements Decoder {
     this.#dims = {
       ...config,
       eps: config.normEps,
-      rope: { theta: config.ropeTheta, layout: config.ropeLayout },
+      rope: ropeOptions(config),
       hd,
       qDim: config.nHeads * hd,
       kvDim: config.nKvHeads * hd,

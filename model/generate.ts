@@ -21,8 +21,9 @@ export interface GenerateOptions {
   temperature?: number;
   /** Keep the `topK` most probable tokens (reads logits back per token on WebGPU). */
   topK?: number;
-  /** Nucleus sampling mass in (0, 1], taken over the top-k set renormalized when `topK` is set
-   * too, as llama.cpp and Hugging Face do (reads logits back per token on WebGPU). */
+  /** Nucleus sampling mass in (0, 1], taken at temperature 1 over the top-k set renormalized
+   * when `topK` is set too; the temperature applies after it, as in llama.cpp's default chain
+   * (reads logits back per token on WebGPU). */
   topP?: number;
   /** Seed of every random choice. */
   seed?: number;

@@ -22,6 +22,11 @@ export interface RopeOptions {
   theta?: number;
   /** Pairing of features; `"interleaved"` by default. */
   layout?: RopeLayout;
+  /**
+   * Linear RoPE scaling ("position interpolation"): positions are divided by this factor before
+   * they turn, as llama.cpp does for `rope.scaling.type` `linear`; 1 (none) by default.
+   */
+  linearScaling?: number;
 }
 
 /**
@@ -59,8 +64,8 @@ export function rope(
   headDim: number,
   options: RopeOptions = {},
 ): Float32Array {
-  const { theta = DEFAULT_ROPE_THETA, layout = "interleaved" } = options;
-  checkRopeShape(headDim, theta);
+  const { theta = DEFAULT_ROPE_THETA, layout = "interleaved", linearScaling = 1 } = options;
+  checkRopeShape(headDim, theta, linearScaling);
   checkInteger("rope pos", pos, 0);
   if (x.length % headDim !== 0) {
     throw new RangeError(
@@ -74,7 +79,7 @@ export function rope(
   const out = new Float32Array(x.length);
   for (let head = 0; head < x.length; head += headDim) {
     for (let i = 0; i < half; i++) {
-      const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+      const angle = (pos / linearScaling) * Math.pow(theta, (-2 * i) / headDim);
       const cos = Math.cos(angle);
       const sin = Math.sin(angle);
       const a = layout === "interleaved" ? head + 2 * i : head + i;
@@ -122,7 +127,7 @@ export function ropeRows(
   return out;
 }
 
-function checkRopeShape(headDim: number, theta: number): void {
+function checkRopeShape(headDim: number, theta: number, linearScaling = 1): void {
   checkInteger("rope headDim", headDim);
   if (headDim % 2 !== 0) {
     throw new RangeError(
@@ -132,12 +137,18 @@ function checkRopeShape(headDim: number, theta: number): void {
   if (!(theta > 0) || !Number.isFinite(theta)) {
     throw new RangeError(`rope theta: expected a finite number > 0, got ${theta}`);
   }
+  if (!(linearScaling > 0) || !Number.isFinite(linearScaling)) {
+    throw new RangeError(
+      `rope linearScaling: expected a finite number > 0, got ${linearScaling}`,
+    );
+  }
 }
 
 /**
- * The rotation table `(maxSeqLen, headDim/2)` of `(cos, sin)` pairs of `pos · freq_i`,
- * computed in double precision: kernels look angles up instead of evaluating `sin`/`cos` of
- * large arguments in float32.
+ * The rotation table `(maxSeqLen, headDim/2)` of `(cos, sin)` pairs of
+ * `(pos / linearScaling) · freq_i`, computed in double precision: kernels look angles up instead
+ * of evaluating `sin`/`cos` of large arguments in float32 (and a scaled model needs only its
+ * table scaled).
  *
  * @example
  * ```ts
@@ -150,14 +161,15 @@ export function ropeTable(
   headDim: number,
   maxSeqLen: number,
   theta: number = DEFAULT_ROPE_THETA,
+  linearScaling = 1,
 ): Float32Array {
-  checkRopeShape(headDim, theta);
+  checkRopeShape(headDim, theta, linearScaling);
   checkInteger("rope maxSeqLen", maxSeqLen);
   const half = headDim / 2;
   const table = new Float32Array(maxSeqLen * headDim);
   for (let pos = 0; pos < maxSeqLen; pos++) {
     for (let i = 0; i < half; i++) {
-      const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+      const angle = (pos / linearScaling) * Math.pow(theta, (-2 * i) / headDim);
       table[(pos * half + i) * 2] = Math.cos(angle);
       table[(pos * half + i) * 2 + 1] = Math.sin(angle);
     }

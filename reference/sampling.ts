@@ -100,10 +100,13 @@ export interface SamplingOptions {
 }
 
 /**
- * Draws a token id from `logits`: greedy at temperature 0, otherwise from
- * `softmax(logits / temperature)` restricted and renormalized, using `rng`. As in llama.cpp and
- * Hugging Face, top-k comes first and top-p is taken over the top-k set's renormalized
- * probabilities (see {@linkcode topP} for its stop rule).
+ * Draws a token id from `logits`: greedy at temperature 0, otherwise in llama.cpp's default
+ * order (its sampler chain: top-k, top-p, then temperature): top-k keeps the `topK` largest
+ * logits; top-p keeps the nucleus of `softmax(logits)` over that set (temperature 1, the set's
+ * probabilities renormalized; see {@linkcode topP} for its stop rule); only then is the token
+ * drawn, using `rng`, from `softmax(logits / temperature)` over what was kept. (Hugging Face
+ * divides by the temperature first, so there top-p's nucleus depends on the temperature; here,
+ * as in llama.cpp, it does not.)
  *
  * @example
  * ```ts
@@ -111,6 +114,8 @@ export interface SamplingOptions {
  * import { Rng } from "./random.ts";
  * const logits = new Float32Array([0, 5, 1]);
  * if (sample(logits, { temperature: 0 }, new Rng(1)) !== 1) throw new Error("wrong");
+ * // softmax(logits) puts 0.976 on id 1: top-p 0.9 keeps it alone, whatever the temperature
+ * if (sample(logits, { temperature: 100, topP: 0.9 }, new Rng(1)) !== 1) throw new Error("wrong");
  * ```
  */
 export function sample(logits: Float32Array, options: SamplingOptions, rng: Rng): number {
@@ -125,22 +130,24 @@ export function sample(logits: Float32Array, options: SamplingOptions, rng: Rng)
   // first +Infinity wins, a row of -Infinity gives id 0.
   const best = argmax(logits);
   if (temperature === 0 || !Number.isFinite(logits[best])) return best;
-  const probs = temperatureSoftmax(logits, temperature);
-  let candidates = options.topK !== undefined
-    ? topK(probs, options.topK)
-    : rankByProbability(probs);
+  // Ranked by logit (the order of the probabilities at any temperature), ties lower id first.
+  let candidates = rankByProbability(logits);
+  if (options.topK !== undefined) candidates = topK(logits, options.topK);
   if (options.topP !== undefined) {
-    let topKMass = 0;
-    for (const id of candidates) topKMass += probs[id];
-    const renormalized = new Float64Array(probs.length);
-    for (const id of candidates) renormalized[id] = probs[id] / topKMass;
-    candidates = nucleus(candidates, renormalized, options.topP);
+    const unit = new Float64Array(logits.length); // softmax(logits) over the candidates
+    let total = 0;
+    for (const id of candidates) total += unit[id] = Math.exp(logits[id] - logits[best]);
+    for (const id of candidates) unit[id] /= total;
+    candidates = nucleus(candidates, unit, options.topP);
   }
+  const weights = new Float64Array(logits.length); // softmax(logits / T), unnormalized
   let mass = 0;
-  for (const id of candidates) mass += probs[id];
+  for (const id of candidates) {
+    mass += weights[id] = Math.exp((logits[id] - logits[best]) / temperature);
+  }
   let r = rng.next() * mass;
   for (const id of candidates) {
-    r -= probs[id];
+    r -= weights[id];
     if (r < 0) return id;
   }
   return candidates[candidates.length - 1]; // rounding left r a hair above zero

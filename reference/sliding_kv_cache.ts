@@ -87,7 +87,8 @@ export class SlidingKvCache {
  * attention kernel: `q: (nHeads·headDim)`; `keyRing, valueRing: (ringSize, nKvHeads·headDim)`
  * holding position `p` at row `p % ringSize` for every `p` in `windowStart(pos, window)..pos`.
  * Returns `(nHeads·headDim)`: {@linkcode decodeAttention} over exactly those positions. The ring
- * may be longer than the window (`ringSize ≥ window`, e.g. so that a step can write several
+ * must hold the positions seen, `min(window, pos + 1)` (a run shorter than the window needs a
+ * ring only as long as the run); it may be longer (e.g. so that a step can write several
  * positions before any of them is read).
  *
  * @example
@@ -111,8 +112,11 @@ export function slidingWindowAttention(
   checkHeads(shape.nHeads, shape.nKvHeads, shape.headDim);
   checkInteger("window", window);
   checkInteger("pos", pos, 0);
-  if (!Number.isInteger(ringSize) || ringSize < window) {
-    throw new RangeError(`ringSize: expected an integer >= window ${window}, got ${ringSize}`);
+  const seen = Math.min(window, pos + 1);
+  if (!Number.isInteger(ringSize) || ringSize < seen) {
+    throw new RangeError(
+      `ringSize: expected an integer >= the ${seen} positions seen at pos ${pos} (window ${window}), got ${ringSize}`,
+    );
   }
   const kvDim = shape.nKvHeads * shape.headDim;
   checkLength(

@@ -123,6 +123,33 @@ Deno.test({
 });
 
 Deno.test({
+  name: "browser subgroup64: Chromium's subgroups run every case of the projection and a decode",
+  ignore: ignoreBrowserTests,
+  async fn() {
+    // Deno's lavapipe and GL adapters have no subgroups; Dawn's SwiftShader has them (size 4).
+    const conformance = await cli("conformance", "--variant", "subgroup64", "--json");
+    const report = JSON.parse(conformance.out) as ConformanceReport;
+    expect(report.adapter.features).toContain("subgroups");
+    expect({ code: conformance.code, failures: report.failures }).toEqual({
+      code: 0,
+      failures: [],
+    });
+    const cases = conformanceCases().filter((c) => c.variant === "subgroup64");
+    expect(report.passed + report.skipped.length).toBe(cases.length);
+    expect(report.passed).toBeGreaterThanOrEqual(10);
+    // skipped only where the layout never applies (inDim < 64), never for want of the feature
+    for (const skip of report.skipped) expect(skip).toMatch(/: does not apply to this shape$/);
+    // The fused decode with every projection subgroup64 (a tuning's choice that cannot run is
+    // an error, not a fallback): the CPU reference's greedy story.
+    const decode = await cli("decode", "--steps", "40", "--projection", "subgroup64");
+    expect(decode.out).toContain(LILY);
+    expect(decode.out).toContain("subgroup64 projections");
+    expect(decode.out).toContain("matches the CPU reference in Deno: all 45 token ids");
+    expect(decode.code).toBe(0);
+  },
+});
+
+Deno.test({
   name: "browser errors: a bad model fails in the page, a timeout stops the run; both exit 1",
   ignore: ignoreBrowserTests,
   async fn() {
@@ -180,6 +207,8 @@ Deno.test("browser usage errors get one line and exit 2", async () => {
       [["conformance", "--browser", "/nonexistent/chrome"], "--browser: expected an executable"],
       [["decode", "--steps", "0"], '--steps: expected an integer >= 1, got "0"'],
       [["build"], "build needs --out DIR"],
+      [["decode", "--variant", "subgroup64"], "--variant: only with conformance"],
+      [["conformance", "--projection", "row"], "--projection: only with decode"],
     ] as const
   ) {
     const { code, out } = await cli(...args);

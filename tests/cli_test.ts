@@ -273,6 +273,36 @@ Deno.test("checkWeightsFitMemory refuses weights larger than the machine and acc
 
 for (const backend of ["cpu", "webgpu"] as const) {
   Deno.test({
+    name: `a sliding window longer than the run works on ${backend}: the ring holds the run`,
+    ignore: backend === "webgpu" && ignoreGpuTests,
+    sanitizeResources: false,
+    fn: async () => {
+      // The issue's command: 5 prompt tokens + 40 steps need 44 positions, the window is 512.
+      const args = ["--model", MODEL_PATH, "--tokenizer", TOKENIZER_PATH, "--steps", "40"];
+      const common = ["--prompt", "Once upon a time", "--temperature", "0", "--json"];
+      const windowed = await cli(
+        ...args,
+        ...common,
+        "--kv-layout",
+        "sliding",
+        "--window",
+        "512",
+        "--backend",
+        backend,
+      );
+      expect(windowed.stderr).toBe("");
+      expect(windowed.code).toBe(0);
+      const result = JSON.parse(windowed.stdout);
+      expect(result.sequences[0].text.startsWith(LILY)).toBe(true);
+      // A window wider than the run is full attention: the tokens of a plain run.
+      const plain = await cli(...args, ...common, "--backend", "cpu");
+      expect(result.sequences[0].tokens).toEqual(JSON.parse(plain.stdout).tokens);
+    },
+  });
+}
+
+for (const backend of ["cpu", "webgpu"] as const) {
+  Deno.test({
     name: `generate with two prompts on ${backend} batches them and tells each prompt's story`,
     ignore: backend === "webgpu" && ignoreGpuTests,
     sanitizeResources: false,

@@ -5,11 +5,12 @@ import type { FuzzTarget } from "../fuzz/target.ts";
 import { FUZZ_TARGETS } from "../fuzz/targets.ts";
 import { mutate, MUTATION_KINDS } from "../fuzz/mutate.ts";
 import { Rng } from "../reference/random.ts";
+import { parseGguf, parseGgufModel } from "../model/mod.ts";
 
 Deno.test("600 mutated checkpoints (legacy, v1) and tokenizers: each runs or is refused naming its file", async () => {
   const report = await runFuzz(FUZZ_TARGETS, { cases: 600, seed: 20261128 });
   expect(report.failures.map((f) => `${f.target} ${f.index}: ${f.detail}`)).toEqual([]);
-  for (const target of ["llama2c-legacy", "llama2c-v1", "llama2c-tokenizer"]) {
+  for (const target of ["llama2c-legacy", "llama2c-v1", "llama2c-tokenizer", "gguf-v2-rope"]) {
     const counts = report.counts[target];
     // both outcomes occur: the mutations reach past the header, and the loaders reject
     expect(counts.ran).toBeGreaterThan(5);
@@ -32,6 +33,21 @@ Deno.test("120 mutated K-quant GGUF files (Q4_K, Q5_K, Q6_K blocks, ggml types):
   const steps = [...mutations].join("\n");
   expect(steps).toMatch(/^tensor \S+ type = /m);
   expect(steps).toMatch(/^swap .*blk\.0\.ffn_down\.weight/m);
+});
+
+Deno.test("the gguf-v2-rope target writes version 2 files with linear RoPE scaling, and maps its keys", () => {
+  const target = FUZZ_TARGETS.find((t) => t.name === "gguf-v2-rope")!;
+  const sample = target.sample(new Rng(1));
+  const file = parseGguf(sample.bytes);
+  expect(file.version).toBe(2);
+  expect(parseGgufModel(sample.bytes).config.ropeScaling?.type).toBe("linear");
+  const factor = sample.fields.find((f) => f.name === "llama.rope.scaling.factor")!;
+  const view = new DataView(sample.bytes.buffer, sample.bytes.byteOffset);
+  expect(view.getFloat32(factor.offset, true)).toBe(
+    file.metadata.get("llama.rope.scaling.factor")!.value,
+  );
+  const typeLength = sample.fields.find((f) => f.name === "llama.rope.scaling.type length")!;
+  expect(view.getUint32(typeLength.offset, true)).toBe("linear".length);
 });
 
 Deno.test("the fuzzer reports a crash, a slow case, a rejected valid file and an unnamed error", async () => {
@@ -110,15 +126,15 @@ Deno.test("deno task fuzz prints counts, and bad flags exit 2", async () => {
   const lines: string[] = [];
   expect(await fuzzMain(["--cases", "9", "--seed", "5"], (l) => lines.push(l))).toBe(0);
   expect(lines[0]).toBe(
-    "fuzzing llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-kquant: 9 cases, seed 5",
+    "fuzzing llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-kquant, gguf-v2-rope: 9 cases, seed 5",
   );
   expect(lines.at(-1)).toMatch(/^9 cases, 0 failures; slowest case \d+ ms$/);
-  expect(lines.filter((l) => /^(llama2c|gguf)-\w+: /.test(l))).toHaveLength(6);
+  expect(lines.filter((l) => /^(llama2c|gguf)-[\w-]+: /.test(l))).toHaveLength(7);
   const errors: string[] = [];
   expect(await fuzzMain(["--cases", "-1"], (l) => errors.push(l))).toBe(2);
   expect(await fuzzMain(["--target", "gguf9"], (l) => errors.push(l))).toBe(2);
   expect(errors).toEqual([
     'fuzz: --cases: expected an integer >= 0, got "-1" (see --help)',
-    'fuzz: --target: expected one of llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-kquant, got "gguf9" (see --help)',
+    'fuzz: --target: expected one of llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-kquant, gguf-v2-rope, got "gguf9" (see --help)',
   ]);
 });

@@ -10,23 +10,24 @@ import {
   readCheckpoint,
   readTokenizer,
   serializeGguf,
+  Tokenizer,
 } from "../model/mod.ts";
 import { dequantize, isKQuantFormat, quantize, Rng, TENSOR_FORMATS } from "../reference/mod.ts";
 import { MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 /** A GGUF file assembled byte by byte from the specification, independently of the writer. */
-function handMadeGguf(): Uint8Array {
+function handMadeGguf(tensorName = "w", version = 3): Uint8Array {
   const parts: number[] = [];
   const u32 = (v: number) => parts.push(v & 255, (v >> 8) & 255, (v >> 16) & 255, v >>> 24);
   const u64 = (v: number) => (u32(v), u32(0));
   const str = (s: string) => (u64(s.length), parts.push(...new TextEncoder().encode(s)));
   parts.push(..."GGUF".split("").map((c) => c.charCodeAt(0)));
-  u32(3); // version
+  u32(version);
   u64(1); // tensors
   u64(2); // metadata entries
   str("general.architecture"), u32(8), str("llama"); // type 8: string
   str("answer"), u32(9), u32(5), u64(2), u32(42), u32(0xffffffff); // array of 2 i32
-  str("w"), u32(2), u64(2), u64(3), u32(0), u64(0); // f32 (3 rows, 2 cols), offset 0
+  str(tensorName), u32(2), u64(2), u64(3), u32(0), u64(0); // f32 (3 rows, 2 cols), offset 0
   while (parts.length % 32) parts.push(0);
   const floats = new Float32Array([1, 2, 3, 4, 5, 6]);
   parts.push(...new Uint8Array(floats.buffer));
@@ -166,8 +167,11 @@ Deno.test("GGUF: bad input gets one clear error naming the field", () => {
   expect(() => parseGguf(patched(0, [0x47, 0x47, 0x4d, 0x4c]), "x.gguf")).toThrow(
     'x.gguf: wrong magic "GGML" (expected "GGUF")',
   );
-  expect(() => parseGguf(patched(4, [2]), "x.gguf")).toThrow(
-    "x.gguf: unsupported GGUF version 2 (expected 3)",
+  expect(() => parseGguf(patched(4, [1]), "x.gguf")).toThrow(
+    "x.gguf: unsupported GGUF version 1 (expected 2 or 3; version 1 had 32-bit counts, and llama.cpp no longer reads it)",
+  );
+  expect(() => parseGguf(patched(4, [4]), "x.gguf")).toThrow(
+    "x.gguf: unsupported GGUF version 4 (expected 2 or 3)",
   );
   // A metadata count no file could hold fails before anything is allocated.
   expect(() => parseGguf(patched(16, [0xff, 0xff, 0xff, 0x7f]), "x.gguf")).toThrow(
@@ -247,8 +251,57 @@ Deno.test("GGUF: keys and tensor names must be printable ASCII within ggml's lim
     'k.gguf: metadata entry 13 key: expected printable ASCII, got "general.na\\nme"',
   );
   file.metadata.delete("general.na\nme");
-  file.tensors[0].name = "t".repeat(65);
-  expect(() => parseGguf(serializeGguf(file), "k.gguf")).toThrow(
-    "k.gguf: tensor 0 name: expected at most 64 bytes, got 65",
+  // ggml's GGML_MAX_NAME is 64 with the terminating NUL: 63 bytes are the most a name has.
+  file.tensors[0].name = "t".repeat(63);
+  expect(parseGguf(serializeGguf(file)).tensors[0].name).toBe("t".repeat(63));
+  file.tensors[0].name = "t".repeat(64);
+  expect(() => serializeGguf(file)).toThrow(
+    `tensor ${
+      "t".repeat(64)
+    }: name: expected at most 63 bytes (ggml's limit of 64 counts the terminating NUL), got 64`,
+  );
+  expect(() => parseGguf(handMadeGguf("t".repeat(64)), "k.gguf")).toThrow(
+    "k.gguf: tensor 0 name: expected at most 63 bytes (ggml's limit of 64 counts the terminating NUL), got 64",
+  );
+});
+
+Deno.test("GGUF: version 2 has version 3's layout: read, and written on request", () => {
+  const v2 = handMadeGguf("w", 2);
+  const file = parseGguf(v2, "v2.gguf");
+  expect(file.version).toBe(2);
+  const v3 = parseGguf(handMadeGguf("w", 3));
+  expect(v3.version).toBe(3);
+  expect([...file.metadata]).toEqual([...v3.metadata]);
+  expect(file.tensors).toEqual(v3.tensors);
+  expect(serializeGguf(file)).toEqual(v2); // the version it was read with
+  expect(serializeGguf({ ...file, version: undefined })).toEqual(handMadeGguf("w", 3));
+  expect(() => serializeGguf({ ...file, version: 1 })).toThrow("version: expected 2 or 3, got 1");
+});
+
+Deno.test("GGUF: Llama 3's 128,256-token vocabulary reads (no argument-spread stack overflow)", () => {
+  const vocabSize = 128_256;
+  const config = makeConfig({ ...shape, dim: 8, hiddenDim: 32, nLayers: 1, nHeads: 2, vocabSize });
+  const pieces = ["<unk>", "<s>", "</s>"];
+  for (let id = 3; id < vocabSize; id++) pieces.push(`p${id}`);
+  pieces[vocabSize - 1] = "the longest piece of all"; // 24 bytes, the last one
+  const tokenizer = Tokenizer.fromPieces(pieces, pieces.map((_, id) => -id));
+  const model = parseGgufModel(llamaToGguf(config, randomWeights(config, 1), { tokenizer }));
+  expect(model.config.vocabSize).toBe(vocabSize);
+  expect(model.tokenizer!.vocabSize).toBe(vocabSize);
+  expect(model.tokenizer!.maxPieceBytes).toBe(24);
+  expect(model.tokenizer!.decode([vocabSize - 1])).toBe("the longest piece of all");
+});
+
+Deno.test("GGUF: llamaToGguf writes RoPE scaling as llama.cpp reads it, and refuses a sliding window", () => {
+  const config = makeConfig({ ...shape, ropeScaling: { type: "linear", factor: 2.5 } });
+  const bytes = llamaToGguf(config, randomWeights(config, 1));
+  const metadata = parseGguf(bytes).metadata;
+  expect(metadata.get("llama.rope.scaling.type")).toEqual({ type: "string", value: "linear" });
+  expect(metadata.get("llama.rope.scaling.factor")).toEqual({ type: "f32", value: 2.5 });
+  expect(parseGgufModel(bytes).config).toEqual(config);
+  // llama.cpp's llama architecture has no sliding window: the file would attend to everything.
+  const windowed = makeConfig({ ...shape, slidingWindow: 8 });
+  expect(() => llamaToGguf(windowed, randomWeights(windowed, 1))).toThrow(
+    "slidingWindow: GGUF llama models have no sliding window (llama.cpp would attend to every position), got 8",
   );
 });

@@ -12,6 +12,8 @@ import {
   STATE_WORDS,
 } from "../gpu/mod.ts";
 import { GUMBEL_WGSL } from "../gpu/_gumbel.ts";
+import { EXACT_FLOAT_WGSL } from "../gpu/_exact_float.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../reference/f16.ts";
 import { gumbelFixed, mix32, noiseBits } from "../reference/_gumbel.ts";
 import { Rng } from "../reference/random.ts";
 import { gumbelSample } from "../reference/sampling.ts";
@@ -78,6 +80,91 @@ gpuTest(
     expect(actual[0]).toBe(-184256); // −ln(24 ln 2) · 2^16 = −184258.3, to 2^-15
     expect(actual[3]).toBe(1090226); // −ln(−ln(1 − 2^-24)) · 2^16 = 1090226.2: finite
     out.destroy();
+  },
+);
+
+const EXACT_WGSL = /* wgsl */ `
+${EXACT_FLOAT_WGSL}
+override COUNT: u32;
+@group(0) @binding(0) var<storage, read> input: array<u32>; // (a, b) each
+@group(0) @binding(1) var<storage, read_write> out: array<u32>; // a/b, f16(a), f32(f16 b), roundf(a)
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  if (i >= COUNT) { return; }
+  let a = input[2u * i];
+  let b = input[2u * i + 1u];
+  out[4u * i] = exactDivide(a & 0x7fffffffu, b & 0x7fffffffu);
+  out[4u * i + 1u] = f16Bits(a);
+  out[4u * i + 2u] = f16ToF32Bits(b & 0xffffu);
+  out[4u * i + 3u] = u32(roundHalfAway(a));
+}`;
+
+gpuTest(
+  "GPU integer float rounding: division, f16 and roundf equal IEEE's over the whole range",
+  async (gpu) => {
+    const count = 16384;
+    const rng = new Rng(33);
+    const bits = new Uint32Array(1);
+    const float = new Float32Array(bits.buffer);
+    // Random exponents over the whole range (subnormals, overflow), random significands, and
+    // near-ties: significands with few bits set, quotients of small integers, halves.
+    const input = new Uint32Array(2 * count);
+    for (let i = 0; i < 2 * count; i++) {
+      const kind = i % 4;
+      if (kind === 0) input[i] = rng.nextUint32();
+      else if (kind === 1) input[i] = (rng.nextUint32() & 0xff800000) | (rng.nextUint32() & 0x7);
+      else if (kind === 2) {
+        float[0] = (rng.nextUint32() % 4096) / 8; // halves and eighths: roundf's ties
+        input[i] = bits[0];
+      } else {
+        float[0] = (rng.nextUint32() % 256) * 2 ** ((rng.nextUint32() % 60) - 40);
+        input[i] = bits[0];
+      }
+    }
+    input.set([0x3effffff, 0x42fe0000], 0); // 0.49999997 (rounds to 0), 127
+    input.set([0x00000001, 0x42fe0000], 2); // the smallest subnormal / 127: 0
+    input.set([0x7f7fffff, 0x00000001], 4); // largest / smallest subnormal: +inf
+    const kernel = await compileKernel(gpu, "exact float", EXACT_WGSL, { COUNT: count }, [
+      "input",
+      "out",
+    ], [count / 64]);
+    const out = gpu.createBuffer(16 * count);
+    await gpu.submit(kernel.bind({ input: gpu.upload(input), out }));
+    const actual = await gpu.readUint32(out, 4 * count);
+    const asFloat = (u: number) => {
+      bits[0] = u;
+      return float[0];
+    };
+    const asBits = (x: number) => {
+      float[0] = x;
+      return bits[0];
+    };
+    const mismatches: string[] = [];
+    const check = (what: string, got: number, want: number) => {
+      if (got !== want && mismatches.length < 8) {
+        mismatches.push(`${what}: GPU ${got}, IEEE ${want}`);
+      }
+    };
+    for (let i = 0; i < count; i++) {
+      const [a, b] = [input[2 * i], input[2 * i + 1]];
+      const [x, y] = [asFloat(a & 0x7fffffff), asFloat(b & 0x7fffffff)];
+      if (Number.isFinite(x) && Number.isFinite(y) && y > 0) {
+        // Division in double, then rounding to f32, is the correctly rounded f32 quotient.
+        check(`${x} / ${y}`, actual[4 * i], asBits(x / y));
+      }
+      if (!Number.isNaN(asFloat(a))) {
+        check(`f16(${asFloat(a)})`, actual[4 * i + 1], f32ToF16Bits(asFloat(a)));
+      }
+      check(`f16 bits ${b & 0xffff}`, actual[4 * i + 2], asBits(f16BitsToF32(b & 0xffff)));
+      const v = asFloat(a);
+      if (Math.abs(v) < 2 ** 31) {
+        check(`roundf(${v})`, actual[4 * i + 3] | 0, v < 0 ? -Math.round(-v) : Math.round(v));
+      }
+    }
+    expect(mismatches).toEqual([]);
+    // By hand: roundf(0.49999997) = 0; 2^-149 / 127 rounds to 0; 3.4e38 / 2^-149 overflows.
+    expect([actual[3], actual[4], actual[8]]).toEqual([0, 0, 0x7f800000]);
   },
 );
 

@@ -6,7 +6,7 @@ import { GL_WORKGROUP_ELEMENT_BUDGET } from "../gpu/_backend.ts";
 import { Gpu } from "../gpu/device.ts";
 import { K_BLOCK_WORDS, kQuantWgsl, packKQuant } from "../gpu/matmul/kquant.ts";
 import { MATMUL_Q4_K_PAIR } from "../gpu/matmul/pairs.ts";
-import { packMatrix, quantMatmulDispatches } from "../gpu/matmul/quant.ts";
+import { packMatrix, quantMatmulDispatches, uploadPacked } from "../gpu/matmul/quant.ts";
 import { K_QUANT_FORMATS, quantizeKQuant } from "../reference/kquants.ts";
 import { Rng } from "../reference/random.ts";
 import { gpuTest } from "./_gpu.ts";
@@ -63,13 +63,7 @@ gpuTest(
   async (gpu) => {
     const w = quantizeKQuant(new Rng(3).uniformArray(4 * 256), "q4_k");
     const packed = packMatrix(w, "q4_k", 4, 256);
-    const matrix = {
-      format: "q4_k" as const,
-      outDim: 4,
-      inDim: 256,
-      weights: gpu.upload(packed.weights),
-      bytes: packed.weights.byteLength,
-    };
+    const matrix = uploadPacked(gpu, packed);
     const args = { rows: 1, x: gpu.createBuffer(256 * 4), out: gpu.createBuffer(16) };
     const label = async (device: Gpu, layout?: "row" | "cooperative") =>
       (await quantMatmulDispatches(device, matrix, args, { kQuantLayout: layout }))[0].label;

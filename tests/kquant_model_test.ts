@@ -8,7 +8,13 @@ import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { generate } from "../model/generate.ts";
 import { measureAccuracy } from "../model/accuracy.ts";
 import { parseGguf } from "../model/formats/gguf.ts";
-import { ggufToLlama, ggufToStored } from "../model/formats/gguf_llama.ts";
+import {
+  ggufResidentBytes,
+  ggufToLlama,
+  ggufToStored,
+  readModelFile,
+  readModelFileAsStored,
+} from "../model/formats/gguf_llama.ts";
 import { dequantizeWeights, weightsBytes } from "../model/precision.ts";
 import { randomWeights } from "../model/weights.ts";
 import { Rng } from "../reference/random.ts";
@@ -188,6 +194,47 @@ Deno.test("generate --model q4_k_m.gguf holds the weights as stored and says so"
   expect(await generateMain([...args, "--backend", "cpu", "--json", "--weights", "q8_0"], io))
     .toBe(0);
   expect(JSON.parse(stdout).weights).toBe("q8_0");
+});
+
+Deno.test("the memory check counts the Q4_K_M file as stored, not its weights in f32", async () => {
+  const file = parseGguf(bytes);
+  const size = 462_976;
+  expect(bytes.length).toBe(size);
+  // As stored: the file and its 5 norm vectors of 256 in f32.
+  const stored = size + 5 * 256 * 4;
+  // Dequantized: 754,944 parameters (2 tables of 128x256; per layer 4 of 256x256 and 2 of
+  // 32x256 in attention, 3 of 256x256 in the FFN, 2 norms; the final norm) in f32.
+  const f32 = size + 4 * 754_944;
+  expect(ggufResidentBytes(file, size)).toBe(stored);
+  expect(ggufResidentBytes(file, size, "f32")).toBe(f32);
+  // q4_k is asked, but the file mixes in q5_k and q6_k: a Q4_K copy is made, 144 bytes a
+  // super-block: 2·18,432 + 2·(5·36,864 + 2·4,608 + 2,048) + 1,024.
+  expect(ggufResidentBytes(file, size, "q4_k")).toBe(f32 + 429_056);
+  const original = Deno.systemMemoryInfo;
+  try {
+    // 80% of 1 MB holds the file as stored, not its f32 weights (3.5 MB).
+    (Deno as { systemMemoryInfo: () => Deno.SystemMemoryInfo }).systemMemoryInfo = () => ({
+      ...original(),
+      total: 1_000_000,
+    });
+    expect("format" in (await readModelFileAsStored(PATH)).weights).toBe(true);
+    await expect(readModelFile(PATH)).rejects.toThrow(
+      `${PATH}: the file, its weights dequantized to f32 need 3.5 MB, more than 80% of this machine's 1.0 MB of memory`,
+    );
+    await expect(readModelFileAsStored(PATH, { weights: "q8_0" })).rejects.toThrow(
+      `${PATH}: the file, its weights dequantized to f32 and stored as q8_0 need`,
+    );
+    let stderr = "";
+    const io = { stdout: () => {}, stderr: (t: string) => stderr += t };
+    const run = ["--model", PATH, "--tokens", "1", "--steps", "2", "--backend", "cpu"];
+    expect(await generateMain(run, io)).toBe(0);
+    expect(await generateMain([...run, "--weights", "f32"], io)).toBe(1);
+    expect(stderr).toContain(
+      "its weights dequantized to f32 need 3.5 MB, more than 80% of this machine's 1.0 MB",
+    );
+  } finally {
+    (Deno as { systemMemoryInfo: typeof original }).systemMemoryInfo = original;
+  }
 });
 
 Deno.test("a K-quant block with an infinite scale is refused, naming the tensor", () => {

@@ -164,6 +164,32 @@ Deno.test("a sliding window sees the last `window` positions: ring equals a full
   expect(ring.bytes).toBe(2 * 1 * kvDim * 4 * window);
 });
 
+Deno.test("a ring shorter than the window serves a run shorter than the window", () => {
+  // Window 512, a run of 6 positions: a ring of 6 rows holds every position seen.
+  const rng = new Rng(4);
+  const [ringSize, window] = [6, 512];
+  const full = new KvCache({ nLayers: 1, maxSeqLen: ringSize, ...shape });
+  for (let pos = 0; pos < ringSize; pos++) {
+    full.write(0, pos, rng.uniformArray(kvDim), rng.uniformArray(kvDim));
+    const q = rng.uniformArray(shape.nHeads * shape.headDim);
+    const got = slidingWindowAttention(
+      q,
+      full.keys[0],
+      full.values[0],
+      pos,
+      window,
+      shape,
+      ringSize,
+    );
+    const want = decodeAttention(q, full.keys[0], full.values[0], pos, shape);
+    expect(compare(got, want).maxAbsError).toBeLessThan(1e-6);
+  }
+  // Position 6 would see 7 positions: they no longer fit.
+  const q = rng.uniformArray(shape.nHeads * shape.headDim);
+  expect(() => slidingWindowAttention(q, full.keys[0], full.values[0], 6, window, shape, 6))
+    .toThrow("ringSize: expected an integer >= the 7 positions seen at pos 6 (window 512), got 6");
+});
+
 Deno.test("windowed attention: hand-computed at window 2, full causal attention at a wide window", () => {
   const one = { nHeads: 1, nKvHeads: 1, headDim: 1 };
   // Token 2 sees tokens 1 and 2 with scores q·k = 0 and ln 3: weights 1/4, 3/4.

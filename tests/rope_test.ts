@@ -1,5 +1,5 @@
 import { expect } from "expect";
-import { Rng, rope, ropeFrequencies, ropeRows } from "../reference/mod.ts";
+import { Rng, rope, ropeFrequencies, ropeRows, ropeTable } from "../reference/mod.ts";
 
 const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0);
 const norm = (a: Float32Array) => Math.sqrt(dot(a, a));
@@ -98,5 +98,23 @@ Deno.test("ropeRows rotates row t by (startPos + t)·freq, by hand", () => {
   );
   expect(() => ropeRows(new Float32Array(4), -1, 2, 2)).toThrow(
     "ropeRows startPos: expected an integer >= 0, got -1",
+  );
+});
+
+Deno.test("linear RoPE scaling divides positions by the factor, in rope and in the table", () => {
+  const x = new Float32Array([1, 0, 0, 1]); // one head of 4: pairs (1, 0) and (0, 1)
+  // Position 1 with factor 4 turns pair i by 0.25 · 10000^(-2i/4): 0.25 and 0.0025 radians.
+  const scaled = rope(x, 1, 4, { linearScaling: 4 });
+  expect(scaled[0]).toBeCloseTo(Math.cos(0.25), 6);
+  expect(scaled[1]).toBeCloseTo(Math.sin(0.25), 6);
+  expect(scaled[2]).toBeCloseTo(-Math.sin(0.0025), 6);
+  expect(scaled[3]).toBeCloseTo(Math.cos(0.0025), 6);
+  // Position 8 at factor 4 is position 2 unscaled.
+  expect(rope(x, 8, 4, { linearScaling: 4 })).toEqual(rope(x, 2, 4));
+  const table = ropeTable(4, 9, 10000, 4);
+  expect(table[8 * 4]).toBeCloseTo(Math.cos(2), 6);
+  expect(table[8 * 4 + 1]).toBeCloseTo(Math.sin(2), 6);
+  expect(() => rope(x, 1, 4, { linearScaling: 0 })).toThrow(
+    "rope linearScaling: expected a finite number > 0, got 0",
   );
 });

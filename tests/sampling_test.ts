@@ -44,7 +44,7 @@ Deno.test("topP keeps ids until the cumulative mass exceeds p (llama2.c's rule a
   expect(topP(probs, 1)).toEqual([1, 2, 3, 0, 4]);
 });
 
-Deno.test("top-p is taken over the top-k set renormalized, as llama.cpp and Hugging Face do", () => {
+Deno.test("top-p is taken over the top-k set renormalized, as llama.cpp does", () => {
   // probabilities 0.4, 0.3, 0.2, 0.1; top-k 2 leaves 4/7 and 3/7
   const logits = new Float32Array([0.4, 0.3, 0.2, 0.1].map(Math.log));
   const draw = (options: { topK: number; topP: number }, seed: number) => {
@@ -60,6 +60,27 @@ Deno.test("top-p is taken over the top-k set renormalized, as llama.cpp and Hugg
   const both = draw({ topK: 2, topP: 0.6 }, 2);
   expect(both[2] + both[3]).toBe(0);
   expect(both[0] / 2000).toBeCloseTo(4 / 7, 1);
+});
+
+Deno.test("temperature comes after top-k and top-p, as in llama.cpp's default chain", () => {
+  // softmax([3, 0, -1]) = 0.936, 0.047, 0.017: top-p 0.8 keeps id 0 alone at any temperature.
+  // Dividing by T = 2 first (Hugging Face's order) gives 0.736, 0.164, 0.100 and keeps ids 0, 1.
+  const rng = new Rng(40);
+  const alone = new Float32Array([3, 0, -1]);
+  for (let i = 0; i < 500; i++) expect(sample(alone, { temperature: 2, topP: 0.8 }, rng)).toBe(0);
+  // softmax([2, 1.5, -5]) = 0.622, 0.377, 0.0006: top-p 0.95 keeps ids 0 and 1, and T = 0.5
+  // then draws between them from softmax([4, 3]): id 0 with 1 / (1 + e^-1) = 0.731 (at T = 1
+  // it would be 0.622).
+  const pair = new Float32Array([2, 1.5, -5]);
+  const counts = [0, 0, 0];
+  const draws = 20000;
+  for (let i = 0; i < draws; i++) counts[sample(pair, { temperature: 0.5, topP: 0.95 }, rng)]++;
+  expect(counts[2]).toBe(0);
+  const share = counts[0] / draws;
+  const sigma = Math.sqrt(0.731 * 0.269 / draws); // 0.0031
+  expect(Math.abs(share - 1 / (1 + Math.exp(-1)))).toBeLessThan(4 * sigma);
+  // With top-k 1 only the largest logit is left, however hot.
+  for (let i = 0; i < 100; i++) expect(sample(pair, { temperature: 50, topK: 1 }, rng)).toBe(0);
 });
 
 Deno.test("sampling never returns ids outside top-k or top-p, and follows the distribution", () => {

@@ -164,8 +164,11 @@ fn unitDot(block: u32, c: u32, xb: u32) -> f32 {
 }
 
 /**
- * The WGSL of a K-quant product `out[t] = W · x[t]` (override constants `OUT_DIM`, `IN_DIM`,
- * `X_OFFSET`, `ROWS`; bindings `w` 0, `x` 1, `out` 2, `q6_k`'s `scales` 3). `row`: grid
+ * The WGSL of a K-quant product `out[t] = W · x[t]` over a row block of `W` (override constants
+ * `OUT_DIM`, the block's rows, `IN_DIM`, `X_OFFSET`, `ROWS`, `OUT_STRIDE`, the whole matrix's
+ * rows, and `OUT_OFFSET`, the block's first row: row `r` of the block writes
+ * `out[t · OUT_STRIDE + OUT_OFFSET + r]`; bindings `w` 0 and `q6_k`'s `scales` 3, the block's
+ * own, `x` 1, `out` 2). `row`: grid
  * `(ceil(OUT_DIM / workgroupSize), ROWS)`; `cooperative`: grid `(groupsX, ROWS, ceil(OUT_DIM /
  * groupsX))`, output row `wid.x + wid.z · groupsX`, and `workgroupSize` (a power of two)
  * floats of workgroup memory.
@@ -193,6 +196,8 @@ override OUT_DIM: u32;
 override IN_DIM: u32;
 override X_OFFSET: u32 = 0u;
 override ROWS: u32 = 1u;
+override OUT_STRIDE: u32; // the whole matrix's rows (OUT_DIM is this row block's)
+override OUT_OFFSET: u32 = 0u; // the block's first row
 const WG: u32 = ${workgroupSize}u;
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -213,7 +218,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var u = 0u; u < 4u * blocks; u++) {
     acc += unitDot(r * blocks + u / 4u, u % 4u, xBase + (u / 4u) * 256u);
   }
-  out[t * OUT_DIM + r] = acc;
+  out[t * OUT_STRIDE + OUT_OFFSET + r] = acc;
 }`;
   }
   return header + /* wgsl */ `
@@ -235,6 +240,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (lid < s) { partial[lid] += partial[lid + s]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { out[t * OUT_DIM + r] = partial[0]; }
+  if (lid == 0u) { out[t * OUT_STRIDE + OUT_OFFSET + r] = partial[0]; }
 }`;
 }

@@ -13,6 +13,7 @@ import { PROJECTION_VARIANTS, projectionKernel } from "./projection.ts";
 import {
   type GpuWeightFormat,
   kQuantCooperativeFits,
+  packedRowBlocks,
   packMatrix,
   quantMatmulDispatches,
 } from "./quant.ts";
@@ -403,8 +404,13 @@ function quantMatmulPair(
           format,
           outDim,
           inDim,
-          weights: buffers.input(packed.weights),
-          scales: packed.scales.length ? buffers.input(packed.scales) : undefined,
+          // Row blocks as uploadPacked cuts them under this device's binding limit.
+          blocks: packedRowBlocks(packed, gpu.limits.maxStorageBufferBindingSize).map((b) => ({
+            rowStart: b.rowStart,
+            rows: b.rows,
+            weights: buffers.input(b.weights),
+            scales: b.scales.length ? buffers.input(b.scales) : undefined,
+          })),
           bytes: packed.weights.byteLength + packed.scales.byteLength,
         },
         { rows, x: buffers.input(x), out: buffers.output(rows * outDim) },

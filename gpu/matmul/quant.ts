@@ -19,8 +19,8 @@
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../device.ts";
 import { QUANT_BLOCK } from "../../reference/quantize.ts";
-import { isKQuantFormat, type KQuantFormat } from "../../reference/kquants.ts";
-import { type KQuantLayout, kQuantWgsl, packKQuant } from "./kquant.ts";
+import { isKQuantFormat, K_SUPER_BLOCK, type KQuantFormat } from "../../reference/kquants.ts";
+import { K_BLOCK_WORDS, type KQuantLayout, kQuantWgsl, packKQuant } from "./kquant.ts";
 import { isSoftwareAdapter } from "../tuning.ts";
 
 /** Weight formats these kernels read (f32 weights use `matmul.ts`). */
@@ -170,24 +170,30 @@ async function kQuantDispatches(
       `workgroupSize ${workgroupSize} exceeds the device's invocations or workgroup budget (${gpu.workgroupElementBudget})`,
     );
   }
-  const groupsX = Math.min(outDim, gpu.limits.maxComputeWorkgroupsPerDimension);
-  const pipeline = await gpu.pipeline(name, kQuantWgsl(format, layout, workgroupSize, groupsX), {
-    OUT_DIM: outDim,
-    IN_DIM: inDim,
-    X_OFFSET: args.xOffset ?? 0,
-    ROWS: args.rows,
-  });
-  const buffers = [matrix.weights, args.x, args.out, ...(matrix.scales ? [matrix.scales] : [])];
-  return [
-    gpu.dispatch(
-      name,
-      pipeline,
-      buffers,
-      layout === "row"
-        ? [Math.ceil(outDim / workgroupSize), args.rows]
-        : [groupsX, args.rows, Math.ceil(outDim / groupsX)],
-    ),
-  ];
+  const dispatches: Dispatch[] = [];
+  for (const block of matrix.blocks) {
+    const groupsX = Math.min(block.rows, gpu.limits.maxComputeWorkgroupsPerDimension);
+    const code = kQuantWgsl(format, layout, workgroupSize, groupsX);
+    const pipeline = await gpu.pipeline(name, code, {
+      OUT_DIM: block.rows,
+      IN_DIM: inDim,
+      X_OFFSET: args.xOffset ?? 0,
+      ROWS: args.rows,
+      OUT_STRIDE: outDim,
+      OUT_OFFSET: block.rowStart,
+    });
+    dispatches.push(
+      gpu.dispatch(
+        name,
+        pipeline,
+        [block.weights, args.x, args.out, ...(block.scales ? [block.scales] : [])],
+        layout === "row"
+          ? [Math.ceil(block.rows / workgroupSize), args.rows]
+          : [groupsX, args.rows, Math.ceil(block.rows / groupsX)],
+      ),
+    );
+  }
+  return dispatches;
 }
 
 /** The WGSL of one format's kernel: one invocation per (output row, token). */
@@ -198,6 +204,8 @@ override OUT_DIM: u32;
 override IN_DIM: u32;
 override X_OFFSET: u32 = 0u;
 override ROWS: u32 = 1u;
+override OUT_STRIDE: u32; // the whole matrix's rows (OUT_DIM is this row block's)
+override OUT_OFFSET: u32 = 0u; // the block's first row
 @group(0) @binding(0) var<storage, read> w: array<${shaderF16 ? "f16" : "u32"}>;
 ${
     format === "f16"
@@ -216,7 +224,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let xBase = X_OFFSET + t * IN_DIM;
   var acc = 0.0;
 ${body}
-  out[t * OUT_DIM + r] = acc;
+  out[t * OUT_STRIDE + OUT_OFFSET + r] = acc;
 }`;
   const xv = (i: string) => `vec4<f32>(x[${i}], x[${i} + 1u], x[${i} + 2u], x[${i} + 3u])`;
   const scale = /* wgsl */ `
@@ -276,7 +284,19 @@ ${tail}`);
   }`);
 }
 
-/** A {@linkcode PackedMatrix} uploaded to the GPU. */
+/** A row block of a {@linkcode GpuPackedMatrix}: its rows' weights and scales. */
+export interface GpuPackedBlock {
+  /** The block's weights, in the format's GPU layout. */
+  weights: GPUBuffer;
+  /** The block's scales (q8_0, q4_0, q6_k). */
+  scales?: GPUBuffer;
+  /** Index of its first row in the whole matrix. */
+  rowStart: number;
+  /** Rows in the block. */
+  rows: number;
+}
+
+/** A {@linkcode PackedMatrix} uploaded to the GPU, in row blocks that fit the binding limit. */
 export interface GpuPackedMatrix {
   /** Storage format. */
   format: GpuWeightFormat;
@@ -284,37 +304,125 @@ export interface GpuPackedMatrix {
   outDim: number;
   /** Columns. */
   inDim: number;
-  /** The weights buffer. */
-  weights: GPUBuffer;
-  /** The scales buffer (q8_0, q4_0, q6_k). */
-  scales?: GPUBuffer;
+  /** Row blocks, in order: one unless the weights exceed the binding limit. */
+  blocks: GpuPackedBlock[];
   /** Bytes resident on the GPU. */
   bytes: number;
 }
 
 /**
- * Uploads a packed matrix. Throws, with sizes, when it exceeds the device's storage-binding
- * limit.
+ * Rows per block of a packed `(outDim, inDim)` matrix in `format` under a binding limit of
+ * `maxBindingBytes`: every row when its weights fit, else the most that fit, rounded down to a
+ * multiple of 64 (as f32 matrices split, `matmul.ts`), which also keeps each block's scales
+ * starting on a whole word. Blocks are whole rows, so a K-quant block holds whole super-blocks
+ * (a row is `inDim / 256` of them). Throws, with sizes, when not even 64 rows fit.
+ *
+ * @example
+ * ```ts
+ * import { packedBlockRows } from "./quant.ts";
+ * // an f16 32000x4096 classifier (262 MB) under WebGPU's default 128 MiB: two blocks
+ * if (packedBlockRows("f16", 32000, 4096, 2 ** 27) !== 16384) throw new Error("wrong");
+ * ```
+ */
+export function packedBlockRows(
+  format: GpuWeightFormat,
+  outDim: number,
+  inDim: number,
+  maxBindingBytes: number,
+): number {
+  const rowBytes = packedRowWords(format, inDim) * 4;
+  const fitRows = Math.floor(maxBindingBytes / rowBytes);
+  if (fitRows >= outDim) return outDim;
+  const blockRows = Math.floor(fitRows / 64) * 64;
+  if (blockRows < 1) {
+    throw new GpuError(
+      `pack ${format} ${outDim}x${inDim}`,
+      `a block of 64 rows (${
+        64 * rowBytes
+      } bytes) exceeds the ${maxBindingBytes}-byte binding limit`,
+    );
+  }
+  return blockRows;
+}
+
+/** 32-bit words of one packed row's weights (not its scales). */
+function packedRowWords(format: GpuWeightFormat, inDim: number): number {
+  if (format === "f16") return Math.ceil(inDim / 2);
+  if (isKQuantFormat(format)) return inDim / K_SUPER_BLOCK * K_BLOCK_WORDS[format];
+  return inDim / QUANT_BLOCK * (format === "q8_0" ? 8 : 4);
+}
+
+/** f16 scales of one packed row, kept apart from its weights (two a word). */
+function packedRowScales(format: GpuWeightFormat, inDim: number): number {
+  if (format === "q8_0" || format === "q4_0") return inDim / QUANT_BLOCK;
+  return format === "q6_k" ? inDim / K_SUPER_BLOCK : 0; // f16, q4_k, q5_k: none apart
+}
+
+/**
+ * A packed matrix cut into row blocks of {@linkcode packedBlockRows} rows: each block's weights
+ * and scales (views of `packed`'s, no copy).
+ *
+ * @example
+ * ```ts
+ * import { quantize } from "../../reference/quantize.ts";
+ * import { packMatrix, packedRowBlocks } from "./quant.ts";
+ * const packed = packMatrix(quantize(new Float32Array(130 * 32), "q8_0"), "q8_0", 130, 32);
+ * const blocks = packedRowBlocks(packed, 64 * 32);
+ * if (blocks.map((b) => b.rows).join() !== "64,64,2") throw new Error("wrong");
+ * ```
+ */
+export function packedRowBlocks(
+  packed: PackedMatrix,
+  maxBindingBytes: number,
+): { rowStart: number; rows: number; weights: Uint32Array; scales: Uint32Array }[] {
+  const { format, outDim, inDim } = packed;
+  const blockRows = packedBlockRows(format, outDim, inDim, maxBindingBytes);
+  const rowWords = packedRowWords(format, inDim);
+  const rowScales = packedRowScales(format, inDim); // f16 halves, two a word
+  const blocks = [];
+  for (let rowStart = 0; rowStart < outDim; rowStart += blockRows) {
+    const rows = Math.min(blockRows, outDim - rowStart);
+    blocks.push({
+      rowStart,
+      rows,
+      weights: packed.weights.subarray(rowStart * rowWords, (rowStart + rows) * rowWords),
+      scales: packed.scales.subarray(
+        rowStart * rowScales / 2, // even: rowStart is a multiple of 64
+        Math.ceil((rowStart + rows) * rowScales / 2),
+      ),
+    });
+  }
+  return blocks;
+}
+
+/**
+ * Uploads a packed matrix, in row blocks when its weights exceed `maxBindingBytes` (the
+ * device's storage-binding limit by default).
  *
  * @example
  * ```ts ignore
  * const wq = uploadPacked(gpu, packMatrix(quantize(w, "q8_0"), "q8_0", 288, 288));
  * ```
  */
-export function uploadPacked(gpu: Gpu, packed: PackedMatrix, label = "weights"): GpuPackedMatrix {
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  if (packed.weights.byteLength > limit) {
-    throw new GpuError(
-      `upload ${label}`,
-      `${packed.format} ${packed.outDim}x${packed.inDim} takes ${packed.weights.byteLength} bytes, over the ${limit}-byte binding limit`,
-    );
-  }
+export function uploadPacked(
+  gpu: Gpu,
+  packed: PackedMatrix,
+  label = "weights",
+  maxBindingBytes: number = gpu.limits.maxStorageBufferBindingSize,
+): GpuPackedMatrix {
+  const blocks = packedRowBlocks(packed, maxBindingBytes).map((block) => ({
+    rowStart: block.rowStart,
+    rows: block.rows,
+    weights: gpu.upload(block.weights, `${label}[${block.rowStart}..]`),
+    scales: block.scales.length
+      ? gpu.upload(block.scales, `${label}[${block.rowStart}..] scales`)
+      : undefined,
+  }));
   return {
     format: packed.format,
     outDim: packed.outDim,
     inDim: packed.inDim,
-    weights: gpu.upload(packed.weights, label),
-    scales: packed.scales.length ? gpu.upload(packed.scales, `${label} scales`) : undefined,
+    blocks,
     bytes: packed.weights.byteLength + packed.scales.byteLength,
   };
 }
@@ -345,22 +453,29 @@ export async function quantMatmulDispatches(
     throw new GpuError(name, "the device was created without the shader-f16 feature");
   }
   const workgroupSize = options.workgroupSize ?? 64;
-  const pipeline = await gpu.pipeline(name, quantWgsl(format, inDim, shaderF16), {
-    WG: workgroupSize,
-    OUT_DIM: outDim,
-    IN_DIM: inDim,
-    X_OFFSET: args.xOffset ?? 0,
-    ROWS: args.rows,
-  });
-  return [
-    gpu.dispatch(name, pipeline, [
-      matrix.weights,
-      args.x,
-      args.out,
-      ...(matrix.scales ? [matrix.scales] : []),
-    ], [
-      Math.ceil(outDim / workgroupSize),
-      args.rows,
-    ]),
-  ];
+  const code = quantWgsl(format, inDim, shaderF16);
+  const dispatches: Dispatch[] = [];
+  for (const block of matrix.blocks) {
+    const pipeline = await gpu.pipeline(name, code, {
+      WG: workgroupSize,
+      OUT_DIM: block.rows,
+      IN_DIM: inDim,
+      X_OFFSET: args.xOffset ?? 0,
+      ROWS: args.rows,
+      OUT_STRIDE: outDim,
+      OUT_OFFSET: block.rowStart,
+    });
+    dispatches.push(
+      gpu.dispatch(name, pipeline, [
+        block.weights,
+        args.x,
+        args.out,
+        ...(block.scales ? [block.scales] : []),
+      ], [
+        Math.ceil(block.rows / workgroupSize),
+        args.rows,
+      ]),
+    );
+  }
+  return dispatches;
 }

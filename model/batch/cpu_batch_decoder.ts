@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { headDim, type LlamaConfig } from "../config.ts";
+import { headDim, type LlamaConfig, ropeOptions } from "../config.ts";
 import type { BatchDecoder, BatchRow } from "./batch_decoder.ts";
 import { BatchSequences, primeRows } from "./sequences.ts";
 import { createKvStore, type KvLayout, type KvStore, type KvStoreOptions } from "./kv_store.ts";
@@ -14,7 +14,7 @@ import { checkWeights, type LlamaWeights } from "../weights.ts";
 import { embedding } from "../../reference/embedding.ts";
 import { matmul } from "../../reference/matmul.ts";
 import { rmsNorm } from "../../reference/norm.ts";
-import { rope, type RopeOptions } from "../../reference/rope.ts";
+import { rope } from "../../reference/rope.ts";
 import { siluMul } from "../../reference/swiglu.ts";
 
 /**
@@ -102,10 +102,7 @@ export class CpuBatchDecoder implements BatchDecoder {
     const { dim, hiddenDim, nHeads, nKvHeads, vocabSize, normEps: eps } = this.config;
     const hd = headDim(this.config);
     const qDim = nHeads * hd, kvDim = nKvHeads * hd;
-    const ropeOptions: RopeOptions = {
-      theta: this.config.ropeTheta,
-      layout: this.config.ropeLayout,
-    };
+    const turn = ropeOptions(this.config);
     const b = rows.length;
     const w = this.weights;
     // x: (b, dim), the residual stream of every row.
@@ -118,8 +115,8 @@ export class CpuBatchDecoder implements BatchDecoder {
       const v = matmul(layer.wv, xb, b, kvDim, dim);
       const att = new Float32Array(b * qDim);
       rows.forEach(({ seq, pos }, r) => {
-        const qr = rope(q.subarray(r * qDim, (r + 1) * qDim), pos, hd, ropeOptions);
-        const kr = rope(k.subarray(r * kvDim, (r + 1) * kvDim), pos, hd, ropeOptions);
+        const qr = rope(q.subarray(r * qDim, (r + 1) * qDim), pos, hd, turn);
+        const kr = rope(k.subarray(r * kvDim, (r + 1) * kvDim), pos, hd, turn);
         // Write, then attend: a later row of the same sequence sees this one.
         this.store.write(l, seq, pos, kr, v.subarray(r * kvDim, (r + 1) * kvDim));
         att.set(this.store.attend(l, seq, qr, pos), r * qDim);

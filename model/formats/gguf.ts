@@ -1,5 +1,6 @@
 /**
- * GGUF version 3, the file format of llama.cpp: typed key/value metadata, then tensor
+ * GGUF versions 2 and 3, the file format of llama.cpp (version 3 only allowed big-endian files,
+ * which this module does not read: the layout is the same): typed key/value metadata, then tensor
  * descriptions (name, dimensions innermost first, ggml type, offset), then the tensor data at
  * the file's alignment. Reading checks every count and length against the bytes that remain
  * before allocating anything, and names the field in every error.
@@ -14,8 +15,10 @@ import { K_QUANT_GGML_TYPES } from "../../reference/kquants.ts";
 
 /** `GGUF` read as a little-endian uint32. */
 export const GGUF_MAGIC = 0x46554747;
-/** The GGUF version this module reads and writes. */
+/** The GGUF version this module writes by default. */
 export const GGUF_VERSION = 3;
+/** The GGUF versions this module reads (and writes): llama.cpp refuses version 1 too. */
+export const GGUF_VERSIONS: readonly number[] = [2, 3];
 /** Alignment of tensor data when `general.alignment` is absent. */
 export const GGUF_DEFAULT_ALIGNMENT = 32;
 
@@ -62,6 +65,8 @@ export interface GgufFile {
   tensors: GgufTensor[];
   /** Alignment of the tensor data (from `general.alignment`, 32 by default). */
   alignment: number;
+  /** The header's version, 2 or 3 (when writing, {@linkcode GGUF_VERSION} if absent). */
+  version?: number;
 }
 
 const SCALAR_TYPES: GgufScalarType[] = [
@@ -115,14 +120,18 @@ const GGML_TYPE_NAMES: Record<number, string> = {
   30: "BF16",
 };
 const MAX_DIMS = 4;
-/** ggml's limit on a tensor name, in bytes (GGML_MAX_NAME). */
-const MAX_NAME_BYTES = 64;
+/** Bytes a tensor name may have: ggml's GGML_MAX_NAME, 64, counts the terminating NUL. */
+export const GGUF_MAX_TENSOR_NAME_BYTES = 63;
 
 /** Keys and tensor names are printable ASCII (so that errors can quote them on one line). */
 function checkName(name: string, what: string, maxBytes: number, source: string): void {
   if (name.length > maxBytes) {
     throw new RangeError(
-      `${source}: ${what}: expected at most ${maxBytes} bytes, got ${name.length}`,
+      `${source}: ${what}: expected at most ${maxBytes} bytes${
+        maxBytes === GGUF_MAX_TENSOR_NAME_BYTES
+          ? " (ggml's limit of 64 counts the terminating NUL)"
+          : ""
+      }, got ${name.length}`,
     );
   }
   if (!/^[\x20-\x7e]*$/.test(name)) {
@@ -246,7 +255,7 @@ class Reader {
 }
 
 /**
- * Parses a GGUF v3 file; `source` (the file name) prefixes every error. Tensor data are views
+ * Parses a GGUF file of version 2 or 3; `source` (the file name) prefixes every error. Tensor data are views
  * into `bytes`.
  *
  * @example
@@ -271,9 +280,11 @@ export function parseGguf(bytes: Uint8Array, source = "gguf"): GgufFile {
     throw new RangeError(`${source}: wrong magic "${text}" (expected "GGUF")`);
   }
   const version = r.u32("version");
-  if (version !== GGUF_VERSION) {
+  if (!GGUF_VERSIONS.includes(version)) {
     throw new RangeError(
-      `${source}: unsupported GGUF version ${version} (expected ${GGUF_VERSION})`,
+      `${source}: unsupported GGUF version ${version} (expected ${GGUF_VERSIONS.join(" or ")}${
+        version === 1 ? "; version 1 had 32-bit counts, and llama.cpp no longer reads it" : ""
+      })`,
     );
   }
   const tensorCount = r.u64("tensor count");
@@ -306,7 +317,7 @@ export function parseGguf(bytes: Uint8Array, source = "gguf"): GgufFile {
   const names = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
     const name = r.string(`tensor ${i} name`);
-    checkName(name, `tensor ${i} name`, MAX_NAME_BYTES, source);
+    checkName(name, `tensor ${i} name`, GGUF_MAX_TENSOR_NAME_BYTES, source);
     const what = `tensor ${name}`;
     if (names.has(name)) throw new RangeError(`${source}: ${what} appears twice`);
     names.add(name);
@@ -365,12 +376,13 @@ export function parseGguf(bytes: Uint8Array, source = "gguf"): GgufFile {
     }
     return { name, dims, format, data: bytes.subarray(start, start + size) };
   });
-  return { metadata, tensors, alignment };
+  return { metadata, tensors, alignment, version };
 }
 
 /**
- * Writes a GGUF v3 file. `general.alignment` is written when `alignment` is not 32; tensor
- * data follow in order, each padded to the alignment.
+ * Writes a GGUF file, version 3 unless `file.version` says 2 (the same layout).
+ * `general.alignment` is written when `alignment` is not 32; tensor data follow in order, each
+ * padded to the alignment. Tensor names longer than 63 bytes are refused, as ggml refuses them.
  *
  * @example
  * ```ts
@@ -386,13 +398,17 @@ export function serializeGguf(file: GgufFile): Uint8Array {
   if (!Number.isInteger(alignment) || alignment < 1 || (alignment & (alignment - 1)) !== 0) {
     throw new RangeError(`alignment: expected a power of two, got ${alignment}`);
   }
+  const version = file.version ?? GGUF_VERSION;
+  if (!GGUF_VERSIONS.includes(version)) {
+    throw new RangeError(`version: expected ${GGUF_VERSIONS.join(" or ")}, got ${version}`);
+  }
   const metadata = new Map(file.metadata);
   if (alignment !== GGUF_DEFAULT_ALIGNMENT) {
     metadata.set("general.alignment", { type: "u32", value: alignment });
   }
   const w = new Writer();
   w.u32(GGUF_MAGIC);
-  w.u32(GGUF_VERSION);
+  w.u32(version);
   w.u64(file.tensors.length);
   w.u64(metadata.size);
   for (const [key, value] of metadata) {
@@ -414,6 +430,12 @@ export function serializeGguf(file: GgufFile): Uint8Array {
     if (tensor.data.byteLength !== expected) {
       throw new RangeError(
         `tensor ${tensor.name}: expected ${expected} bytes of ${tensor.format} for dims [${tensor.dims}], got ${tensor.data.byteLength}`,
+      );
+    }
+    const nameBytes = new TextEncoder().encode(tensor.name).length;
+    if (nameBytes > GGUF_MAX_TENSOR_NAME_BYTES) {
+      throw new RangeError(
+        `tensor ${tensor.name}: name: expected at most ${GGUF_MAX_TENSOR_NAME_BYTES} bytes (ggml's limit of 64 counts the terminating NUL), got ${nameBytes}`,
       );
     }
     w.string(tensor.name);

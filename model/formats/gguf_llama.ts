@@ -8,7 +8,7 @@
 import { type CheckpointFormat, readCheckpoint } from "./llama2c.ts";
 import { readBoundedFile } from "./_file.ts";
 import { checkFits } from "../memory.ts";
-import { headDim, type LlamaConfig, makeConfig } from "../config.ts";
+import { headDim, type LlamaConfig, makeConfig, type RopeScaling } from "../config.ts";
 import {
   type GgufFile,
   type GgufTensor,
@@ -18,7 +18,7 @@ import {
 } from "./gguf.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { BOS, EOS } from "../config.ts";
-import { checkWeights, type LayerWeights, type LlamaWeights } from "../weights.ts";
+import { checkWeights, type LayerWeights, type LlamaWeights, parameterCount } from "../weights.ts";
 import {
   dequantizeWeights,
   matrixFormat,
@@ -26,7 +26,7 @@ import {
   type StoredMatrix,
   storedWeightBytes,
   type StoredWeights,
-  weightsBytes,
+  storeWeights,
 } from "../precision.ts";
 import {
   dequantize,
@@ -155,6 +155,12 @@ export function llamaToGguf(
       `ropeLayout: GGUF llama models use "interleaved" RoPE, got "${config.ropeLayout}"`,
     );
   }
+  if (config.slidingWindow !== undefined) {
+    // llama.cpp's llama architecture has no sliding window: it would run full attention.
+    throw new RangeError(
+      `slidingWindow: GGUF llama models have no sliding window (llama.cpp would attend to every position), got ${config.slidingWindow}`,
+    );
+  }
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const metadata = new Map<string, GgufValue>([
@@ -169,6 +175,12 @@ export function llamaToGguf(
     ["llama.attention.head_count_kv", u32(config.nKvHeads)],
     ["llama.rope.dimension_count", u32(headDim(config))],
     ["llama.rope.freq_base", f32(config.ropeTheta)],
+    ...(config.ropeScaling
+      ? [
+        ["llama.rope.scaling.type", { type: "string", value: config.ropeScaling.type }],
+        ["llama.rope.scaling.factor", f32(config.ropeScaling.factor)],
+      ] as [string, GgufValue][]
+      : []),
     ["llama.attention.layer_norm_rms_epsilon", f32(config.normEps)],
     ["llama.vocab_size", u32(config.vocabSize)],
   ]);
@@ -269,26 +281,14 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
   return { ...model, weights };
 }
 
-/**
- * Reads a GGUF `llama` model as {@linkcode parseGgufModel} does, but keeps the matrices as
- * stored (views into `file`'s bytes, nothing dequantized but the norm weights). Every tensor's
- * block scales are checked finite.
- *
- * @example
- * ```ts
- * import { makeConfig } from "../config.ts";
- * import { randomWeights } from "../weights.ts";
- * import { ggufToStored, llamaToGguf } from "./gguf_llama.ts";
- * import { parseGguf } from "./gguf.ts";
- * const config = makeConfig({ dim: 256, hiddenDim: 256, nLayers: 1, nHeads: 8, nKvHeads: 8, vocabSize: 8, maxSeqLen: 16 });
- * const file = parseGguf(llamaToGguf(config, randomWeights(config, 1), { format: "q6_k" }));
- * const { weights } = ggufToStored(file);
- * if (weights.format !== "q6_k" || weights.layers[0].w2.bytes.length !== 256 * 210) throw new Error("wrong");
- * ```
- */
-export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
+/** A reader of `file`'s metadata that checks each value's type, naming the key. */
+function metadataGetter(file: GgufFile, source: string) {
   const meta = file.metadata;
-  const get = (key: string, expected: "integer" | "number" | "string", required = true) => {
+  return (
+    key: string,
+    expected: "integer" | "number" | "string",
+    required = true,
+  ): number | string | undefined => {
     const entry = meta.get(key);
     if (entry === undefined) {
       if (required) throw new RangeError(`${source}: missing metadata ${key} (${expected})`);
@@ -309,6 +309,15 @@ export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
     }
     return value as number | string;
   };
+}
+
+/**
+ * The configuration of a GGUF `llama` file, from its metadata and tensor names alone (nothing
+ * dequantized), with the checks that need only those.
+ */
+function ggufConfig(file: GgufFile, source: string): LlamaConfig {
+  const meta = file.metadata;
+  const get = metadataGetter(file, source);
   const architecture = get("general.architecture", "string");
   if (architecture !== "llama") {
     throw new RangeError(
@@ -326,6 +335,7 @@ export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
       `${source}: missing metadata llama.vocab_size (and no tokenizer.ggml.tokens or token_embd.weight to infer it from)`,
     );
   }
+  const ropeScaling = readRopeScaling(file, source);
   const config = makeConfig(
     {
       dim: int("llama.embedding_length"),
@@ -342,9 +352,15 @@ export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
       normEps: shortestDecimal(get("llama.attention.layer_norm_rms_epsilon", "number") as number),
       ropeLayout: "interleaved",
       sharedClassifier: !tensors.has("output.weight"),
+      ...(ropeScaling ? { ropeScaling } : {}),
     },
     source,
   );
+  if (tensors.has("rope_freqs.weight")) { // Llama 3.1's per-frequency factors
+    throw new RangeError(
+      `${source}: tensor rope_freqs.weight: RoPE frequency factors are not supported`,
+    );
+  }
   const ropeDims = get("llama.rope.dimension_count", "integer", false);
   if (ropeDims !== undefined && ropeDims !== headDim(config)) {
     throw new RangeError(
@@ -359,6 +375,30 @@ export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
       `${source}: llama.block_count: ${config.nLayers} layers need at least ${needed} tensors, the file has ${file.tensors.length}`,
     );
   }
+  return config;
+}
+
+/**
+ * Reads a GGUF `llama` model as {@linkcode parseGgufModel} does, but keeps the matrices as
+ * stored (views into `file`'s bytes, nothing dequantized but the norm weights). Every tensor's
+ * block scales are checked finite.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "../config.ts";
+ * import { randomWeights } from "../weights.ts";
+ * import { ggufToStored, llamaToGguf } from "./gguf_llama.ts";
+ * import { parseGguf } from "./gguf.ts";
+ * const config = makeConfig({ dim: 256, hiddenDim: 256, nLayers: 1, nHeads: 8, nKvHeads: 8, vocabSize: 8, maxSeqLen: 16 });
+ * const file = parseGguf(llamaToGguf(config, randomWeights(config, 1), { format: "q6_k" }));
+ * const { weights } = ggufToStored(file);
+ * if (weights.format !== "q6_k" || weights.layers[0].w2.bytes.length !== 256 * 210) throw new Error("wrong");
+ * ```
+ */
+export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
+  const config = ggufConfig(file, source);
+  const get = metadataGetter(file, source);
+  const tensors = new Map(file.tensors.map((t) => [t.name, t]));
   const formats = new Map<string, TensorFormat>();
   const expectedDims = tensorDims(config);
   const read = (name: string): GgufTensor => {
@@ -425,6 +465,47 @@ function predominantFormat(matrices: StoredMatrix[]): TensorFormat {
   return [...counts].reduce((best, entry) => entry[1] > best[1] ? entry : best)[0];
 }
 
+/**
+ * The RoPE scaling as llama.cpp reads it: `llama.rope.scaling.type` ("linear" when absent) and
+ * the factor from `llama.rope.scaling.factor`, else the older `llama.rope.scale_linear` (0 or
+ * absent: none). Linear scaling is returned (positions divided by the factor); "none" and a
+ * factor of 0 or 1 give undefined; any other type (YaRN, LongRoPE) is refused naming the key.
+ */
+function readRopeScaling(file: GgufFile, source: string): RopeScaling | undefined {
+  const typeKey = "llama.rope.scaling.type";
+  const type = file.metadata.get(typeKey);
+  if (type !== undefined && (type.type !== "string")) {
+    throw new RangeError(`${source}: metadata ${typeKey}: expected a string, got ${type.type}`);
+  }
+  const method = (type?.value as string | undefined) ?? "linear";
+  if (method !== "linear" && method !== "none") {
+    throw new RangeError(
+      `${source}: metadata ${typeKey}: RoPE scaling ${
+        quote(method)
+      } is not supported (expected "linear" or "none")`,
+    );
+  }
+  const factorKey = ["llama.rope.scaling.factor", "llama.rope.scale_linear"].find((key) =>
+    file.metadata.has(key)
+  );
+  if (factorKey === undefined) return undefined;
+  const factor = file.metadata.get(factorKey)!;
+  if (factor.type === "array" || typeof factor.value !== "number") {
+    throw new RangeError(
+      `${source}: metadata ${factorKey}: expected a number, got ${
+        factor.type === "array" ? "an array" : `${factor.type} ${quote(factor.value)}`
+      }`,
+    );
+  }
+  if (!(factor.value >= 0) || !Number.isFinite(factor.value)) {
+    throw new RangeError(
+      `${source}: metadata ${factorKey}: expected a finite factor >= 0, got ${factor.value}`,
+    );
+  }
+  if (method === "none" || factor.value === 0 || factor.value === 1) return undefined;
+  return { type: "linear", factor: shortestDecimal(factor.value) };
+}
+
 function readVocabulary(
   file: GgufFile,
   config: LlamaConfig,
@@ -481,7 +562,9 @@ function readVocabulary(
   if (bad >= 0) {
     throw new RangeError(`${source}: tokenizer.ggml.scores[${bad}] is ${scoreValues[bad]}`);
   }
-  return new Tokenizer(pieces, scoreValues, Math.max(1, ...pieces.map((p) => p.length)));
+  // A loop, not Math.max(...pieces): spreading 128k arguments overflows the stack.
+  const maxPieceBytes = pieces.reduce((most, piece) => Math.max(most, piece.length), 1);
+  return new Tokenizer(pieces, scoreValues, maxPieceBytes);
 }
 
 /** A metadata value for an error message: one line, at most 64 characters of a string. */
@@ -530,60 +613,162 @@ export interface ModelFile {
 
 /** A model file read by {@linkcode readModelFileAsStored}: a GGUF file's matrices as stored. */
 export interface StoredModelFile extends Omit<ModelFile, "weights"> {
-  /** A checkpoint's float32 weights, or a GGUF file's as stored (see {@linkcode ggufToStored}). */
+  /**
+   * A checkpoint's float32 weights, or a GGUF file's: as stored (see {@linkcode ggufToStored}),
+   * or as `options.weights` asked (float32, or stored again in that format).
+   */
   weights: LlamaWeights | StoredWeights;
+}
+
+/** Options of {@linkcode readModelFile} and {@linkcode readModelFileAsStored}. */
+export interface ReadModelOptions {
+  /**
+   * The format the weights will be held in. {@linkcode readModelFile} (default f32) returns
+   * float32 weights and its memory check counts the caller's copy in that format too;
+   * {@linkcode readModelFileAsStored} (default: as stored) converts a GGUF file's weights to it
+   * unless every matrix is in it already.
+   */
+  weights?: TensorFormat;
+}
+
+/**
+ * Bytes a GGUF file takes in memory while {@linkcode readModelFileAsStored} reads it into
+ * weights held as `weights` asks: as stored (no `weights`, or a format every matrix has
+ * already), the file (the matrices are views into it) and its norm weights in f32; otherwise
+ * the file, every tensor dequantized to f32 (up to ~7x a Q4_0 or Q4_K file) and, for a format
+ * other than f32, the weights stored again in it.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "../config.ts";
+ * import { randomWeights } from "../weights.ts";
+ * import { ggufResidentBytes, llamaToGguf } from "./gguf_llama.ts";
+ * import { parseGguf } from "./gguf.ts";
+ * const config = makeConfig({ dim: 32, hiddenDim: 64, nLayers: 1, nHeads: 4, nKvHeads: 4, vocabSize: 8, maxSeqLen: 16 });
+ * const bytes = llamaToGguf(config, randomWeights(config, 1), { format: "q4_0" });
+ * const file = parseGguf(bytes);
+ * const params = 8 * 32 + 4 * 32 * 32 + 3 * 32 * 64 + 3 * 32;
+ * if (ggufResidentBytes(file, bytes.length, "f32") !== bytes.length + 4 * params) throw new Error("wrong");
+ * if (ggufResidentBytes(file, bytes.length) !== bytes.length + 4 * 3 * 32) throw new Error("wrong");
+ * ```
+ */
+export function ggufResidentBytes(
+  file: GgufFile,
+  fileBytes: number,
+  weights?: TensorFormat,
+  source = "gguf",
+): number {
+  const config = ggufConfig(file, source);
+  if (weights === undefined || keptAsStored(file, config, weights)) {
+    return fileBytes + (2 * config.nLayers + 1) * config.dim * 4;
+  }
+  return dequantizedBytes(config, fileBytes, weights);
+}
+
+/** The file, every tensor dequantized to f32 and, unless `format` is f32, a copy in `format`. */
+function dequantizedBytes(config: LlamaConfig, fileBytes: number, format: TensorFormat): number {
+  return fileBytes + parameterCount(config) * 4 +
+    (format === "f32" ? 0 : storedWeightBytes(config, format));
+}
+
+/**
+ * Whether a GGUF file's matrices (the embedding table and classifier included) stay as stored
+ * when `asked` for: nothing asked, or every matrix in that format already.
+ */
+function keptAsStored(file: GgufFile, config: LlamaConfig, asked?: TensorFormat): boolean {
+  const dims = tensorDims(config);
+  return asked === undefined ||
+    file.tensors.every((t) => dims.get(t.name)?.length !== 2 || t.format === asked);
+}
+
+/** What a check of `format`'s copy says it needs, for an error message. */
+function dequantizedWhat(path: string, format: TensorFormat): string {
+  return `${path}: the file, its weights dequantized to f32${
+    format === "f32" ? "" : ` and stored as ${format}`
+  } need`;
 }
 
 /**
  * Reads a llama2.c checkpoint or a GGUF file, told apart by GGUF's magic (needs
- * `--allow-read`); errors name the path.
+ * `--allow-read`); errors name the path. A GGUF file's tensors are dequantized to float32; it
+ * is refused, before anything is dequantized, when the file, those and a copy in
+ * `options.weights` would exceed 80% of the machine's memory.
  *
  * @example
  * ```ts ignore
  * const { config, weights, tokenizer } = await readModelFile("stories260K.gguf");
  * ```
  */
-export async function readModelFile(path: string): Promise<ModelFile> {
-  const model = await readModelFileAsStored(path);
-  if (!("format" in model.weights)) return model as ModelFile;
-  // float32 weights take ~7 times a Q4_0 or Q4_K file: checked before dequantizing, beside the
-  // file still held.
+export async function readModelFile(
+  path: string,
+  options: ReadModelOptions = {},
+): Promise<ModelFile> {
+  const read = await readGgufOrCheckpoint(path);
+  if (!("file" in read)) return read;
+  const format = options.weights ?? "f32";
   checkFits(
-    storedWeightBytes(model.config, "f32") + weightsBytes(model.weights),
-    `${path}: float32 weights (with the file) need`,
+    dequantizedBytes(ggufConfig(read.file, path), read.fileBytes, format),
+    dequantizedWhat(path, format),
   );
-  const weights = dequantizeWeights(model.weights);
-  checkWeights(model.config, weights, path);
-  return { ...model, weights };
+  return { format: "gguf", ...ggufToLlama(read.file, path) };
 }
 
 /**
  * Reads a model file as {@linkcode readModelFile} does, but keeps a GGUF file's matrices as
- * stored: what `generate --model x.gguf` holds, nothing expanded to float32.
+ * stored (what `generate --model x.gguf` holds, nothing expanded to float32) unless
+ * `options.weights` asks for a format some matrix is not in: then they are dequantized and,
+ * for a format other than f32, stored again in it. The file is refused, before anything is
+ * dequantized, when what that holds ({@linkcode ggufResidentBytes}) would exceed 80% of the
+ * machine's memory.
  *
  * @example
  * ```ts ignore
  * const { weights } = await readModelFileAsStored("model-Q4_K_M.gguf");
  * ```
  */
-export async function readModelFileAsStored(path: string): Promise<StoredModelFile> {
-  let gguf = false;
+export async function readModelFileAsStored(
+  path: string,
+  options: ReadModelOptions = {},
+): Promise<StoredModelFile> {
+  const read = await readGgufOrCheckpoint(path);
+  if (!("file" in read)) return read;
+  const { file, fileBytes } = read;
+  const asked = options.weights;
+  const asStored = keptAsStored(file, ggufConfig(file, path), asked);
+  checkFits(
+    ggufResidentBytes(file, fileBytes, asked, path),
+    asStored ? `${path}: the file, its weights as stored, needs` : dequantizedWhat(path, asked!),
+  );
+  const { config, weights, tokenizer, formats } = ggufToStored(file, path);
+  if (asStored) return { format: "gguf", config, weights, tokenizer, formats };
+  const floats = dequantizeWeights(weights);
+  checkWeights(config, floats, path);
+  return {
+    format: "gguf",
+    config,
+    weights: asked === "f32" ? floats : storeWeights(config, floats, asked!),
+    tokenizer,
+    formats,
+  };
+}
+
+/** A GGUF file, parsed (its size checked against memory first), or a checkpoint, read. */
+async function readGgufOrCheckpoint(
+  path: string,
+): Promise<{ file: GgufFile; fileBytes: number } | ModelFile> {
   let bytes: Uint8Array;
   try {
-    // A regular file, read within its size, as checkpoints are (model/_file.ts).
+    // A regular file, read within its size, as checkpoints are (model/formats/_file.ts).
     bytes = await readBoundedFile(path, "checkpoint", (header, size) => {
-      gguf = isGguf(header);
-      if (!gguf) throw NOT_GGUF;
-      // The file is what the stored weights hold (their views point into it).
-      checkFits(size, `${path}: a GGUF file of`);
+      if (!isGguf(header)) throw NOT_GGUF;
+      checkFits(size, `${path}: a GGUF file of`); // before reading it
       return size;
     }, 4);
   } catch (error) {
     if (error !== NOT_GGUF) throw error;
     return await readCheckpoint(path);
   }
-  const { config, weights, tokenizer } = ggufToStored(parseGguf(bytes, path), path);
-  return { format: "gguf", config, weights, tokenizer };
+  return { file: parseGguf(bytes, path), fileBytes: bytes.byteLength };
 }
 
 const NOT_GGUF = new Error("not a GGUF file");

@@ -1,7 +1,8 @@
 // The weights on the GPU: uploaded once from `LlamaWeights`, tensor by tensor as
 // `layerTensorShapes` (model/weights.ts) sizes them, matrices split into row blocks where one
 // exceeds the binding limit; or from `StoredWeights` (f16/Q8_0/Q4_0/K-quant matrices packed for
-// gpu/matmul/quant.ts, the embedding table dequantized for the lookup); and freed.
+// gpu/matmul/quant.ts, in row blocks too past the limit; the embedding table dequantized for
+// the lookup); and freed.
 import type { LlamaConfig } from "../config.ts";
 import {
   type LayerMatrix,
@@ -115,7 +116,7 @@ function uploadStored(
         maxBindingBytes,
         label,
       })
-      : uploadPacked(gpu, packMatrix(m.bytes, m.format, m.rows, m.cols), label);
+      : uploadPacked(gpu, packMatrix(m.bytes, m.format, m.rows, m.cols), label, maxBindingBytes);
   const matrices = MATRICES;
   const layers = weights.layers.map((layer, l) => ({
     ...Object.fromEntries(
@@ -162,8 +163,10 @@ export function destroyWeights(weights: GpuWeights): void {
   for (const matrix of matrices) {
     if ("chunks" in matrix) { for (const chunk of matrix.chunks) chunk.buffer.destroy(); }
     else {
-      matrix.weights.destroy();
-      matrix.scales?.destroy();
+      for (const block of matrix.blocks) {
+        block.weights.destroy();
+        block.scales?.destroy();
+      }
     }
   }
   for (const buffer of buffers) buffer.destroy();

@@ -110,7 +110,7 @@ export class GpuBatchDecoder implements BatchDecoder {
       lastRows: floats(rows, "lastRows"),
     };
     this.#ropeTable = gpu.upload(
-      ropeTable(headDim(config), maxSeqLen, config.ropeTheta),
+      ropeTable(headDim(config), maxSeqLen, config.ropeTheta, config.ropeScaling?.factor),
       "ropeTable",
     );
     this.#weights = uploadWeights(gpu, config, weights, options.maxBindingBytes);

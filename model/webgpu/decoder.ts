@@ -220,7 +220,7 @@ export class GpuDecoder implements Decoder {
     this.weightBytes = this.#weights.bytes;
     this.#run = createRunState(gpu, config, this.#maxRows, this.kvFormat);
     this.#ropeTable = gpu.upload(
-      ropeTable(headDim(config), maxSeqLen, config.ropeTheta),
+      ropeTable(headDim(config), maxSeqLen, config.ropeTheta, config.ropeScaling?.factor),
       "ropeTable",
     );
     this.#fault = gpu.createBuffer(4, "fault");
