@@ -25,7 +25,7 @@ import { attentionName } from "./matrix.ts";
 import type { Backend } from "./measure.ts";
 import type { Roofline } from "./probes.ts";
 import { isNoisy, roundRobin } from "./stats.ts";
-import { type Spread, summarize } from "../gpu/timing.ts";
+import { type RawSamples, type Spread, summarize, toTiming } from "../gpu/timing.ts";
 import {
   type BatchSample,
   calibrateBatch,
@@ -56,7 +56,9 @@ export interface BatchCell {
   msPerStep: Spread;
   /** Wall-clock milliseconds per step (with WebGPU, the logits' read-back included). */
   wallMsPerStep: Spread;
-  /** Tokens per second over all sequences: `batch / step time`. */
+  /** Every raw sample, ms per step. */
+  samples: RawSamples;
+  /** Wall-clock tokens per second over all sequences: `batch / wall step time`. */
   tokensPerSecond: Spread;
   /** The step's cost (weights once, each sequence's cache). */
   cost: ForwardCost;
@@ -352,7 +354,9 @@ async function measureStep(
         meanPosition,
         msPerStep,
         wallMsPerStep: summarize(list.map((s) => s.wallMs)),
-        tokensPerSecond: summarize(best.map((ms) => batch / (ms / 1000))),
+        samples: toTiming(list, units.get(variant)!).samples!,
+        // the rate a user sees: wall-clock, the read-back of each step included
+        tokensPerSecond: summarize(list.map((s) => batch / (s.wallMs / 1000))),
         cost,
         intensity: cost.flops / cost.bytes,
         gflopPerS: cost.flops / (msPerStep.median * 1e6),

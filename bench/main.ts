@@ -17,13 +17,13 @@ import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/memory.ts";
 import { runBatchAxis } from "./batch.ts";
-import { ATTENTION_HEAVY, rooflineLines } from "./shared.ts";
+import { ATTENTION_HEAVY, DECODE_POSITIONS, rooflineLines } from "./shared.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { measureVariants } from "./variants.ts";
 import { formatVariantsMarkdown } from "./report/variants.ts";
 import { describeMachine } from "./machine.ts";
 import { type BenchShape, runMatrix } from "./matrix.ts";
-import { runPrecisionAxis } from "./precision.ts";
+import { type PrecisionShape, realModelShape, runPrecisionAxis } from "./precision.ts";
 import { precisionChart, precisionMarkdown } from "./report/precision.ts";
 import { type Backend, measureKernels } from "./measure.ts";
 import { benchKernels } from "./kernel_table.ts";
@@ -33,12 +33,14 @@ import {
   chartFiles,
   computeSpeedups,
   formatMarkdown,
-  formatReadmeSection,
   formatText,
   parseResults,
   type PeerRow,
   RESULTS_SCHEMA,
 } from "./report/report.ts";
+import { formatReadmeSection, readmeChartFiles } from "./report/readme.ts";
+import { runAttentionAblation } from "./ablation.ts";
+import { measureSyncCosts } from "./sync_cost.ts";
 import { type Spread, summarize } from "../gpu/timing.ts";
 
 /** The attention-heavy shape (defined in `shared.ts`, which the browser page shares). */
@@ -46,10 +48,15 @@ export { ATTENTION_HEAVY };
 
 const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATTENTION_HEAVY };
 
+/** Contexts of the attention-only ablation (quick: the two ends). */
+export function ablationContexts(quick: boolean): number[] {
+  return quick ? [256, 4096] : [16, 64, 256, 1024, 2048, 4096];
+}
+
 /** The benchmark's help text. */
 export const BENCH_HELP: string = `Usage: deno task bench [options]
 
-  --quick               a subset (MHA, GQA-2, MQA): 1.5-2.5 minutes on 2 idle cores
+  --quick               a subset (MHA, GQA-2, MQA): 2-3 minutes on 2 idle cores
   --backend B           cpu, webgpu or both (default both)
   --preset NAMES        comma-separated shapes (default attention-heavy,stories15M;
                         quick: attention-heavy,stories260K; the first runs first); known: ${
@@ -58,7 +65,7 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default), or a list "16,64,256"
   --reps N              samples per cell, kernel and probe (default 5; quick 3)
   --cell-budget S       skip a cell (and its larger contexts) whose samples are predicted to take
-                        longer than S seconds in all (default 8; quick 2)
+                        longer than S seconds in all (default 8; quick 3)
   --max-minutes M       start no decoder cell after M minutes (default 14; quick 5); cells
                         left out are listed in the report
   --probe-mib M         working set of the bandwidth probes (default: 4x the last-level cache,
@@ -70,7 +77,9 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --precision-only      run only the precision axis (weights x KV-cache formats), on every shape
-  --no-precision        skip the precision axis (which otherwise runs on the first shape)
+                        and the shipped stories260K over models/eval_text.txt
+  --no-precision        skip the precision axis (which otherwise runs on the first shape and
+                        stories260K)
   --limits L            adapter (default) or default: request only WebGPU's default limits
   --help                this text
 
@@ -78,8 +87,16 @@ After the decoder matrix, the batch axis (on attention-heavy, or the first shape
 decode steps: b = 1..32 sequences (quick: 1, 4) at contexts 256 and 1024 (quick: 256), MHA, GQA
 and MQA on a paged KV cache, and the three KV-cache layouts at one batch size.
 
-Writes DIR/results.json (every sample's summary, versioned), DIR/report.md, SVG charts, and
-DIR/README.md (the README's results section, machine line from the run's metadata).`;
+Before the decoder matrix, the attention ablation times one token's attention alone (MHA, GQA,
+MQA at 8 query heads of 64) at contexts ${ablationContexts(false).join(", ")} (quick: ${
+  ablationContexts(true).join(", ")
+}), and on WebGPU the wall cost of one submit and one read-back is measured.
+
+Cached decode samples are one call decoding ${DECODE_POSITIONS} tokens (WebGPU: GPU-resident
+generate); every ms/token and tokens/s is wall-clock, GPU-timestamp time beside it.
+
+Writes DIR/results.json (every raw sample, versioned), DIR/report.md, SVG charts, and
+DIR/README.md (the project README's "Headline result" is copied from it).`;
 
 /** Where the benchmark writes (replaceable in tests). */
 export interface BenchIo {
@@ -231,7 +248,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   for (const name of shapeNames) checkWeightsFitMemory(SHAPES[name], `--preset ${name}`);
   const contexts = parseContexts(values.contexts ?? (quick ? "16..32" : "16..1024"));
   const reps = positiveInteger("reps", values.reps, quick ? 3 : 5);
-  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 2 : 8));
+  const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 3 : 8));
   if (!(cellBudgetS > 0)) {
     throw new UsageError(`--cell-budget: expected seconds > 0, got "${values["cell-budget"]}"`);
   }
@@ -257,14 +274,18 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     throw new UsageError((error as Error).message);
   }
   const gpu = backends.includes("webgpu") ? await requestGpu({ limits }) : undefined;
-  // The precision axis (bench/precision.ts): its own files; in a full run, the first shape only,
-  // before the decoder matrix, whose deadline then leaves room for it.
+  // The precision axis (bench/precision.ts): its own files; in a full run, the first shape and
+  // the shipped stories260K only, before the decoder matrix, whose deadline then leaves room.
   const precision = async (all: boolean, rooflines: Partial<Record<Backend, Roofline>> = {}) => {
     if (values["no-precision"]) return;
-    const shapes = (all ? shapeNames : shapeNames.slice(0, 1)).map((name) => ({
-      name,
-      config: SHAPES[name],
-    }));
+    // Random shapes, then the real model over the real text: its rows carry the perplexity.
+    const shapes: PrecisionShape[] = [
+      ...(all ? shapeNames : shapeNames.slice(0, 1)).map((name) => ({
+        name,
+        config: SHAPES[name],
+      })),
+      await realModelShape(),
+    ];
     const readGbPerS = Object.fromEntries(
       Object.entries(rooflines).map(([backend, r]) => [backend, r!.readGbPerS.median]),
     );
@@ -310,11 +331,32 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     if (backends.includes("cpu")) rooflines.cpu = await cpuRoofline(probe);
     if (gpu) rooflines.webgpu = await gpuRoofline(gpu, { ...probe, minBatchMs: minBatchMs.webgpu });
     for (const line of rooflineLines(rooflines)) io.progress(line);
+    const syncCosts = gpu
+      ? await measureSyncCosts(gpu, { reps, minBatchMs: minBatchMs.cpu })
+      : undefined;
+    if (syncCosts) {
+      io.progress(
+        `webgpu: one submit ${syncCosts.submit.wallMs.median.toFixed(3)} ms, one read-back ${
+          syncCosts.readBack.wallMs.median.toFixed(3)
+        } ms (wall)`,
+      );
+    }
     const kernels = await measureKernels(
       benchKernels(quick),
       { backends, gpu, reps, minBatchMs, rooflines, llcBytes: machine.llcBytes },
       io.progress,
     );
+    const ablation = await runAttentionAblation({
+      nHeads: ATTENTION_HEAVY.nHeads,
+      headDim: ATTENTION_HEAVY.dim / ATTENTION_HEAVY.nHeads,
+      contexts: ablationContexts(quick),
+      backends,
+      gpu,
+      reps,
+      minBatchMs: { cpu: minBatchMs.cpu / 2, webgpu: minBatchMs.webgpu / 2 },
+      quick,
+      deadline: started + maxMinutes * 60_000 / 3,
+    }, io.progress);
     await precision(false, rooflines);
     const shapes: BenchShape[] = shapeNames.map((name) => ({
       name,
@@ -328,7 +370,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       backends,
       contexts,
       cellBudgetS,
-      decodePositions: 2,
+      decodePositions: DECODE_POSITIONS,
       reps,
       minBatchMs,
       rooflines,
@@ -359,7 +401,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       settings: {
         reps,
         contexts,
-        decodePositions: 2,
+        decodePositions: DECODE_POSITIONS,
         cellBudgetS,
         minBatchMs,
         probeBytes,
@@ -374,6 +416,8 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       skipped,
       speedups: computeSpeedups(cells),
       batch,
+      ablation,
+      ...(syncCosts ? { syncCosts } : {}),
     };
     if (peers.length) results.peers = await comparePeers(peers, shapes, results, reps, io);
     await writeResults(results, out, io);
@@ -382,14 +426,14 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       await io.writeFile(`${out}/variants.json`, JSON.stringify(variants, null, 2) + "\n");
       io.print(`wrote ${out}/variants.md and ${out}/variants.json (tuning, dispatches per token)`);
     }
-    return rejected.length > 0 || batch.rejected.length > 0 ? 1 : 0;
+    return rejected.length > 0 || batch.rejected.length > 0 || ablation.rejected.length > 0 ? 1 : 0;
   } finally {
     gpu?.destroy();
   }
 }
 
 async function writeResults(results: BenchResults, out: string, io: BenchIo): Promise<void> {
-  const charts = chartFiles(results);
+  const charts = { ...chartFiles(results), ...readmeChartFiles(results) };
   await io.writeFile(`${out}/results.json`, JSON.stringify(results, null, 2) + "\n");
   await io.writeFile(`${out}/report.md`, formatMarkdown(results, Object.keys(charts)));
   await io.writeFile(`${out}/README.md`, formatReadmeSection(results));

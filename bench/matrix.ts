@@ -24,7 +24,6 @@ import type { Spread } from "../gpu/timing.ts";
 import {
   type BatchRunner,
   type BatchSample,
-  bestMs,
   calibrateBatch,
   gpuRunner,
   TimestampTimer,
@@ -35,10 +34,13 @@ import {
 /** Relative min-max spread above which a cheap cell gets more samples. */
 const NOISY = 0.25;
 
-/** The figure a sample is judged by: GPU time where measured. */
+/** The figure a sample is judged by: wall time, what a user waits. */
 function sampleMs(sample: BatchSample): number {
-  return sample.gpuMs ?? sample.wallMs;
+  return sample.wallMs;
 }
+
+/** Positions a recompute decode sample times, centred on the cached decode's mean position. */
+export const RECOMPUTE_POSITIONS = 2;
 
 /** Prompt rows per WebGPU prefill pass (the cost model counts the same passes). */
 const GPU_PREFILL_ROWS = 64;
@@ -78,11 +80,13 @@ export interface DecoderCell {
   meanPosition: number;
   /** How the work ran. */
   execution: Execution;
-  /** Time per token (GPU time where measured, else wall) and the raw timing. */
+  /** Time per token, wall-clock and (WebGPU with timestamps) GPU time, with every raw sample. */
   timing: Timing;
-  /** Milliseconds per token: `bestMs(timing)`. */
+  /** Wall-clock milliseconds per token: the time a user waits (`timing.wallMs`). */
   msPerToken: Spread;
-  /** Tokens per second. */
+  /** GPU-timestamp milliseconds per token, where measured: the passes alone. */
+  gpuMsPerToken?: Spread;
+  /** Tokens per second, wall-clock. */
   tokensPerSecond: Spread;
   /** KV-cache bytes per token of context. */
   kvBytesPerToken: number;
@@ -98,15 +102,15 @@ export interface DecoderCell {
   flopsPerToken: number;
   /** Kernel calls per token. */
   dispatchesPerToken: number;
-  /** Achieved GB/s. */
+  /** Achieved GB/s (wall-clock). */
   gbPerS: Spread;
-  /** Achieved GFLOP/s. */
+  /** Achieved GFLOP/s (wall-clock). */
   gflopPerS: Spread;
   /** Median GB/s over the backend's median read-stream bandwidth. */
   rooflineFraction: number;
   /** The time model's ms per token. */
   predictedMs: number;
-  /** Median measured over predicted. */
+  /** Median wall ms over predicted. */
   measuredOverPredicted: number;
   /** Bytes one pass touches: all weights plus the K/V cache it reads. */
   workingSetBytes: number;
@@ -196,7 +200,11 @@ export interface MatrixOptions {
   contexts: number[];
   /** Skip a cell whose samples are predicted to take longer than this many seconds in all. */
   cellBudgetS: number;
-  /** Positions each decode sample times (the same for KV cache and recompute). */
+  /**
+   * Positions each cached decode sample times from its context, in one call (WebGPU: one
+   * GPU-resident `generate`, as a user runs it); at least 32 in a real run. Recompute samples
+   * time {@linkcode RECOMPUTE_POSITIONS} positions centred on the same mean position.
+   */
   decodePositions: number;
   /** Samples per cell. */
   reps: number;
@@ -318,28 +326,40 @@ export async function runMatrix(
       for (const context of options.contexts) {
         if (context + options.decodePositions > shape.config.maxSeqLen) break;
         const prompt = tokens.slice(0, context);
-        const step = tokens.slice(context, context + options.decodePositions);
         for (const phase of ["prefill", "decode"] as const) {
           const active = variants.filter((v) =>
             (phase === "decode" || v.cache === "kv-cache") &&
             !skipCell(v, phase, context, options)
           );
           if (phase === "decode") {
-            // Every decoder timed must hold positions 0..context-1 (prefill samples leave them).
+            // Every decoder timed must hold the positions before its first timed one (prefill
+            // samples leave 0..context-1; recompute starts further in).
             for (const v of active) {
-              if (v.holds < context) await v.decoder.prefill(prompt.slice(v.holds), v.holds);
+              const { start } = decodeSpan(v, context, options);
+              if (v.holds < start) {
+                await v.decoder.prefill(tokens.slice(v.holds, start), v.holds);
+                v.holds = start;
+              }
             }
           }
           const runners = new Map<Variant, { run: BatchRunner; batch: number }>();
           for (const v of active) {
+            const span = decodeSpan(v, context, options);
             const run = phase === "prefill"
               ? sampler(v, options, timer, () => v.decoder.prefill(prompt, 0))
-              : decodeSampler(v, options, timer, context, step);
+              : decodeSampler(
+                v,
+                options,
+                timer,
+                span.start,
+                tokens.slice(span.start, span.start + span.count),
+              );
             const minMs = options.minBatchMs[v.backend];
             runners.set(v, { run, batch: await calibrateBatch(run, minMs, 64) });
           }
           // Round-robin over the variants; then more rounds where the noise is: cheap cells
-          // (under a second a sample) whose samples still spread over 25% of their median.
+          // (under a second a sample) whose samples still spread over 25% of their median, and
+          // with them the cells they are compared with (recompute, MHA), interleaved.
           const samples = await roundRobin(
             active,
             options.reps,
@@ -349,12 +369,13 @@ export async function runMatrix(
               unsettled: (list, v) =>
                 isNoisy(list.map(sampleMs), NOISY) &&
                 Math.min(...list.map(sampleMs)) * runners.get(v)!.batch < 1000,
+              partners: (v) => comparedWith(v, active),
             },
           );
           for (const v of active) {
             const { batch } = runners.get(v)!;
             const timing = toTiming(samples.get(v)!, batch);
-            const units = phase === "prefill" ? context : options.decodePositions;
+            const units = phase === "prefill" ? context : decodeSpan(v, context, options).count;
             const perToken = scaleTiming(timing, 1 / units);
             const cell = makeCell(v, phase, context, perToken, options);
             cells.push(cell);
@@ -362,9 +383,11 @@ export async function runMatrix(
             v.holds = context;
             (v.sampleMs[phase] ??= []).push({ context, ms: timing.wallMs.median * batch });
             const ms = cell.msPerToken;
+            const gpuMs = cell.gpuMsPerToken;
             progress(
-              `${v.label} ${phase} ctx ${context}: ${ms.median.toFixed(3)} ms/token ` +
-                `[${ms.min.toFixed(3)}-${ms.max.toFixed(3)}]${timing.gpuMs ? " (GPU time)" : ""}`,
+              `${v.label} ${phase} ctx ${context}: ${ms.median.toFixed(3)} wall ms/token ` +
+                `[${ms.min.toFixed(3)}-${ms.max.toFixed(3)}]` +
+                (gpuMs ? `, GPU time ${gpuMs.median.toFixed(3)}` : ""),
             );
           }
         }
@@ -431,11 +454,46 @@ function skipCell(
 }
 
 function scaleTiming(timing: Timing, factor: number): Timing {
+  const scale = (list: number[]) => list.map((x) => x * factor);
   return {
     wallMs: scaleSpread(timing.wallMs, factor),
     ...(timing.gpuMs ? { gpuMs: scaleSpread(timing.gpuMs, factor) } : {}),
     batch: timing.batch,
+    ...(timing.samples
+      ? {
+        samples: {
+          wallMs: scale(timing.samples.wallMs),
+          ...(timing.samples.gpuMs ? { gpuMs: scale(timing.samples.gpuMs) } : {}),
+        },
+      }
+      : {}),
   };
+}
+
+/**
+ * The positions a decode sample of `v` times at `context`: cached decode `decodePositions`
+ * from `context`; recompute {@linkcode RECOMPUTE_POSITIONS} centred on the same mean (its
+ * passes cost the whole prefix, so a long call would spend the budget on one cell).
+ */
+function decodeSpan(
+  v: Variant,
+  context: number,
+  options: MatrixOptions,
+): { start: number; count: number } {
+  if (v.cache === "kv-cache") return { start: context, count: options.decodePositions };
+  const count = Math.min(RECOMPUTE_POSITIONS, options.decodePositions);
+  return { start: context + Math.floor((options.decodePositions - count) / 2), count };
+}
+
+/** The cells `v` is compared with at one context: recompute vs cache, GQA/MQA vs MHA. */
+function comparedWith(v: Variant, active: readonly Variant[]): Variant[] {
+  return active.filter((o) =>
+    o !== v && o.backend === v.backend && (
+      (o.attention === v.attention && o.cache !== v.cache) ||
+      (o.cache === "kv-cache" && v.cache === "kv-cache" &&
+        (o.attention === "MHA" || v.attention === "MHA"))
+    )
+  );
 }
 
 /** A batch of `units` calls of `once`, on the GPU timed by `timer` where the variant is WebGPU. */
@@ -456,7 +514,11 @@ function sampler(
   };
 }
 
-/** Decoding `step.length` tokens at positions `context...`, again from `context` each time. */
+/**
+ * Decoding `step.length` tokens at positions `context...`, again from `context` each time; on
+ * WebGPU one GPU-resident `generate` call (one submit for the first position, one for the rest,
+ * one read-back), its wall time what a user waits.
+ */
 function decodeSampler(
   v: Variant,
   options: MatrixOptions,
@@ -495,8 +557,9 @@ function makeCell(
   options: MatrixOptions,
 ): DecoderCell {
   const { config } = v;
-  const count = phase === "prefill" ? context : options.decodePositions;
-  const start = phase === "prefill" ? 0 : context;
+  const span = decodeSpan(v, context, options);
+  const count = phase === "prefill" ? context : span.count;
+  const start = phase === "prefill" ? 0 : span.start;
   let execution: Execution;
   let cost: ForwardCost;
   if (v.cache === "recompute") {
@@ -521,7 +584,7 @@ function makeCell(
   };
   const ceilings = modelCeilings(options.rooflines[v.backend]);
   const predictedMs = predictMs(perToken, ceilings);
-  const ms = bestMs(timing);
+  const ms = timing.wallMs;
   const gbPerS = invertSpread(ms, perToken.bytes / 1e6);
   const kvPerToken = kvCacheBytesPerToken({ ...config, headDim: headDim(config) });
   const end = start + count;
@@ -541,6 +604,7 @@ function makeCell(
     execution,
     timing,
     msPerToken: ms,
+    ...(timing.gpuMs ? { gpuMsPerToken: timing.gpuMs } : {}),
     tokensPerSecond: invertSpread(ms, 1000),
     kvBytesPerToken: kvPerToken,
     kvBytes: kvPerToken * context,

@@ -21,6 +21,9 @@ export const ATTENTION_HEAVY: LlamaConfig = makeConfig({
   maxSeqLen: 4096,
 });
 
+/** Tokens one cached decode sample decodes in one call: a user-visible `generate`. */
+export const DECODE_POSITIONS = 32;
+
 /** The adapter as `results.json` records it: its info, features and numeric limits. */
 export function adapterInfo(gpu: Gpu): AdapterInfo {
   const info = gpu.device.adapterInfo;

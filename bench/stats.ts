@@ -1,10 +1,12 @@
 /**
  * Statistics of comparisons between repeated measurements (their summary, {@linkcode Spread},
- * lives with the timer in `gpu/timing.ts`): ratios of medians with the range their samples allow, and the "within noise" test.
+ * lives with the timer in `gpu/timing.ts`): ratios of medians with seeded bootstrap confidence
+ * intervals, and round-robin sampling whose extra rounds go to both sides of a comparison.
  *
  * @module
  */
 import { type Spread, summarize } from "../gpu/timing.ts";
+import { Rng } from "../reference/random.ts";
 
 /**
  * `spread` with every figure multiplied by `factor` (> 0, e.g. a unit change).
@@ -50,53 +52,88 @@ export function invertSpread(spread: Spread, numerator: number): Spread {
   };
 }
 
-/** A ratio of medians with the range the samples allow. */
-export interface RatioRange {
-  /** `baseline.median / variant.median`. */
+/** The median of `samples` (at least one). */
+function median(samples: readonly number[]): number {
+  return summarize(samples).median;
+}
+
+/** The `p` quantile (0..1) of ascending `sorted`, linearly interpolated. */
+function quantile(sorted: readonly number[], p: number): number {
+  const at = (sorted.length - 1) * p;
+  const lo = Math.floor(at);
+  const hi = Math.ceil(at);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
+}
+
+/**
+ * A speedup: the ratio of two medians with its bootstrap confidence interval, and whether the
+ * data show a difference (the interval excludes 1).
+ */
+export interface RatioInterval {
+  /** `median(baseline) / median(variant)`. */
   ratio: number;
-  /** `baseline.min / variant.max`: the least the samples allow. */
+  /** Lower end of the interval. */
   lo: number;
-  /** `baseline.max / variant.min`: the most. */
+  /** Upper end of the interval. */
   hi: number;
-  /** True when the two min-max ranges overlap: the data cannot tell them apart. */
-  withinNoise: boolean;
+  /** Confidence of the interval, e.g. 0.95. */
+  confidence: number;
+  /** Bootstrap resamples the interval was drawn from (0: too few samples for one). */
+  resamples: number;
+  /** True when the interval excludes 1: the two differ. */
+  differs: boolean;
+}
+
+/** Options of {@linkcode bootstrapRatio}. */
+export interface BootstrapOptions {
+  /** Resamples (default 2000). */
+  resamples?: number;
+  /** Confidence (default 0.95). */
+  confidence?: number;
+  /** Seed of the resampling (default 1): the same data give the same interval. */
+  seed?: number;
 }
 
 /**
- * Whether two min-max ranges overlap.
+ * The ratio of medians `baseline / variant` (times: the speedup of `variant`) with a seeded
+ * percentile-bootstrap confidence interval: each side resampled with replacement, the ratio of
+ * the resampled medians taken `resamples` times, the interval between its `(1 - confidence) / 2`
+ * and `(1 + confidence) / 2` quantiles. With fewer than 2 samples on a side there is no
+ * interval (lo = hi = ratio) and no claimed difference.
  *
  * @example
  * ```ts
- * import { overlaps } from "./stats.ts";
- * import { summarize } from "../gpu/timing.ts";
- * if (!overlaps(summarize([1, 3]), summarize([2, 4])) || overlaps(summarize([1, 2]), summarize([3, 4]))) {
- *   throw new Error("wrong");
- * }
+ * import { bootstrapRatio } from "./stats.ts";
+ * const r = bootstrapRatio([10, 10, 10], [5, 5, 5]); // no spread: the interval is the point
+ * if (r.ratio !== 2 || r.lo !== 2 || r.hi !== 2 || !r.differs) throw new Error("wrong");
  * ```
  */
-export function overlaps(a: Spread, b: Spread): boolean {
-  return a.min <= b.max && b.min <= a.max;
-}
-
-/**
- * The speedup of `variant` over `baseline` (both times): the ratio of medians, its range, and
- * whether the ranges overlap ("within noise").
- *
- * @example
- * ```ts
- * import { ratioOfMedians } from "./stats.ts";
- * import { summarize } from "../gpu/timing.ts";
- * const r = ratioOfMedians(summarize([10, 11, 12]), summarize([4, 5, 6]));
- * if (r.ratio !== 11 / 5 || r.lo !== 10 / 6 || r.hi !== 12 / 4 || r.withinNoise) throw new Error("wrong");
- * ```
- */
-export function ratioOfMedians(baseline: Spread, variant: Spread): RatioRange {
-  return {
-    ratio: baseline.median / variant.median,
-    lo: baseline.min / variant.max,
-    hi: baseline.max / variant.min,
-    withinNoise: overlaps(baseline, variant),
+export function bootstrapRatio(
+  baseline: readonly number[],
+  variant: readonly number[],
+  options: BootstrapOptions = {},
+): RatioInterval {
+  const { resamples = 2000, confidence = 0.95, seed = 1 } = options;
+  const ratio = median(baseline) / median(variant);
+  if (baseline.length < 2 || variant.length < 2) {
+    return { ratio, lo: ratio, hi: ratio, confidence, resamples: 0, differs: false };
+  }
+  const rng = new Rng(seed);
+  const draw = (samples: readonly number[], into: number[]) => {
+    for (let i = 0; i < samples.length; i++) {
+      into[i] = samples[rng.nextUint32() % samples.length];
+    }
+    return median(into);
   };
+  const a = new Array<number>(baseline.length);
+  const b = new Array<number>(variant.length);
+  const ratios = new Float64Array(resamples);
+  for (let i = 0; i < resamples; i++) ratios[i] = draw(baseline, a) / draw(variant, b);
+  ratios.sort();
+  const sorted = Array.from(ratios);
+  const lo = quantile(sorted, (1 - confidence) / 2);
+  const hi = quantile(sorted, (1 + confidence) / 2);
+  return { ratio, lo, hi, confidence, resamples, differs: lo > 1 || hi < 1 };
 }
 
 /** Extra rounds for the variants whose samples have not settled: where the noise is. */
@@ -105,13 +142,19 @@ export interface ExtraRounds<V, S> {
   rounds: number;
   /** Whether a variant needs more samples. */
   unsettled: (samples: readonly S[], variant: V) => boolean;
+  /**
+   * The variants `variant` is compared with: an extra round for an unsettled variant also
+   * samples these (both sides of a comparison, interleaved). Default: every variant.
+   */
+  partners?: (variant: V) => readonly V[];
 }
 
 /**
  * Runs `measure(variant, rep)` for `reps` rounds, each round visiting every variant once in an
  * order rotated by one per round, so that drift (thermal, other load) does not line up with a
- * variant; then up to `extra.rounds` more rounds over the variants still `unsettled`. Returns
- * each variant's samples.
+ * variant; then up to `extra.rounds` more rounds over the variants still `unsettled` and the
+ * variants they are compared with (`extra.partners`, by default all), so that both sides of a
+ * comparison get the same extra samples, interleaved. Returns each variant's samples.
  *
  * @example
  * ```ts
@@ -136,8 +179,11 @@ export async function roundRobin<V, S = number>(
   };
   for (let rep = 0; rep < reps; rep++) await round(variants, rep);
   for (let rep = reps; rep < reps + (extra?.rounds ?? 0); rep++) {
-    const active = variants.filter((v) => extra!.unsettled(samples.get(v)!, v));
-    if (active.length === 0) break;
+    const unsettled = variants.filter((v) => extra!.unsettled(samples.get(v)!, v));
+    if (unsettled.length === 0) break;
+    const wanted = new Set<V>(unsettled);
+    for (const v of unsettled) for (const p of extra!.partners?.(v) ?? variants) wanted.add(p);
+    const active = variants.filter((v) => wanted.has(v));
     await round(active, rep);
   }
   return samples;

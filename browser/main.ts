@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseFlags, UsageError } from "../cli/flags.ts";
 import { readCheckpoint } from "../model/formats/llama2c.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
@@ -50,6 +52,10 @@ Options:
   --browser PATH        Chromium to run (default: the first installed of the usual paths)
   --quick               conformance: one case per kernel and variant; bench: the quick subset
   --limits L            adapter (default) or default: the page requests only WebGPU's default limits
+  --kernel PATH         conformance: check the kernels the module at PATH exports instead
+                        (export const kernels: ForeignKernel[]; see docs/kernel-authors.md)
+  --variant NAME        conformance: only that variant's cases (e.g. subgroup64)
+  --projection NAME     decode: run every decode projection as that variant (e.g. subgroup64)
   --model PATH          decode: llama2.c checkpoint (default models/stories260K.bin)
   --tokenizer PATH      decode: its tokenizer (default models/tok512.bin)
   --prompt TEXT         decode: the prompt (default "Once upon a time")
@@ -119,6 +125,9 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     browser: { type: "string" },
     quick: { type: "boolean" },
     limits: { type: "string" },
+    variant: { type: "string" },
+    projection: { type: "string" },
+    kernel: { type: "string" },
     model: { type: "string" },
     tokenizer: { type: "string" },
     prompt: { type: "string" },
@@ -177,6 +186,24 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  for (const [flag, applies] of [["variant", "conformance"], ["projection", "decode"]] as const) {
+    const value = flags[flag];
+    if (value === undefined) continue;
+    if (command !== applies) throw new UsageError(`--${flag}: only with ${applies}`);
+    query.set(flag, value);
+  }
+  let kernelScript: string | undefined;
+  if (flags.kernel !== undefined) {
+    if (command !== "conformance") throw new UsageError("--kernel: only with conformance");
+    try {
+      Deno.statSync(flags.kernel);
+    } catch {
+      throw new Error(`--kernel: ${flags.kernel} does not exist`);
+    }
+    io.progress(`bundling ${flags.kernel}`);
+    kernelScript = await bundlePage(pathToFileURL(resolve(flags.kernel)));
+    query.set("kernel", flags.kernel);
+  }
 
   const repeat = positive("repeat", flags.repeat, 1);
   io.progress("bundling the page");
@@ -202,7 +229,9 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
     const report = await inBrowser(browserPath, script, files, query, timeoutS, io, MODELS_DIR);
     return await printPage(report as PageReport, flags.out, io);
   }
-  const report = await inBrowser(browserPath, script, files, query, timeoutS, io);
+  const report = await inBrowser(browserPath, script, files, query, timeoutS, io, undefined, {
+    kernelScript,
+  });
   if (flags.json) io.print(JSON.stringify(report, null, 2));
   if (report.task === "conformance") return printConformance(report, io, !flags.json);
   if (report.task !== "decode") throw new Error(`the page reported a ${report.task} run`);
@@ -234,6 +263,7 @@ async function inBrowser(
   timeoutS: number,
   io: BrowserIo,
   modelsDir?: string,
+  extra: { kernelScript?: string } = {},
 ): Promise<TaskReport> {
   let server: PageServer | undefined;
   let browser: BrowserProcess | undefined;
@@ -245,7 +275,7 @@ async function inBrowser(
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, interrupt);
   try {
-    server = servePage({ script, files, modelsDir, onLog: io.progress });
+    server = servePage({ script, files, modelsDir, onLog: io.progress, ...extra });
     io.progress(`starting ${browserPath}`);
     browser = await launchBrowser(browserPath, `${server.url}?${query}`);
     const crashed = browser.exited.then((code) => {
@@ -383,7 +413,9 @@ async function checkDecode(
 ): Promise<number> {
   io.print(report.text);
   io.print(
-    `in the page (${report.adapter.description}, ${report.adapter.browser}): prefill ${
+    `in the page (${report.adapter.description}, ${report.adapter.browser}${
+      report.projection ? `, ${report.projection} projections` : ""
+    }): prefill ${
       report.prefillTokensPerSecond.toFixed(1)
     } tokens/s, decode ${report.tokens.length} tokens at ${
       report.decodeTokensPerSecond.toFixed(1)

@@ -10,6 +10,7 @@
  * @module
  */
 import { type Gpu, requestGpu } from "../gpu/device.ts";
+import { validateForeignKernels } from "../gpu/check_kernel.ts";
 import { chartFiles, formatText, type MachineInfo } from "../bench/report/report.ts";
 import {
   describeAdapter,
@@ -18,6 +19,7 @@ import {
   pageConformance,
   pageDecode,
   pageKernelBench,
+  pageKernelConformance,
   type PageReport,
   type TaskReport,
 } from "./tasks.ts";
@@ -51,7 +53,12 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 
 /** The adapter, with the features its device was created with (those kernels may use). */
 function adapterOf(gpu: Gpu): PageAdapter {
-  return describeAdapter(gpu.adapterDescription, gpu.device.features, navigator.userAgent);
+  return describeAdapter(
+    gpu.adapterDescription,
+    gpu.device.features,
+    navigator.userAgent,
+    gpu.subgroupSizes,
+  );
 }
 
 /** Runs one task for `deno task browser` and posts the report. */
@@ -63,8 +70,16 @@ async function automated(task: string): Promise<void> {
     });
     const adapter = adapterOf(gpu);
     let report: TaskReport;
-    if (task === "conformance") {
-      report = await pageConformance(gpu, adapter, { quick: params.has("quick") }, log);
+    if (task === "conformance" && params.has("kernel")) {
+      // `--kernel`: the author's module, bundled on its own and served beside the page.
+      const url = new URL("/kernel.js", location.href).href;
+      const kernels = validateForeignKernels(await import(url), params.get("kernel")!);
+      report = await pageKernelConformance(gpu, adapter, kernels, log);
+    } else if (task === "conformance") {
+      report = await pageConformance(gpu, adapter, {
+        quick: params.has("quick"),
+        variant: params.get("variant") ?? undefined,
+      }, log);
     } else if (task === "bench") {
       report = await pageKernelBench(gpu, adapter, {
         quick: params.has("quick"),
@@ -79,6 +94,7 @@ async function automated(task: string): Promise<void> {
         tokenizer,
         prompt: params.get("prompt") ?? "Once upon a time",
         steps: Number(params.get("steps") ?? 200),
+        projection: params.get("projection") ?? undefined,
       }, log);
     } else throw new Error(`task: expected conformance, bench or decode, got "${task}"`);
     gpu.destroy();

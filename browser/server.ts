@@ -12,7 +12,7 @@ export const PAGE_ENTRY: URL = new URL("./page.ts", import.meta.url);
 export const PAGE_HTML: URL = new URL("./index.html", import.meta.url);
 
 /**
- * Bundles the page's modules into one browser script with `deno bundle` (the Deno running
+ * Bundles the page's modules (or the module at `entry`) into one browser script with `deno bundle` (the Deno running
  * this, so the same version), and returns its text.
  *
  * @example
@@ -48,6 +48,8 @@ export interface ServePageOptions {
   onLog?: (line: string) => void;
   /** Port (default: any free one). */
   port?: number;
+  /** A bundled kernel module served at `/kernel.js` (`conformance --kernel`). */
+  kernelScript?: string;
 }
 
 /** A running page server. */
@@ -112,6 +114,9 @@ export function servePage(options: ServePageOptions): PageServer {
       }
       if (pathname === "/page.js") {
         return new Response(options.script, { headers: { "content-type": TYPES.js } });
+      }
+      if (pathname === "/kernel.js" && options.kernelScript !== undefined) {
+        return new Response(options.kernelScript, { headers: { "content-type": TYPES.js } });
       }
       const model = /^\/models\/(\w[\w.-]*)$/.exec(pathname)?.[1]; // a plain name, no ".."
       if (model && options.files?.[model]) return await fileResponse(options.files[model]);

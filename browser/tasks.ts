@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import type { Gpu, SubgroupSizes } from "../gpu/device.ts";
+import { checkKernels, type ForeignKernel } from "../gpu/check_kernel.ts";
 import {
   type ConformanceCase,
   conformanceCases,
@@ -17,11 +18,12 @@ import { preset } from "../model/config.ts";
 import { parseCheckpoint } from "../model/formats/llama2c.ts";
 import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
+import { projectionTuning } from "../gpu/tune.ts";
 import { Tokenizer } from "../model/formats/tokenizer.ts";
 import { type BenchShape, runMatrix } from "../bench/matrix.ts";
 import { type Backend, type KernelResult, measureKernels } from "../bench/measure.ts";
 import { benchKernels } from "../bench/kernel_table.ts";
-import { adapterInfo, ATTENTION_HEAVY, rooflineLines } from "../bench/shared.ts";
+import { adapterInfo, ATTENTION_HEAVY, DECODE_POSITIONS, rooflineLines } from "../bench/shared.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "../bench/probes.ts";
 import {
   type BenchResults,
@@ -41,6 +43,8 @@ export interface PageAdapter {
   features: string[];
   /** The browser, from its user agent (e.g. "Chrome/156.0.0.0"). */
   browser: string;
+  /** The adapter's subgroup sizes, where it reports them. */
+  subgroupSizes?: SubgroupSizes;
 }
 
 /** What the conformance task reports. */
@@ -89,6 +93,8 @@ export interface DecodeReport {
   prefillTokensPerSecond: number;
   /** Generated tokens per second after the first. */
   decodeTokensPerSecond: number;
+  /** The projection variant every decode projection ran, when one was asked for. */
+  projection?: string;
 }
 
 /** What the user page ran and shows (each part when ticked). */
@@ -124,10 +130,16 @@ export function describeAdapter(
   description: string,
   features: Iterable<string>,
   userAgent: string,
+  subgroupSizes?: SubgroupSizes,
 ): PageAdapter {
   const browser = /(?:HeadlessChrome|Chrome|Firefox|Version)\/[\d.]+/.exec(userAgent)?.[0] ??
     userAgent;
-  return { description, features: [...features].sort(), browser };
+  return {
+    description,
+    features: [...features].sort(),
+    browser,
+    ...(subgroupSizes ? { subgroupSizes } : {}),
+  };
 }
 
 /** The adapter line of tables: description, browser and the features kernels may use. */
@@ -135,9 +147,10 @@ function adapterLine(adapter: PageAdapter): string {
   const notable = adapter.features.filter((f) =>
     ["subgroups", "subgroup-size-control", "shader-f16", "timestamp-query"].includes(f)
   );
+  const sizes = adapter.subgroupSizes;
   return `${adapter.description} (${adapter.browser}${
     notable.length ? `; features: ${notable.join(", ")}` : ""
-  })`;
+  }${sizes ? `; subgroup sizes ${sizes.min}-${sizes.max}` : ""})`;
 }
 
 /**
@@ -154,7 +167,8 @@ function oneOfEachVariant(cases: readonly ConformanceCase[], gpu: Gpu): Conforma
 }
 
 /**
- * Runs every conformance case (`quick`: one per kernel and variant) on `gpu` and formats the same table as `deno task conformance`.
+ * Runs every conformance case (`quick`: one per kernel and variant; `variant`: only that
+ * variant's) on `gpu` and formats the same table as `deno task conformance`.
  *
  * @example
  * ```ts ignore
@@ -168,16 +182,28 @@ function oneOfEachVariant(cases: readonly ConformanceCase[], gpu: Gpu): Conforma
 export async function pageConformance(
   gpu: Gpu,
   adapter: PageAdapter,
-  options: { quick?: boolean } = {},
+  options: { quick?: boolean; variant?: string } = {},
   progress: Progress = () => {},
 ): Promise<ConformanceReport> {
-  const cases = options.quick ? oneOfEachVariant(conformanceCases(), gpu) : conformanceCases();
+  const all = conformanceCases().filter((c) =>
+    options.variant === undefined || c.variant === options.variant
+  );
+  if (all.length === 0) throw new Error(`variant: no conformance case of "${options.variant}"`);
+  const cases = options.quick ? oneOfEachVariant(all, gpu) : all;
   progress(`running ${cases.length} kernel cases on ${adapterLine(adapter)}`);
   const results: ConformanceResult[] = await runConformance(gpu, cases, (r) => {
     if (!r.passed && !r.skipped) {
       progress(`FAIL ${r.kernel} ${r.variant} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
     }
   });
+  return conformanceReport(results, adapter);
+}
+
+/** The report of judged cases: the table under the adapter line, passes, skips, failures. */
+function conformanceReport(
+  results: readonly ConformanceResult[],
+  adapter: PageAdapter,
+): ConformanceReport {
   const ran = results.filter((r) => !r.skipped);
   return {
     task: "conformance",
@@ -196,6 +222,39 @@ export async function pageConformance(
       }`
     ),
   };
+}
+
+/**
+ * Checks kernels written outside this project (a `--kernel` module's `kernels`) by their
+ * families' references, shapes and bounds: the table `deno task conformance --kernel` prints,
+ * with this adapter (and its subgroup sizes) in the header.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { describeAdapter, pageKernelConformance } from "./tasks.ts";
+ * import { kernels } from "../examples/kernels/rms_norm.ts";
+ * const gpu = await requestGpu();
+ * const adapter = describeAdapter(gpu.adapterDescription, gpu.features, "", gpu.subgroupSizes);
+ * console.log((await pageKernelConformance(gpu, adapter, kernels)).table);
+ * ```
+ */
+export async function pageKernelConformance(
+  gpu: Gpu,
+  adapter: PageAdapter,
+  kernels: readonly ForeignKernel[],
+  progress: Progress = () => {},
+): Promise<ConformanceReport> {
+  progress(`checking ${kernels.length} kernel(s) on ${adapterLine(adapter)}`);
+  const { results } = await checkKernels(kernels, {
+    gpu,
+    onResult: (r) => {
+      if (!r.passed && !r.skipped) {
+        progress(`FAIL ${r.kernel} ${r.variant} ${r.shape}${r.error ? `: ${r.error}` : ""}`);
+      }
+    },
+  });
+  return conformanceReport(results, adapter);
 }
 
 /** The page's working set for the bandwidth probes: browsers do not tell the cache sizes. */
@@ -266,6 +325,11 @@ export interface DecodeInput {
   prompt: string;
   /** Tokens to generate (capped at the model's context). */
   steps: number;
+  /**
+   * Run the fused decode step with this projection variant everywhere (e.g. `subgroup64`,
+   * which no default selects); the adapter's defaults when absent.
+   */
+  projection?: string;
 }
 
 /**
@@ -304,7 +368,10 @@ export async function pageDecode(
     `decoding ${steps} tokens greedily: dim ${config.dim}, ${config.nLayers} layers, ` +
       `${config.nHeads}/${config.nKvHeads} heads, vocabulary ${config.vocabSize}`,
   );
-  const decoder = await GpuDecoder.create(gpu, config, weights);
+  const tuning = input.projection === undefined
+    ? undefined
+    : projectionTuning(gpu.adapter, config, input.projection, "browser");
+  const decoder = await GpuDecoder.create(gpu, config, weights, { tuning });
   try {
     const result = await generate(decoder, promptTokens, { steps, temperature: 0 });
     return {
@@ -315,6 +382,7 @@ export async function pageDecode(
       text: tokenizer.decode([...promptTokens, ...result.tokens]),
       prefillTokensPerSecond: result.prefillTokensPerSecond,
       decodeTokensPerSecond: result.decodeTokensPerSecond,
+      projection: input.projection,
     };
   } finally {
     decoder.destroy();
@@ -362,7 +430,7 @@ export async function pageBenchResults(
   ];
   const contexts = options.matrix?.contexts ??
     (quick ? [16, 32] : [16, 32, 64, 128, 256, 512, 1024]);
-  const cellBudgetS = quick ? 2 : 8;
+  const cellBudgetS = quick ? 3 : 8;
   // the time budget of `deno task bench`: no decoder cell starts past it
   const maxMinutes = quick ? 5 : 14;
   const { cells, rejected, checks, skipped } = await runMatrix({
@@ -370,7 +438,7 @@ export async function pageBenchResults(
     backends,
     contexts,
     cellBudgetS,
-    decodePositions: 2,
+    decodePositions: DECODE_POSITIONS,
     reps,
     minBatchMs,
     rooflines: kernelReport.rooflines,
@@ -387,7 +455,7 @@ export async function pageBenchResults(
     settings: {
       reps,
       contexts,
-      decodePositions: 2,
+      decodePositions: DECODE_POSITIONS,
       cellBudgetS,
       maxMinutes,
       minBatchMs,

@@ -15,8 +15,9 @@ export const CONVERT_HELP: string = `Usage: deno task convert --model PATH --out
   --model PATH       llama2.c checkpoint (or GGUF file) to convert
   --out PATH         GGUF file to write
   --tokenizer PATH   llama2.c tokenizer.bin to embed as the GGUF vocabulary
-  --weights FORMAT   ${TENSOR_FORMATS.join(", ")} (default f32); norms stay f32, and q8_0/q4_0
-                     matrices whose rows are not a multiple of 32 values are stored as f16
+  --weights FORMAT   ${TENSOR_FORMATS.join(", ")} (default f32); norms stay f32; a
+                     matrix whose rows are not whole blocks falls back: a K-quant to q8_0
+                     (rows of 32 values), q8_0/q4_0 to f16
   --name NAME        general.name (default: the model file's name)
   --help             this text`;
 

@@ -7,7 +7,7 @@
 import { parseFlags, UsageError } from "./flags.ts";
 import { readPromptsFile, runBatch } from "./_batch.ts";
 import { contextConfig, type LlamaConfig, preset, PRESETS } from "../model/config.ts";
-import { readModelFile } from "../model/formats/gguf_llama.ts";
+import { readModelFile, readModelFileAsStored } from "../model/formats/gguf_llama.ts";
 import { checkKvCacheFitsMemory, checkWeightsFitMemory } from "../model/memory.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { generate } from "../model/generate.ts";
@@ -17,9 +17,11 @@ import { type LlamaWeights, randomWeights } from "../model/weights.ts";
 import {
   checkKvFormat,
   checkWeightFormat,
+  dequantizeWeights,
   randomStoredWeights,
   type StoredWeights,
 } from "../model/precision.ts";
+import type { TensorFormat } from "../reference/quantize.ts";
 import { parseLimitsChoice, requestGpu } from "../gpu/device.ts";
 
 /** The CLI's help text. */
@@ -48,7 +50,8 @@ Generation:
   --seed S              seed of every random choice (default 0)
   --backend cpu|webgpu  where to run (default webgpu)
   --no-kv-cache         recompute the whole prefix at every step
-  --weights FORMAT      hold the weight matrices as f32 (default), f16, q8_0 or q4_0
+  --weights FORMAT      hold the weight matrices as f32, f16, q8_0, q4_0, q6_k, q5_k or q4_k
+                        (default: a GGUF file's as stored, K-quants included; f32 otherwise)
   --kv FORMAT           store the KV cache as f32 (default), f16 or q8_0
   --tuning FILE         kernel variants from \`deno task tune\` (webgpu; default: the adapter's class)
   --limits L            adapter (default) or default: request only WebGPU's default limits
@@ -169,7 +172,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
   if (texts.length > 0 && flags.tokens !== undefined) {
     throw new UsageError("give --prompt (or --prompts-file) or --tokens, not both");
   }
-  const weightFormat = usage(() => checkWeightFormat(flags.weights ?? "f32", "--weights"));
+  let weightFormat = usage(() => checkWeightFormat(flags.weights ?? "f32", "--weights"));
   const limits = usage(() => parseLimitsChoice(flags.limits));
   const kvFormat = usage(() => checkKvFormat(flags.kv ?? "f32", "--kv"));
   if (flags.kv !== undefined && flags["no-kv-cache"]) {
@@ -204,6 +207,9 @@ async function run(args: string[], io: CliIo): Promise<number> {
         `--${unsupported} is not available with batched decoding (several prompts, --kv-layout, --window, --max-batch, --block-size)`,
       );
     }
+    if (flags.weights !== undefined || flags.kv !== undefined) {
+      throw new UsageError("--weights and --kv apply to single-sequence decoding, not batched");
+    }
   }
   if (flags.logits && !flags.json) throw new UsageError("--logits needs --json");
   const temperature = number("temperature", flags.temperature, (n) => n >= 0, "a number >= 0") ?? 1;
@@ -233,7 +239,14 @@ async function run(args: string[], io: CliIo): Promise<number> {
   let weights: LlamaWeights | StoredWeights;
   let tokenizer: Tokenizer | undefined;
   if (flags.model) {
-    ({ config, weights, tokenizer } = await readModelFile(flags.model, { weights: weightFormat }));
+    // The batched decoders read float32 weights; one sequence holds a GGUF file's as stored
+    // unless --weights asks otherwise. Each reader checks memory for what it holds.
+    ({ config, weights, tokenizer } = batched
+      ? await readModelFile(flags.model)
+      : await readModelFileAsStored(flags.model, {
+        weights: flags.weights === undefined ? undefined : weightFormat,
+      }));
+    if ("format" in weights) weightFormat = weights.format;
   } else {
     config = preset(presetName);
     checkWeightsFitMemory(config, `--preset ${presetName}`, weightFormat);
@@ -278,9 +291,8 @@ async function run(args: string[], io: CliIo): Promise<number> {
   const longest = prompts.reduce((most, p) => Math.max(most, p.length), 0); // no spread: 100k+ prompts
   if (longest > config.maxSeqLen) throw tooLong(longest);
   if (batched) {
-    if ("format" in weights || flags.weights !== undefined || flags.kv !== undefined) {
-      throw new UsageError("--weights and --kv apply to single-sequence decoding, not batched");
-    }
+    // A model file was read as float32 (readModelFile); a preset's weights are float32 here.
+    if ("format" in weights) weights = toFloat32(config, weights, source);
     const steps = Math.min(requestedSteps ?? 256, config.maxSeqLen - longest + 1);
     await runBatch({
       backend,
@@ -366,12 +378,34 @@ async function run(args: string[], io: CliIo): Promise<number> {
         `(${backend}${kvCache ? "" : ", no KV cache"}${
           result.gpuResident ? ", GPU-resident" : ""
         })\n` +
-        `resident: weights ${weightFormat} ${mib(decoder.weightBytes)}` +
+        `resident: weights ${describeFormats(weights, weightFormat)} ${mib(decoder.weightBytes)}` +
         (kvCache ? `, KV cache ${kvFormat} ${mib(decoder.kvCacheBytes)}` : "") + "\n",
     );
   }
   gpu?.destroy();
   return 0;
+}
+
+/** Float32 weights from stored ones, after checking that they fit beside them. */
+function toFloat32(config: LlamaConfig, weights: StoredWeights, source: string): LlamaWeights {
+  checkWeightsFitMemory(config, `${source} (converted to float32)`);
+  return dequantizeWeights(weights);
+}
+
+/** The formats of `weights`' matrices (the embedding table included). */
+function storedFormats(weights: StoredWeights): TensorFormat[] {
+  const matrices = [weights.tokenEmbedding, weights.classifier];
+  for (const layer of weights.layers) {
+    matrices.push(layer.wq, layer.wk, layer.wv, layer.wo, layer.w1, layer.w2, layer.w3);
+  }
+  return [...new Set(matrices.map((m) => m.format))];
+}
+
+/** `q4_k`, or `q4_k (q4_k, q6_k, q5_k)` for weights mixing formats as a Q4_K_M file does. */
+function describeFormats(weights: LlamaWeights | StoredWeights, format: string): string {
+  if (!("format" in weights)) return format;
+  const formats = storedFormats(weights);
+  return formats.length > 1 ? `${format} (${formats.join(", ")})` : format;
 }
 
 if (import.meta.main) Deno.exit(await generateMain(Deno.args));

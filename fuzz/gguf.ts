@@ -1,21 +1,25 @@
 /**
  * Fuzz targets for GGUF: random small models written by `llamaToGguf` (f32, and Q8_0 where
- * rows allow it, f16 elsewhere; and version 2 files with linear RoPE scaling), loaded by
- * `parseGgufModel`, then run by {@linkcode modelTarget}. The map gives the fuzzer the header's
- * version and counts, the RoPE-scaling values, and every tensor's data.
+ * rows allow it, f16 elsewhere; the K-quants, on an FFN of 256 so that `ffn_down`'s rows are
+ * super-blocks; and version 2 files with linear RoPE scaling), loaded by `parseGgufModel` (the
+ * K-quant files as stored, by `ggufToStored`, as `generate` loads them), then run by
+ * {@linkcode modelTarget}. The map gives the fuzzer the header's version and counts, every
+ * tensor's ggml type, the RoPE-scaling values, and every tensor's data.
  *
  * @module
  */
-import type { LlamaConfig } from "../model/config.ts";
+import { type LlamaConfig, makeConfig } from "../model/config.ts";
 import { parseGguf, serializeGguf } from "../model/formats/gguf.ts";
-import { llamaToGguf, parseGgufModel } from "../model/formats/gguf_llama.ts";
+import { ggufToStored, llamaToGguf, parseGgufModel } from "../model/formats/gguf_llama.ts";
 import type { LlamaWeights } from "../model/weights.ts";
 import type { TensorFormat } from "../reference/quantize.ts";
-import { modelTarget } from "./llama2c.ts";
+import { K_QUANT_FORMATS } from "../reference/kquants.ts";
+import { modelTarget, randomConfig } from "./llama2c.ts";
 import type { FuzzSample, FuzzTarget } from "./target.ts";
 
 /**
- * A GGUF file of `weights` in `format`, with its header fields and tensor sections.
+ * A GGUF file (of `version`, 3 unless given) of `weights` in `format`, with its header fields and
+ * tensor sections.
  *
  * @example
  * ```ts
@@ -24,7 +28,9 @@ import type { FuzzSample, FuzzTarget } from "./target.ts";
  * import { ggufSample } from "./gguf.ts";
  * const config = makeConfig({ dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 5, maxSeqLen: 4 });
  * const sample = ggufSample(config, randomWeights(config), "f32");
- * if (sample.sections.length !== 11 || sample.fields[1].name !== "tensor count") throw new Error("wrong");
+ * if (sample.sections.length !== 11 || sample.fields[3].name !== "tensor token_embd.weight type") {
+ *   throw new Error("wrong");
+ * }
  * ```
  */
 export function ggufSample(
@@ -38,13 +44,24 @@ export function ggufSample(
     version,
   });
   const tensors = parseGguf(bytes).tensors;
+  // Each tensor description: its name, n_dims (u32), the dims (u64 each), the ggml type (u32).
+  const encoder = new TextEncoder();
+  let from = 0;
+  const typeFields = tensors.map((t) => {
+    const name = encoder.encode(t.name);
+    const at = indexOf(bytes, name, from);
+    if (at < 0) throw new RangeError(`tensor name ${t.name} not found after byte ${from}`);
+    from = at + name.length;
+    return {
+      name: `tensor ${t.name} type`,
+      offset: from + 4 + 8 * t.dims.length,
+      width: 4 as const,
+    };
+  });
   // Where a metadata key's value starts: after the key's length and bytes and its u32 type.
   const valueAt = (key: string) => {
-    const text = new TextEncoder().encode(key);
-    for (let at = 24; at + text.length < bytes.length; at++) {
-      if (text.every((b, i) => bytes[at + i] === b)) return at + text.length + 4;
-    }
-    return -1;
+    const at = indexOf(bytes, encoder.encode(key), 24);
+    return at < 0 ? -1 : at + key.length + 4;
   };
   const scaling = [
     { name: "llama.rope.scaling.factor", offset: valueAt("llama.rope.scaling.factor"), width: 4 },
@@ -60,6 +77,7 @@ export function ggufSample(
       { name: "version", offset: 4, width: 4 },
       { name: "tensor count", offset: 8, width: 8 },
       { name: "metadata count", offset: 16, width: 8 },
+      ...typeFields,
       ...scaling.filter((field) => field.offset >= 0),
     ],
     sections: tensors.map((t) => ({
@@ -70,9 +88,20 @@ export function ggufSample(
   };
 }
 
+/** The first index of `needle` in `bytes` from `from`, or -1. */
+function indexOf(bytes: Uint8Array, needle: Uint8Array, from: number): number {
+  outer: for (let i = from; i + needle.length <= bytes.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
 /**
- * GGUF in f32 and in Q8_0, and version 2 files (Q8_0) with linear RoPE scaling by a factor in
- * [1.5, 4.5] drawn from the model's shape.
+ * GGUF in f32 and in Q8_0; in a K-quant (Q4_K, Q5_K, Q6_K by turns) for `ffn_down`, whose rows of
+ * 256 are super-blocks, with Q8_0 or f16 for the narrower matrices, as llama.cpp falls back; and
+ * version 2 files (Q8_0) with linear RoPE scaling by a factor in [1.5, 4.5] drawn from the model's
+ * shape.
  */
 export const GGUF_TARGETS: readonly FuzzTarget[] = [
   ...(["f32", "q8_0"] as const).map((format) =>
@@ -82,6 +111,13 @@ export const GGUF_TARGETS: readonly FuzzTarget[] = [
       load: (bytes, source) => parseGgufModel(bytes, source),
     })
   ),
+  modelTarget({
+    name: "gguf-kquant",
+    config: (rng) => makeConfig({ ...randomConfig(rng), hiddenDim: 256 }),
+    write: (config, weights) =>
+      ggufSample(config, weights, K_QUANT_FORMATS[config.vocabSize % K_QUANT_FORMATS.length]),
+    load: (bytes, source) => ggufToStored(parseGguf(bytes, source), source),
+  }),
   modelTarget({
     name: "gguf-v2-rope",
     write: (config, weights) => {

@@ -15,6 +15,7 @@ import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { generate } from "../model/generate.ts";
 import { Tokenizer } from "../model/formats/tokenizer.ts";
 import { layerTensorSizes, type LlamaWeights, randomWeights } from "../model/weights.ts";
+import type { StoredWeights } from "../model/precision.ts";
 import type { Rng } from "../reference/random.ts";
 import type { FuzzField, FuzzSample, FuzzSection, FuzzTarget } from "./target.ts";
 
@@ -42,8 +43,13 @@ export interface ModelFormat {
   name: string;
   /** Writes `weights` of `config` as a file, with its header fields and sections. */
   write(config: LlamaConfig, weights: LlamaWeights): FuzzSample;
-  /** Loads a file; errors name `source`. */
-  load(bytes: Uint8Array, source: string): { config: LlamaConfig; weights: LlamaWeights };
+  /** Loads a file (float32 or stored weights, as the CPU decoder takes); errors name `source`. */
+  load(
+    bytes: Uint8Array,
+    source: string,
+  ): { config: LlamaConfig; weights: LlamaWeights | StoredWeights };
+  /** Draws the configuration of a sample ({@linkcode randomConfig} if absent). */
+  config?(rng: Rng): LlamaConfig;
 }
 
 /**
@@ -68,7 +74,7 @@ export function modelTarget(format: ModelFormat): FuzzTarget {
   return {
     name: format.name,
     sample: (rng) => {
-      const config = randomConfig(rng);
+      const config = format.config?.(rng) ?? randomConfig(rng);
       return format.write(config, randomWeights(config, rng.nextUint32()));
     },
     exercise: async (bytes, source) => {

@@ -213,10 +213,20 @@ export async function runConformance(
   return results;
 }
 
+/** Which checks a judged (not thrown) case broke, e.g. "NMSE > 1e-7, max abs > 0.0001". */
+function failureReason(r: ConformanceResult): string {
+  const reasons = [];
+  if (r.firstNonFinite >= 0) reasons.push(`NaN/Inf at ${r.firstNonFinite}`);
+  if (!r.guardsIntact) reasons.push("wrote outside its output");
+  if (r.nmse > r.bounds.maxNmse) reasons.push(`NMSE > ${r.bounds.maxNmse}`);
+  if (r.maxAbsError > r.bounds.maxAbsError) reasons.push(`max abs > ${r.bounds.maxAbsError}`);
+  return reasons.join(", ");
+}
+
 /**
  * The conformance table: kernel, variant, shape, NMSE, max abs error, guards, verdict, under a
  * line naming the adapter. Skipped variants (a missing feature, a shape they do not serve) are
- * counted, not listed.
+ * counted with their reasons, not listed.
  */
 export function formatConformanceTable(
   results: readonly ConformanceResult[],
@@ -231,7 +241,7 @@ export function formatConformanceTable(
     r.nmse.toExponential(2),
     r.maxAbsError.toExponential(2),
     r.guardsIntact ? "intact" : "BROKEN",
-    r.passed ? "pass" : `FAIL${r.error ? `: ${r.error.split("\n")[0]}` : ""}`,
+    r.passed ? "pass" : `FAIL: ${r.error ? r.error.split("\n")[0] : failureReason(r)}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
@@ -242,6 +252,12 @@ export function formatConformanceTable(
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
-    `${ran.length - failed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`,
+    `${ran.length - failed} passed, ${failed} failed${
+      skipped
+        ? `, ${skipped} skipped (${
+          [...new Set(results.map((r) => r.skipped).filter(Boolean))].join("; ")
+        })`
+        : ""
+    }`,
   ].join("\n");
 }

@@ -37,9 +37,9 @@ export interface RequestGpuOptions {
    */
   workgroupElementBudget?: number;
   /**
-   * `"adapter"` (default): the binding, buffer, workgroup and grid limits raised to the adapter's;
-   * `"default"`: only WebGPU's default limits (128 MiB per binding, 256 MiB per buffer, 16 KiB
-   * of workgroup storage, 256 invocations per workgroup), as the most limited adapter offers.
+   * `"adapter"` (the default) raises the device's limits to everything the adapter offers;
+   * `"default"` requests none, so the device has only WebGPU's default limits (what a kernel
+   * can count on everywhere).
    */
   limits?: GpuLimitsChoice;
 }
@@ -62,10 +62,20 @@ export function parseLimitsChoice(value: string | undefined): GpuLimitsChoice {
   throw new RangeError(`--limits: expected adapter or default, got ${JSON.stringify(value)}`);
 }
 
+/** The adapter's subgroup sizes (`GPUAdapterInfo.subgroupMinSize`/`subgroupMaxSize`). */
+export interface SubgroupSizes {
+  /** Smallest subgroup a kernel may run with. */
+  min: number;
+  /** Largest subgroup a kernel may run with. */
+  max: number;
+}
+
 /** Options of the {@linkcode Gpu} constructor. */
 export interface GpuOptions {
   /** See {@linkcode Gpu.workgroupElementBudget}; unlimited if absent. */
   workgroupElementBudget?: number;
+  /** See {@linkcode Gpu.subgroupSizes}. */
+  subgroupSizes?: SubgroupSizes;
 }
 
 /** What the adapter says it is (`GPUAdapterInfo`'s strings, empty where it says nothing). */
@@ -156,7 +166,15 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   };
   const workgroupElementBudget = options.workgroupElementBudget ??
     (onDenoGlBackend() ? GL_WORKGROUP_ELEMENT_BUDGET : Infinity);
-  return new Gpu(device, description || "unknown adapter", identity, { workgroupElementBudget });
+  // Not in every runtime's GPUAdapterInfo yet (Chromium has them; Deno 2.9 does not).
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const subgroupSizes = sizes.subgroupMinSize && sizes.subgroupMaxSize
+    ? { min: sizes.subgroupMinSize, max: sizes.subgroupMaxSize }
+    : undefined;
+  return new Gpu(device, description || "unknown adapter", identity, {
+    workgroupElementBudget,
+    subgroupSizes,
+  });
 }
 
 /**
@@ -179,6 +197,11 @@ export class Gpu {
    * tiles or reductions size them to it, and variants that cannot fit do not apply.
    */
   readonly workgroupElementBudget: number;
+  /**
+   * The adapter's subgroup sizes where it reports them (undefined elsewhere): a kernel using
+   * `subgroups` must work with any size in this range.
+   */
+  readonly subgroupSizes: SubgroupSizes | undefined;
   /** When set, every pass {@linkcode Gpu.submit} records carries its timestamp writes. */
   passTimer: PassTimer | undefined;
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
@@ -197,6 +220,7 @@ export class Gpu {
       throw new GpuError("Gpu", `workgroupElementBudget: expected at least 1, got ${budget}`);
     }
     this.workgroupElementBudget = budget;
+    this.subgroupSizes = options.subgroupSizes;
     this.device = device;
     this.adapterDescription = adapterDescription;
     this.adapter = adapter ??

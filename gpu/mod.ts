@@ -10,6 +10,9 @@
  * A simple kernel's entry ends its own file (`RMS_NORM_PAIR` in `norm.ts`); the matmul and
  * attention families keep theirs in `matmul/pairs.ts` and `attention/pairs.ts`. The kernel tests,
  * `deno task conformance` ({@linkcode runConformance}), the benchmarks and tuning iterate it.
+ * Kernels written elsewhere are judged by the same entries: {@linkcode checkKernel} binds a foreign
+ * WGSL kernel by its family's contract ({@linkcode KERNEL_FAMILIES}, `families.ts`) and returns the
+ * same conformance rows (docs/kernel-authors.md).
  * `copyKernel`, `advanceKernel` and `finiteCheckKernel` have no oracle beyond their own
  * definition (a copy, decoder bookkeeping, an overflow guard).
  *
@@ -43,6 +46,7 @@ export * from "./kernel.ts";
 export * from "./kv_cache.ts";
 export * from "./matmul/matmul.ts";
 export * from "./matmul/quant.ts";
+export * from "./matmul/kquant.ts";
 export * from "./norm.ts";
 export * from "./matmul/projection.ts";
 export * from "./matmul/packed_projection.ts";
@@ -58,3 +62,5 @@ export * from "./pairs.ts";
 export * from "./conformance.ts";
 export * from "./matmul/pairs.ts";
 export * from "./attention/pairs.ts";
+export * from "./families.ts";
+export * from "./check_kernel.ts";

@@ -75,16 +75,32 @@ export function rmsNormKernel(
 
 // ─── Registry entry: this kernel against its reference (collected in `pairs.ts`) ───
 
-/** RMSNorm of each row of `x (rows, dim)` with `weight (dim)`. */
+/** Shape of the RMSNorm family. */
+export interface RmsNormPairShape {
+  /** Rows normalized independently. */
+  rows: number;
+  /** Features per row. */
+  dim: number;
+  /**
+   * Scales `x`: rows of tiny values (mean square near eps), where eps is added decides
+   * the result; 1 if absent.
+   */
+  scale?: number;
+}
+
+/**
+ * RMSNorm of each row of `x (rows, dim)` with `weight (dim)`, eps 1e-5; the `scale`d rows have
+ * a mean square below eps, so that a kernel adding eps outside the square root fails there.
+ */
 export const RMS_NORM_PAIR: KernelPair<
-  { rows: number; dim: number },
+  RmsNormPairShape,
   { x: Float32Array; weight: Float32Array }
 > = {
   family: "rmsNorm",
-  describe: ({ rows, dim }) => `${rows}x${dim}`,
-  inputs({ rows, dim }) {
+  describe: ({ rows, dim, scale }) => `${rows}x${dim}${scale ? ` scaled ${scale}` : ""}`,
+  inputs({ rows, dim, scale = 1 }) {
     const rng = new Rng(dim + 7);
-    return { x: rng.uniformArray(rows * dim), weight: rng.uniformArray(dim) };
+    return { x: rng.uniformArray(rows * dim).map((v) => v * scale), weight: rng.uniformArray(dim) };
   },
   reference: (_, { x, weight }) => rmsNorm(x, weight),
   conformance: [
@@ -94,6 +110,8 @@ export const RMS_NORM_PAIR: KernelPair<
     { rows: 2, dim: 288 },
     { rows: 7, dim: 768 },
     { rows: 1, dim: 2048 },
+    { rows: 2, dim: 288, scale: 1e-3 },
+    { rows: 3, dim: 64, scale: 1e-4 },
   ],
   bench: { quick: [{ rows: 1, dim: 288 }], full: [{ rows: 1, dim: 2048 }] },
   bytes: ({ rows, dim }) => 4 * (2 * rows * dim + dim),

@@ -63,6 +63,16 @@ export interface Timing {
   gpuMs?: Spread;
   /** Units per timed batch. */
   batch: number;
+  /** Every sample, ms per unit, in the order taken (what the spreads summarize). */
+  samples?: RawSamples;
+}
+
+/** Raw samples of a {@linkcode Timing}, ms per unit. */
+export interface RawSamples {
+  /** Wall-clock samples. */
+  wallMs: number[];
+  /** GPU-time samples, where every sample has one. */
+  gpuMs?: number[];
 }
 
 /**
@@ -116,21 +126,24 @@ export async function calibrateBatch(
 }
 
 /**
- * Collects the samples of one variant into a {@linkcode Timing}.
+ * Collects the samples of one variant into a {@linkcode Timing}, keeping every raw sample.
  *
  * @example
  * ```ts
  * import { toTiming } from "./timing.ts";
  * const t = toTiming([{ wallMs: 3, gpuMs: 1 }, { wallMs: 5, gpuMs: 2 }], 4);
- * if (t.gpuMs?.max !== 2 || t.wallMs.min !== 3) throw new Error("wrong");
+ * if (t.gpuMs?.max !== 2 || t.wallMs.min !== 3 || t.samples?.wallMs[1] !== 5) throw new Error("wrong");
  * ```
  */
 export function toTiming(samples: readonly BatchSample[], batch: number): Timing {
   const gpu = samples.map((s) => s.gpuMs).filter((g): g is number => g !== undefined);
+  const wall = samples.map((s) => s.wallMs);
+  const hasGpu = gpu.length === samples.length;
   return {
-    wallMs: summarize(samples.map((s) => s.wallMs)),
-    ...(gpu.length === samples.length ? { gpuMs: summarize(gpu) } : {}),
+    wallMs: summarize(wall),
+    ...(hasGpu ? { gpuMs: summarize(gpu) } : {}),
     batch,
+    samples: { wallMs: wall, ...(hasGpu ? { gpuMs: gpu } : {}) },
   };
 }
 

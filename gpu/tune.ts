@@ -330,6 +330,41 @@ function attentionJob(gpu: Gpu, config: TuneShape, rows: number, context: number
   };
 }
 
+/**
+ * A tuning that runs `config`'s fused decode step with the projection variant `projection`
+ * everywhere (the fused QKV, output, gate/up and down projections, and the classifier), the
+ * rest at the adapter's defaults: how a test makes the decoder run one layout (e.g.
+ * `subgroup64`, which no default selects). `deno` is recorded as given (a page has no Deno).
+ *
+ * @example
+ * ```ts
+ * import { projectionTuning } from "./tune.ts";
+ * const adapter = { vendor: "v", architecture: "a", device: "d", description: "x" };
+ * const shape = { dim: 64, hiddenDim: 172, nHeads: 8, nKvHeads: 4, vocabSize: 512, maxSeqLen: 512, ropeLayout: "interleaved" as const };
+ * const tuning = projectionTuning(adapter, shape, "subgroup64");
+ * if (tuning.choices["projection store decode 512x64"] !== "subgroup64") throw new Error("wrong");
+ * ```
+ */
+export function projectionTuning(
+  adapter: Tuning["adapter"],
+  config: TuneShape,
+  projection: string,
+  deno = "-",
+): Tuning {
+  const { dim, hiddenDim, nHeads, nKvHeads, vocabSize } = config;
+  const hd = headDim(config);
+  const [qDim, kvDim] = [nHeads * hd, nKvHeads * hd];
+  const choices: Record<string, string> = {
+    decoder: "fused",
+    [projectionKey("qkvRope", true, 1, (qDim + 2 * kvDim) / 2, dim)]: projection,
+    [projectionKey("add", false, 1, dim, qDim)]: projection,
+    [projectionKey("siluMul", true, 1, hiddenDim, dim)]: projection,
+    [projectionKey("add", false, 1, dim, hiddenDim)]: projection,
+    [projectionKey("store", false, 1, vocabSize, dim)]: projection,
+  };
+  return { version: 1, adapter, deno, choices };
+}
+
 /** Every kernel shape of `config`'s decode step and prefill passes. */
 function jobs(
   gpu: Gpu,

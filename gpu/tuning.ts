@@ -49,7 +49,7 @@ export function projectionKey(
   rows: number,
   units: number,
   inDim: number,
-  format?: "f16" | "q8_0" | "q4_0",
+  format?: string,
 ): string {
   const key = `projection ${epilogue}${norm ? "+norm" : ""} ${passKind(rows)} ${units}x${inDim}`;
   return format ? `${key} ${format}` : key;

@@ -1,8 +1,8 @@
 /**
- * Weights held in a storage format (f32, f16, Q8_0, Q4_0): the matrices quantized tensor by
- * tensor, the norm weights kept in f32, and the products the CPU decoder computes over them
- * (dequantizing, accumulating in f64). A block format falls back to f16 for a matrix whose rows
- * are not a multiple of 32 values, as llama.cpp's converter does.
+ * Weights held in a storage format (f32, f16, Q8_0, Q4_0, the K-quants): the matrices quantized
+ * tensor by tensor, the norm weights kept in f32, and the products the CPU decoder computes over
+ * them (dequantizing, accumulating in f64). A block format falls back for a matrix whose rows
+ * are not whole blocks, as llama.cpp's converter does (see {@linkcode matrixFormat}).
  *
  * @module
  */
@@ -15,14 +15,15 @@ import {
 } from "./weights.ts";
 import {
   dequantize,
+  formatBlockValues,
   formatBytes,
-  isBlockFormat,
   matvecQuantized,
   QUANT_BLOCK,
   quantize,
   TENSOR_FORMATS,
   type TensorFormat,
 } from "../reference/quantize.ts";
+import { isKQuantFormat } from "../reference/kquants.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { matmul } from "../reference/matmul.ts";
 import { matvecQ8Activations, quantizeActivations } from "../reference/q8_activations.ts";
@@ -64,17 +65,23 @@ export interface StoredWeights {
 const MATRICES: MatrixName[] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"];
 
 /**
- * The format a matrix with `cols` columns gets when `format` is asked for: a block format
- * needs rows of whole 32-value blocks, otherwise f16.
+ * The format a matrix with `cols` columns gets when `format` is asked for: a block format needs
+ * rows of whole blocks (32 values, 256 for a K-quant); otherwise a K-quant falls back to Q8_0
+ * (rows of 32) and the others to f16.
  *
  * @example
  * ```ts
  * import { matrixFormat } from "./precision.ts";
  * if (matrixFormat("q4_0", 172) !== "f16" || matrixFormat("q4_0", 64) !== "q4_0") throw new Error("wrong");
+ * if (matrixFormat("q4_k", 288) !== "q8_0" || matrixFormat("q4_k", 768) !== "q4_k") throw new Error("wrong");
  * ```
  */
 export function matrixFormat(format: TensorFormat, cols: number): TensorFormat {
-  return isBlockFormat(format) && cols % QUANT_BLOCK !== 0 ? "f16" : format;
+  if (cols % formatBlockValues(format) === 0) return format;
+  // llama.cpp stores such a K-quant matrix in a 32-value format (Q5_0, Q5_1 or Q8_0); Q8_0 is
+  // the one here.
+  if (isKQuantFormat(format) && cols % QUANT_BLOCK === 0) return "q8_0";
+  return "f16";
 }
 
 /** Throws unless `format` is a weight format, naming `what`. */

@@ -31,3 +31,4 @@ export * from "./quantize.ts";
 export * from "./q8_activations.ts";
 export * from "./paged_kv_cache.ts";
 export * from "./sliding_kv_cache.ts";
+export * from "./kquants.ts";

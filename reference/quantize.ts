@@ -10,7 +10,9 @@
  * - `q4_0`: blocks of 32 values in 18 bytes: an f16 scale `d`, then 16 bytes whose low nibbles
  *   hold values 0..15 and high nibbles values 16..31; value = `(q − 8)·d`, with `d = m / −8`
  *   where `m` is the block's value of largest magnitude, sign kept (ggml's
- *   `quantize_row_q4_0_ref`).
+ *   `quantize_row_q4_0_ref`);
+ * - `q6_k`, `q5_k`, `q4_k`: ggml's K-quants, super-blocks of 256 values in 210, 176 and 144
+ *   bytes (see `kquants.ts`).
  *
  * Quantize-then-dequantize error, per value (see {@linkcode quantizationErrorBound}), with `d`
  * the float32 scale, `d16` its stored f16 rounding and `ε = 2⁻²⁰` covering float32 arithmetic:
@@ -19,28 +21,70 @@
  * - `q8_0`: `d·(1/2 + ε) + 127·|d − d16|`: half a step, plus the scale's rounding on the
  *   largest quant;
  * - `q4_0`: `|d|·(1 + ε) + 8·|d − d16|`: half a step, except that a value within half a step of
- *   `−m` clamps to quant 15 and may be off by a whole step.
+ *   `−m` clamps to quant 15 and may be off by a whole step;
+ * - K-quants: half a step of each sub-block's stored scale, or the distance to its grid's range
+ *   where the 6-bit scales leave a value outside (`kQuantErrorBound`).
  *
  * @module
  */
 import { checkInteger, checkLength } from "./checks.ts";
 import { F16_MAX, f32ToF16Bits, fromF16 } from "./f16.ts";
+import {
+  dequantizeKQuant,
+  isKQuantFormat,
+  K_BLOCK_BYTES,
+  K_SUPER_BLOCK,
+  kQuantErrorBound,
+  type KQuantFormat,
+  matvecKQuant,
+  quantizeKQuant,
+} from "./kquants.ts";
 
 /** How a tensor's values are stored. */
-export type TensorFormat = "f32" | "f16" | "q8_0" | "q4_0";
+export type TensorFormat = "f32" | "f16" | "q8_0" | "q4_0" | KQuantFormat;
 
-/** Every {@linkcode TensorFormat}, widest first. */
-export const TENSOR_FORMATS: readonly TensorFormat[] = ["f32", "f16", "q8_0", "q4_0"];
+/** Every {@linkcode TensorFormat}: the element and 32-value formats widest first, then the K-quants. */
+export const TENSOR_FORMATS: readonly TensorFormat[] = [
+  "f32",
+  "f16",
+  "q8_0",
+  "q4_0",
+  "q6_k",
+  "q5_k",
+  "q4_k",
+];
 
-/** Values per block of the block formats (`q8_0`, `q4_0`). */
+/** Values per block of the 32-value block formats (`q8_0`, `q4_0`). */
 export const QUANT_BLOCK = 32;
 
-/** Bytes per block of 32 values, by format. */
-const BLOCK_BYTES: Record<TensorFormat, number> = { f32: 128, f16: 64, q8_0: 34, q4_0: 18 };
+/** Bytes per block of 32 values, by format (of the formats that are not K-quants). */
+const BLOCK_BYTES: Record<"f32" | "f16" | "q8_0" | "q4_0", number> = {
+  f32: 128,
+  f16: 64,
+  q8_0: 34,
+  q4_0: 18,
+};
 
-/** Whether `format` stores blocks of {@linkcode QUANT_BLOCK} values (so counts must divide). */
+/**
+ * Whether `format` stores blocks (of {@linkcode formatBlockValues} values: counts, and a
+ * matrix's rows, must be whole blocks).
+ */
 export function isBlockFormat(format: TensorFormat): boolean {
-  return format === "q8_0" || format === "q4_0";
+  return format === "q8_0" || format === "q4_0" || isKQuantFormat(format);
+}
+
+/**
+ * Values per block of `format`: 1 for `f32`/`f16`, 32 for `q8_0`/`q4_0`, 256 for the K-quants.
+ *
+ * @example
+ * ```ts
+ * import { formatBlockValues } from "./quantize.ts";
+ * if (formatBlockValues("q4_k") !== 256 || formatBlockValues("q8_0") !== 32) throw new Error("wrong");
+ * ```
+ */
+export function formatBlockValues(format: TensorFormat): number {
+  checkFormat(format);
+  return isKQuantFormat(format) ? K_SUPER_BLOCK : isBlockFormat(format) ? QUANT_BLOCK : 1;
 }
 
 /**
@@ -56,6 +100,10 @@ export function isBlockFormat(format: TensorFormat): boolean {
 export function formatBytes(format: TensorFormat, count: number): number {
   checkFormat(format);
   checkInteger(`${format} value count`, count, 0);
+  if (isKQuantFormat(format)) {
+    checkBlocks(format, count);
+    return (count / K_SUPER_BLOCK) * K_BLOCK_BYTES[format];
+  }
   if (isBlockFormat(format)) {
     checkBlocks(format, count);
     return (count / QUANT_BLOCK) * BLOCK_BYTES[format];
@@ -64,7 +112,7 @@ export function formatBytes(format: TensorFormat, count: number): number {
 }
 
 /**
- * Average bytes per value in `format` (4, 2, 1.0625, 0.5625).
+ * Average bytes per value in `format` (4, 2, 1.0625, 0.5625; K-quants 0.8203, 0.6875, 0.5625).
  *
  * @example
  * ```ts
@@ -74,13 +122,16 @@ export function formatBytes(format: TensorFormat, count: number): number {
  */
 export function bytesPerValue(format: TensorFormat): number {
   checkFormat(format);
-  return BLOCK_BYTES[format] / QUANT_BLOCK;
+  return isKQuantFormat(format)
+    ? K_BLOCK_BYTES[format] / K_SUPER_BLOCK
+    : BLOCK_BYTES[format] / QUANT_BLOCK;
 }
 
 /**
  * Stores `values` in `format`'s byte layout. Throws, naming the index, on a non-finite value
  * or one whose format would overflow to infinity (|x| ≥ 65520 in f16; a block scale above
- * f16's 65504 in q8_0/q4_0), and for a block format unless the count is a multiple of 32.
+ * f16's 65504 in a block format), and for a block format unless the count is a multiple of its
+ * block (32 values, 256 for the K-quants).
  *
  * @example
  * ```ts
@@ -92,6 +143,7 @@ export function bytesPerValue(format: TensorFormat): number {
  * ```
  */
 export function quantize(values: ArrayLike<number>, format: TensorFormat): Uint8Array {
+  if (isKQuantFormat(format)) return quantizeKQuant(values, format);
   const bytes = new Uint8Array(formatBytes(format, values.length));
   checkFinite(values, format);
   switch (format) {
@@ -125,6 +177,7 @@ export function quantize(values: ArrayLike<number>, format: TensorFormat): Uint8
  */
 export function dequantize(bytes: Uint8Array, format: TensorFormat, count: number): Float32Array {
   checkLength(`${format} bytes for ${count} values`, bytes, formatBytes(format, count));
+  if (isKQuantFormat(format)) return dequantizeKQuant(bytes, format, count);
   switch (format) {
     case "f32":
       return new Float32Array(bytes.slice().buffer);
@@ -140,6 +193,42 @@ export function dequantize(bytes: Uint8Array, format: TensorFormat, count: numbe
       return out;
     }
   }
+}
+
+/**
+ * Index of the first of `count` values stored in `format` that would dequantize to infinity or
+ * NaN (a block's first value when its f16 scale is not finite), or −1: the check stored weights
+ * need, without dequantizing them (every quant is a small integer, so a finite scale gives a
+ * finite value).
+ *
+ * @example
+ * ```ts
+ * import { firstNonFinite, quantize } from "./quantize.ts";
+ * const bytes = quantize(new Float32Array(64).fill(1), "q8_0");
+ * bytes[35] = 0x7c; // block 1's scale: f16 0x7c00, infinity
+ * if (firstNonFinite(bytes, "q8_0", 64) !== 32) throw new Error("wrong");
+ * ```
+ */
+export function firstNonFinite(bytes: Uint8Array, format: TensorFormat, count: number): number {
+  checkLength(`${format} bytes for ${count} values`, bytes, formatBytes(format, count));
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (format === "f32") {
+    for (let i = 0; i < count; i++) if (!Number.isFinite(view.getFloat32(4 * i, true))) return i;
+    return -1;
+  }
+  const infiniteF16 = (at: number) => (view.getUint16(at, true) & 0x7c00) === 0x7c00;
+  if (format === "f16") {
+    for (let i = 0; i < count; i++) if (infiniteF16(2 * i)) return i;
+    return -1;
+  }
+  const values = formatBlockValues(format);
+  const blockBytes = formatBytes(format, values);
+  // Where each block keeps its f16 scales: d (and dmin) first, but Q6_K's d last.
+  const scales = format === "q6_k" ? [208] : format === "q4_k" || format === "q5_k" ? [0, 2] : [0];
+  for (let b = 0; b < count / values; b++) {
+    if (scales.some((at) => infiniteF16(b * blockBytes + at))) return b * values;
+  }
+  return -1;
 }
 
 /**
@@ -160,6 +249,8 @@ export function quantizationErrorBound(
   format: TensorFormat,
 ): Float64Array {
   formatBytes(format, values.length);
+  // The K-quants' scales come out of a search: the bound follows the scales it stores.
+  if (isKQuantFormat(format)) return kQuantErrorBound(values, quantize(values, format), format);
   const bound = new Float64Array(values.length);
   if (format === "f16") {
     for (let i = 0; i < values.length; i++) {
@@ -203,6 +294,7 @@ export function matvecQuantized(
 ): Float32Array {
   checkInteger("outDim", outDim);
   checkInteger("inDim", inDim);
+  if (isKQuantFormat(format)) return matvecKQuant(w, format, x, outDim, inDim);
   const rowBytes = formatBytes(format, inDim);
   checkLength(
     `matvecQuantized w (${outDim} rows of ${rowBytes} ${format} bytes)`,
@@ -267,9 +359,10 @@ function checkFormat(format: TensorFormat): void {
 }
 
 function checkBlocks(format: TensorFormat, count: number): void {
-  if (count % QUANT_BLOCK !== 0) {
+  const block = formatBlockValues(format);
+  if (count % block !== 0) {
     throw new RangeError(
-      `${format}: value count must be a multiple of the ${QUANT_BLOCK}-value block, got ${count}`,
+      `${format}: value count must be a multiple of the ${block}-value block, got ${count}`,
     );
   }
 }

@@ -62,6 +62,11 @@ Deno.test({
     }
     for (const cell of results.cells) {
       const ms = cell.msPerToken;
+      // the headline is wall-clock, every raw sample kept; GPU time is its own field
+      expect(ms).toEqual(cell.timing.wallMs);
+      expect(cell.timing.samples!.wallMs).toHaveLength(ms.n);
+      expect(Math.min(...cell.timing.samples!.wallMs)).toBe(ms.min);
+      if (cell.timing.gpuMs) expect(cell.gpuMsPerToken).toEqual(cell.timing.gpuMs);
       expect(ms.n).toBeGreaterThanOrEqual(3); // up to 6 where the samples spread wide
       expect(ms.n).toBeLessThanOrEqual(6);
       expect(ms.min).toBeGreaterThan(0);
@@ -74,10 +79,14 @@ Deno.test({
         expect(cell.execution).toBe("sequential");
       }
     }
-    // cached and recomputed decode are timed at the same positions
+    // cached decode: one call of 32 tokens from the context; recompute: 2 positions at the
+    // same mean position
     const decode = results.cells.filter((c) => c.phase === "decode");
-    expect(new Set(decode.map((c) => c.positions.join())).size).toBe(1);
-    expect(decode[0].meanPosition).toBe(16.5);
+    expect(results.settings.decodePositions).toBe(32);
+    expect(new Set(decode.map((c) => c.meanPosition))).toEqual(new Set([31.5]));
+    for (const c of decode) {
+      expect(c.positions).toEqual(c.cache === "kv-cache" ? [16, 47] : [31, 32]);
+    }
     // every timed path other than the CPU reference was checked; one-row decode with a cache
     // past the first attention chunks (64-192 positions; split across workgroups for GQA/MQA)
     const timedVariants = new Set(
@@ -98,7 +107,36 @@ Deno.test({
     expect(mqa.bytesRatio).toBeLessThan(mqa.kvBytesRatio); // the weights are shared
     for (const s of results.speedups) {
       expect(s.measured.lo <= s.measured.ratio && s.measured.ratio <= s.measured.hi).toBe(true);
+      expect(s.measured.resamples).toBe(2000);
+      expect(s.measured.differs).toBe(s.measured.lo > 1 || s.measured.hi < 1);
       expect(s.predicted).toBeGreaterThan(0);
+    }
+    // WebGPU's wall cost of a submit and a read-back, where it ran
+    if (backend === "both") {
+      expect(results.syncCosts!.submit.wallMs.min).toBeGreaterThan(0);
+      expect(results.syncCosts!.readBack.samples!.wallMs).toHaveLength(3);
+    }
+    // the attention-only ablation: MHA, GQA-2, MQA at 256 and 4096 on each backend, bytes per
+    // token from the K/V heads alone, the FLOPs the same
+    const ablation = results.ablation!;
+    expect(ablation.rejected).toEqual([]);
+    expect(ablation.contexts).toEqual([256, 4096]);
+    for (const b of backends) {
+      const at = (attention: string, context: number) =>
+        ablation.cells.find((c) =>
+          c.backend === b && c.attention === attention && c.context === context
+        )!;
+      for (const context of [256, 4096]) {
+        expect(at("MHA", context).kvBytesPerToken).toBe(2 * 4 * (context + 1) * 8 * 64);
+        expect(at("MHA", context).kvBytesPerToken / at("MQA", context).kvBytesPerToken).toBe(8);
+        expect(at("GQA-2", context).flopsPerToken).toBe(at("MHA", context).flopsPerToken);
+        expect(at("MQA", context).timing.samples!.wallMs.length).toBeGreaterThanOrEqual(3);
+      }
+      const mqa = ablation.speedups.find((s) =>
+        s.backend === b && s.attention === "MQA" && s.context === 4096
+      )!;
+      expect(mqa.flopsRatio).toBe(1);
+      expect(mqa.measured.lo).toBeLessThanOrEqual(mqa.measured.hi);
     }
     // the batch axis: b = 1 and 4 for MHA and MQA on the paged layout, the three layouts at b = 4
     const batch = results.batch!;
@@ -110,7 +148,7 @@ Deno.test({
             c.backend === b && c.batch === size && c.attention === attention && c.layout === "paged"
           )!;
           expect(cell.msPerStep.n).toBeGreaterThanOrEqual(3);
-          expect(cell.tokensPerSecond.max).toBeCloseTo(size * 1000 / cell.msPerStep.min, 6);
+          expect(cell.tokensPerSecond.max).toBeCloseTo(size * 1000 / cell.wallMsPerStep.min, 6);
           // weights once per step, each sequence's cache by itself
           expect(cell.cost.kvReadBytes).toBe(
             size * (cell.meanPosition + 1) * kvPerToken(attention),
@@ -131,9 +169,21 @@ Deno.test({
     expect(capacity("MQA").sequences).toBe(Math.floor(2 ** 30 / capacity("MQA").bytesPerSequence));
     const report = files.get("out/report.md")!;
     expect(report).toContain("## Batched decoding (`stories260K`)");
-    expect(report).toContain("## Decode ms/token by mean position");
+    expect(report).toContain("## Decode wall ms/token by mean position");
     expect(report).toContain("| shape | backend | cache | attention |");
     expect(report).toContain("## Roofline");
+    expect(report).toContain("## GQA/MQA ablation");
+    expect(report).toContain("### Attention alone (the controlled view)");
+    expect(report).toContain("also shrinks `wk` and `wv`");
+    // the results README: short, one chart, one table of at most 8 rows
+    const readme = files.get("out/README.md")!;
+    const lines = readme.trimEnd().split("\n");
+    expect(lines.length).toBeLessThanOrEqual(45);
+    expect(readme).toContain("![decode wall ms/token](bench/results/headline_decode.svg)");
+    const rows = lines.filter((l) => l.startsWith("| ") && !l.startsWith("| variant"));
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.length).toBeLessThanOrEqual(8);
+    expect(files.get("out/headline_decode.svg")).toContain("stroke-dasharray"); // the model
     const charts = [...files.keys()].filter((f) => f.endsWith(".svg"));
     expect(charts).toContain("out/kv_bytes.svg");
     expect(charts).toContain("out/roofline.svg");
@@ -147,7 +197,7 @@ Deno.test({
       expect(svg.trim().endsWith("</svg>")).toBe(true);
       expect(svg).not.toContain("NaN");
     }
-    expect(printed.join("\n")).toContain("decode ms/token by mean position:");
+    expect(printed.join("\n")).toContain("decode wall ms/token by mean position:");
     // --from re-renders the same report from the JSON alone
     const report1 = files.get("out/report.md");
     files.delete("out/report.md");
@@ -158,6 +208,10 @@ Deno.test({
     printed.length = 0;
     expect(await benchMain(["--from", "old.json"], io)).toBe(1);
     expect(printed.join("\n")).toContain("old.json: schema 1");
+    files.set("two.json", JSON.stringify({ schema: 2, cells: [] }));
+    printed.length = 0;
+    expect(await benchMain(["--from", "two.json"], io)).toBe(1);
+    expect(printed.join("\n")).toContain("two.json: schema 2");
   },
 });
 

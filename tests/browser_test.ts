@@ -12,6 +12,8 @@ import {
   pageBenchResults,
 } from "../browser/tasks.ts";
 import { conformanceCases } from "../gpu/conformance.ts";
+import { MATMUL_FAMILY } from "../gpu/families.ts";
+import { RMS_NORM_PAIR } from "../gpu/norm.ts";
 import { benchMain } from "../bench/main.ts";
 import { makeConfig } from "../model/config.ts";
 import type { KernelResult } from "../bench/measure.ts";
@@ -56,6 +58,60 @@ Deno.test({
 });
 
 Deno.test({
+  name: "browser conformance --kernel: a matvec assuming subgroups of 32 fails where they are " +
+    "smaller, and the table's header names the sizes",
+  ignore: ignoreBrowserTests,
+  async fn() {
+    const { code, out } = await cli(
+      "conformance",
+      "--kernel",
+      "examples/kernels/matvec_subgroup32.ts",
+      "--json",
+    );
+    const report = JSON.parse(out.slice(0, out.lastIndexOf("}") + 1)) as ConformanceReport;
+    const header = report.table.split("\n")[0];
+    const sizes = /subgroup sizes (\d+)-(\d+)\)$/.exec(header);
+    expect(header).toMatch(/^adapter: .+\(.*Chrome\/\d+.*; features: .*subgroups/);
+    expect(sizes).not.toBeNull();
+    const [min, max] = [Number(sizes![1]), Number(sizes![2])];
+    expect(min).toBeLessThanOrEqual(max);
+    // One subgroupAdd sums the workgroup's 32 lanes only where a subgroup holds all 32: with
+    // smaller subgroups, every shape whose dot products span more lanes than one subgroup fails.
+    const shapes = MATMUL_FAMILY.pair.conformance;
+    const wrong = shapes.filter((s) => min < 32 && s.inDim > max).map((s) =>
+      MATMUL_FAMILY.pair.describe(s)
+    );
+    expect(report.failures.map((f) => f.split(": ")[0].split(" ").at(-1))).toEqual(wrong);
+    expect(report.passed).toBe(shapes.length - wrong.length);
+    expect(code).toBe(wrong.length ? 1 : 0);
+    if (min < 32) expect(wrong.length).toBeGreaterThan(0); // headless Chromium: subgroups of 4
+  },
+});
+
+Deno.test({
+  name: "browser conformance --kernel: the vec4 RMSNorm passes in Chromium as in Deno",
+  ignore: ignoreBrowserTests,
+  async fn() {
+    const { code, out } = await cli("conformance", "--kernel", "examples/kernels/rms_norm.ts");
+    const rows = out.trim().split("\n").slice(3, -1);
+    expect(rows.map((r) => r.split(/\s{2,}/)[2])).toEqual(
+      RMS_NORM_PAIR.conformance.map((s) => RMS_NORM_PAIR.describe(s)),
+    );
+    for (const row of rows) expect(row).toMatch(/^rmsNorm\s+vec4 rows\s.+ pass$/);
+    expect(code).toBe(0);
+    expect(await cli("bench", "--kernel", "examples/kernels/rms_norm.ts")).toMatchObject({
+      code: 2,
+      out: "browser: --kernel: only with conformance (see --help)\n",
+    });
+    const missing = await cli("conformance", "--kernel", "examples/kernels/nope.ts");
+    expect(missing).toMatchObject({
+      code: 1,
+      out: "browser: --kernel: examples/kernels/nope.ts does not exist\n",
+    });
+  },
+});
+
+Deno.test({
   name: "browser decode: the page's greedy stories260K story is the CPU reference's",
   ignore: ignoreBrowserTests,
   async fn() {
@@ -63,6 +119,33 @@ Deno.test({
     expect(out).toContain(LILY);
     expect(out).toContain("matches the CPU reference in Deno: all 45 token ids");
     expect(code).toBe(0);
+  },
+});
+
+Deno.test({
+  name: "browser subgroup64: Chromium's subgroups run every case of the projection and a decode",
+  ignore: ignoreBrowserTests,
+  async fn() {
+    // Deno's lavapipe and GL adapters have no subgroups; Dawn's SwiftShader has them (size 4).
+    const conformance = await cli("conformance", "--variant", "subgroup64", "--json");
+    const report = JSON.parse(conformance.out) as ConformanceReport;
+    expect(report.adapter.features).toContain("subgroups");
+    expect({ code: conformance.code, failures: report.failures }).toEqual({
+      code: 0,
+      failures: [],
+    });
+    const cases = conformanceCases().filter((c) => c.variant === "subgroup64");
+    expect(report.passed + report.skipped.length).toBe(cases.length);
+    expect(report.passed).toBeGreaterThanOrEqual(10);
+    // skipped only where the layout never applies (inDim < 64), never for want of the feature
+    for (const skip of report.skipped) expect(skip).toMatch(/: does not apply to this shape$/);
+    // The fused decode with every projection subgroup64 (a tuning's choice that cannot run is
+    // an error, not a fallback): the CPU reference's greedy story.
+    const decode = await cli("decode", "--steps", "40", "--projection", "subgroup64");
+    expect(decode.out).toContain(LILY);
+    expect(decode.out).toContain("subgroup64 projections");
+    expect(decode.out).toContain("matches the CPU reference in Deno: all 45 token ids");
+    expect(decode.code).toBe(0);
   },
 });
 
@@ -124,6 +207,8 @@ Deno.test("browser usage errors get one line and exit 2", async () => {
       [["conformance", "--browser", "/nonexistent/chrome"], "--browser: expected an executable"],
       [["decode", "--steps", "0"], '--steps: expected an integer >= 1, got "0"'],
       [["build"], "build needs --out DIR"],
+      [["decode", "--variant", "subgroup64"], "--variant: only with conformance"],
+      [["conformance", "--projection", "row"], "--projection: only with decode"],
     ] as const
   ) {
     const { code, out } = await cli(...args);

@@ -131,10 +131,12 @@ Deno.test("a new registry entry shows up in the conformance cases and the benchm
 Deno.test("every registry entry has shapes, a default variant and positive byte counts", () => {
   for (const pair of KERNEL_PAIRS) {
     expect(pair.conformance.length).toBeGreaterThan(0);
-    // projections have no single default: gpu/tuning.ts chooses a layout per adapter class;
-    // their first variant is the original kernel's layout (Q8 activations for packed weights)
-    const first = { projection: "row", "projection packed": "q8 row" }[pair.family];
-    expect(pair.variants[0]?.name).toBe(first ?? "default");
+    // projections and the K-quant matmuls have no single default: the adapter class chooses
+    // their layout (gpu/tuning.ts, gpu/matmul/quant.ts); their first variant is the row layout
+    // (Q8 activations for the packed projections)
+    const byClass = pair.family === "projection" || /^matmul q\d_k$/.test(pair.family);
+    const first = pair.family === "projection packed" ? "q8 row" : byClass ? "row" : "default";
+    expect(pair.variants[0]?.name).toBe(first);
     for (const shape of [...pair.conformance, ...pair.bench.full]) {
       expect(pair.bytes(shape)).toBeGreaterThan(0);
       expect(pair.flops(shape)).toBeGreaterThanOrEqual(0);

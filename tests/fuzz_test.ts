@@ -18,6 +18,23 @@ Deno.test("600 mutated checkpoints (legacy, v1) and tokenizers: each runs or is 
   }
 });
 
+Deno.test("120 mutated K-quant GGUF files (Q4_K, Q5_K, Q6_K blocks, ggml types): each runs or is refused naming its file", async () => {
+  const kquant = FUZZ_TARGETS.filter((t) => t.name === "gguf-kquant");
+  const mutations = new Set<string>();
+  const report = await runFuzz(kquant, {
+    cases: 120,
+    seed: 20261204,
+    onCase: (c) => c.mutations.forEach((m) => mutations.add(m)),
+  });
+  expect(report.failures.map((f) => `${f.target} ${f.index}: ${f.detail}`)).toEqual([]);
+  expect(report.counts["gguf-kquant"].ran).toBeGreaterThan(10);
+  expect(report.counts["gguf-kquant"].rejected).toBeGreaterThan(30);
+  // The map reaches the tensors' ggml types and the K-quant blocks.
+  const steps = [...mutations].join("\n");
+  expect(steps).toMatch(/^tensor \S+ type = /m);
+  expect(steps).toMatch(/^swap .*blk\.0\.ffn_down\.weight/m);
+});
+
 Deno.test("the gguf-v2-rope target writes version 2 files with linear RoPE scaling, and maps its keys", () => {
   const target = FUZZ_TARGETS.find((t) => t.name === "gguf-v2-rope")!;
   const sample = target.sample(new Rng(1));
@@ -109,15 +126,15 @@ Deno.test("deno task fuzz prints counts, and bad flags exit 2", async () => {
   const lines: string[] = [];
   expect(await fuzzMain(["--cases", "9", "--seed", "5"], (l) => lines.push(l))).toBe(0);
   expect(lines[0]).toBe(
-    "fuzzing llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-v2-rope: 9 cases, seed 5",
+    "fuzzing llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-kquant, gguf-v2-rope: 9 cases, seed 5",
   );
   expect(lines.at(-1)).toMatch(/^9 cases, 0 failures; slowest case \d+ ms$/);
-  expect(lines.filter((l) => /^(llama2c|gguf)-[\w-]+: /.test(l))).toHaveLength(6);
+  expect(lines.filter((l) => /^(llama2c|gguf)-[\w-]+: /.test(l))).toHaveLength(7);
   const errors: string[] = [];
   expect(await fuzzMain(["--cases", "-1"], (l) => errors.push(l))).toBe(2);
   expect(await fuzzMain(["--target", "gguf9"], (l) => errors.push(l))).toBe(2);
   expect(errors).toEqual([
     'fuzz: --cases: expected an integer >= 0, got "-1" (see --help)',
-    'fuzz: --target: expected one of llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-v2-rope, got "gguf9" (see --help)',
+    'fuzz: --target: expected one of llama2c-legacy, llama2c-v1, llama2c-tokenizer, gguf-f32, gguf-q8_0, gguf-kquant, gguf-v2-rope, got "gguf9" (see --help)',
   ]);
 });

@@ -70,9 +70,10 @@ Deno.test("convert and generate give one clear line for bad usage and bad files"
     code: 2,
     log: "convert: --model and --out are required (see --help)",
   });
-  expect(await convert("--model", "x.bin", "--out", "y.gguf", "--weights", "q5_k")).toEqual({
+  expect(await convert("--model", "x.bin", "--out", "y.gguf", "--weights", "q5_1")).toEqual({
     code: 2,
-    log: 'convert: --weights: expected one of f32, f16, q8_0, q4_0, got "q5_k" (see --help)',
+    log:
+      'convert: --weights: expected one of f32, f16, q8_0, q4_0, q6_k, q5_k, q4_k, got "q5_1" (see --help)',
   });
   const missing = await convert("--model", "/nonexistent/x.bin", "--out", "/nonexistent/y.gguf");
   expect(missing.code).toBe(1);

@@ -15,6 +15,7 @@ import {
   parseGguf,
   parseGgufModel,
   readModelFile,
+  readModelFileAsStored,
   serializeGguf,
 } from "../model/mod.ts";
 import { compare, type TensorFormat } from "../reference/mod.ts";
@@ -208,14 +209,18 @@ Deno.test("gguf-py files: RoPE scaling llama.cpp applies differently is refused,
   );
 });
 
-Deno.test("reading a GGUF file checks what it takes in memory: the file, f32 tensors, --weights' copy", async () => {
+Deno.test("reading a GGUF file checks what it takes in memory: the file as stored, or with f32 tensors and --weights' copy", async () => {
   const path = `${DIR}llama_v2_f16.gguf`; // 115,680 bytes of 51,360 parameters
   const f32 = 115_680 + 4 * 51_360; // the file and its tensors dequantized: 321,120
   // Q8_0 copy: 2 tables of 512x32 and per layer 32x32 (2), 16x32 (2), 64x32 and 32x64 (3) in
   // 34-byte blocks of 32, plus f32 norms: 2·17,408 + 2·(2·1,088 + 2·544 + 3·2,176 + 256) + 128.
   const q8 = f32 + 55_040;
+  // As stored (no --weights, or f16, which every matrix is): the file and 5 norms of 32 in f32.
+  const stored = 115_680 + 5 * 32 * 4;
   const file = parseGguf(await Deno.readFile(path));
-  expect(ggufResidentBytes(file, 115_680)).toBe(f32);
+  expect(ggufResidentBytes(file, 115_680)).toBe(stored);
+  expect(ggufResidentBytes(file, 115_680, "f16")).toBe(stored);
+  expect(ggufResidentBytes(file, 115_680, "f32")).toBe(f32);
   expect(ggufResidentBytes(file, 115_680, "q8_0")).toBe(q8);
   const original = Deno.systemMemoryInfo;
   const machine = (total: number) => () => ({ ...original(), total });
@@ -227,6 +232,19 @@ Deno.test("reading a GGUF file checks what it takes in memory: the file, f32 ten
     await expect(readModelFile(path)).rejects.toThrow(
       `${path}: the file, its weights dequantized to f32 need 0.3 MB, more than 80% of this machine's 0.4 MB of memory`,
     );
+    await expect(readModelFileAsStored(path, { weights: "f32" })).rejects.toThrow(
+      `${path}: the file, its weights dequantized to f32 need 0.3 MB`,
+    );
+    // Kept as stored, it holds the file and its norms: 116,320 bytes.
+    expect("format" in (await readModelFileAsStored(path)).weights).toBe(true);
+    expect("format" in (await readModelFileAsStored(path, { weights: "f16" })).weights).toBe(true);
+    // 80% of 145 kB (116,000 bytes) holds the file (115,680) but not its norms beside it.
+    (Deno as { systemMemoryInfo: () => Deno.SystemMemoryInfo }).systemMemoryInfo = machine(
+      145_000,
+    );
+    await expect(readModelFileAsStored(path)).rejects.toThrow(
+      `${path}: the file, its weights as stored, needs 0.1 MB, more than 80% of this machine's 0.1 MB of memory`,
+    );
     // 80% of 460 kB holds that, not a Q8_0 copy too.
     (Deno as { systemMemoryInfo: () => Deno.SystemMemoryInfo }).systemMemoryInfo = machine(
       460_000,
@@ -235,6 +253,10 @@ Deno.test("reading a GGUF file checks what it takes in memory: the file, f32 ten
     await expect(readModelFile(path, { weights: "q8_0" })).rejects.toThrow(
       `${path}: the file, its weights dequantized to f32 and stored as q8_0 need 0.4 MB, more than 80% of this machine's 0.5 MB of memory`,
     );
+    await expect(readModelFileAsStored(path, { weights: "q8_0" })).rejects.toThrow(
+      `${path}: the file, its weights dequantized to f32 and stored as q8_0 need 0.4 MB`,
+    );
+    expect("format" in (await readModelFileAsStored(path, { weights: "f32" })).weights).toBe(false);
   } finally {
     (Deno as { systemMemoryInfo: typeof original }).systemMemoryInfo = original;
   }

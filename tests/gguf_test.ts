@@ -12,7 +12,7 @@ import {
   serializeGguf,
   Tokenizer,
 } from "../model/mod.ts";
-import { dequantize, quantize, Rng, TENSOR_FORMATS } from "../reference/mod.ts";
+import { dequantize, isKQuantFormat, quantize, Rng, TENSOR_FORMATS } from "../reference/mod.ts";
 import { MODEL_PATH, TOKENIZER_PATH } from "./_models.ts";
 
 /** A GGUF file assembled byte by byte from the specification, independently of the writer. */
@@ -76,7 +76,15 @@ const shape = {
 for (const format of TENSOR_FORMATS) {
   for (const sharedClassifier of [true, false]) {
     Deno.test(`GGUF: a random model in ${format} (${sharedClassifier ? "shared" : "separate"} classifier) reads back as its quantized weights`, () => {
-      const config = makeConfig({ ...shape, sharedClassifier, ropeTheta: 500000, normEps: 1e-6 });
+      // The K-quants need rows of whole 256-value super-blocks.
+      const width = isKQuantFormat(format) ? { dim: 256, hiddenDim: 256, nHeads: 8 } : {};
+      const config = makeConfig({
+        ...shape,
+        ...width,
+        sharedClassifier,
+        ropeTheta: 500000,
+        normEps: 1e-6,
+      });
       const weights = randomWeights(config, 7);
       const model = parseGgufModel(
         llamaToGguf(config, weights, { format, name: "tiny" }),
@@ -103,6 +111,21 @@ Deno.test("GGUF: a block format falls back to f16 for rows not a multiple of 32 
   const model = parseGgufModel(llamaToGguf(config, randomWeights(config, 1), { format: "q4_0" }));
   expect(model.formats.get("blk.0.ffn_down.weight")).toBe("f16");
   expect(model.formats.get("blk.0.ffn_up.weight")).toBe("q4_0");
+});
+
+Deno.test("GGUF: a K-quant falls back to q8_0 for rows of 32 but not 256 values, else f16", () => {
+  const config = makeConfig({ ...shape, hiddenDim: 256 }); // only ffn_down has rows of 256
+  const model = parseGgufModel(llamaToGguf(config, randomWeights(config, 1), { format: "q6_k" }));
+  expect(model.formats.get("blk.0.ffn_down.weight")).toBe("q6_k");
+  expect(model.formats.get("blk.0.ffn_up.weight")).toBe("q8_0"); // rows of dim 64
+  const odd = makeConfig({ ...shape, dim: 72, nHeads: 4, hiddenDim: 256 }); // rows of 72
+  const oddModel = parseGgufModel(llamaToGguf(odd, randomWeights(odd, 1), { format: "q4_k" }));
+  expect(oddModel.formats.get("blk.0.attn_q.weight")).toBe("f16");
+  expect(
+    parseGguf(llamaToGguf(odd, randomWeights(odd, 1), { format: "q4_k" })).metadata.get(
+      "general.file_type",
+    ),
+  ).toEqual({ type: "u32", value: 14 }); // MOSTLY_Q4_K_S
 });
 
 Deno.test({
@@ -159,8 +182,11 @@ Deno.test("GGUF: bad input gets one clear error naming the field", () => {
     "x.gguf: metadata answer (268435456 i32 items): needs 1073741824 bytes",
   );
   const tensorType = 136; // after 107 bytes of metadata, the name (9), n_dims (4), dims (16)
+  expect(() => parseGguf(patched(tensorType, [10]), "x.gguf")).toThrow(
+    "x.gguf: tensor w: unsupported ggml type 10 (Q2_K); expected F32 (0), F16 (1), Q4_0 (2), Q8_0 (8), Q4_K (12), Q5_K (13) or Q6_K (14)",
+  );
   expect(() => parseGguf(patched(tensorType, [12]), "x.gguf")).toThrow(
-    "x.gguf: tensor w: unsupported ggml type 12 (Q4_K); expected F32 (0), F16 (1), Q4_0 (2) or Q8_0 (8)",
+    "x.gguf: tensor w: q4_k rows must be a multiple of 256 values, got 2",
   );
   expect(() => parseGguf(good.subarray(0, good.length - 4), "x.gguf")).toThrow(
     "x.gguf: tensor w: data at 160..184 runs past the end of the 180-byte file",

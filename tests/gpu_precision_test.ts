@@ -3,7 +3,8 @@ import { CpuDecoder, GpuDecoder, makeConfig, randomWeights, storeWeights } from 
 import { attentionKernel } from "../gpu/attention/attention.ts";
 import { kvAppendKernel, kvCacheWords, packKvCache } from "../gpu/kv_cache.ts";
 import { stateWords } from "../gpu/state.ts";
-import { cachedAttention, compare, KvCache, Rng } from "../reference/mod.ts";
+import { packedBlockRows } from "../gpu/matmul/quant.ts";
+import { cachedAttention, compare, K_QUANT_FORMATS, KvCache, Rng } from "../reference/mod.ts";
 import { gpuTest } from "./_gpu.ts";
 
 const config = makeConfig({
@@ -54,6 +55,43 @@ gpuTest(
       const decoder = await GpuDecoder.create(gpu, wide, storeWeights(wide, weights, format), {
         maxBindingBytes: 16384,
       });
+      try {
+        const prompt = [1, 7, 599];
+        expect(compare(await decoder.prefill(prompt), await cpu.prefill(prompt)).nmse)
+          .toBeLessThan(1e-9);
+        expect(compare(await decoder.forward(4, 3), await cpu.forward(4, 3)).nmse)
+          .toBeLessThan(1e-9);
+      } finally {
+        decoder.destroy();
+      }
+    }
+  },
+);
+
+gpuTest(
+  "K-quant weights past the binding limit split into row blocks of whole super-blocks: the CPU reference's logits",
+  async (gpu) => {
+    // Rows of 256 values, one super-block: under 64 KiB bindings (the f32 embedding's 64-row
+    // blocks of 1 KiB rows) the 600-row classifier (86,400, 105,600 and 124,800 bytes in Q4_K,
+    // Q5_K, Q6_K) splits into 448 + 152, 320 + 280 and 256 + 256 + 88 rows.
+    const kConfig = makeConfig({
+      dim: 256,
+      hiddenDim: 256,
+      nLayers: 1,
+      nHeads: 8,
+      nKvHeads: 2,
+      vocabSize: 600,
+      maxSeqLen: 8,
+      sharedClassifier: false,
+    });
+    const weights = randomWeights(kConfig, 11);
+    for (const format of K_QUANT_FORMATS) {
+      expect(packedBlockRows(format, 600, 256, 65536)).toBe(
+        { q4_k: 448, q5_k: 320, q6_k: 256 }[format],
+      );
+      const stored = storeWeights(kConfig, weights, format);
+      const cpu = new CpuDecoder(kConfig, stored);
+      const decoder = await GpuDecoder.create(gpu, kConfig, stored, { maxBindingBytes: 65536 });
       try {
         const prompt = [1, 7, 599];
         expect(compare(await decoder.prefill(prompt), await cpu.prefill(prompt)).nmse)

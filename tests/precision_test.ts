@@ -12,7 +12,7 @@ import {
   weightsBytes,
 } from "../model/mod.ts";
 import { parameterCount } from "../model/weights.ts";
-import { compare, TENSOR_FORMATS } from "../reference/mod.ts";
+import { compare, isKQuantFormat, TENSOR_FORMATS } from "../reference/mod.ts";
 
 const config = makeConfig({
   dim: 64,
@@ -33,10 +33,10 @@ Deno.test("random weights drawn straight into a format equal the float32 ones st
     expect(direct.layers[1].wv.bytes).toEqual(stored.layers[1].wv.bytes);
     expect(direct.classifier.bytes).toEqual(stored.classifier.bytes);
     expect(direct.layers[0].ffnNorm).toEqual(stored.layers[0].ffnNorm);
-    expect(direct.layers[0].w2.format).toBe(
-      format === "f32" ? "f32" : format === "f16" ? "f16" : "f16",
-    );
-    expect(direct.layers[0].w1.format).toBe(format);
+    // w2's rows of 72 are not whole blocks: f16, and for a K-quant, not even rows of 32
+    expect(direct.layers[0].w2.format).toBe(format === "f32" ? "f32" : "f16");
+    // w1's rows of 64: whole 32-value blocks, not 256-value ones (a K-quant falls back to q8_0)
+    expect(direct.layers[0].w1.format).toBe(isKQuantFormat(format) ? "q8_0" : format);
     expect(weightsBytes(direct)).toBe(storedWeightBytes(config, format));
   }
   expect(storedWeightBytes(config, "f32")).toBe(parameterCount(config) * 4);
@@ -86,7 +86,7 @@ Deno.test("decoder precision options: KV bytes follow the format; bad names get 
   expect(new CpuDecoder(config, weights, { kvCache: true }).kvFormat).toBe("f32");
   expect(new CpuDecoder(config, weights, { kvCache: false }).kvCache).toBe(false);
   expect(() => new CpuDecoder(config, weights, { weights: "q5_1" as "f16" })).toThrow(
-    'weights: expected one of f32, f16, q8_0, q4_0, got "q5_1"',
+    'weights: expected one of f32, f16, q8_0, q4_0, q6_k, q5_k, q4_k, got "q5_1"',
   );
   expect(() => new CpuDecoder(config, weights, { kvCache: "q4_0" as "f16" })).toThrow(
     'kvCache: expected one of f32, f16, q8_0, got "q4_0"',
@@ -106,9 +106,9 @@ Deno.test("generate --weights --kv reports resident bytes; bad formats are usage
   expect(json.weightBytes).toBe(storedWeightBytes(preset("stories260K"), "q8_0"));
   expect(json.kvCacheBytes).toBe(2 * 5 * 32 * 2 * 3); // f16, sized to the run: 1 + 3 - 1 positions
   stderr = "";
-  expect(await generateMain([...args, "--weights", "q4_k"], io)).toBe(2);
+  expect(await generateMain([...args, "--weights", "q2_k"], io)).toBe(2);
   expect(stderr).toBe(
-    'generate: --weights: expected one of f32, f16, q8_0, q4_0, got "q4_k" (see --help)\n',
+    'generate: --weights: expected one of f32, f16, q8_0, q4_0, q6_k, q5_k, q4_k, got "q2_k" (see --help)\n',
   );
   stderr = "";
   expect(await generateMain([...args, "--kv", "f16", "--no-kv-cache"], io)).toBe(2);

@@ -104,14 +104,34 @@ Deno.test("q8_0 and q4_0 errors are half a step away from q4_0's clamped value",
   }
 });
 
-Deno.test("formats report their sizes: 4, 2, 34/32 and 18/32 bytes per value", () => {
-  expect(TENSOR_FORMATS.map(bytesPerValue)).toEqual([4, 2, 34 / 32, 18 / 32]);
-  expect(TENSOR_FORMATS.map((f) => formatBytes(f, 96))).toEqual([384, 192, 102, 54]);
+Deno.test("formats report their sizes: 4, 2, 34/32, 18/32, then 210, 176 and 144 per 256", () => {
+  expect(TENSOR_FORMATS).toEqual(["f32", "f16", "q8_0", "q4_0", "q6_k", "q5_k", "q4_k"]);
+  expect(TENSOR_FORMATS.map(bytesPerValue)).toEqual([
+    4,
+    2,
+    34 / 32,
+    18 / 32,
+    210 / 256,
+    176 / 256,
+    144 / 256,
+  ]);
+  expect(TENSOR_FORMATS.map((f) => formatBytes(f, 256))).toEqual([
+    1024,
+    512,
+    272,
+    144,
+    210,
+    176,
+    144,
+  ]);
+  expect(() => formatBytes("q6_k", 96)).toThrow(
+    "q6_k: value count must be a multiple of the 256-value block, got 96",
+  );
 });
 
 Deno.test("matvecQuantized equals the f32 matvec of the dequantized weights", () => {
   const rng = new Rng(5);
-  const [outDim, inDim] = [7, 96];
+  const [outDim, inDim] = [7, 256]; // whole K-quant super-blocks
   const w = rng.uniformArray(outDim * inDim);
   const x = rng.uniformArray(inDim);
   for (const format of TENSOR_FORMATS) {
@@ -120,10 +140,17 @@ Deno.test("matvecQuantized equals the f32 matvec of the dequantized weights", ()
     const want = matvec(dequantize(bytes, format, w.length), x, outDim, inDim);
     for (let r = 0; r < outDim; r++) expect(got[r]).toBeCloseTo(want[r], 6);
   }
-  // And the quantized product stays near the exact one.
+  // And the quantized product stays near the exact one: within Σ bound·|x| of each row.
   const exact = matvec(w, x, outDim, inDim);
-  const q4 = matvecQuantized(quantize(w, "q4_0"), "q4_0", x, outDim, inDim);
-  for (let r = 0; r < outDim; r++) expect(Math.abs(q4[r] - exact[r])).toBeLessThan(0.5);
+  for (const format of ["q4_0", "q4_k"] as const) {
+    const q4 = matvecQuantized(quantize(w, format), format, x, outDim, inDim);
+    const bound = quantizationErrorBound(w, format);
+    for (let r = 0; r < outDim; r++) {
+      let allowed = 0;
+      for (let c = 0; c < inDim; c++) allowed += bound[r * inDim + c] * Math.abs(x[c]);
+      expect(Math.abs(q4[r] - exact[r])).toBeLessThanOrEqual(allowed);
+    }
+  }
 });
 
 Deno.test("quantization rejects bad input with one clear error", () => {
@@ -145,7 +172,7 @@ Deno.test("quantization rejects bad input with one clear error", () => {
     "q4_0 bytes for 32 values: expected length 18, got 17",
   );
   expect(() => quantize(new Float32Array(1), "q5_1" as "q8_0")).toThrow(
-    'format: expected one of f32, f16, q8_0, q4_0, got "q5_1"',
+    'format: expected one of f32, f16, q8_0, q4_0, q6_k, q5_k, q4_k, got "q5_1"',
   );
   expect(() => matvecQuantized(new Uint8Array(34), "q8_0", new Float32Array(32), 2, 32)).toThrow(
     "expected length 68, got 34",

@@ -97,7 +97,7 @@ function cellRow(c: BatchCell): string {
 }
 
 const CELL_HEADER = [
-  "| backend | attention | layout | b | context | ms/step | tokens/s | weights read | K/V read | K/V share | FLOP/byte | GFLOP/s | GB/s | model ms | measured/model |",
+  "| backend | attention | layout | b | context | ms/step (GPU time where timed) | wall tokens/s | weights read | K/V read | K/V share | FLOP/byte | GFLOP/s | GB/s | model ms | measured/model |",
   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ];
 

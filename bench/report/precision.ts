@@ -10,6 +10,7 @@ import { TENSOR_FORMATS, type TensorFormat } from "../../reference/quantize.ts";
 
 const fmt = (n: number | undefined, digits = 2) => n === undefined ? "" : n.toFixed(digits);
 const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 3 : 1);
+const exp = (n: number) => n === 0 ? "0" : n.toExponential(1);
 
 /**
  * The precision table as Markdown: one row per shape, backend and precision pair.
@@ -21,28 +22,34 @@ const mib = (n: number) => (n / 2 ** 20).toFixed(n < 2 ** 20 ? 3 : 1);
  */
 export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
   const lines = [
-    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 | bytes ratio | read ceiling | weights MiB | KV KiB/position | logit NMSE | top-1 | perplexity ratio |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 | bytes ratio | read ceiling | weights MiB | KV KiB/position | mean KL [95% CI] | KL p99 | KL max | same top-1 | Δp f32 top | logit NMSE | perplexity (f32) |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const c of cells) {
     const time = c.msPerToken === undefined
       ? `not run: ${c.skipped}`
       : `${fmt(c.msPerToken)} (${fmt(c.spread![0])}–${fmt(c.spread![1])})`;
+    // Perplexity only where it means something: a real model over a real text.
+    const perplexity = c.perplexity === undefined
+      ? ""
+      : `${fmt(c.perplexity, 4)} (${fmt(c.f32Perplexity, 4)})`;
     lines.push(
       `| ${c.shape} | ${c.backend} | ${c.weights} | ${c.kv} | ${time} | ${
         c.speedup ? `${fmt(c.speedup)}x` : ""
       } | ${fmt(c.bytesRatio)}x | ${
         c.readCeilingFraction === undefined ? "" : `${(100 * c.readCeilingFraction).toFixed(0)}%`
-      } | ${mib(c.weightBytes)} | ${fmt(c.kvBytesPerPosition / 1024, 1)} | ${
-        c.nmse === 0 ? "0" : c.nmse.toExponential(1)
-      } | ${fmt(c.top1, 3)} | ${fmt(c.perplexityRatio, 4)} |`,
+      } | ${mib(c.weightBytes)} | ${fmt(c.kvBytesPerPosition / 1024, 1)} | ${exp(c.kl.mean)} [${
+        exp(c.kl.low)
+      }, ${exp(c.kl.high)}] | ${exp(c.klP99)} | ${exp(c.klMax)} | ${fmt(c.sameTop1, 3)} | ${
+        exp(c.topDeltaP)
+      } | ${exp(c.nmse)} | ${perplexity} |`,
     );
   }
   return lines.join("\n") + "\n";
 }
 
 /**
- * Speed against accuracy, one point per precision pair: x the logit NMSE against f32 (log
+ * Speed against accuracy, one point per precision pair: x the mean KL divergence from f32 (log
  * scale; f32/f32 at the left edge), y the speedup against f32; one panel per shape and
  * backend.
  *
@@ -54,12 +61,19 @@ export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
 export function precisionChart(cells: readonly PrecisionCell[]): string {
   const panels = [...new Set(cells.map((c) => `${c.shape} · ${c.backend}`))];
   const [w, h, pad] = [360, 240, 48];
-  const width = Math.max(1, panels.length) * w;
+  // Room for the panels and for the legend's one line (a weight and a KV format each 90 px).
+  const width = Math.max(
+    Math.max(1, panels.length) * w,
+    (TENSOR_FORMATS.length + KV_FORMATS.length) * 90 + 20,
+  );
   const colors: Record<TensorFormat, string> = {
     f32: "#444444",
     f16: "#1f77b4",
     q8_0: "#2ca02c",
     q4_0: "#d62728",
+    q6_k: "#9467bd",
+    q5_k: "#8c564b",
+    q4_k: "#ff7f0e",
   };
   const shapesOf: Record<KvFormat, (x: number, y: number, color: string) => string> = {
     f32: (x, y, c) => `<circle cx="${x}" cy="${y}" r="5" fill="${c}"/>`,
@@ -67,15 +81,15 @@ export function precisionChart(cells: readonly PrecisionCell[]): string {
     q8_0: (x, y, c) =>
       `<path d="M${x} ${y - 6}L${x + 6} ${y + 5}L${x - 6} ${y + 5}Z" fill="${c}"/>`,
   };
-  const nmses = cells.filter((c) => c.nmse > 0).map((c) => Math.log10(c.nmse));
-  const [lo, hi] = [Math.floor(Math.min(-8, ...nmses)) - 1, Math.ceil(Math.max(-1, ...nmses))];
+  const kls = cells.filter((c) => c.kl.mean > 0).map((c) => Math.log10(c.kl.mean));
+  const [lo, hi] = [Math.floor(Math.min(-8, ...kls)) - 1, Math.ceil(Math.max(-1, ...kls))];
   const parts: string[] = [];
   panels.forEach((panel, p) => {
     const ox = p * w;
     const mine = cells.filter((c) => `${c.shape} · ${c.backend}` === panel && c.speedup);
     const maxSpeedup = Math.max(1.5, ...mine.map((c) => c.speedup!)) * 1.1;
     const x = (c: PrecisionCell) =>
-      ox + pad + ((c.nmse > 0 ? Math.log10(c.nmse) : lo) - lo) / (hi - lo) * (w - 2 * pad);
+      ox + pad + ((c.kl.mean > 0 ? Math.log10(c.kl.mean) : lo) - lo) / (hi - lo) * (w - 2 * pad);
     const y = (s: number) => h - pad - s / maxSpeedup * (h - 2 * pad);
     parts.push(
       `<text x="${ox + w / 2}" y="18" text-anchor="middle" font-weight="bold">${panel}</text>`,
@@ -88,7 +102,9 @@ export function precisionChart(cells: readonly PrecisionCell[]): string {
       `<text x="${ox + pad - 4}" y="${pad + 4}" text-anchor="end">${fmt(maxSpeedup, 1)}x</text>`,
       `<text x="${ox + pad}" y="${h - pad + 16}">${lo === Math.floor(lo) ? "f32" : ""}</text>`,
       `<text x="${ox + w - pad}" y="${h - pad + 16}" text-anchor="end">1e${hi}</text>`,
-      `<text x="${ox + w / 2}" y="${h - 8}" text-anchor="middle">logit NMSE vs f32 (log)</text>`,
+      `<text x="${ox + w / 2}" y="${
+        h - 8
+      }" text-anchor="middle">mean KL divergence from f32 (log)</text>`,
     );
     for (const c of mine) parts.push(shapesOf[c.kv](x(c), y(c.speedup!), colors[c.weights]));
   });
@@ -98,11 +114,10 @@ export function precisionChart(cells: readonly PrecisionCell[]): string {
         30 + i * 90
       }" y="${h + 18}">weights ${f}</text>`
     ),
-    ...KV_FORMATS.map((f, i) =>
-      `${shapesOf[f](400 + i * 90, h + 14, "#888")}<text x="${410 + i * 90}" y="${
-        h + 18
-      }">KV ${f}</text>`
-    ),
+    ...KV_FORMATS.map((f, i) => {
+      const at = 20 + (TENSOR_FORMATS.length + i) * 90;
+      return `${shapesOf[f](at, h + 14, "#888")}<text x="${at + 10}" y="${h + 18}">KV ${f}</text>`;
+    }),
   ];
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
     h + 30

@@ -1,21 +1,29 @@
 /**
- * The benchmark's results: the versioned JSON document, the speedups set beside the time
- * model's predictions, the stdout tables, the Markdown report and the charts. Every time is a
- * median with its min-max range; every ratio is a ratio of medians with its range.
+ * The benchmark's results: the versioned JSON document (every raw sample), the speedups set
+ * beside the time model's predictions, the stdout tables, the Markdown report and the charts.
+ * Every time is a median with its min-max range; every speedup is a ratio of medians with its
+ * seeded bootstrap 95% interval, a difference only where the interval excludes 1.
  *
  * @module
  */
 import type { BatchAxis } from "../batch.ts";
-import { batchChartFiles, batchMarkdown, batchReadme } from "./batch.ts";
+import { batchChartFiles, batchMarkdown } from "./batch.ts";
 import { barChart, lineChart, PALETTE } from "./svg.ts";
 import type { Backend, KernelResult } from "../measure.ts";
 import type { CheckResult, DecoderCell, RejectedVariant, SkippedSeries } from "../matrix.ts";
 import type { Roofline } from "../probes.ts";
-import { ratioOfMedians, type RatioRange } from "../stats.ts";
-import type { Spread } from "../../gpu/timing.ts";
+import { bootstrapRatio, type RatioInterval } from "../stats.ts";
+import type { Spread, Timing } from "../../gpu/timing.ts";
+import type { AttentionAblation } from "../ablation.ts";
+import type { SyncCosts } from "../sync_cost.ts";
+import { ablationMarkdown, ablationSentence, decodeFits } from "./ablation.ts";
 
-/** Version of the JSON layout; bump when fields change meaning. */
-export const RESULTS_SCHEMA = 2;
+/**
+ * Version of the JSON layout; bump when fields change meaning. 3: wall-clock headlines (decode
+ * of 32 tokens per call), every raw sample, bootstrap intervals, the attention ablation and the
+ * WebGPU synchronisation costs.
+ */
+export const RESULTS_SCHEMA = 3;
 
 /** One CPU cache, from `/sys/devices/system/cpu/cpu0/cache/`. */
 export interface CacheInfo {
@@ -81,8 +89,8 @@ export interface Speedup {
   context: number;
   /** Mean timed position. */
   meanPosition: number;
-  /** Ratio of median ms/token, baseline over variant, with its range. */
-  measured: RatioRange;
+  /** Ratio of median wall ms/token, baseline over variant, with its bootstrap 95% interval. */
+  measured: RatioInterval;
   /** The time model's ratio. */
   predicted: number;
   /** FLOPs ratio. */
@@ -129,7 +137,7 @@ export interface RunSettings {
   reps: number;
   /** Contexts asked for. */
   contexts: number[];
-  /** Positions per decode sample. */
+  /** Positions per cached decode sample (one call; recompute samples time 2 at the same mean). */
   decodePositions: number;
   /** Per-cell budget, seconds. */
   cellBudgetS: number;
@@ -173,6 +181,10 @@ export interface BenchResults {
   peers?: PeerRow[];
   /** The batch axis: batched decode steps by batch size, attention and KV layout. */
   batch?: BatchAxis;
+  /** The controlled GQA/MQA ablation: attention alone by context. */
+  ablation?: AttentionAblation;
+  /** WebGPU wall cost of one submit and one read-back, when WebGPU ran. */
+  syncCosts?: SyncCosts;
 }
 
 /**
@@ -203,6 +215,13 @@ export function parseResults(text: string, file: string): BenchResults {
         `measured ceilings; run the benchmark again`,
     );
   }
+  if (results.schema === 2) {
+    throw new Error(
+      `${file}: schema 2 (summaries only, GPU-time headlines of 2-position decode calls, ` +
+        `min-max "within noise" verdicts) cannot be re-rendered as schema ${RESULTS_SCHEMA}: ` +
+        `its cells lack the raw samples the bootstrap intervals need; run the benchmark again`,
+    );
+  }
   if (results.schema !== RESULTS_SCHEMA) {
     throw new Error(`${file}: expected results schema ${RESULTS_SCHEMA}, got ${results.schema}`);
   }
@@ -221,12 +240,32 @@ export function parseResults(text: string, file: string): BenchResults {
   ) {
     if (results[field] === undefined) throw new Error(`${file}: missing field "${field}"`);
   }
+  for (const field of ["kernels", "cells", "speedups", "checks", "rejected", "skipped"] as const) {
+    if (!Array.isArray(results[field])) {
+      throw new Error(`${file}: field "${field}": expected an array, got ${typeof results[field]}`);
+    }
+  }
+  results.cells!.forEach((cell, i) => {
+    const raw = (cell as Partial<DecoderCell>).timing?.samples?.wallMs;
+    if (!Array.isArray(raw) || raw.length === 0 || raw.some((x) => !Number.isFinite(x))) {
+      throw new Error(
+        `${file}: cells[${i}].timing.samples.wallMs: expected an array of finite raw samples, ` +
+          `got ${JSON.stringify(raw)}`,
+      );
+    }
+  });
   return results as BenchResults;
+}
+
+/** A cell's raw wall ms/token samples (its median alone where they were not kept). */
+function rawWallMs(cell: DecoderCell): number[] {
+  return cell.timing.samples?.wallMs ?? [cell.msPerToken.median];
 }
 
 /**
  * Speedups of the KV cache over recompute and of each GQA/MQA variant over MHA, wherever both
- * decode cells were measured: ratios of medians with ranges, beside the time model's ratio.
+ * decode cells were measured: ratios of median wall ms/token with seeded bootstrap 95%
+ * intervals over their raw samples, beside the time model's ratio.
  */
 export function computeSpeedups(cells: readonly DecoderCell[]): Speedup[] {
   const decode = cells.filter((c) => c.phase === "decode");
@@ -241,7 +280,7 @@ export function computeSpeedups(cells: readonly DecoderCell[]): Speedup[] {
     comparison,
     context: variant.context,
     meanPosition: variant.meanPosition,
-    measured: ratioOfMedians(baseline.msPerToken, variant.msPerToken),
+    measured: bootstrapRatio(rawWallMs(baseline), rawWallMs(variant)),
     predicted: baseline.predictedMs / variant.predictedMs,
     flopsRatio: baseline.flopsPerToken / variant.flopsPerToken,
     bytesRatio: baseline.bytesPerToken / variant.bytesPerToken,
@@ -294,17 +333,18 @@ export function formatSpread(s: Spread | undefined, digits = 3): string {
 }
 
 /**
- * "1.43x [1.21-1.66]", with "within noise" when the ranges overlap.
+ * "1.43x [1.21-1.66]" (the ratio and its interval), with "(no difference)" when the interval
+ * includes 1.
  *
  * @example
  * ```ts
  * import { formatRatio } from "./report.ts";
- * const text = formatRatio({ ratio: 1.1, lo: 0.9, hi: 1.3, withinNoise: true });
- * if (text !== "1.10x [0.900-1.30] within noise") throw new Error(text);
+ * const r = { ratio: 1.1, lo: 0.9, hi: 1.3, confidence: 0.95, resamples: 2000, differs: false };
+ * if (formatRatio(r) !== "1.10x [0.900-1.30] (no difference)") throw new Error(formatRatio(r));
  * ```
  */
-export function formatRatio(r: RatioRange): string {
-  return `${n(r.ratio)}x [${n(r.lo)}-${n(r.hi)}]${r.withinNoise ? " within noise" : ""}`;
+export function formatRatio(r: RatioInterval): string {
+  return `${n(r.ratio)}x [${n(r.lo)}-${n(r.hi)}]${r.differs ? "" : " (no difference)"}`;
 }
 
 const mib = (bytes: number) => `${n(bytes / 2 ** 20)} MiB`;
@@ -330,7 +370,11 @@ function decodeTable(results: BenchResults, markdown: boolean): string {
       kib(first.kvBytesPerToken),
       ...contexts.map((ctx) => {
         const cell = series.find((c) => c.context === ctx);
-        return cell ? formatSpread(cell.msPerToken) + (cell.fitsInLlc ? LLC_MARK : "") : "";
+        return cell
+          ? formatSpread(cell.msPerToken) +
+            (cell.gpuMsPerToken ? ` (GPU ${n(cell.gpuMsPerToken.median)})` : "") +
+            (cell.fitsInLlc ? LLC_MARK : "")
+          : "";
       }),
     ];
   });
@@ -359,7 +403,7 @@ function cellsTable(results: BenchResults, markdown: boolean): string {
     c.execution,
     `${c.positions[0]}..${c.positions[1]}`,
     formatSpread(c.msPerToken),
-    c.timing.gpuMs ? formatSpread(c.timing.wallMs) : "-",
+    formatSpread(c.gpuMsPerToken),
     formatSpread(c.tokensPerSecond),
     mib(c.weightBytesPerToken),
     mib(c.kvTrafficPerToken),
@@ -378,8 +422,8 @@ function cellsTable(results: BenchResults, markdown: boolean): string {
       "phase",
       "execution",
       "positions",
-      "ms/token",
-      "wall ms/token (when GPU-timed)",
+      "wall ms/token",
+      "GPU-timestamp ms/token",
       "tokens/s",
       "weights/token",
       "K/V/token",
@@ -414,7 +458,7 @@ function speedupTable(results: BenchResults, markdown: boolean): string {
       "backend",
       "comparison",
       "position",
-      "measured",
+      "measured (95% CI)",
       "model",
       "measured/model",
       "FLOPs",
@@ -540,13 +584,38 @@ export function machineLine(results: BenchResults): string {
     adapter + (m.gitCommit ? `; commit ${m.gitCommit}` : "");
 }
 
-function settingsLine(results: BenchResults): string {
+/** How the run measured, in one line. */
+export function settingsLine(results: BenchResults): string {
   const s = results.settings;
   return `${s.reps} samples per cell (up to ${2 * s.reps} where they spread over 25% of the ` +
-    `median), variants of a context interleaved round-robin; decode ` +
-    `samples time ${s.decodePositions} positions; batches of at least ${s.minBatchMs.cpu} ms ` +
-    `(CPU) and ${s.minBatchMs.webgpu} ms (WebGPU); figures are median [min-max]; ` +
-    `"(LLC)" marks a working set that fits in the last-level cache`;
+    `median, the cells compared with them sampled alike), variants of a context interleaved ` +
+    `round-robin; ms/token and tokens/s are wall-clock: a cached decode sample is one call ` +
+    `decoding ${s.decodePositions} tokens (WebGPU: GPU-resident \`generate\`), a recompute ` +
+    `sample 2 positions at the same mean; GPU-timestamp time beside it as "GPU"; batches of at ` +
+    `least ${s.minBatchMs.cpu} ms (CPU) and ${s.minBatchMs.webgpu} ms (WebGPU); figures are ` +
+    `median [min-max]; speedups are ratios of medians [bootstrap 95% interval, 2000 seeded ` +
+    `resamples], a difference only where the interval excludes 1; "(LLC)" marks a working set ` +
+    `that fits in the last-level cache`;
+}
+
+/** Whether a submit, a read-back and a bare map cost the same within 10% (medians). */
+function sameCost(costs: SyncCosts): boolean {
+  const medians = [costs.submit, costs.readBack, costs.mapAsync].map((t) => t.wallMs.median);
+  return Math.max(...medians) <= 1.1 * Math.min(...medians);
+}
+
+/** The WebGPU synchronisation costs, one table. */
+function syncCostTable(costs: SyncCosts, markdown: boolean): string {
+  const row = (what: string, t: Timing) => [what, formatSpread(t.wallMs), `${t.wallMs.n}`];
+  return table(
+    ["WebGPU call", "wall ms per call", "samples"],
+    [
+      row("one submit, waited for (empty pass, onSubmittedWorkDone)", costs.submit),
+      row("one read-back of 4 bytes (copy, submit, mapAsync)", costs.readBack),
+      row("mapAsync alone (nothing submitted)", costs.mapAsync),
+    ],
+    markdown,
+  );
 }
 
 /** The stdout summary. */
@@ -558,10 +627,25 @@ export function formatText(results: BenchResults): string {
     "roofline (measured):",
     rooflineTable(results, false),
     "",
-    "decode ms/token by mean position:",
+    "decode wall ms/token by mean position:",
     decodeTable(results, false),
+    ...(results.syncCosts
+      ? ["", "WebGPU synchronisation (wall):", syncCostTable(results.syncCosts, false)]
+      : []),
     "",
-    "speedups (ratio of medians [range] vs the time model):",
+    "GQA/MQA ablation:",
+    ...[...new Set(results.cells.map((c) => c.backend))].map((backend) =>
+      `  ${
+        ablationSentence(
+          results.ablation,
+          decodeFits(results.cells),
+          backend,
+          headlineShape(results),
+        )
+      }`
+    ),
+    "",
+    "speedups (ratio of medians [bootstrap 95% interval] vs the time model):",
     speedupTable(results, false),
     "",
     "kernels:",
@@ -649,7 +733,7 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     `Measured ${results.date} (${n(results.elapsedS / 60)} min) on: ${machineLine(results)}.`,
     "",
     `Method: ${settingsLine(results)}. GPU times come from timestamp queries where the adapter ` +
-    "has them (wall time beside them); GB/s and roofline fractions divide by the backend's " +
+    "has them (beside the wall time, never instead of it); GB/s and roofline fractions divide by the backend's " +
     "measured read-stream bandwidth; the time model is `max(FLOPs / peak, bytes / read " +
     "bandwidth) + dispatches × per-dispatch cost`.",
     "",
@@ -657,7 +741,7 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "",
     rooflineTable(results, true),
     "",
-    "## Decode ms/token by mean position",
+    "## Decode wall ms/token by mean position",
     "",
     `${llcCells} of ${results.cells.length} cells have a working set (weights plus K/V cache) ` +
     "that fits in the last-level cache (marked (LLC)): their bytes/s are not DRAM bandwidth.",
@@ -665,10 +749,30 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     decodeTable(results, true),
     "",
     ...charts.filter((c) => c.startsWith("decode_")).map((c) => `![${c}](${c})\n`),
+    ...(results.syncCosts
+      ? [
+        "## WebGPU synchronisation costs",
+        "",
+        "What a WebGPU decode pays per call besides its passes, wall-clock: a 32-token " +
+        "`generate` pays two submits and one read-back, a one-token step one of each per token.",
+        "",
+        syncCostTable(results.syncCosts, true),
+        "",
+        ...(sameCost(results.syncCosts)
+          ? [
+            "The three cost the same within 10%: the wait (the runtime's completion polling), not " +
+            "the work, sets the price of every synchronisation.",
+            "",
+          ]
+          : []),
+      ]
+      : []),
+    ablationMarkdown(results.ablation, results.cells, headlineShape(results)),
     "## Speedups: measured beside the time model",
     "",
-    'Ratios of medians with the range their samples allow; "within noise" where the two ' +
-    "ranges overlap. FLOPs, bytes (weights plus K/V) and K/V-only bytes ratios beside them.",
+    "Ratios of median wall ms/token with their bootstrap 95% interval (2000 seeded resamples " +
+    'of each side\'s raw samples, percentile); "(no difference)" where the interval includes 1. ' +
+    "FLOPs, bytes (weights plus K/V) and K/V-only bytes ratios beside them.",
     "",
     speedupTable(results, true),
     "",
@@ -731,62 +835,15 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
 }
 
 /**
- * The README's results section, generated from one run: the machine line from its metadata,
- * the roofline, attention-heavy's (or the first shape's) cached decode by position, the
- * speedups with their ranges, the peers, and which comparisons the last-level cache affects.
+ * The shape the headline is about: `attention-heavy` where measured, else the first shape.
+ *
+ * @example
+ * ```ts ignore
+ * headlineShape(results); // "attention-heavy"
+ * ```
  */
-export function formatReadmeSection(results: BenchResults): string {
-  const shape = results.cells.some((c) => c.shape === "attention-heavy")
+export function headlineShape(results: BenchResults): string {
+  return results.cells.some((c) => c.shape === "attention-heavy")
     ? "attention-heavy"
-    : results.cells[0]?.shape;
-  const subset: BenchResults = {
-    ...results,
-    cells: results.cells.filter((c) => c.shape === shape && c.cache === "kv-cache"),
-  };
-  const llcBound = results.speedups.filter((s) => s.fitsInLlc.some(Boolean));
-  const split = llcBound.filter((s) => s.fitsInLlc[0] !== s.fitsInLlc[1]);
-  const noisy = results.speedups.filter((s) => s.measured.withinNoise);
-  const llcLine = results.machine.llcBytes === 0
-    ? "The last-level cache size was not readable: no cell is flagged."
-    : llcBound.length === 0
-    ? "No compared cell fits in the last-level cache: every bytes/s figure is memory traffic."
-    : `${llcBound.length} of ${results.speedups.length} comparisons involve a working set that ` +
-      `fits in the ${mib(results.machine.llcBytes)} last-level cache (` +
-      (split.length
-        ? `${split.length} where only the variant fits, so part of its speedup is a cache cliff`
-        : "on both sides alike") +
-      "): their bytes/s are cache bandwidth, and the read-stream ceiling (DRAM) does not bound them.";
-  return [
-    "## Results",
-    "",
-    `Measured ${results.date.slice(0, 10)} by \`deno task bench${results.quick ? " --quick" : ""}` +
-    `${results.peers ? " --llama2c ..." : ""}\` on: ${machineLine(results)}. ` +
-    `Method: ${settingsLine(results)}. Full report: ` +
-    "[bench/results/report.md](bench/results/report.md); every sample: " +
-    "[bench/results/results.json](bench/results/results.json).",
-    "",
-    "Measured ceilings (the roofline every fraction divides by is the read stream):",
-    "",
-    rooflineTable(results, true),
-    "",
-    `Decode ms/token of \`${shape}\` with a KV cache, by mean position:`,
-    "",
-    decodeTable(subset, true),
-    "",
-    `KV cache vs recompute (MHA), and GQA/MQA vs MHA on \`${shape}\`: ratios of median ms/token ` +
-    "with their range, the time model's ratio beside them:",
-    "",
-    speedupTable({
-      ...results,
-      speedups: results.speedups.filter((s) =>
-        s.shape === shape &&
-        (s.comparison === "KV cache vs recompute (MHA)" || s.comparison.endsWith(" vs MHA"))
-      ),
-    }, true),
-    "",
-    `All speedups are in the full report. ${noisy.length} of ${results.speedups.length} comparisons are within noise. ${llcLine}`,
-    ...(results.peers ? ["", "Beside llama2.c:", "", peerTable(results, true)] : []),
-    ...(results.batch ? ["", batchReadme(results.batch)] : []),
-    "",
-  ].join("\n");
+    : results.cells[0]?.shape ?? "";
 }

@@ -33,9 +33,12 @@ import type { GpuPackedMatrix, GpuWeightFormat } from "./quant.ts";
 import { checkInteger } from "../../reference/checks.ts";
 import { DEFAULT_NORM_EPS } from "../../reference/norm.ts";
 
+/** Weight formats the packed projections read (K-quants use `kquant.ts`'s matmul). */
+export type PackedFormat = "f16" | "q8_0" | "q4_0";
+
 /** Shape of a packed projection. */
 export interface PackedProjectionShape {
-  /** The weights' format. */
+  /** The weights' format (any GPU format; variants apply to the {@linkcode PackedFormat}s). */
   format: GpuWeightFormat;
   /** Tokens. */
   rows: number;
@@ -106,6 +109,8 @@ export function hasPackedDot(): boolean {
   return gpu?.wgslLanguageFeatures?.has("packed_4x8_integer_dot_product") ?? false;
 }
 
+const PACKED_FORMATS: readonly string[] = ["f16", "q8_0", "q4_0"];
+
 function packedVariant(
   name: string,
   activations: "q8" | "f32",
@@ -122,6 +127,7 @@ function packedVariant(
     dot,
     features,
     applies: (shape, device) => {
+      if (!PACKED_FORMATS.includes(shape.format)) return false;
       if (activations === "q8" && shape.format === "f16") return false;
       if (shaderF16 && shape.format !== "f16") return false;
       if (shape.format !== "f16" && shape.inDim % 32 !== 0) return false;

@@ -1,8 +1,8 @@
 /**
  * Registry entries of the matmul family: the plain and split-K matmul, the projection family (every
  * layout of `projection.ts` with each epilogue and the RMSNorm prologue, against the reference
- * functions composed the unfused way) and the f16/Q8_0/Q4_0-weight matmuls, each against its
- * `reference/` oracle. No Deno APIs: these run in a browser too.
+ * functions composed the unfused way) and the f16/Q8_0/Q4_0/K-quant-weight matmuls, each against
+ * its `reference/` oracle. No Deno APIs: these run in a browser too.
  *
  * @module
  */
@@ -18,10 +18,12 @@ import { matmulDispatches, uploadMatrix } from "./matmul.ts";
 import { PROJECTION_VARIANTS, projectionKernel } from "./projection.ts";
 import {
   type GpuWeightFormat,
+  kQuantCooperativeFits,
   packedRowBlocks,
   packMatrix,
   quantMatmulDispatches,
 } from "./quant.ts";
+import type { KQuantLayout } from "./kquant.ts";
 import {
   PACKED_PROJECTION_VARIANTS,
   packedProjectionKernel,
@@ -33,6 +35,7 @@ import {
   quantizeActivations,
 } from "../../reference/q8_activations.ts";
 import {
+  type DeviceCapabilities,
   type KernelPair,
   type KernelVariant,
   type PairBuffers,
@@ -43,6 +46,13 @@ import { createState } from "../state.ts";
 import { matmul } from "../../reference/matmul.ts";
 import { rmsNorm } from "../../reference/norm.ts";
 import { formatBytes, matvecQuantized, quantize } from "../../reference/quantize.ts";
+import {
+  K_BLOCK_BYTES,
+  K_SUPER_BLOCK,
+  kQuantBytes,
+  type KQuantFormat,
+} from "../../reference/kquants.ts";
+import { f32ToF16Bits } from "../../reference/f16.ts";
 import { Rng } from "../../reference/random.ts";
 import { rope, type RopeLayout, ropeTable } from "../../reference/rope.ts";
 import { siluMul } from "../../reference/swiglu.ts";
@@ -404,9 +414,12 @@ function quantMatmulPair(
   format: GpuWeightFormat,
   conformance: QuantMatmulPairShape[],
 ): KernelPair<QuantMatmulPairShape, QuantMatmulInputs> {
-  const variant = (name: string, shaderF16: boolean) => ({
+  const variant = (name: string, shaderF16: boolean, kQuantLayout?: KQuantLayout) => ({
     name,
     features: shaderF16 ? ["shader-f16" as GPUFeatureName] : undefined,
+    applies: kQuantLayout === "cooperative"
+      ? (_: QuantMatmulPairShape, device: DeviceCapabilities) => kQuantCooperativeFits(device)
+      : undefined,
     record: (
       gpu: Gpu,
       { rows, outDim, inDim }: QuantMatmulPairShape,
@@ -430,10 +443,11 @@ function quantMatmulPair(
           bytes: packed.weights.byteLength + packed.scales.byteLength,
         },
         { rows, x: buffers.input(x), out: buffers.output(rows * outDim) },
-        { shaderF16 },
+        { shaderF16, kQuantLayout },
       );
     },
   });
+  const kQuant = format === "q4_k" || format === "q5_k" || format === "q6_k" ? format : undefined;
   return {
     family: `matmul ${format}`,
     kernel: ({ rows }) => `${rows === 1 ? "matvec" : "matmul"} ${format}`,
@@ -441,7 +455,9 @@ function quantMatmulPair(
     inputs({ rows, outDim, inDim }) {
       const rng = new Rng(outDim * 17 + inDim);
       return {
-        w: quantize(rng.uniformArray(outDim * inDim), format),
+        w: kQuant
+          ? randomKQuantBlocks(rng, kQuant, outDim * inDim)
+          : quantize(rng.uniformArray(outDim * inDim), format),
         x: rng.uniformArray(rows * inDim),
       };
     },
@@ -455,20 +471,22 @@ function quantMatmulPair(
     },
     conformance,
     bench: {
-      quick: [{ rows: 1, outDim: 768, inDim: 288 }],
+      quick: [{ rows: 1, outDim: 768, inDim: kQuant ? 768 : 288 }],
       full: [{ rows: 1, outDim: 5632, inDim: 2048 }, { rows: 1, outDim: 2048, inDim: 5632 }],
     },
     bytes: ({ rows, outDim, inDim }) =>
       formatBytes(format, outDim * inDim) + 4 * (rows * inDim + rows * outDim),
     flops: ({ rows, outDim, inDim }) => 2 * rows * outDim * inDim,
     tolerance: PRODUCT,
-    variants: [
-      variant("default", false),
-      ...(format === "f16" ? [variant("shader-f16", true)] : []),
-      ...PACKED_PROJECTION_VARIANTS.filter((v) =>
-        format === "f16" ? v.activations === "f32" : v.features.length === 0
-      ).map((v) => packedMatmulVariant(format, v)),
-    ],
+    variants: kQuant
+      ? [variant("row", false, "row"), variant("coop64", false, "cooperative")]
+      : [
+        variant("default", false),
+        ...(format === "f16" ? [variant("shader-f16", true)] : []),
+        ...PACKED_PROJECTION_VARIANTS.filter((v) =>
+          format === "f16" ? v.activations === "f32" : v.features.length === 0
+        ).map((v) => packedMatmulVariant(format, v)),
+      ],
   };
 }
 
@@ -522,6 +540,28 @@ function packedMatmulVariant(
       });
     },
   };
+}
+
+/**
+ * `count` values of random valid `format` super-blocks: random quant and scale bytes, every f16
+ * scale a random value sized so that the weights span about [-1, 1] (the bit patterns a
+ * quantizer seldom makes, such as 6-bit scales with their top bits set, included).
+ */
+function randomKQuantBlocks(rng: Rng, format: KQuantFormat, count: number): Uint8Array {
+  const bytes = new Uint8Array(kQuantBytes(format, count));
+  for (let i = 0; i < bytes.length; i++) bytes[i] = rng.nextUint32() & 0xff;
+  const blockBytes = K_BLOCK_BYTES[format];
+  // Largest scale times largest quant: 63·15 (q4_k), 63·31 (q5_k), 128·32 (q6_k).
+  const reach = format === "q4_k" ? 945 : format === "q5_k" ? 1953 : 4096;
+  const fields = format === "q6_k" ? [208] : [0, 2];
+  for (let b = 0; b < count / K_SUPER_BLOCK; b++) {
+    for (const at of fields) {
+      const bits = f32ToF16Bits(rng.uniform(0, 1) / reach);
+      bytes[b * blockBytes + at] = bits & 0xff;
+      bytes[b * blockBytes + at + 1] = bits >> 8;
+    }
+  }
+  return bytes;
 }
 
 const BLOCK_SHAPES: QuantMatmulPairShape[] = [
@@ -694,3 +734,28 @@ export const PACKED_PROJECTION_PAIR: KernelPair<
   tolerance: FUSED,
   variants: PACKED_PROJECTION_VARIANTS.map(packedProjectionPairVariant),
 };
+/**
+ * K-quant shapes: one super-block, odd row counts, real widths (stories15M's and
+ * stories110M's FFN, Llama-2-7B's 4096 and 11008), prefill.
+ */
+const K_QUANT_SHAPES: QuantMatmulPairShape[] = [
+  { rows: 1, outDim: 1, inDim: 256 },
+  { rows: 1, outDim: 7, inDim: 768 },
+  { rows: 1, outDim: 65, inDim: 1024 },
+  { rows: 1, outDim: 288, inDim: 768 },
+  { rows: 1, outDim: 77, inDim: 4096 },
+  { rows: 1, outDim: 3, inDim: 11008 },
+  { rows: 7, outDim: 33, inDim: 512 },
+];
+
+/** Matmul over Q4_K weights, read as stored (`row` and `cooperative` layouts). */
+export const MATMUL_Q4_K_PAIR: KernelPair<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantMatmulPair("q4_k", K_QUANT_SHAPES);
+
+/** Matmul over Q5_K weights, read as stored. */
+export const MATMUL_Q5_K_PAIR: KernelPair<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantMatmulPair("q5_k", K_QUANT_SHAPES);
+
+/** Matmul over Q6_K weights, read as stored. */
+export const MATMUL_Q6_K_PAIR: KernelPair<QuantMatmulPairShape, QuantMatmulInputs> =
+  quantMatmulPair("q6_k", K_QUANT_SHAPES);

@@ -1,8 +1,8 @@
 /**
  * Matrix–vector and matrix–matrix products over low-precision weights: `out[t] = W · x[t]` with
- * `W (outDim, inDim)` stored as f16, Q8_0 or Q4_0, `x` and `out` f32. Each weight is
- * dequantized in registers and accumulated in f32, so the kernel reads 2, 1.0625 or 0.5625
- * bytes per weight instead of 4.
+ * `W (outDim, inDim)` stored as f16, Q8_0, Q4_0 or a K-quant (Q6_K, Q5_K, Q4_K), `x` and `out`
+ * f32. Each weight is dequantized in registers and accumulated in f32, so the kernel reads 2,
+ * 1.0625, 0.5625 (or 0.82, 0.69, 0.56) bytes per weight instead of 4.
  *
  * GPU layouts (what {@linkcode packMatrix} builds from GGUF's bytes):
  * - `f16`: rows of halves, two per `u32` (low half first), each row padded to an even count;
@@ -11,15 +11,20 @@
  * - `q8_0`, `q4_0`: the blocks' quants, contiguous (8 or 4 words per 32 values, in GGUF's byte
  *   order: for Q4_0 a word's low nibbles are values 4k..4k+3 of the block, its high nibbles
  *   values 16+4k..), and the blocks' f16 scales apart, two per `u32`. Moving the 2-byte scales
- *   out keeps every quant word 4-byte aligned (GGUF's 34- and 18-byte blocks are not).
+ *   out keeps every quant word 4-byte aligned (GGUF's 34- and 18-byte blocks are not);
+ * - the K-quants: GGUF's super-blocks as words, Q6_K's f16 scales apart (see `kquant.ts`, whose
+ *   kernels come in a `row` and a `cooperative` layout).
  *
  * @module
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../device.ts";
 import { QUANT_BLOCK } from "../../reference/quantize.ts";
+import { isKQuantFormat, K_SUPER_BLOCK, type KQuantFormat } from "../../reference/kquants.ts";
+import { K_BLOCK_WORDS, type KQuantLayout, kQuantWgsl, packKQuant } from "./kquant.ts";
+import { isSoftwareAdapter } from "../tuning.ts";
 
 /** Weight formats these kernels read (f32 weights use `matmul.ts`). */
-export type GpuWeightFormat = "f16" | "q8_0" | "q4_0";
+export type GpuWeightFormat = "f16" | "q8_0" | "q4_0" | KQuantFormat;
 
 /** A weight matrix in a {@linkcode GpuWeightFormat}'s GPU layout, on the CPU. */
 export interface PackedMatrix {
@@ -29,16 +34,16 @@ export interface PackedMatrix {
   outDim: number;
   /** Columns. */
   inDim: number;
-  /** Halves (f16) or quants (q8_0, q4_0), as words. */
+  /** Halves (f16), quants (q8_0, q4_0) or super-blocks (K-quants), as words. */
   weights: Uint32Array;
-  /** Block scales as f16 pairs (q8_0, q4_0); empty for f16. */
+  /** Block scales as f16 pairs (q8_0, q4_0, q6_k); empty otherwise. */
   scales: Uint32Array;
 }
 
 /**
  * Rearranges a matrix stored in GGUF's bytes for `format` (see `reference/quantize.ts`) into the
- * GPU layout. Throws, naming the field, on a size mismatch or, for Q8_0/Q4_0, an `inDim` that
- * is not a multiple of 32.
+ * GPU layout. Throws, naming the field, on a size mismatch or an `inDim` that is not whole
+ * blocks (32 values for Q8_0/Q4_0, 256 for a K-quant).
  *
  * @example
  * ```ts
@@ -74,8 +79,14 @@ export function packMatrix(
       scales: new Uint32Array(0),
     };
   }
+  if (isKQuantFormat(format)) {
+    return { format, outDim, inDim, ...packKQuant(bytes, format, outDim, inDim) };
+  }
   if (format !== "q8_0" && format !== "q4_0") {
-    throw new GpuError(what, `format: expected f16, q8_0 or q4_0, got "${format}"`);
+    throw new GpuError(
+      what,
+      `format: expected f16, q8_0, q4_0, q4_k, q5_k or q6_k, got "${format}"`,
+    );
   }
   if (inDim % QUANT_BLOCK !== 0) {
     throw new GpuError(what, `inDim: expected a multiple of ${QUANT_BLOCK}, got ${inDim}`);
@@ -110,8 +121,79 @@ function expectBytes(what: string, bytes: Uint8Array, expected: number): void {
 export interface QuantMatmulOptions {
   /** Read f16 weights as `f16` (needs the device's `shader-f16`); default `unpack2x16float`. */
   shaderF16?: boolean;
-  /** Invocations per workgroup, 64 by default. */
+  /** Invocations per workgroup, 64 by default (a power of two for the cooperative layout). */
   workgroupSize?: number;
+  /**
+   * A K-quant kernel's layout (see `kquant.ts`): by default `row` on a software adapter, where
+   * an invocation is a CPU loop, and `cooperative` elsewhere where it fits the workgroup budget.
+   */
+  kQuantLayout?: KQuantLayout;
+}
+
+/**
+ * Whether a `cooperative` K-quant kernel of `workgroupSize` invocations (and as many floats of
+ * workgroup memory) fits the device's limits and workgroup budget.
+ *
+ * @example
+ * ```ts
+ * import { kQuantCooperativeFits } from "./quant.ts";
+ * const limits = { maxComputeInvocationsPerWorkgroup: 256 } as GPUSupportedLimits;
+ * if (!kQuantCooperativeFits({ limits, workgroupElementBudget: 128 })) throw new Error("wrong");
+ * if (kQuantCooperativeFits({ limits, workgroupElementBudget: 32 })) throw new Error("wrong");
+ * ```
+ */
+export function kQuantCooperativeFits(
+  device: { limits: GPUSupportedLimits; workgroupElementBudget?: number },
+  workgroupSize = 64,
+): boolean {
+  return workgroupSize <= device.limits.maxComputeInvocationsPerWorkgroup &&
+    workgroupSize <= (device.workgroupElementBudget ?? Infinity);
+}
+
+/** The dispatches of a K-quant product (see {@linkcode quantMatmulDispatches}). */
+async function kQuantDispatches(
+  gpu: Gpu,
+  matrix: GpuPackedMatrix & { format: KQuantFormat },
+  args: { rows: number; x: BufferRange; out: BufferRange; xOffset?: number },
+  options: QuantMatmulOptions,
+): Promise<Dispatch[]> {
+  const { format, outDim, inDim } = matrix;
+  const workgroupSize = options.workgroupSize ?? 64;
+  const layout = options.kQuantLayout ??
+    (!isSoftwareAdapter(gpu.adapter) && kQuantCooperativeFits(gpu, workgroupSize)
+      ? "cooperative"
+      : "row");
+  const name = `matmul ${format} ${layout} ${args.rows}x${outDim}x${inDim}`;
+  if (layout === "cooperative" && !kQuantCooperativeFits(gpu, workgroupSize)) {
+    throw new GpuError(
+      name,
+      `workgroupSize ${workgroupSize} exceeds the device's invocations or workgroup budget (${gpu.workgroupElementBudget})`,
+    );
+  }
+  const dispatches: Dispatch[] = [];
+  for (const block of matrix.blocks) {
+    const groupsX = Math.min(block.rows, gpu.limits.maxComputeWorkgroupsPerDimension);
+    const code = kQuantWgsl(format, layout, workgroupSize, groupsX);
+    const pipeline = await gpu.pipeline(name, code, {
+      OUT_DIM: block.rows,
+      IN_DIM: inDim,
+      X_OFFSET: args.xOffset ?? 0,
+      ROWS: args.rows,
+      OUT_STRIDE: outDim,
+      OUT_OFFSET: block.rowStart,
+    });
+    dispatches.push(
+      gpu.dispatch(
+        name,
+        pipeline,
+        [block.weights, args.x, args.out, ...(block.scales ? [block.scales] : [])],
+        layout === "row"
+          ? [Math.ceil(block.rows / workgroupSize), args.rows]
+          : [groupsX, args.rows, Math.ceil(block.rows / groupsX)],
+      ),
+    );
+  }
+  return dispatches;
 }
 
 /** The WGSL of one format's kernel: one invocation per (output row, token). */
@@ -206,7 +288,7 @@ ${tail}`);
 export interface GpuPackedBlock {
   /** The block's weights, in the format's GPU layout. */
   weights: GPUBuffer;
-  /** The block's scales (q8_0, q4_0), unless they follow the weights in `weights`. */
+  /** The block's scales (q8_0, q4_0, q6_k), unless they follow the weights in `weights`. */
   scales?: GPUBuffer;
   /**
    * Where the scales start in `weights`, in words, when they share its buffer (see
@@ -237,7 +319,8 @@ export interface GpuPackedMatrix {
  * Rows per block of a packed `(outDim, inDim)` matrix in `format` under a binding limit of
  * `maxBindingBytes`: every row when its weights fit, else the most that fit, rounded down to a
  * multiple of 64 (as f32 matrices split, `matmul.ts`), which also keeps each block's scales
- * starting on a whole word. Throws, with sizes, when not even 64 rows fit.
+ * starting on a whole word. Blocks are whole rows, so a K-quant block holds whole super-blocks
+ * (a row is `inDim / 256` of them). Throws, with sizes, when not even 64 rows fit.
  *
  * @example
  * ```ts
@@ -269,9 +352,15 @@ export function packedBlockRows(
 
 /** 32-bit words of one packed row's weights (not its scales). */
 function packedRowWords(format: GpuWeightFormat, inDim: number): number {
-  return format === "f16"
-    ? Math.ceil(inDim / 2)
-    : inDim / QUANT_BLOCK * (format === "q8_0" ? 8 : 4);
+  if (format === "f16") return Math.ceil(inDim / 2);
+  if (isKQuantFormat(format)) return inDim / K_SUPER_BLOCK * K_BLOCK_WORDS[format];
+  return inDim / QUANT_BLOCK * (format === "q8_0" ? 8 : 4);
+}
+
+/** f16 scales of one packed row, kept apart from its weights (two a word). */
+function packedRowScales(format: GpuWeightFormat, inDim: number): number {
+  if (format === "q8_0" || format === "q4_0") return inDim / QUANT_BLOCK;
+  return format === "q6_k" ? inDim / K_SUPER_BLOCK : 0; // f16, q4_k, q5_k: none apart
 }
 
 /**
@@ -294,7 +383,7 @@ export function packedRowBlocks(
   const { format, outDim, inDim } = packed;
   const blockRows = packedBlockRows(format, outDim, inDim, maxBindingBytes);
   const rowWords = packedRowWords(format, inDim);
-  const rowScales = format === "f16" ? 0 : inDim / QUANT_BLOCK; // f16 halves, two a word
+  const rowScales = packedRowScales(format, inDim); // f16 halves, two a word
   const blocks = [];
   for (let rowStart = 0; rowStart < outDim; rowStart += blockRows) {
     const rows = Math.min(blockRows, outDim - rowStart);
@@ -360,6 +449,9 @@ export async function quantMatmulDispatches(
   options: QuantMatmulOptions = {},
 ): Promise<Dispatch[]> {
   const { format, outDim, inDim } = matrix;
+  if (isKQuantFormat(format)) {
+    return kQuantDispatches(gpu, { ...matrix, format }, args, options);
+  }
   const shaderF16 = format === "f16" && (options.shaderF16 ?? false);
   const name = `matmul ${format}${shaderF16 ? " shader-f16" : ""} ${args.rows}x${outDim}x${inDim}`;
   if (shaderF16 && !gpu.device.features.has("shader-f16")) {

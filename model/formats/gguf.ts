@@ -5,17 +5,13 @@
  * the file's alignment. Reading checks every count and length against the bytes that remain
  * before allocating anything, and names the field in every error.
  *
- * Tensors are F32, F16, Q8_0 or Q4_0 (ggml types 0, 1, 8, 2), in the byte layouts of
- * `reference/quantize.ts`.
+ * Tensors are F32, F16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K (ggml types 0, 1, 8, 2, 12, 13, 14), in
+ * the byte layouts of `reference/quantize.ts` and `reference/kquants.ts`.
  *
  * @module
  */
-import {
-  formatBytes,
-  isBlockFormat,
-  QUANT_BLOCK,
-  type TensorFormat,
-} from "../../reference/quantize.ts";
+import { formatBlockValues, formatBytes, type TensorFormat } from "../../reference/quantize.ts";
+import { K_QUANT_GGML_TYPES } from "../../reference/kquants.ts";
 
 /** `GGUF` read as a little-endian uint32. */
 export const GGUF_MAGIC = 0x46554747;
@@ -106,7 +102,13 @@ const MIN_BYTES: Record<GgufScalarType | "array", number> = {
   array: 12,
 };
 /** ggml type ids of the supported tensor formats. */
-const GGML_TYPE_IDS: Record<TensorFormat, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8 };
+const GGML_TYPE_IDS: Record<TensorFormat, number> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q8_0: 8,
+  ...K_QUANT_GGML_TYPES,
+};
 const GGML_TYPE_NAMES: Record<number, string> = {
   3: "Q4_1",
   6: "Q5_0",
@@ -114,9 +116,6 @@ const GGML_TYPE_NAMES: Record<number, string> = {
   9: "Q8_1",
   10: "Q2_K",
   11: "Q3_K",
-  12: "Q4_K",
-  13: "Q5_K",
-  14: "Q6_K",
   15: "Q8_K",
   30: "BF16",
 };
@@ -347,14 +346,13 @@ export function parseGguf(bytes: Uint8Array, source = "gguf"): GgufFile {
       throw new RangeError(
         `${source}: ${what}: unsupported ggml type ${typeId}${
           GGML_TYPE_NAMES[typeId] ? ` (${GGML_TYPE_NAMES[typeId]})` : ""
-        }; expected F32 (0), F16 (1), Q4_0 (2) or Q8_0 (8)`,
+        }; expected F32 (0), F16 (1), Q4_0 (2), Q8_0 (8), Q4_K (12), Q5_K (13) or Q6_K (14)`,
       );
     }
-    if (isBlockFormat(format) && dims[0] % QUANT_BLOCK !== 0) {
+    const block = formatBlockValues(format);
+    if (dims[0] % block !== 0) {
       throw new RangeError(
-        `${source}: ${what}: ${format} rows must be a multiple of ${QUANT_BLOCK} values, got ${
-          dims[0]
-        }`,
+        `${source}: ${what}: ${format} rows must be a multiple of ${block} values, got ${dims[0]}`,
       );
     }
     const offset = r.u64(`${what} offset`);

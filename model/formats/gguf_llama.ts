@@ -19,8 +19,21 @@ import {
 import { Tokenizer } from "./tokenizer.ts";
 import { BOS, EOS } from "../config.ts";
 import { checkWeights, type LayerWeights, type LlamaWeights, parameterCount } from "../weights.ts";
-import { storedWeightBytes } from "../precision.ts";
-import { dequantize, QUANT_BLOCK, quantize, type TensorFormat } from "../../reference/quantize.ts";
+import {
+  dequantizeWeights,
+  matrixFormat,
+  type StoredLayer,
+  type StoredMatrix,
+  storedWeightBytes,
+  type StoredWeights,
+  storeWeights,
+} from "../precision.ts";
+import {
+  dequantize,
+  firstNonFinite,
+  quantize,
+  type TensorFormat,
+} from "../../reference/quantize.ts";
 
 /** A LLaMA model read from GGUF, its weights dequantized to float32. */
 export interface GgufModel {
@@ -36,11 +49,22 @@ export interface GgufModel {
   name?: string;
 }
 
+/** A LLaMA model read from GGUF with its matrices as stored: {@linkcode GgufModel}'s other fields. */
+export interface GgufStoredModel extends Omit<GgufModel, "weights"> {
+  /**
+   * The matrices in their stored formats (views into the file's bytes, which a K-quant file
+   * mixes: Q4_K_M holds Q6_K matrices too), the norm weights as float32. `format` is the format
+   * of most parameters.
+   */
+  weights: StoredWeights;
+}
+
 /** Options of {@linkcode llamaToGguf}. */
 export interface LlamaToGgufOptions {
   /**
-   * Format of the matrices (default `f32`). Norm weights stay f32; a block format falls back to
-   * f16 for a matrix whose rows are not a multiple of 32 values, as llama.cpp's converter does.
+   * Format of the matrices (default `f32`). Norm weights stay f32; a block format falls back for
+   * a matrix whose rows are not whole blocks, as llama.cpp's converter does (`matrixFormat`:
+   * a K-quant to Q8_0, the others to f16).
    */
   format?: TensorFormat;
   /** Vocabulary to embed (llama.cpp needs one; `generate` reads it). */
@@ -54,7 +78,15 @@ export interface LlamaToGgufOptions {
 /** llama.cpp's token types. */
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
 /** ggml's file types (`general.file_type`) by the matrices' format. */
-const FILE_TYPE: Record<TensorFormat, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
+const FILE_TYPE: Record<TensorFormat, number> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q8_0: 7,
+  q4_k: 14, // MOSTLY_Q4_K_S: every matrix Q4_K
+  q5_k: 16, // MOSTLY_Q5_K_S
+  q6_k: 18, // MOSTLY_Q6_K
+};
 const SPACE_MARK = new TextEncoder().encode("\u2581");
 
 const LAYER_TENSORS: [keyof LayerWeights, string][] = [
@@ -190,10 +222,7 @@ export function llamaToGguf(
   if (!config.sharedClassifier) arrays.set("output.weight", weights.classifier);
   const tensors: GgufTensor[] = [];
   for (const [name, dims] of tensorDims(config)) {
-    let tensorFormat: TensorFormat = dims.length === 1 ? "f32" : format;
-    if ((tensorFormat === "q8_0" || tensorFormat === "q4_0") && dims[0] % QUANT_BLOCK !== 0) {
-      tensorFormat = "f16";
-    }
+    const tensorFormat = dims.length === 1 ? "f32" : matrixFormat(format, dims[0]);
     tensors.push({
       name,
       dims,
@@ -242,6 +271,14 @@ function replaceBytes(bytes: Uint8Array, from: number[], to: Uint8Array): Uint8A
  */
 export function parseGgufModel(bytes: Uint8Array, source = "gguf"): GgufModel {
   return ggufToLlama(parseGguf(bytes, source), source);
+}
+
+/** {@linkcode parseGgufModel} on an already parsed file. */
+export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
+  const { weights: stored, ...model } = ggufToStored(file, source);
+  const weights = dequantizeWeights(stored);
+  checkWeights(model.config, weights, source);
+  return { ...model, weights };
 }
 
 /** A reader of `file`'s metadata that checks each value's type, naming the key. */
@@ -341,13 +378,31 @@ function ggufConfig(file: GgufFile, source: string): LlamaConfig {
   return config;
 }
 
-/** {@linkcode parseGgufModel} on an already parsed file. */
-export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
+/**
+ * Reads a GGUF `llama` model as {@linkcode parseGgufModel} does, but keeps the matrices as
+ * stored (views into `file`'s bytes, nothing dequantized but the norm weights). Every tensor's
+ * block scales are checked finite.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "../config.ts";
+ * import { randomWeights } from "../weights.ts";
+ * import { ggufToStored, llamaToGguf } from "./gguf_llama.ts";
+ * import { parseGguf } from "./gguf.ts";
+ * const config = makeConfig({ dim: 256, hiddenDim: 256, nLayers: 1, nHeads: 8, nKvHeads: 8, vocabSize: 8, maxSeqLen: 16 });
+ * const file = parseGguf(llamaToGguf(config, randomWeights(config, 1), { format: "q6_k" }));
+ * const { weights } = ggufToStored(file);
+ * if (weights.format !== "q6_k" || weights.layers[0].w2.bytes.length !== 256 * 210) throw new Error("wrong");
+ * ```
+ */
+export function ggufToStored(file: GgufFile, source = "gguf"): GgufStoredModel {
   const config = ggufConfig(file, source);
   const get = metadataGetter(file, source);
   const tensors = new Map(file.tensors.map((t) => [t.name, t]));
   const formats = new Map<string, TensorFormat>();
-  const read = (name: string, dims: number[]): Float32Array => {
+  const expectedDims = tensorDims(config);
+  const read = (name: string): GgufTensor => {
+    const dims = expectedDims.get(name)!;
     const tensor = tensors.get(name);
     if (!tensor) throw new RangeError(`${source}: missing tensor ${name}`);
     if (tensor.dims.join() !== dims.join()) {
@@ -357,27 +412,57 @@ export function ggufToLlama(file: GgufFile, source = "gguf"): GgufModel {
         }]`,
       );
     }
+    const bad = firstNonFinite(tensor.data, tensor.format, dims.reduce((a, b) => a * b, 1));
+    if (bad >= 0) {
+      throw new RangeError(
+        `${source}: tensor ${name} holds a non-finite ${tensor.format} value at index ${bad}`,
+      );
+    }
     formats.set(name, tensor.format);
-    return dequantize(tensor.data, tensor.format, dims.reduce((a, b) => a * b, 1));
+    return tensor;
   };
-  const expectedDims = tensorDims(config);
-  const dimsOf = (name: string) => expectedDims.get(name)!;
-  const tokenEmbedding = read("token_embd.weight", dimsOf("token_embd.weight"));
+  const vector = (name: string): Float32Array => {
+    const { data, format, dims } = read(name);
+    return dequantize(data, format, dims[0]);
+  };
+  const matrix = (name: string): StoredMatrix => {
+    const { data, format, dims } = read(name);
+    return { format, rows: dims[1], cols: dims[0], bytes: data };
+  };
+  const tokenEmbedding = matrix("token_embd.weight");
   const layers = Array.from({ length: config.nLayers }, (_, l) =>
     Object.fromEntries(
       LAYER_TENSORS.map(([field, name]) => {
         const full = `blk.${l}.${name}.weight`;
-        return [field, read(full, dimsOf(full))];
+        return [field, expectedDims.get(full)!.length === 1 ? vector(full) : matrix(full)];
       }),
-    ) as unknown as LayerWeights);
-  const finalNorm = read("output_norm.weight", dimsOf("output_norm.weight"));
-  const classifier = config.sharedClassifier
-    ? tokenEmbedding
-    : read("output.weight", dimsOf("output.weight"));
-  const weights = { tokenEmbedding, layers, finalNorm, classifier };
-  checkWeights(config, weights, source);
+    ) as unknown as StoredLayer);
+  const finalNorm = vector("output_norm.weight");
+  const classifier = config.sharedClassifier ? tokenEmbedding : matrix("output.weight");
+  const weights: StoredWeights = {
+    format: predominantFormat([tokenEmbedding, classifier, ...layers.flatMap(layerMatrices)]),
+    tokenEmbedding,
+    layers,
+    finalNorm,
+    classifier,
+  };
   const name = get("general.name", "string", false) as string | undefined;
   return { config, weights, tokenizer: readVocabulary(file, config, source), formats, name };
+}
+
+function layerMatrices(layer: StoredLayer): StoredMatrix[] {
+  return LAYER_TENSORS.map(([field]) => layer[field]).filter((m): m is StoredMatrix =>
+    !(m instanceof Float32Array)
+  );
+}
+
+/** The format holding the most parameters of `matrices` (each counted once). */
+function predominantFormat(matrices: StoredMatrix[]): TensorFormat {
+  const counts = new Map<TensorFormat, number>();
+  for (const m of new Set(matrices)) {
+    counts.set(m.format, (counts.get(m.format) ?? 0) + m.rows * m.cols);
+  }
+  return [...counts].reduce((best, entry) => entry[1] > best[1] ? entry : best)[0];
 }
 
 /**
@@ -522,21 +607,36 @@ export interface ModelFile {
   weights: LlamaWeights;
   /** The vocabulary a GGUF file carries. */
   tokenizer?: Tokenizer;
+  /** A GGUF file's stored format of each tensor, by GGUF tensor name (a checkpoint: all f32). */
+  formats?: Map<string, TensorFormat>;
 }
 
-/** Options of {@linkcode readModelFile}. */
+/** A model file read by {@linkcode readModelFileAsStored}: a GGUF file's matrices as stored. */
+export interface StoredModelFile extends Omit<ModelFile, "weights"> {
+  /**
+   * A checkpoint's float32 weights, or a GGUF file's: as stored (see {@linkcode ggufToStored}),
+   * or as `options.weights` asked (float32, or stored again in that format).
+   */
+  weights: LlamaWeights | StoredWeights;
+}
+
+/** Options of {@linkcode readModelFile} and {@linkcode readModelFileAsStored}. */
 export interface ReadModelOptions {
   /**
-   * The format the weights will be held in (default f32): a GGUF file's memory check counts
-   * the copy in that format besides the file and its tensors dequantized to f32.
+   * The format the weights will be held in. {@linkcode readModelFile} (default f32) returns
+   * float32 weights and its memory check counts the caller's copy in that format too;
+   * {@linkcode readModelFileAsStored} (default: as stored) converts a GGUF file's weights to it
+   * unless every matrix is in it already.
    */
   weights?: TensorFormat;
 }
 
 /**
- * Bytes a GGUF file takes in memory while it is read into weights held in `format`: the file,
- * every tensor dequantized to f32 (which is how {@linkcode ggufToLlama} reads them, up to ~7×
- * a Q4_0 file), and, for another `format`, the weights stored in it.
+ * Bytes a GGUF file takes in memory while {@linkcode readModelFileAsStored} reads it into
+ * weights held as `weights` asks: as stored (no `weights`, or a format every matrix has
+ * already), the file (the matrices are views into it) and its norm weights in f32; otherwise
+ * the file, every tensor dequantized to f32 (up to ~7x a Q4_0 or Q4_K file) and, for a format
+ * other than f32, the weights stored again in it.
  *
  * @example
  * ```ts
@@ -546,26 +646,53 @@ export interface ReadModelOptions {
  * import { parseGguf } from "./gguf.ts";
  * const config = makeConfig({ dim: 32, hiddenDim: 64, nLayers: 1, nHeads: 4, nKvHeads: 4, vocabSize: 8, maxSeqLen: 16 });
  * const bytes = llamaToGguf(config, randomWeights(config, 1), { format: "q4_0" });
+ * const file = parseGguf(bytes);
  * const params = 8 * 32 + 4 * 32 * 32 + 3 * 32 * 64 + 3 * 32;
- * if (ggufResidentBytes(parseGguf(bytes), bytes.length) !== bytes.length + 4 * params) throw new Error("wrong");
+ * if (ggufResidentBytes(file, bytes.length, "f32") !== bytes.length + 4 * params) throw new Error("wrong");
+ * if (ggufResidentBytes(file, bytes.length) !== bytes.length + 4 * 3 * 32) throw new Error("wrong");
  * ```
  */
 export function ggufResidentBytes(
   file: GgufFile,
   fileBytes: number,
-  format: TensorFormat = "f32",
+  weights?: TensorFormat,
   source = "gguf",
 ): number {
   const config = ggufConfig(file, source);
+  if (weights === undefined || keptAsStored(file, config, weights)) {
+    return fileBytes + (2 * config.nLayers + 1) * config.dim * 4;
+  }
+  return dequantizedBytes(config, fileBytes, weights);
+}
+
+/** The file, every tensor dequantized to f32 and, unless `format` is f32, a copy in `format`. */
+function dequantizedBytes(config: LlamaConfig, fileBytes: number, format: TensorFormat): number {
   return fileBytes + parameterCount(config) * 4 +
     (format === "f32" ? 0 : storedWeightBytes(config, format));
 }
 
 /**
+ * Whether a GGUF file's matrices (the embedding table and classifier included) stay as stored
+ * when `asked` for: nothing asked, or every matrix in that format already.
+ */
+function keptAsStored(file: GgufFile, config: LlamaConfig, asked?: TensorFormat): boolean {
+  const dims = tensorDims(config);
+  return asked === undefined ||
+    file.tensors.every((t) => dims.get(t.name)?.length !== 2 || t.format === asked);
+}
+
+/** What a check of `format`'s copy says it needs, for an error message. */
+function dequantizedWhat(path: string, format: TensorFormat): string {
+  return `${path}: the file, its weights dequantized to f32${
+    format === "f32" ? "" : ` and stored as ${format}`
+  } need`;
+}
+
+/**
  * Reads a llama2.c checkpoint or a GGUF file, told apart by GGUF's magic (needs
- * `--allow-read`); errors name the path. A GGUF file is refused, before anything is
- * dequantized, when what reading it into `options.weights` takes
- * ({@linkcode ggufResidentBytes}) would exceed 80% of the machine's memory.
+ * `--allow-read`); errors name the path. A GGUF file's tensors are dequantized to float32; it
+ * is refused, before anything is dequantized, when the file, those and a copy in
+ * `options.weights` would exceed 80% of the machine's memory.
  *
  * @example
  * ```ts ignore
@@ -576,13 +703,64 @@ export async function readModelFile(
   path: string,
   options: ReadModelOptions = {},
 ): Promise<ModelFile> {
-  let gguf = false;
+  const read = await readGgufOrCheckpoint(path);
+  if (!("file" in read)) return read;
+  const format = options.weights ?? "f32";
+  checkFits(
+    dequantizedBytes(ggufConfig(read.file, path), read.fileBytes, format),
+    dequantizedWhat(path, format),
+  );
+  return { format: "gguf", ...ggufToLlama(read.file, path) };
+}
+
+/**
+ * Reads a model file as {@linkcode readModelFile} does, but keeps a GGUF file's matrices as
+ * stored (what `generate --model x.gguf` holds, nothing expanded to float32) unless
+ * `options.weights` asks for a format some matrix is not in: then they are dequantized and,
+ * for a format other than f32, stored again in it. The file is refused, before anything is
+ * dequantized, when what that holds ({@linkcode ggufResidentBytes}) would exceed 80% of the
+ * machine's memory.
+ *
+ * @example
+ * ```ts ignore
+ * const { weights } = await readModelFileAsStored("model-Q4_K_M.gguf");
+ * ```
+ */
+export async function readModelFileAsStored(
+  path: string,
+  options: ReadModelOptions = {},
+): Promise<StoredModelFile> {
+  const read = await readGgufOrCheckpoint(path);
+  if (!("file" in read)) return read;
+  const { file, fileBytes } = read;
+  const asked = options.weights;
+  const asStored = keptAsStored(file, ggufConfig(file, path), asked);
+  checkFits(
+    ggufResidentBytes(file, fileBytes, asked, path),
+    asStored ? `${path}: the file, its weights as stored, needs` : dequantizedWhat(path, asked!),
+  );
+  const { config, weights, tokenizer, formats } = ggufToStored(file, path);
+  if (asStored) return { format: "gguf", config, weights, tokenizer, formats };
+  const floats = dequantizeWeights(weights);
+  checkWeights(config, floats, path);
+  return {
+    format: "gguf",
+    config,
+    weights: asked === "f32" ? floats : storeWeights(config, floats, asked!),
+    tokenizer,
+    formats,
+  };
+}
+
+/** A GGUF file, parsed (its size checked against memory first), or a checkpoint, read. */
+async function readGgufOrCheckpoint(
+  path: string,
+): Promise<{ file: GgufFile; fileBytes: number } | ModelFile> {
   let bytes: Uint8Array;
   try {
     // A regular file, read within its size, as checkpoints are (model/formats/_file.ts).
     bytes = await readBoundedFile(path, "checkpoint", (header, size) => {
-      gguf = isGguf(header);
-      if (!gguf) throw NOT_GGUF;
+      if (!isGguf(header)) throw NOT_GGUF;
       checkFits(size, `${path}: a GGUF file of`); // before reading it
       return size;
     }, 4);
@@ -590,15 +768,7 @@ export async function readModelFile(
     if (error !== NOT_GGUF) throw error;
     return await readCheckpoint(path);
   }
-  const file = parseGguf(bytes, path);
-  const format = options.weights ?? "f32";
-  checkFits(
-    ggufResidentBytes(file, bytes.byteLength, format, path),
-    `${path}: the file, its weights dequantized to f32${
-      format === "f32" ? "" : ` and stored as ${format}`
-    } need`,
-  );
-  return { format: "gguf", ...ggufToLlama(file, path) };
+  return { file: parseGguf(bytes, path), fileBytes: bytes.byteLength };
 }
 
 const NOT_GGUF = new Error("not a GGUF file");

@@ -1,6 +1,6 @@
 // The weights on the GPU: uploaded once from `LlamaWeights`, tensor by tensor as
 // `layerTensorShapes` (model/weights.ts) sizes them, matrices split into row blocks where one
-// exceeds the binding limit; or from `StoredWeights` (f16/Q8_0/Q4_0 matrices packed for
+// exceeds the binding limit; or from `StoredWeights` (f16/Q8_0/Q4_0/K-quant matrices packed for
 // gpu/matmul/quant.ts, in row blocks too past the limit; the embedding table dequantized for
 // the lookup); and freed.
 import type { LlamaConfig } from "../config.ts";
@@ -26,6 +26,8 @@ import {
   packedMatrixDispatches,
   packedProjectionVariant,
 } from "../../gpu/matmul/packed_projection.ts";
+
+const MATRICES: LayerMatrix[] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"];
 
 /** A weight matrix on the GPU: f32 row blocks, or packed f16/Q8_0/Q4_0. */
 export type GpuWeightMatrix = GpuMatrix | GpuPackedMatrix;
@@ -87,7 +89,10 @@ export function uploadWeights(
   maxBindingBytes?: number,
 ): GpuWeights {
   if ("format" in weights) {
-    return weights.format === "f32"
+    // Only all-f32 weights take the f32 path: a file's K-quant matrix stays packed among f32 ones.
+    const allF32 = [weights.classifier, ...weights.layers.flatMap((l) => MATRICES.map((m) => l[m]))]
+      .every((m) => m.format === "f32");
+    return allF32
       ? uploadWeights(gpu, config, dequantizeWeights(weights), maxBindingBytes)
       : uploadStored(gpu, config, weights, maxBindingBytes);
   }
@@ -135,7 +140,7 @@ function uploadStored(
         label,
       })
       : uploadPacked(gpu, packMatrix(m.bytes, m.format, m.rows, m.cols), label, maxBindingBytes);
-  const matrices: LayerMatrix[] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"];
+  const matrices = MATRICES;
   const layers = weights.layers.map((layer, l) => ({
     ...Object.fromEntries(
       matrices.map((name) => [name, matrix(layer[name], `layers[${l}].${name}`)]),
