@@ -29,9 +29,29 @@ import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../device.t
 import { compileKernel } from "../kernel.ts";
 import { bindingNames, epilogueWgsl, PAIR, type ProjectionEpilogue } from "./projection.ts";
 import type { ProjectionDevice } from "./projection.ts";
-import type { GpuPackedMatrix, GpuWeightFormat } from "./quant.ts";
 import { checkInteger } from "../../reference/checks.ts";
 import { DEFAULT_NORM_EPS } from "../../reference/norm.ts";
+
+/**
+ * A packed matrix as uploaded by `quant.ts` (its `GpuPackedMatrix`, restated here: `quant.ts`
+ * reaches `tuning.ts`, which lists these variants).
+ */
+export interface PackedMatrixBlocks {
+  /** Storage format. */
+  format: string;
+  /** Rows. */
+  outDim: number;
+  /** Columns. */
+  inDim: number;
+  /** Row blocks: weights, scales apart or `scalesAt` words into the weights, first row, rows. */
+  blocks: {
+    weights: GPUBuffer;
+    scales?: GPUBuffer;
+    scalesAt?: number;
+    rowStart: number;
+    rows: number;
+  }[];
+}
 
 /** Weight formats the packed projections read (K-quants use `kquant.ts`'s matmul). */
 export type PackedFormat = "f16" | "q8_0" | "q4_0";
@@ -39,7 +59,7 @@ export type PackedFormat = "f16" | "q8_0" | "q4_0";
 /** Shape of a packed projection. */
 export interface PackedProjectionShape {
   /** The weights' format (any GPU format; variants apply to the {@linkcode PackedFormat}s). */
-  format: GpuWeightFormat;
+  format: string;
   /** Tokens. */
   rows: number;
   /** Output units (rows of W / `pair`). */
@@ -564,7 +584,7 @@ export async function packedProjectionKernel(
  */
 export async function packedMatrixDispatches(
   gpu: Gpu,
-  matrix: GpuPackedMatrix,
+  matrix: PackedMatrixBlocks,
   epilogue: ProjectionEpilogue,
   preferred: readonly string[],
   args: {

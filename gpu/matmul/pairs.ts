@@ -478,15 +478,13 @@ function quantMatmulPair(
       formatBytes(format, outDim * inDim) + 4 * (rows * inDim + rows * outDim),
     flops: ({ rows, outDim, inDim }) => 2 * rows * outDim * inDim,
     tolerance: PRODUCT,
-    variants: kQuant
-      ? [variant("row", false, "row"), variant("coop64", false, "cooperative")]
-      : [
-        variant("default", false),
-        ...(format === "f16" ? [variant("shader-f16", true)] : []),
-        ...PACKED_PROJECTION_VARIANTS.filter((v) =>
-          format === "f16" ? v.activations === "f32" : v.features.length === 0
-        ).map((v) => packedMatmulVariant(format, v)),
-      ],
+    variants: kQuant ? [variant("row", false, "row"), variant("coop64", false, "cooperative")] : [
+      variant("default", false),
+      ...(format === "f16" ? [variant("shader-f16", true)] : []),
+      ...PACKED_PROJECTION_VARIANTS.filter((v) =>
+        format === "f16" ? v.activations === "f32" : v.features.length === 0
+      ).map((v) => packedMatmulVariant(format, v)),
+    ],
   };
 }
 
