@@ -115,14 +115,19 @@ Deno.test({
           new CpuDecoder(config, dequantizeWeights(stored[i])),
           along,
         );
-        expect({ format, nmse: worstNmse(rows, independent) < 1e-12 })
+        // f16: the same products. Q8_0/Q4_0 multiply Q8 activations (reference/q8_activations.ts):
+        // each quantized projection adds an NMSE of about 1.6e-5, fifteen in series here (five
+        // layers of Q/K/V, Wo and W1/W3; w2's 172-value rows fall back to f16): ~2.4e-4, 4x margin.
+        const bound = format === "f16" ? 1e-12 : 1e-3;
+        expect({ format, nmse: worstNmse(rows, independent) < bound })
           .toEqual({ format, nmse: true });
       }
       reports.push(compareLogits(rows, reference, EVAL_TEXT_IDS.slice(1)));
     }
     expectOrdered(reports, 0);
-    // Measured: f32 perplexity 3.2272; f16 3.2272 (KL 5.5e-7), Q8_0 3.2347 (3.2e-4), Q4_0
-    // 3.5857 (8.9e-2, same top-1 0.87, its ln perplexity ratio 0.105 [0.065, 0.145]).
+    // Measured with float activations: f32 perplexity 3.2272; f16 3.2272 (KL 5.5e-7), Q8_0
+    // 3.2347 (3.2e-4), Q4_0 3.5857 (8.9e-2, same top-1 0.87, ln perplexity ratio 0.105
+    // [0.065, 0.145]); Q8 activations move Q4_0's perplexity to 3.5896.
     const [, f16, q8, q4] = reports;
     expect(reports[0].perplexity).toBeCloseTo(3.2272, 4);
     expect(f16.kl.mean).toBeLessThan(2e-6);
@@ -140,7 +145,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "stories260K on WebGPU: each format's logits as the CPU's dequantized path, ordered alike",
+  name: "stories260K on WebGPU: each format's logits as the CPU reference's, ordered alike",
   ignore: ignoreGpuTests,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -156,11 +161,14 @@ Deno.test({
       const decoder = await GpuDecoder.create(gpu, config, stored[i]);
       try {
         const rows = await logitsAlong(decoder, along);
-        const independent = await logitsAlong(
-          new CpuDecoder(config, dequantizeWeights(stored[i])),
-          along,
-        );
-        expect({ format, nmse: worstNmse(rows, independent) < 1e-9 })
+        // the CPU reference over the stored weights (Q8 activations for Q8_0/Q4_0, as the GPU's
+        // kernels; the dequantized path for f32 and f16)
+        const independent = await logitsAlong(new CpuDecoder(config, stored[i]), along);
+        // Q8_0/Q4_0: the same arithmetic, except where a quant sits on a rounding tie that the
+        // GPU's float32 norm and the CPU's float64 one resolve apart: one step of one activation
+        // (carried on by the KV cache), within the Q8 activations' budget (1e-3, see above).
+        const quantized = format === "q8_0" || format === "q4_0";
+        expect({ format, nmse: worstNmse(rows, independent) < (quantized ? 1e-3 : 1e-9) })
           .toEqual({ format, nmse: true });
         reports.push(compareLogits(rows, reference, tokens.slice(1)));
       } finally {

@@ -94,19 +94,20 @@ Deno.test("--quick runs four precision pairs on the first random shape and the r
     "stories260K.bin q4_0/q8_0 at 16",
   ]);
   // The real model over the whole shipped text, with the perplexity beside f32's
-  // (tests/accuracy_model_test.ts measured f32 3.2272, Q4_0 weights with a Q8_0 cache 3.614).
+  // (tests/accuracy_model_test.ts measured f32 3.2272, Q4_0 weights with a Q8_0 cache 3.614 with
+  // float activations, 3.612 over Q8 activations).
   const real = cells.filter((c) => c.shape === "stories260K.bin");
   expect(real.map((c) => c.accuracyPositions)).toEqual([367, 367, 367, 367]);
   expect(real.map((c) => c.f32Perplexity!.toFixed(4))).toEqual(Array(4).fill("3.2272"));
   expect(real[0].perplexity).toBe(real[0].f32Perplexity);
-  expect(real[3].perplexity).toBeCloseTo(3.614, 3);
+  expect(real[3].perplexity).toBeCloseTo(3.6116, 3);
   expect(real[3].kl.low).toBeGreaterThan(real[2].kl.high);
   const table = precisionMarkdown(cells).trim().split("\n");
   expect(table[6]).toMatch(
     /^\| stories260K\.bin \| cpu \| f32 \| f32 \|.* \| 3\.2272 \(3\.2272\) \|$/,
   );
   expect(table[9]).toMatch(
-    /^\| stories260K\.bin \| cpu \| q4_0 \| q8_0 \|.* \| 3\.6140 \(3\.2272\) \|$/,
+    /^\| stories260K\.bin \| cpu \| q4_0 \| q8_0 \|.* \| 3\.6116 \(3\.2272\) \|$/,
   );
 });
 
