@@ -208,18 +208,22 @@ Deno.test("attention variants: MHA, GQA with 2/4/8 query heads per KV head where
   ]);
 });
 
-Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the shape and reads its tok/s", async () => {
+Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the shape and is timed from outside", async () => {
   const config = { ...preset("stories260K"), nLayers: 1 };
   const written = new Map<string, Uint8Array>();
-  let command: string[] = [];
+  const commands: string[][] = [];
+  // A fake clock: loading takes 100 ms, then each token 2 ms.
+  let clock = 0;
   const result = await runLlama2c("/opt/llama2.c/run", "tiny", config, 32, {
     tempDir: () => Promise.resolve("/tmp/peer"),
     writeFile: (path, bytes) => {
       written.set(path, bytes);
       return Promise.resolve();
     },
+    now: () => clock,
     run: (program, args) => {
-      command = [program, ...args];
+      commands.push([program, ...args]);
+      clock += 100 + 2 * (Number(args.at(-1)) - 1);
       return Promise.resolve({
         code: 0,
         stdout: "Once upon\n",
@@ -227,12 +231,15 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
       });
     },
   });
+  // 31 tokens past the first in 62 ms: 500 tok/s, whatever llama2.c's own timer says
   expect(result).toEqual({
     shape: "tiny",
-    tokensPerSecond: 1234.5,
-    args: command.slice(1),
+    tokensPerSecond: 500,
+    reportedTokensPerSecond: 1234.5,
+    loadMs: 100,
+    args: commands[1].slice(1),
   });
-  expect(command).toEqual([
+  const expected = (n: string) => [
     "/opt/llama2.c/run",
     "/tmp/peer/model.bin",
     "-z",
@@ -240,8 +247,9 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
     "-t",
     "0",
     "-n",
-    "32",
-  ]);
+    n,
+  ];
+  expect(commands).toEqual([expected("1"), expected("32")]);
   const checkpoint = parseCheckpoint(written.get("/tmp/peer/model.bin")!);
   expect(checkpoint.format).toBe("legacy");
   expect(checkpoint.config).toEqual(config);

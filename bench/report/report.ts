@@ -11,6 +11,10 @@ import { barChart, lineChart, PALETTE } from "./svg.ts";
 import type { Backend, KernelResult } from "../measure.ts";
 import type { CheckResult, DecoderCell, RejectedVariant, SkippedSeries } from "../matrix.ts";
 import type { Roofline } from "../probes.ts";
+import type { CpuCeilings } from "../ceilings.ts";
+import type { TimeModel } from "../time_model.ts";
+import { ceilingChecks, ceilingsMarkdown, ceilingVerdict } from "./ceilings.ts";
+import { timeModelMarkdown, timeModelText } from "./time_model.ts";
 import { ratioOfMedians, type RatioRange } from "../stats.ts";
 import type { Spread } from "../../gpu/timing.ts";
 
@@ -117,8 +121,10 @@ export interface PeerRow {
   weightBytesPerToken: number;
   /** K/V bytes per token, likewise. */
   kvBytesPerToken: number;
-  /** Tokens/s the CPU read-stream ceiling allows at those bytes. */
+  /** Tokens/s the one-thread CPU read stream allows at those bytes. */
   bandwidthLimitTokensPerSecond: number;
+  /** Tokens/s every core's read bandwidth at that working set allows: the ceiling. */
+  ceilingTokensPerSecond?: number;
   /** Our KV-cache MHA decode tok/s at the cell nearest its mean position, per backend. */
   ours: Partial<Record<Backend, { tokensPerSecond: Spread; meanPosition: number }>>;
 }
@@ -157,6 +163,10 @@ export interface BenchResults {
   machine: MachineInfo;
   /** Each backend's measured roofline. */
   rooflines: Partial<Record<Backend, Roofline>>;
+  /** Every core's ceilings and the cache sweep (absent in older results). */
+  cpuCeilings?: CpuCeilings;
+  /** The calibrated time model's parameters and predictions (absent in older results). */
+  timeModel?: TimeModel;
   /** Kernels. */
   kernels: KernelResult[];
   /** Decoder cells. */
@@ -475,7 +485,9 @@ function rooflineTable(results: BenchResults, markdown: boolean): string {
     formatSpread(r!.peakGflopPerS),
     formatSpread(r!.dispatchUs),
     mib(r!.probeBytes) +
-    (results.machine.llcBytes > 0 ? ` (${n(r!.probeBytes / results.machine.llcBytes)}x LLC)` : ""),
+    (results.cpuCeilings?.knee.kneeBytes
+      ? ` (${n(r!.probeBytes / results.cpuCeilings.knee.kneeBytes)}x knee)`
+      : ""),
     r!.gpuTimestamps ? "GPU" : "wall",
     cpuRead ? pct(r!.readGbPerS.median / cpuRead) : "-",
     cpuCopy ? pct(r!.readGbPerS.median / cpuCopy) : "-",
@@ -509,6 +521,7 @@ function peerTable(results: BenchResults, markdown: boolean): string {
     mib(p.weightBytesPerToken),
     mib(p.kvBytesPerToken),
     n(p.bandwidthLimitTokensPerSecond),
+    p.ceilingTokensPerSecond ? n(p.ceilingTokensPerSecond) : "-",
   ]);
   return table(
     [
@@ -520,7 +533,8 @@ function peerTable(results: BenchResults, markdown: boolean): string {
       "ours webgpu tok/s",
       "weights/token",
       "K/V/token",
-      "read-BW limit tok/s",
+      "1-thread read limit tok/s",
+      "all-core ceiling tok/s",
     ],
     rows,
     markdown,
@@ -530,7 +544,7 @@ function peerTable(results: BenchResults, markdown: boolean): string {
 /** The machine in one line, from the run's metadata. */
 export function machineLine(results: BenchResults): string {
   const m = results.machine;
-  const llc = m.llcBytes > 0 ? `, ${mib(m.llcBytes)} last-level cache` : "";
+  const llc = m.llcBytes > 0 ? `, ${mib(m.llcBytes)} last-level cache (/sys)` : "";
   const adapter = m.adapter
     ? `; WebGPU adapter: ${m.adapter.description || "unnamed"}, vendor ${m.adapter.vendor}${
       m.adapter.isFallbackAdapter ? " (fallback/software adapter)" : ""
@@ -546,7 +560,7 @@ function settingsLine(results: BenchResults): string {
     `median), variants of a context interleaved round-robin; decode ` +
     `samples time ${s.decodePositions} positions; batches of at least ${s.minBatchMs.cpu} ms ` +
     `(CPU) and ${s.minBatchMs.webgpu} ms (WebGPU); figures are median [min-max]; ` +
-    `"(LLC)" marks a working set that fits in the last-level cache`;
+    `"(LLC)" marks a working set at most the measured cache knee`;
 }
 
 /** The stdout summary. */
@@ -564,6 +578,9 @@ export function formatText(results: BenchResults): string {
     "speedups (ratio of medians [range] vs the time model):",
     speedupTable(results, false),
     "",
+    ceilingVerdict(ceilingChecks(results)),
+    ...timeModelText(results.timeModel),
+    "",
     "kernels:",
     kernelTable(results, false),
     ...(results.rejected.length
@@ -573,7 +590,7 @@ export function formatText(results: BenchResults): string {
         ...results.rejected.map((r) => `  ${r.variant}: ${r.reason}`),
       ]
       : []),
-    ...(results.peers ? ["", "llama2.c side by side:", peerTable(results, false)] : []),
+    ...(results.peers ? ["", "peers side by side:", peerTable(results, false)] : []),
   ].join("\n");
 }
 
@@ -657,10 +674,13 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "",
     rooflineTable(results, true),
     "",
+    ceilingsMarkdown(results, results.machine.llcBytes),
+    timeModelMarkdown(results.timeModel),
+    "",
     "## Decode ms/token by mean position",
     "",
     `${llcCells} of ${results.cells.length} cells have a working set (weights plus K/V cache) ` +
-    "that fits in the last-level cache (marked (LLC)): their bytes/s are not DRAM bandwidth.",
+    "at most the measured cache knee (marked (LLC)): their bytes/s are not DRAM bandwidth.",
     "",
     decodeTable(results, true),
     "",
@@ -717,7 +737,7 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     ...(results.peers
       ? [
         "",
-        "## llama2.c side by side",
+        "## Peers side by side (llama2.c, llama.cpp)",
         "",
         ...uniqueBy(results.peers, (p) => p.label).map((p) =>
           `- ${p.label}: \`${p.program} ${p.args.join(" ")}\`, OMP_NUM_THREADS=${p.ompNumThreads}`
@@ -746,12 +766,13 @@ export function formatReadmeSection(results: BenchResults): string {
   const llcBound = results.speedups.filter((s) => s.fitsInLlc.some(Boolean));
   const split = llcBound.filter((s) => s.fitsInLlc[0] !== s.fitsInLlc[1]);
   const noisy = results.speedups.filter((s) => s.measured.withinNoise);
-  const llcLine = results.machine.llcBytes === 0
-    ? "The last-level cache size was not readable: no cell is flagged."
+  const kneeBytes = results.cpuCeilings?.knee.kneeBytes ?? 0;
+  const llcLine = kneeBytes === 0
+    ? "The cache sweep found no knee (or was not run): no cell is flagged."
     : llcBound.length === 0
-    ? "No compared cell fits in the last-level cache: every bytes/s figure is memory traffic."
-    : `${llcBound.length} of ${results.speedups.length} comparisons involve a working set that ` +
-      `fits in the ${mib(results.machine.llcBytes)} last-level cache (` +
+    ? "No compared cell fits under the measured cache knee: every bytes/s figure is memory traffic."
+    : `${llcBound.length} of ${results.speedups.length} comparisons involve a working set ` +
+      `under the ${mib(kneeBytes)} cache knee the sweep measured (` +
       (split.length
         ? `${split.length} where only the variant fits, so part of its speedup is a cache cliff`
         : "on both sides alike") +
