@@ -73,6 +73,8 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
                         left out are listed in the report
   --probe-mib M         working set of the single-thread bandwidth probes (default: 4x the
                         measured cache knee, at least 64 MiB)
+  --sweep-mib M         largest working set of the all-core cache sweep (default 2048, quick
+                        512; capped at a quarter of free memory)
   --out DIR             where results go (default bench/results)
   --llama2c PEERS       also run llama2.c's \`run\` on the same shapes, repeated like every cell:
                         comma-separated LABEL=PATH[@THREADS] (THREADS sets OMP_NUM_THREADS),
@@ -218,6 +220,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     reps: { type: "string" },
     "cell-budget": { type: "string" },
     "probe-mib": { type: "string" },
+    "sweep-mib": { type: "string" },
     "max-minutes": { type: "string" },
     out: { type: "string" },
     llama2c: { type: "string" },
@@ -261,6 +264,9 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   const probeMib = values["probe-mib"] === undefined
     ? undefined
     : positiveInteger("probe-mib", values["probe-mib"], 64);
+  const sweepMib = values["sweep-mib"] === undefined
+    ? undefined
+    : positiveInteger("sweep-mib", values["sweep-mib"], 2048);
   const peers = values.llama2c ? parsePeers(values.llama2c) : [];
   const out = (values.out ?? "bench/results").replace(/\/$/, "");
   if (values.from) {
@@ -296,7 +302,16 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   try {
     const machine = await describeMachine(gpu);
     // Every core's ceilings and the cache knee, measured (not read from /sys).
-    const cpuCeilings = await measureCpuCeilings({ quick, reps: quick ? 2 : 3 });
+    // The peers run last: their share (llama.cpp on CPU and Vulkan, llama2.c) is kept free.
+    const peerMinutes = quick ? 0 : (peers.length ? 0.5 : 0) +
+      (!values["no-llama-cpp"] && typeof await locateLlamaCpp(values["llama-cpp"]) !== "string"
+        ? 1.5
+        : 0);
+    const cpuCeilings = await measureCpuCeilings({
+      quick,
+      reps: quick ? 2 : 3,
+      ...(sweepMib ? { maxBytes: sweepMib * 2 ** 20 } : {}),
+    });
     const knee = cpuCeilings.knee.kneeBytes;
     io.progress(
       `cpu ceilings on ${cpuCeilings.threads} cores: read ${
@@ -351,8 +366,8 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       llcBytes: knee,
       quick,
       gpu,
-      // the batch axis's share of the run comes after
-      deadline: started + (maxMinutes - (quick ? 0.5 : 3)) * 60_000,
+      // the batch axis's share of the run comes after, then the peers'
+      deadline: started + (maxMinutes - (quick ? 0.5 : 3) - peerMinutes) * 60_000,
     }, io.progress);
     // The batch axis on the shape the README leads with.
     const batchShape = shapes.find((s) => s.name === "attention-heavy") ?? shapes[0];
@@ -365,7 +380,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       reps,
       minBatchMs,
       rooflines,
-      deadline: started + maxMinutes * 60_000,
+      deadline: started + (maxMinutes - peerMinutes) * 60_000,
     }, io.progress);
     // The calibrated time model: parameters from the kernel table, the probes and the plans.
     const params = timeModelParams(
@@ -385,7 +400,6 @@ async function run(args: string[], io: BenchIo): Promise<number> {
           c,
           makeConfig({ ...SHAPES[c.shape], nKvHeads: c.nKvHeads }),
           params[c.backend]!,
-          2,
         )
       ),
     };
@@ -419,7 +433,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     if (!values["no-llama-cpp"]) {
       results.peers = [
         ...results.peers ?? [],
-        ...await compareLlamaCpp(values["llama-cpp"], shapes, results, quick ? 2 : reps, io),
+        ...await compareLlamaCpp(values["llama-cpp"], shapes, results, quick, reps, io),
       ];
     }
     await writeResults(results, out, io);
@@ -552,12 +566,14 @@ async function compareLlamaCpp(
   flag: string | undefined,
   shapes: BenchShape[],
   results: BenchResults,
+  quick: boolean,
   reps: number,
   io: BenchIo,
 ): Promise<PeerRow[]> {
   const where = await locateLlamaCpp(flag);
   const cores = results.cpuCeilings?.threads ?? navigator.hardwareConcurrency;
-  const runs = [
+  // --quick: the one-thread CPU row only (a few seconds).
+  const runs = quick ? [{ label: "llama.cpp cpu 1 thread", device: "cpu" as const, threads: 1 }] : [
     { label: "llama.cpp cpu 1 thread", device: "cpu" as const, threads: 1 },
     ...(cores > 1
       ? [{ label: `llama.cpp cpu ${cores} threads`, device: "cpu" as const, threads: cores }]
@@ -565,6 +581,7 @@ async function compareLlamaCpp(
     // Vulkan on a software device is slow: fewer tokens, and a timeout.
     { label: "llama.cpp vulkan", device: "vulkan" as const, threads: cores },
   ];
+  if (quick) reps = Math.min(reps, 3);
   const rows: PeerRow[] = [];
   for (const { name, config } of shapes) {
     if (typeof where === "string") {
@@ -591,7 +608,7 @@ async function compareLlamaCpp(
           threads: run.threads,
           steps,
           reps: run.device === "cpu" ? reps : Math.min(reps, 3),
-          timeoutMs: run.device === "cpu" ? 120_000 : 90_000,
+          timeoutMs: run.device === "cpu" ? 60_000 : 90_000,
           model,
         });
         rows.push({

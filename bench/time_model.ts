@@ -34,14 +34,32 @@ export interface TimeModelParams {
   /** Dispatches per decoded token of the recorded WebGPU plan, by shape (where known). */
   recordedDispatchesPerToken: Record<string, number>;
   /**
-   * CPU only: the small kernels' cost per layer and row, µs (the kernel table's per-call time of
-   * 2 norms, 2 residual adds, the SwiGLU product and 2 RoPEs); 0 on WebGPU, whose recorded plan
-   * fuses them and whose dispatches are priced on their own.
+   * CPU only: the small kernels' kernel-table cost, µs per call at `elements` (the norm, the
+   * residual add, the SwiGLU product, RoPE), scaled to a model's sizes in the prediction beyond
+   * the per-call cost; empty on WebGPU, whose recorded plan fuses them and whose dispatches are
+   * priced on their own.
    */
-  smallKernelsUsPerLayer: number;
+  smallKernels: Partial<Record<SmallKernel, { us: number; elements: number }>>;
   /** Load average (1 min) over the cores when the run started and ended: contention. */
   loadPerCore?: [number, number];
 }
+
+/** The small kernels of a layer the CPU model prices from the kernel table. */
+export type SmallKernel = "rmsNorm" | "add" | "siluMul" | "rope";
+
+/** Bytes the kernel table counts per element of each small kernel (inputs plus output). */
+const SMALL_BYTES_PER_ELEMENT: Record<SmallKernel, number> = {
+  rmsNorm: 12, // x, weight, out
+  add: 12, // a, b, out
+  siluMul: 12, // gate, up, out
+  rope: 8, // in place: read and write
+};
+
+/**
+ * GPU round trips of one `generate` call: the prompt's submit and `finish`, then the chunk's
+ * read-back of its tokens and of the non-finite flag.
+ */
+export const ROUND_TRIPS_PER_GENERATE = 3;
 
 /** One cell's prediction, by term. */
 export interface CellPrediction {
@@ -67,12 +85,15 @@ export interface TimeModel {
   cells: CellPrediction[];
 }
 
-/** The median per-call ms of a kernel on a backend in the kernel table (0 when absent). */
-function kernelMs(kernels: readonly KernelResult[], backend: Backend, kernel: string): number {
-  const ms = kernels
-    .filter((k) => k.backend === backend && k.kernel === kernel)
-    .map((k) => (k.timing.gpuMs ?? k.timing.wallMs).median);
-  return ms.length ? summarize(ms).median : 0;
+/** A small kernel's kernel-table µs per call and elements (its first shape), if measured. */
+function smallKernel(
+  kernels: readonly KernelResult[],
+  kernel: SmallKernel,
+): { us: number; elements: number } | undefined {
+  const k = kernels.find((k) => k.backend === "cpu" && k.kernel === kernel);
+  return k
+    ? { us: 1000 * k.timing.wallMs.median, elements: k.bytes / SMALL_BYTES_PER_ELEMENT[kernel] }
+    : undefined;
 }
 
 /** The median of the kernel table's GFLOP/s for a kernel on a backend (NaN when absent). */
@@ -111,11 +132,14 @@ export function timeModelParams(
       dispatchUs: roofline.dispatchUs.median,
       syncUs: backend === "webgpu" ? syncUs : 0,
       recordedDispatchesPerToken: backend === "webgpu" ? recordedDispatchesPerToken : {},
-      smallKernelsUsPerLayer: backend === "cpu"
-        ? 1000 *
-          (2 * kernelMs(kernels, backend, "rmsNorm") + 2 * kernelMs(kernels, backend, "add") +
-            kernelMs(kernels, backend, "siluMul") + 2 * kernelMs(kernels, backend, "rope"))
-        : 0,
+      smallKernels: backend === "cpu"
+        ? Object.fromEntries(
+          (["rmsNorm", "add", "siluMul", "rope"] as const).flatMap((name) => {
+            const k = smallKernel(kernels, name);
+            return k ? [[name, k]] : [];
+          }),
+        )
+        : {},
       ...(loadPerCore ? { loadPerCore } : {}),
     };
   }
@@ -125,12 +149,13 @@ export function timeModelParams(
 /**
  * Predicts a cell's ms per token from `params` and the shape's `config` (with the cell's KV
  * heads): matrix FLOPs (everything but attention) at the matvec rate, attention FLOPs at the
- * attention rate, dispatches at the per-dispatch cost, and on WebGPU one round trip per decode
- * sample of `positionsPerSample` tokens (per prefill pass otherwise).
+ * attention rate, the small kernels scaled from the kernel table (CPU), dispatches at the
+ * per-dispatch cost, and on WebGPU {@linkcode ROUND_TRIPS_PER_GENERATE} round trips per decode
+ * sample (one `generate` call over the cell's timed positions; one per prefill pass otherwise).
  *
  * @example
  * ```ts ignore
- * const p = predictCell(cell, config, params, 2);
+ * const p = predictCell(cell, config, params);
  * console.log(p.predictedMs, p.terms);
  * ```
  */
@@ -138,7 +163,6 @@ export function predictCell(
   cell: DecoderCell,
   config: LlamaConfig,
   params: TimeModelParams,
-  positionsPerSample: number,
 ): CellPrediction {
   const hd = headDim(config);
   const count = cell.positions[1] - cell.positions[0] + 1;
@@ -163,13 +187,13 @@ export function predictCell(
   const syncsPerToken = cell.backend !== "webgpu"
     ? 0
     : cell.phase === "decode"
-    ? 1 / positionsPerSample
+    ? ROUND_TRIPS_PER_GENERATE / count
     : 1 / Math.max(1, count);
   const terms = {
     matrix: matrixFlops /
       ((params.matrixGflopPerSByShape[cell.shape] ?? params.matvecGflopPerS) * 1e6),
     attention: attentionFlops / (params.attentionGflopPerS * 1e6),
-    small: config.nLayers * rowsPerToken * params.smallKernelsUsPerLayer / 1000,
+    small: config.nLayers * smallKernelsUs(config, params, rowsPerToken) / 1000,
     dispatch: dispatches * params.dispatchUs / 1000,
     sync: syncsPerToken * params.syncUs / 1000,
   };
@@ -182,6 +206,31 @@ export function predictCell(
     predictedMs: terms.matrix + terms.attention + terms.small + terms.dispatch + terms.sync,
     terms,
   };
+}
+
+/**
+ * One layer's small kernels on `rows` rows, µs: each kernel's per-call cost plus its work beyond
+ * that scaled from the kernel table's size to the model's (2 norms and 2 adds of `dim`, one
+ * SwiGLU product of `hiddenDim`, RoPE on the queries and the keys).
+ */
+function smallKernelsUs(config: LlamaConfig, params: TimeModelParams, rows: number): number {
+  const hd = headDim(config);
+  const calls: [SmallKernel, number][] = [
+    ["rmsNorm", config.dim],
+    ["rmsNorm", config.dim],
+    ["add", config.dim],
+    ["add", config.dim],
+    ["siluMul", config.hiddenDim],
+    ["rope", config.nHeads * hd],
+    ["rope", config.nKvHeads * hd],
+  ];
+  let us = 0;
+  for (const [name, elements] of calls) {
+    const k = params.smallKernels[name];
+    if (!k) continue;
+    us += params.dispatchUs + Math.max(0, k.us - params.dispatchUs) * rows * elements / k.elements;
+  }
+  return us;
 }
 
 /**

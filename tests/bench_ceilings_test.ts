@@ -197,24 +197,25 @@ Deno.test("the calibrated time model prices each term from its measured rate", (
     dispatchUs: 10,
     syncUs: 1000,
     recordedDispatchesPerToken: { s: 30 },
-    smallKernelsUsPerLayer: 5,
+    smallKernels: { rmsNorm: { us: 11, elements: 32 } },
   };
   // positions 16 and 17: 17.5 keys on average, 2 layers x 4 heads x 16 features x 4 FLOPs each
   const attention = 2 * 4 * 16 * 4 * 17.5;
-  const p = predictCell(cell({ flopsPerToken: 1e6 + attention }), config, params, 2);
+  const p = predictCell(cell({ flopsPerToken: 1e6 + attention }), config, params);
   expect(p.terms.attention).toBeCloseTo(attention / 0.5e6, 12);
   expect(p.terms.matrix).toBeCloseTo(1e6 / 2e6, 12); // the shape's own matrix rate
-  expect(p.terms.small).toBeCloseTo(2 * 5 / 1000, 12);
+  // 2 layers x 2 norms of 64 elements: 10 µs a call plus 1 µs per 32 elements beyond it
+  expect(p.terms.small).toBeCloseTo(2 * 2 * (10 + 1 * 64 / 32) / 1000, 12);
   expect(p.terms.dispatch).toBeCloseTo(10 * 10 / 1000, 12); // the cell's count on the CPU
   expect(p.terms.sync).toBe(0);
   const gpu = predictCell(
     cell({ backend: "webgpu", flopsPerToken: 1e6 + attention }),
     config,
-    { ...params, smallKernelsUsPerLayer: 0 },
-    2,
+    { ...params, smallKernels: {} },
   );
   expect(gpu.terms.dispatch).toBeCloseTo(30 * 10 / 1000, 12); // the recorded plan's 30
-  expect(gpu.terms.sync).toBeCloseTo(0.5, 12); // one round trip per 2-token sample
+  expect(gpu.terms.small).toBe(0);
+  expect(gpu.terms.sync).toBeCloseTo(1.5, 12); // three round trips per 2-token generate call
   const v = (measuredMs: number, cache = "kv-cache") => ({
     cell: `s MHA cpu ${cache} decode ctx 16`,
     backend: "cpu" as const,

@@ -31,7 +31,10 @@ Deno.test({
     // --quick, narrowed for the suite: one shape and context, small probes (the test checks
     // plumbing, not bandwidth; the probes' size is recorded beside the cache size).
     const args = ["--quick", "--backend", backend, "--out", "out", "--preset", "stories260K"];
-    const code = await benchMain([...args, "--contexts", "16", "--probe-mib", "32"], io);
+    const code = await benchMain([
+      ...args,
+      ...["--contexts", "16", "--probe-mib", "32", "--sweep-mib", "8", "--no-llama-cpp"],
+    ], io);
     expect(printed.join("\n")).not.toContain("bench:");
     expect(code).toBe(0);
     const results: BenchResults = JSON.parse(files.get("out/results.json")!);
@@ -39,6 +42,17 @@ Deno.test({
     expect(results.quick).toBe(true);
     expect(results.settings.reps).toBe(3);
     expect(results.settings.probeBytes).toBe(32 << 20);
+    // every core's ceilings, the sweep to --sweep-mib, the self-check and the time model
+    expect(results.cpuCeilings!.sweep.map((p) => p.bytes / 2 ** 20)).toEqual([1, 4, 8]);
+    expect(results.cpuCeilings!.threads).toBe(navigator.hardwareConcurrency);
+    const ceilingReport = files.get("out/report.md")!;
+    expect(ceilingReport).toContain("## Ceilings (every core)");
+    expect(ceilingReport).toMatch(/All \d+ figures checked|CEILING EXCEEDED/);
+    expect(ceilingReport).toContain("## Calibrated time model");
+    expect(results.timeModel!.cells.filter((c) => c.phase === "decode").length).toBe(
+      results.cells.filter((c) => c.phase === "decode").length,
+    );
+    expect(results.peers ?? []).toEqual([]); // no peer without --llama2c, with --no-llama-cpp
     expect(results.rejected).toEqual([]);
     const backends = backend === "both" ? ["cpu", "webgpu"] as const : ["cpu"] as const;
     for (const b of backends) {

@@ -145,9 +145,10 @@ export function timeModelMarkdown(model: TimeModel | undefined): string {
   const params = Object.entries(model?.params ?? {}).map(([backend, p]) =>
     `| ${backend} | ${f(p!.matvecGflopPerS)}${
       Object.entries(p!.matrixGflopPerSByShape ?? {}).map(([s, r]) => `, ${s}: ${f(r)}`).join("")
-    } | ${f(p!.attentionGflopPerS)} | ${f(p!.smallKernelsUsPerLayer)} | ${f(p!.dispatchUs)} | ${
-      f(p!.syncUs)
-    } | ${
+    } | ${f(p!.attentionGflopPerS)} | ${
+      Object.entries(p!.smallKernels ?? {}).map(([k, v]) => `${k} ${f(v!.us)} (${v!.elements})`)
+        .join(", ") || "-"
+    } | ${f(p!.dispatchUs)} | ${f(p!.syncUs)} | ${
       Object.entries(p!.recordedDispatchesPerToken).map(([s, d]) => `${s}: ${d}`).join(", ") || "-"
     } | ${p!.loadPerCore ? p!.loadPerCore.map(f).join(" → ") : "-"} |`
   );
@@ -164,7 +165,7 @@ export function timeModelMarkdown(model: TimeModel | undefined): string {
     ...(params.length
       ? [
         "| backend | matrix GFLOP/s (kernel table, then by shape) | attention GFLOP/s | " +
-        "small kernels µs/layer | µs/dispatch | µs/round trip | recorded dispatches/token | " +
+        "small kernels µs/call (at elements) | µs/dispatch | µs/round trip | recorded dispatches/token | " +
         "load per core (start → end) |",
         "|---|---|---|---|---|---|---|---|",
         ...params,
