@@ -25,6 +25,7 @@ import { readCeilingAt } from "./cache_knee.ts";
 import {
   cpuMatrixRate,
   loadPerCore,
+  matmulRowsPair,
   measureSyncUs,
   predictCell,
   timeModelParams,
@@ -346,11 +347,19 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       { backends, gpu, reps, minBatchMs, rooflines, llcBytes: knee },
       io.progress,
     );
-    await precision(false);
     const shapes: BenchShape[] = shapeNames.map((name) => ({
       name,
       config: name === "attention-heavy" ? ATTENTION_HEAVY : preset(name),
     }));
+    // The time model's many-row matrix rate: the matmul at each shape's feed-forward, 64 rows.
+    kernels.push(
+      ...await measureKernels(
+        benchKernels(quick, [matmulRowsPair(shapes.map((s) => s.config), 64)]),
+        { backends, gpu, reps, minBatchMs, rooflines, llcBytes: knee },
+        io.progress,
+      ),
+    );
+    await precision(false);
     // tuned first, so that the decoder matrix runs the variants chosen on this adapter
     const variants = gpu ? await measureVariants(gpu, shapes, quick, io.progress) : [];
     const { cells, rejected, checks, skipped } = await runMatrix({

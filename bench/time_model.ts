@@ -15,6 +15,7 @@ import type { Backend, KernelResult } from "./measure.ts";
 import type { DecoderCell } from "./matrix.ts";
 import type { Roofline } from "./probes.ts";
 import { matmul } from "../reference/matmul.ts";
+import { MATMUL_PAIR } from "../gpu/matmul/pairs.ts";
 
 /** One backend's parameters, each measured. */
 export interface TimeModelParams {
@@ -25,6 +26,12 @@ export interface TimeModelParams {
    * working set, so cache or memory as the decode meets them); preferred over `matvecGflopPerS`.
    */
   matrixGflopPerSByShape: Record<string, number>;
+  /**
+   * Matrix GFLOP/s over many rows (the tiled matmul on WebGPU, the row loop on the CPU): the
+   * median of {@linkcode matmulRowsPair}'s measurements, which price passes of more than one row
+   * (recompute, WebGPU's chunked prefill); NaN where not measured (then the matvec rate).
+   */
+  matmulGflopPerS: number;
   /** Attention GFLOP/s: the kernel table's f32 decode-attention median. */
   attentionGflopPerS: number;
   /** Cost of one kernel call, µs (the roofline's per-dispatch probe). */
@@ -128,6 +135,7 @@ export function timeModelParams(
     out[backend] = {
       matvecGflopPerS: kernelRate(kernels, backend, "matvec"),
       matrixGflopPerSByShape: backend === "cpu" ? cpuMatrixGflopPerSByShape : {},
+      matmulGflopPerS: kernelRate(kernels, backend, "matmul"),
       attentionGflopPerS: kernelRate(kernels, backend, "attention decode"),
       dispatchUs: roofline.dispatchUs.median,
       syncUs: backend === "webgpu" ? syncUs : 0,
@@ -190,8 +198,7 @@ export function predictCell(
     ? ROUND_TRIPS_PER_GENERATE / count
     : 1 / Math.max(1, count);
   const terms = {
-    matrix: matrixFlops /
-      ((params.matrixGflopPerSByShape[cell.shape] ?? params.matvecGflopPerS) * 1e6),
+    matrix: matrixFlops / (matrixRate(cell, params) * 1e6),
     attention: attentionFlops / (params.attentionGflopPerS * 1e6),
     small: config.nLayers * smallKernelsUs(config, params, rowsPerToken) / 1000,
     dispatch: dispatches * params.dispatchUs / 1000,
@@ -206,6 +213,37 @@ export function predictCell(
     predictedMs: terms.matrix + terms.attention + terms.small + terms.dispatch + terms.sync,
     terms,
   };
+}
+
+/** The matrix rate a cell's passes run at: many rows (recompute, WebGPU prefill) or one. */
+function matrixRate(cell: DecoderCell, params: TimeModelParams): number {
+  const manyRows = cell.cache === "recompute" ||
+    (cell.phase === "prefill" && cell.execution !== "sequential");
+  if (manyRows && params.matmulGflopPerS > 0) return params.matmulGflopPerS;
+  return params.matrixGflopPerSByShape[cell.shape] ?? params.matvecGflopPerS;
+}
+
+/**
+ * The matmul registry entry at each model's feed-forward shape over `rows` rows: the kernel
+ * table measures it as "matmul" beside the matvecs, and the time model prices passes of many
+ * rows at its rate (on WebGPU the tiled kernel, which reads each weight once per tile of rows,
+ * not once per row).
+ *
+ * @example
+ * ```ts
+ * import { matmulRowsPair } from "./time_model.ts";
+ * import { preset } from "../model/config.ts";
+ * const pair = matmulRowsPair([preset("stories15M")], 64);
+ * if (pair.bench.full[0].rows !== 64 || pair.bench.full[0].outDim !== 768) throw new Error("wrong");
+ * ```
+ */
+export function matmulRowsPair(
+  configs: readonly LlamaConfig[],
+  rows: number,
+): typeof MATMUL_PAIR {
+  const shapes = [...new Map(configs.map((c) => [`${c.hiddenDim}x${c.dim}`, c])).values()]
+    .map((c) => ({ rows, outDim: c.hiddenDim, inDim: c.dim }));
+  return { ...MATMUL_PAIR, bench: { quick: shapes, full: shapes } };
 }
 
 /**

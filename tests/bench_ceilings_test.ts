@@ -193,6 +193,7 @@ Deno.test("the calibrated time model prices each term from its measured rate", (
   const params: TimeModelParams = {
     matvecGflopPerS: 1,
     matrixGflopPerSByShape: { s: 2 },
+    matmulGflopPerS: 4,
     attentionGflopPerS: 0.5,
     dispatchUs: 10,
     syncUs: 1000,
@@ -215,6 +216,14 @@ Deno.test("the calibrated time model prices each term from its measured rate", (
   );
   expect(gpu.terms.dispatch).toBeCloseTo(30 * 10 / 1000, 12); // the recorded plan's 30
   expect(gpu.terms.small).toBe(0);
+  // recompute runs passes of many rows: the matmul rate prices its matrix work
+  const recompute = predictCell(
+    cell({ cache: "recompute", flopsPerToken: 1e6 + attention }),
+    config,
+    params,
+  );
+  expect(recompute.terms.matrix).toBeLessThan(1e6 / 4e6);
+  expect(recompute.terms.matrix).toBeGreaterThan(0.9 * 1e6 / 4e6);
   expect(gpu.terms.sync).toBeCloseTo(1.5, 12); // three round trips per 2-token generate call
   const v = (measuredMs: number, cache = "kv-cache") => ({
     cell: `s MHA cpu ${cache} decode ctx 16`,

@@ -145,7 +145,7 @@ export function timeModelMarkdown(model: TimeModel | undefined): string {
   const params = Object.entries(model?.params ?? {}).map(([backend, p]) =>
     `| ${backend} | ${f(p!.matvecGflopPerS)}${
       Object.entries(p!.matrixGflopPerSByShape ?? {}).map(([s, r]) => `, ${s}: ${f(r)}`).join("")
-    } | ${f(p!.attentionGflopPerS)} | ${
+    } | ${f(p!.matmulGflopPerS)} | ${f(p!.attentionGflopPerS)} | ${
       Object.entries(p!.smallKernels ?? {}).map(([k, v]) => `${k} ${f(v!.us)} (${v!.elements})`)
         .join(", ") || "-"
     } | ${f(p!.dispatchUs)} | ${f(p!.syncUs)} | ${
@@ -164,10 +164,11 @@ export function timeModelMarkdown(model: TimeModel | undefined): string {
     "",
     ...(params.length
       ? [
-        "| backend | matrix GFLOP/s (kernel table, then by shape) | attention GFLOP/s | " +
+        "| backend | matvec GFLOP/s (kernel table, then by shape) | matmul GFLOP/s (64 rows) | " +
+        "attention GFLOP/s | " +
         "small kernels µs/call (at elements) | µs/dispatch | µs/round trip | recorded dispatches/token | " +
         "load per core (start → end) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
         ...params,
         "",
       ]
