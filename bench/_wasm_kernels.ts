@@ -38,6 +38,7 @@ const LOAD = (offset: number) => [0xfd, 0x00, 0x04, ...leb(offset)];
 const STORE = (offset: number) => [0xfd, 0x0b, 0x04, ...leb(offset)];
 const ADD = [0xfd, 0xe4, 0x01]; // f32x4.add
 const MUL = [0xfd, 0xe6, 0x01]; // f32x4.mul
+const MADD = [0xfd, 0x85, 0x02]; // f32x4.relaxed_madd (relaxed SIMD): fused where the CPU has FMA
 const SPLAT = [0xfd, 0x13]; // f32x4.splat
 const I32_ADD = 0x6a, I32_LT_U = 0x49, BR_IF = 0x0d, LOOP = [0x03, 0x40], END = 0x0b;
 const HSUM = (local: number) =>
@@ -72,17 +73,23 @@ const COPY = [
 export const FMA_CHAINS = 8;
 
 // fma(iterations) -> f32: a_k = a_k * m + c on eight f32x4 chains (locals 1..8; 9: m; 10: c;
-// 11: i32 counter). Each iteration: 8 chains x 4 lanes x 2 FLOPs.
+// 11: i32 counter), as one relaxed multiply-add where `fused`, else a multiply then an add.
+// Each iteration: 8 chains x 4 lanes x 2 FLOPs.
 // deno-fmt-ignore
-const FMA = [
+const fmaBody = (fused: boolean): number[] => [
   0x02, 0x0a, 0x7b, 0x01, 0x7f, // 10 v128 locals, one i32
   0x43, ...f32(0.999999), ...SPLAT, SET, 9,
   0x43, ...f32(1e-7), ...SPLAT, SET, 10,
   ...Array.from({ length: FMA_CHAINS }, (_, k) => [0x43, ...f32(1 + k / 10), ...SPLAT, SET, 1 + k])
     .flat(),
   ...LOOP,
-  ...Array.from({ length: FMA_CHAINS }, (_, k) => [GET, 1 + k, GET, 9, ...MUL, GET, 10, ...ADD, SET, 1 + k])
-    .flat(),
+  ...Array.from(
+    { length: FMA_CHAINS },
+    (_, k) =>
+      fused
+        ? [GET, 1 + k, GET, 9, GET, 10, ...MADD, SET, 1 + k]
+        : [GET, 1 + k, GET, 9, ...MUL, GET, 10, ...ADD, SET, 1 + k],
+  ).flat(),
   GET, 11, 0x41, ...sleb(1), I32_ADD, TEE, 11, GET, 0, I32_LT_U, BR_IF, 0,
   END,
   ...Array.from({ length: FMA_CHAINS - 1 }, (_, k) => [GET, 1, GET, 2 + k, ...ADD, SET, 1]).flat(),
@@ -90,8 +97,12 @@ const FMA = [
   END,
 ];
 
-/** The module: imports `env.mem` (shared, up to `maxPages`), exports sum, copy and fma. */
-export function ceilingModule(maxPages: number): Uint8Array<ArrayBuffer> {
+/**
+ * The module: imports `env.mem` (shared, up to `maxPages`), exports sum, copy and fma (with a
+ * relaxed-SIMD multiply-add where `fused`).
+ */
+export function ceilingModule(maxPages: number, fused = false): Uint8Array<ArrayBuffer> {
+  const FMA = fmaBody(fused);
   // deno-fmt-ignore
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
@@ -123,10 +134,19 @@ export interface CeilingKernels {
   fma(iterations: number): number;
 }
 
-/** Instantiates the kernels on a shared memory created with `maxPages` as its maximum. */
-export function ceilingKernels(memory: WebAssembly.Memory, maxPages: number): CeilingKernels {
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(ceilingModule(maxPages)), {
-    env: { mem: memory },
-  });
+/** Whether this runtime compiles relaxed SIMD (then the FMA probe uses a fused multiply-add). */
+export const RELAXED_SIMD: boolean = WebAssembly.validate(ceilingModule(1, true));
+
+/**
+ * Instantiates the kernels on a shared memory created with `maxPages` as its maximum; the FMA
+ * kernel fused where `fused` (default: where the runtime has relaxed SIMD).
+ */
+export function ceilingKernels(
+  memory: WebAssembly.Memory,
+  maxPages: number,
+  fused: boolean = RELAXED_SIMD,
+): CeilingKernels {
+  const module = new WebAssembly.Module(ceilingModule(maxPages, fused));
+  const instance = new WebAssembly.Instance(module, { env: { mem: memory } });
   return instance.exports as unknown as CeilingKernels;
 }

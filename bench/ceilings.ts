@@ -11,7 +11,7 @@
 import { summarize } from "../gpu/timing.ts";
 import { type CacheKnee, findCacheKnee, type SweepPoint } from "./cache_knee.ts";
 import type { CeilingJob } from "./_ceiling_worker.ts";
-import { FMA_CHAINS } from "./_wasm_kernels.ts";
+import { FMA_CHAINS, RELAXED_SIMD } from "./_wasm_kernels.ts";
 import type { Spread } from "../gpu/timing.ts";
 
 /** The CPU's all-core ceilings. */
@@ -22,8 +22,14 @@ export interface CpuCeilings {
   readGbPerS: Spread;
   /** Copy bandwidth (bytes read plus written) over the same working set, GB/s. */
   copyGbPerS: Spread;
-  /** Multiply-add peak (f32x4 multiply then add, 2 FLOPs a lane), GFLOP/s. */
+  /**
+   * Multiply-add peak (2 FLOPs a lane), GFLOP/s: f32x4 fused multiply-adds where the runtime has
+   * relaxed SIMD, else a multiply then an add. 128-bit vectors: native code with 256- or 512-bit
+   * vectors can exceed it, so peers are held to the read ceilings only.
+   */
   fmaGflopPerS: Spread;
+  /** Whether the multiply-add probe was fused (relaxed SIMD). */
+  fmaFused: boolean;
   /** The read sweep, by working set. */
   sweep: SweepPoint[];
   /** The knee the sweep shows. */
@@ -184,6 +190,7 @@ export async function measureCpuCeilings(options: CeilingOptions = {}): Promise<
       readGbPerS: sweep.at(-1)!.readGbPerS,
       copyGbPerS: rate(copy, 2 * half * threads),
       fmaGflopPerS: rate(fma, flops),
+      fmaFused: RELAXED_SIMD,
       sweep,
       knee: findCacheKnee(sweep),
       elapsedS: (performance.now() - started) / 1000,

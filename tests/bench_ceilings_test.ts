@@ -2,7 +2,7 @@
 // calibrated time model and the llama.cpp peer's plumbing. Small and fast: the probes run on a
 // few MiB, and llama.cpp itself runs only where it is installed (about two seconds).
 import { expect } from "expect";
-import { ceilingKernels, FMA_CHAINS } from "../bench/_wasm_kernels.ts";
+import { ceilingKernels, FMA_CHAINS, RELAXED_SIMD } from "../bench/_wasm_kernels.ts";
 import { findCacheKnee, readCeilingAt, type SweepPoint } from "../bench/cache_knee.ts";
 import { measureCpuCeilings, sweepSizes } from "../bench/ceilings.ts";
 import { ceilingChecks, ceilingVerdict } from "../bench/report/ceilings.ts";
@@ -30,7 +30,7 @@ const point = (mib: number, gbs: number): SweepPoint => ({
 Deno.test("the WebAssembly ceiling kernels sum, copy and multiply-add exactly as written", () => {
   const pages = 4;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  const k = ceilingKernels(memory, pages);
+  const k = ceilingKernels(memory, pages, false);
   const f = new Float32Array(memory.buffer);
   for (let i = 0; i < 4096; i++) f[i] = i % 7;
   // 0..6 repeated: 585 full cycles of 21 and a tail 0..0 (4096 = 585 * 7 + 1)
@@ -54,6 +54,23 @@ Deno.test("the WebAssembly ceiling kernels sum, copy and multiply-add exactly as
   for (let chain = 1; chain < FMA_CHAINS; chain++) sum = Math.fround(sum + lanes[chain]);
   total = Math.fround(Math.fround(Math.fround(sum + sum) + sum) + sum);
   expect(k.fma(1000)).toBe(total);
+  // fused (relaxed SIMD, where the runtime has it): one rounding per step (the product of two
+  // floats is exact in a double), or the unfused result where the CPU has no FMA
+  if (RELAXED_SIMD) {
+    const fusedLanes = Array.from({ length: FMA_CHAINS }, (_, chain) => {
+      let a = Math.fround(1 + chain / 10);
+      for (let i = 0; i < 1000; i++) a = Math.fround(a * m + c);
+      return a;
+    });
+    let fusedSum = fusedLanes[0];
+    for (let chain = 1; chain < FMA_CHAINS; chain++) {
+      fusedSum = Math.fround(fusedSum + fusedLanes[chain]);
+    }
+    const fusedTotal = Math.fround(
+      Math.fround(Math.fround(fusedSum + fusedSum) + fusedSum) + fusedSum,
+    );
+    expect([fusedTotal, total]).toContain(ceilingKernels(memory, pages, true).fma(1000));
+  }
 });
 
 Deno.test("every core's ceilings: workers on one shared memory report a sweep, copy and FMA peak", async () => {
@@ -142,6 +159,7 @@ Deno.test("the bench checks cells, kernels and peers against their ceilings and 
     readGbPerS: spread(16),
     copyGbPerS: spread(14),
     fmaGflopPerS: spread(60),
+    fmaFused: true,
     sweep: [point(1, 140), point(32, 26), point(2048, 16)],
     knee: findCacheKnee([point(1, 140), point(32, 26), point(2048, 16)]),
     elapsedS: 1,

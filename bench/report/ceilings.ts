@@ -176,7 +176,9 @@ export function ceilingsMarkdown(subjects: CeilingSubjects, sysLlcBytes: number)
     `${cpu.threads} Workers over one shared WebAssembly memory, SIMD kernels, ` +
     `${fmt(cpu.elapsedS)} s: read ${spread(cpu.readGbPerS)} GB/s at ${
       mib(cpu.sweep.at(-1)!.bytes)
-    }, copy ${spread(cpu.copyGbPerS)} GB/s, multiply-add ${spread(cpu.fmaGflopPerS)} GFLOP/s.`,
+    }, copy ${spread(cpu.copyGbPerS)} GB/s, multiply-add ${spread(cpu.fmaGflopPerS)} GFLOP/s (${
+      cpu.fmaFused ? "fused, relaxed SIMD" : "multiply then add"
+    }; 128-bit vectors, so native code with wider ones is held to the read ceilings only).`,
     "",
     `Cache knee (measured): ${
       cpu.knee.kneeBytes ? mib(cpu.knee.kneeBytes) : "none found"
