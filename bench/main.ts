@@ -510,7 +510,7 @@ async function comparePeers(
           : (Deno.env.get("OMP_NUM_THREADS") ?? "unset"),
         shape: name,
         steps,
-        ...(tokensPerSecond ? { tokensPerSecond } : { error: failures.get(peer) }),
+        ...(tokensPerSecond ? { tokensPerSecond, samples: list } : { error: failures.get(peer) }),
         ...peerContext(name, config, steps, results),
       });
     }
@@ -628,7 +628,7 @@ async function compareLlamaCpp(
           shape: name,
           steps,
           ...(result.samples
-            ? { tokensPerSecond: summarize(result.samples) }
+            ? { tokensPerSecond: summarize(result.samples), samples: result.samples }
             : { error: result.error }),
           ...peerContext(name, config, steps, results),
         });

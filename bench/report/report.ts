@@ -113,8 +113,10 @@ export interface PeerRow {
   shape: string;
   /** Tokens generated from position 0. */
   steps: number;
-  /** Its reported tok/s over the repetitions. */
+  /** Its decode tok/s over the repetitions. */
   tokensPerSecond?: Spread;
+  /** Every sample's tok/s, in the order taken. */
+  samples?: number[];
   /** Why it failed. */
   error?: string;
   /** Bytes per token at the middle of its run: weights, and K/V read plus written. */
