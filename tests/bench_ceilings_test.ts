@@ -257,7 +257,7 @@ Deno.test("the calibrated time model prices each term from its measured rate", (
   const [missed] = validateTimeModel([v(1), v(3, "recompute"), v(0.2)], [2.5, 3]);
   expect(missed.meets).toBe(false);
   [0.2, 0.6, 1, 2, 3].forEach((q, i) => expect(missed.quantiles[i]).toBeCloseTo(q, 12));
-  expect(missed.missing.join(" | ")).toContain("a tiled-matmul rate");
+  expect(missed.missing.join(" | ")).toContain("a matmul rate per pass size");
   expect(missed.missing.join(" | ")).toContain("cache residency");
   expect(missed.missing.join(" | ")).toContain("the load average was 3.0 per core");
 });

@@ -64,8 +64,8 @@ export function validateTimeModel(
     const fast = mine.filter((p) => p.measuredMs / p.predictedMs < MODEL_BAND[0]);
     if (slow.some((p) => p.cell.includes("recompute"))) {
       missing.push(
-        "a tiled-matmul rate (recompute passes are priced at the matvec rate; the naive " +
-          "matmul re-reads its weights once per row)",
+        "a matmul rate per pass size (recompute passes run 1 to context+1 rows; the rate is " +
+          "measured at 64, and the naive matmul re-reads its weights once per row)",
       );
     }
     if (slow.some((p) => p.cell.includes("kv-cache") && p.terms.attention > p.terms.matrix)) {
