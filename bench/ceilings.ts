@@ -9,7 +9,7 @@
  * @module
  */
 import { summarize } from "../gpu/timing.ts";
-import { type CacheKnee, findCacheKnee, type SweepPoint } from "./cache_knee.ts";
+import { type CacheKnee, findCacheKnee, readCeilingAt, type SweepPoint } from "./cache_knee.ts";
 import type { CeilingJob } from "./_ceiling_worker.ts";
 import { FMA_CHAINS, RELAXED_SIMD } from "./_wasm_kernels.ts";
 import type { Spread } from "../gpu/timing.ts";
@@ -198,4 +198,24 @@ export async function measureCpuCeilings(options: CeilingOptions = {}): Promise<
   } finally {
     pool.close();
   }
+}
+
+/**
+ * The bandwidth no program streaming a working set of `bytes` beats: the sweep's read ceiling
+ * at that size, or the copy's (bytes read plus written, over the largest working set) where
+ * that is higher, since a cell's bytes also count writes.
+ *
+ * @example
+ * ```ts
+ * import { streamCeilingAt } from "./ceilings.ts";
+ * const s = (x: number) => ({ median: x, min: x, max: x, q1: x, q3: x, n: 1 });
+ * const ceilings = { copyGbPerS: s(13), sweep: [{ bytes: 2 ** 20, readGbPerS: s(40) }, { bytes: 2 ** 31, readGbPerS: s(8) }] };
+ * if (streamCeilingAt(ceilings, 2 ** 31) !== 13 || streamCeilingAt(ceilings, 2 ** 20) !== 40) throw new Error("wrong");
+ * ```
+ */
+export function streamCeilingAt(
+  ceilings: Pick<CpuCeilings, "sweep" | "copyGbPerS">,
+  bytes: number,
+): number {
+  return Math.max(readCeilingAt(ceilings.sweep, bytes), ceilings.copyGbPerS.max);
 }

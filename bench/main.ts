@@ -20,8 +20,7 @@ import { runBatchAxis } from "./batch.ts";
 import { ATTENTION_HEAVY, rooflineLines } from "./shared.ts";
 import { runLlama2c } from "./llama2c.ts";
 import { locateLlamaCpp, runLlamaCpp, writePeerGguf } from "./llama_cpp.ts";
-import { measureCpuCeilings } from "./ceilings.ts";
-import { readCeilingAt } from "./cache_knee.ts";
+import { measureCpuCeilings, streamCeilingAt } from "./ceilings.ts";
 import {
   cpuMatrixRate,
   loadPerCore,
@@ -555,7 +554,7 @@ function peerContext(
   // Every core's read bandwidth at this working set (the cache's where it fits): no program
   // decoding these bytes per token goes faster.
   const ceilingGbPerS = results.cpuCeilings
-    ? readCeilingAt(results.cpuCeilings.sweep, cost.bytes)
+    ? streamCeilingAt(results.cpuCeilings, cost.bytes)
     : NaN;
   return {
     weightBytesPerToken: cost.weightBytes,

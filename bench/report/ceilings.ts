@@ -8,8 +8,7 @@
  * @module
  */
 import type { Spread } from "../../gpu/timing.ts";
-import { readCeilingAt } from "../cache_knee.ts";
-import type { CpuCeilings } from "../ceilings.ts";
+import { type CpuCeilings, streamCeilingAt } from "../ceilings.ts";
 import type { DecoderCell } from "../matrix.ts";
 import type { KernelResult } from "../measure.ts";
 import type { Roofline } from "../probes.ts";
@@ -72,7 +71,7 @@ export function ceilingChecks(subjects: CeilingSubjects): CeilingCheck[] {
   const out: CeilingCheck[] = [];
   const cpu = subjects.cpuCeilings;
   const gpuRead = subjects.rooflines.webgpu?.readGbPerS.max;
-  const readAt = (bytes: number) => cpu ? readCeilingAt(cpu.sweep, bytes) : NaN;
+  const readAt = (bytes: number) => cpu ? streamCeilingAt(cpu, bytes) : NaN;
   const fma = cpu?.fmaGflopPerS.max ?? NaN;
   const knee = cpu?.knee.kneeBytes ?? 0;
   for (const c of subjects.cells) {
@@ -83,7 +82,7 @@ export function ceilingChecks(subjects: CeilingSubjects): CeilingCheck[] {
         unit: "GB/s",
         measured: c.gbPerS.median,
         ceiling: readAt(c.workingSetBytes),
-        against: "every core's read at its working set",
+        against: "every core's stream at its working set",
       });
       out.push({
         subject,
@@ -109,7 +108,7 @@ export function ceilingChecks(subjects: CeilingSubjects): CeilingCheck[] {
       unit: "GB/s",
       measured: k.gbPerS.median,
       ceiling: readAt(k.bytes),
-      against: "every core's read at its working set",
+      against: "every core's stream at its working set",
     });
   }
   for (const p of subjects.peers ?? []) {
