@@ -301,12 +301,12 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
   try {
     const machine = await describeMachine(gpu);
-    // Every core's ceilings and the cache knee, measured (not read from /sys).
     // The peers run last: their share (llama.cpp on CPU and Vulkan, llama2.c) is kept free.
     const peerMinutes = quick ? 0 : (peers.length ? 0.5 : 0) +
       (!values["no-llama-cpp"] && typeof await locateLlamaCpp(values["llama-cpp"]) !== "string"
         ? 1.5
         : 0);
+    // Every core's ceilings and the cache knee, measured (not read from /sys).
     const cpuCeilings = await measureCpuCeilings({
       quick,
       reps: quick ? 2 : 3,
