@@ -13,12 +13,22 @@
  */
 import { parseFlags, UsageError } from "../cli/flags.ts";
 import { type GpuLimitsChoice, parseLimitsChoice, requestGpu } from "../gpu/device.ts";
-import { type LlamaConfig, preset, PRESETS } from "../model/config.ts";
+import { type LlamaConfig, makeConfig, preset, PRESETS } from "../model/config.ts";
 import { forwardCost } from "../model/cost.ts";
 import { checkWeightsFitMemory } from "../model/memory.ts";
 import { runBatchAxis } from "./batch.ts";
 import { ATTENTION_HEAVY, DECODE_POSITIONS, rooflineLines } from "./shared.ts";
 import { runLlama2c } from "./llama2c.ts";
+import { locateLlamaCpp, runLlamaCpp, writePeerGguf } from "./llama_cpp.ts";
+import { measureCpuCeilings, streamCeilingAt } from "./ceilings.ts";
+import {
+  cpuMatrixRate,
+  loadPerCore,
+  matmulRowsPair,
+  measureSyncUs,
+  predictCell,
+  timeModelParams,
+} from "./time_model.ts";
 import { measureVariants } from "./variants.ts";
 import { formatVariantsMarkdown } from "./report/variants.ts";
 import { describeMachine } from "./machine.ts";
@@ -68,12 +78,19 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
                         longer than S seconds in all (default 8; quick 3)
   --max-minutes M       start no decoder cell after M minutes (default 14; quick 5); cells
                         left out are listed in the report
-  --probe-mib M         working set of the bandwidth probes (default: 4x the last-level cache,
-                        at least 64 MiB)
+  --probe-mib M         working set of the single-thread bandwidth probes (default: 4x the
+                        measured cache knee, at least 64 MiB)
+  --sweep-mib M         largest working set of the all-core cache sweep (default 2048, quick
+                        512; capped at a quarter of free memory)
   --out DIR             where results go (default bench/results)
   --llama2c PEERS       also run llama2.c's \`run\` on the same shapes, repeated like every cell:
                         comma-separated LABEL=PATH[@THREADS] (THREADS sets OMP_NUM_THREADS),
-                        e.g. "1-thread=./run,openmp=./runomp@2"
+                        e.g. "1-thread=./runomp@1,2-threads=./runomp@2" (one build, so the
+                        flags are equal); timed from outside: wall(N tokens) - wall(1 token)
+  --llama-cpp PATH      llama.cpp for the llama.cpp peer rows: a llama-bench binary, or a folder
+                        with node-llama-cpp installed (default: ~/.cache/llama-kernels/llama-cpp;
+                        without it the rows say how to install it)
+  --no-llama-cpp        skip the llama.cpp peer rows
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --precision-only      run only the precision axis (weights x KV-cache formats), on every shape
@@ -91,6 +108,10 @@ Before the decoder matrix, the attention ablation times one token's attention al
 MQA at 8 query heads of 64) at contexts ${ablationContexts(false).join(", ")} (quick: ${
   ablationContexts(true).join(", ")
 }), and on WebGPU the wall cost of one submit and one read-back is measured.
+
+Before the kernels, the CPU's ceilings on every core (Workers, WebAssembly SIMD): read, copy and
+multiply-add peaks and a read sweep over working sets of 1 MiB..2 GiB whose knee marks "(LLC)"
+cells; every cell and peer is then checked against the ceiling it is compared with.
 
 Cached decode samples are one call decoding ${DECODE_POSITIONS} tokens (WebGPU: GPU-resident
 generate); every ms/token and tokens/s is wall-clock, GPU-timestamp time beside it.
@@ -217,9 +238,12 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     reps: { type: "string" },
     "cell-budget": { type: "string" },
     "probe-mib": { type: "string" },
+    "sweep-mib": { type: "string" },
     "max-minutes": { type: "string" },
     out: { type: "string" },
     llama2c: { type: "string" },
+    "llama-cpp": { type: "string" },
+    "no-llama-cpp": { type: "boolean" },
     from: { type: "string" },
     "precision-only": { type: "boolean" },
     "no-precision": { type: "boolean" },
@@ -259,6 +283,9 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   const probeMib = values["probe-mib"] === undefined
     ? undefined
     : positiveInteger("probe-mib", values["probe-mib"], 64);
+  const sweepMib = values["sweep-mib"] === undefined
+    ? undefined
+    : positiveInteger("sweep-mib", values["sweep-mib"], 2048);
   const peers = values.llama2c ? parsePeers(values.llama2c) : [];
   const out = (values.out ?? "bench/results").replace(/\/$/, "");
   if (values.from) {
@@ -267,6 +294,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
 
   const started = performance.now();
+  const loadAtStart = loadPerCore();
   let limits: GpuLimitsChoice;
   try {
     limits = parseLimitsChoice(values.limits);
@@ -312,8 +340,29 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   }
   try {
     const machine = await describeMachine(gpu);
-    // Streams at least 4x the last-level cache, so the ceiling is memory, not cache.
-    const probeBytes = Math.ceil((probeMib ?? Math.max(64, 4 * machine.llcBytes / 2 ** 20)) / 16) *
+    // The peers run last: their share (llama.cpp on CPU and Vulkan, llama2.c) is kept free.
+    const peerMinutes = quick ? 0 : (peers.length ? 0.5 : 0) +
+      (!values["no-llama-cpp"] && typeof await locateLlamaCpp(values["llama-cpp"]) !== "string"
+        ? 1.5
+        : 0);
+    // Every core's ceilings and the cache knee, measured (not read from /sys).
+    const cpuCeilings = await measureCpuCeilings({
+      quick,
+      reps: quick ? 2 : 3,
+      ...(sweepMib ? { maxBytes: sweepMib * 2 ** 20 } : {}),
+    });
+    const knee = cpuCeilings.knee.kneeBytes;
+    io.progress(
+      `cpu ceilings on ${cpuCeilings.threads} cores: read ${
+        cpuCeilings.readGbPerS.median.toFixed(1)
+      } GB/s, copy ${cpuCeilings.copyGbPerS.median.toFixed(1)} GB/s, multiply-add ${
+        cpuCeilings.fmaGflopPerS.median.toFixed(1)
+      } GFLOP/s; cache knee ${knee / 2 ** 20} MiB (/sys last-level: ${
+        machine.llcBytes / 2 ** 20
+      } MiB); ${cpuCeilings.elapsedS.toFixed(1)} s`,
+    );
+    // Streams at least 4x the cache knee, so the ceiling is memory, not cache.
+    const probeBytes = Math.ceil((probeMib ?? Math.max(64, 4 * knee / 2 ** 20)) / 16) *
       16 * 2 ** 20;
     const timestamps = gpu?.device.features.has("timestamp-query") ?? false;
     // Without GPU timestamps a batch must outlast the runtime's completion polling (~10 ms).
@@ -343,7 +392,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     }
     const kernels = await measureKernels(
       benchKernels(quick),
-      { backends, gpu, reps, minBatchMs, rooflines, llcBytes: machine.llcBytes },
+      { backends, gpu, reps, minBatchMs, rooflines, llcBytes: knee },
       io.progress,
     );
     const ablation = await runAttentionAblation({
@@ -357,11 +406,24 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       quick,
       deadline: started + maxMinutes * 60_000 / 3,
     }, io.progress);
-    await precision(false, rooflines);
     const shapes: BenchShape[] = shapeNames.map((name) => ({
       name,
       config: name === "attention-heavy" ? ATTENTION_HEAVY : preset(name),
     }));
+    // The time model's many-row matrix rate: the matmul at each shape's feed-forward, 64 rows.
+    kernels.push(
+      ...await measureKernels(
+        benchKernels(quick, [matmulRowsPair(shapes.map((s) => s.config), 64)]),
+        { backends, gpu, reps, minBatchMs, rooflines, llcBytes: knee },
+        io.progress,
+      ),
+    );
+    // The CPU's matrix rate over each model's matrices, here and again after the matrix: under
+    // contention that changes over the run, their geometric mean is nearer the cells'.
+    const matrixRates = () =>
+      backends.includes("cpu") ? shapes.map((s) => cpuMatrixRate(s.config, quick ? 2 : 3)) : [];
+    const matrixRatesBefore = matrixRates();
+    await precision(false, rooflines);
     // tuned first, so that the decoder matrix runs the variants chosen on this adapter
     const variants = gpu ? await measureVariants(gpu, shapes, quick, io.progress) : [];
     const { cells, rejected, checks, skipped } = await runMatrix({
@@ -374,11 +436,11 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       reps,
       minBatchMs,
       rooflines,
-      llcBytes: machine.llcBytes,
+      llcBytes: knee,
       quick,
       gpu,
-      // the batch axis's share of the run comes after
-      deadline: started + (maxMinutes - (quick ? 0.5 : 3)) * 60_000,
+      // the batch axis's share of the run comes after, then the peers'
+      deadline: started + (maxMinutes - (quick ? 0.5 : 3) - peerMinutes) * 60_000,
     }, io.progress);
     // The batch axis on the shape the README leads with.
     const batchShape = shapes.find((s) => s.name === "attention-heavy") ?? shapes[0];
@@ -391,8 +453,29 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       reps,
       minBatchMs,
       rooflines,
-      deadline: started + maxMinutes * 60_000,
+      deadline: started + (maxMinutes - peerMinutes) * 60_000,
     }, io.progress);
+    // The calibrated time model: parameters from the kernel table, the probes and the plans.
+    const params = timeModelParams(
+      kernels,
+      rooflines,
+      Object.fromEntries(variants.map((v) => [v.shape, v.dispatchesPerToken.fused])),
+      gpu ? await measureSyncUs(gpu, 20) : 0,
+      Object.fromEntries(
+        matrixRates().map((after, i) => [shapes[i].name, Math.sqrt(after * matrixRatesBefore[i])]),
+      ),
+      [loadAtStart, loadPerCore()],
+    );
+    const timeModel = {
+      params,
+      cells: cells.filter((c) => params[c.backend]).map((c) =>
+        predictCell(
+          c,
+          makeConfig({ ...SHAPES[c.shape], nKvHeads: c.nKvHeads }),
+          params[c.backend]!,
+        )
+      ),
+    };
     const results: BenchResults = {
       schema: RESULTS_SCHEMA,
       date: new Date().toISOString(),
@@ -409,6 +492,8 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       },
       machine,
       rooflines,
+      cpuCeilings,
+      timeModel,
       kernels,
       cells,
       checks,
@@ -420,6 +505,12 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       ...(syncCosts ? { syncCosts } : {}),
     };
     if (peers.length) results.peers = await comparePeers(peers, shapes, results, reps, io);
+    if (!values["no-llama-cpp"]) {
+      results.peers = [
+        ...results.peers ?? [],
+        ...await compareLlamaCpp(values["llama-cpp"], shapes, results, quick, reps, io),
+      ];
+    }
     await writeResults(results, out, io);
     if (variants.length > 0) {
       await io.writeFile(`${out}/variants.md`, formatVariantsMarkdown(variants));
@@ -454,9 +545,9 @@ async function comparePeers(
   io: BenchIo,
 ): Promise<PeerRow[]> {
   const rows: PeerRow[] = [];
-  const readGbPerS = results.rooflines.cpu?.readGbPerS.median ?? NaN;
   for (const { name, config } of shapes) {
-    const steps = Math.min(128, config.maxSeqLen);
+    // Long enough that start-up, subtracted by the one-token run, is a small part.
+    const steps = Math.min(256, config.maxSeqLen);
     // Interleaved like every other cell: each round runs every peer once, rotated.
     const samples = new Map<PeerSpec, number[]>(peers.map((p) => [p, []]));
     const failures = new Map<PeerSpec, string>();
@@ -473,29 +564,9 @@ async function comparePeers(
         if (result.args) args.set(peer, result.args);
       }
     }
-    // Bytes at the middle of its run (it decodes from position 0).
-    const cost = forwardCost(config, { rows: 1, start: steps / 2 });
-    const ours = (backend: Backend) => {
-      const cell = results.cells
-        .filter((c) =>
-          c.shape === name && c.backend === backend && c.cache === "kv-cache" &&
-          c.attention === "MHA" && c.phase === "decode"
-        )
-        .sort((a, b) =>
-          Math.abs(a.meanPosition - steps / 2) - Math.abs(b.meanPosition - steps / 2)
-        )[0];
-      return cell
-        ? { tokensPerSecond: cell.tokensPerSecond, meanPosition: cell.meanPosition }
-        : undefined;
-    };
     for (const peer of peers) {
       const list = samples.get(peer)!;
       const tokensPerSecond: Spread | undefined = list.length ? summarize(list) : undefined;
-      const mine: PeerRow["ours"] = {};
-      for (const backend of ["cpu", "webgpu"] as const) {
-        const o = ours(backend);
-        if (o) mine[backend] = o;
-      }
       rows.push({
         label: peer.label,
         program: peer.program,
@@ -505,12 +576,131 @@ async function comparePeers(
           : (Deno.env.get("OMP_NUM_THREADS") ?? "unset"),
         shape: name,
         steps,
-        ...(tokensPerSecond ? { tokensPerSecond } : { error: failures.get(peer) }),
-        weightBytesPerToken: cost.weightBytes,
-        kvBytesPerToken: cost.kvReadBytes + cost.kvWriteBytes,
-        bandwidthLimitTokensPerSecond: readGbPerS * 1e9 / cost.bytes,
-        ours: mine,
+        ...(tokensPerSecond ? { tokensPerSecond, samples: list } : { error: failures.get(peer) }),
+        ...peerContext(name, config, steps, results),
       });
+    }
+  }
+  return rows;
+}
+
+/** A peer row's bytes, ceilings and our own rate at the middle of its run (from position 0). */
+function peerContext(
+  name: string,
+  config: LlamaConfig,
+  steps: number,
+  results: BenchResults,
+): Pick<
+  PeerRow,
+  | "weightBytesPerToken"
+  | "kvBytesPerToken"
+  | "bandwidthLimitTokensPerSecond"
+  | "ceilingTokensPerSecond"
+  | "ours"
+> {
+  const cost = forwardCost(config, { rows: 1, start: steps / 2 });
+  const ours = (backend: Backend) => {
+    const cell = results.cells
+      .filter((c) =>
+        c.shape === name && c.backend === backend && c.cache === "kv-cache" &&
+        c.attention === "MHA" && c.phase === "decode"
+      )
+      .sort((a, b) => Math.abs(a.meanPosition - steps / 2) - Math.abs(b.meanPosition - steps / 2))[
+        0
+      ];
+    return cell
+      ? { tokensPerSecond: cell.tokensPerSecond, meanPosition: cell.meanPosition }
+      : undefined;
+  };
+  const mine: PeerRow["ours"] = {};
+  for (const backend of ["cpu", "webgpu"] as const) {
+    const o = ours(backend);
+    if (o) mine[backend] = o;
+  }
+  const readGbPerS = results.rooflines.cpu?.readGbPerS.median ?? NaN;
+  // Every core's read bandwidth at this working set (the cache's where it fits): no program
+  // decoding these bytes per token goes faster.
+  const ceilingGbPerS = results.cpuCeilings
+    ? streamCeilingAt(results.cpuCeilings, cost.bytes)
+    : NaN;
+  return {
+    weightBytesPerToken: cost.weightBytes,
+    kvBytesPerToken: cost.kvReadBytes + cost.kvWriteBytes,
+    bandwidthLimitTokensPerSecond: readGbPerS * 1e9 / cost.bytes,
+    ceilingTokensPerSecond: ceilingGbPerS * 1e9 / cost.bytes,
+    ours: mine,
+  };
+}
+
+/**
+ * llama.cpp's decode on the same weights (an f32 GGUF the bench writes): on the CPU at one
+ * thread and on every core, and on Vulkan; without llama.cpp, one row per shape saying how
+ * to get it.
+ */
+async function compareLlamaCpp(
+  flag: string | undefined,
+  shapes: BenchShape[],
+  results: BenchResults,
+  quick: boolean,
+  reps: number,
+  io: BenchIo,
+): Promise<PeerRow[]> {
+  const where = await locateLlamaCpp(flag);
+  const cores = results.cpuCeilings?.threads ?? navigator.hardwareConcurrency;
+  // --quick: the one-thread CPU row only (a few seconds).
+  const runs = quick ? [{ label: "llama.cpp cpu 1 thread", device: "cpu" as const, threads: 1 }] : [
+    { label: "llama.cpp cpu 1 thread", device: "cpu" as const, threads: 1 },
+    ...(cores > 1
+      ? [{ label: `llama.cpp cpu ${cores} threads`, device: "cpu" as const, threads: cores }]
+      : []),
+    // Vulkan on a software device is slow: fewer tokens, and a timeout.
+    { label: "llama.cpp vulkan", device: "vulkan" as const, threads: cores },
+  ];
+  if (quick) reps = Math.min(reps, 3);
+  const rows: PeerRow[] = [];
+  for (const { name, config } of shapes) {
+    if (typeof where === "string") {
+      rows.push({
+        label: "llama.cpp",
+        program: flag ?? "",
+        args: [],
+        ompNumThreads: "-",
+        shape: name,
+        steps: 0,
+        error: where,
+        ...peerContext(name, config, 0, results),
+      });
+      continue;
+    }
+    const dir = await Deno.makeTempDir({ prefix: "llama-cpp-peer-" });
+    try {
+      const model = await writePeerGguf(dir, config);
+      for (const run of runs) {
+        const steps = Math.min(run.device === "cpu" ? 128 : 32, config.maxSeqLen - 8);
+        io.progress(`${run.label} ${name}: ${steps} tokens x ${reps}`);
+        const result = await runLlamaCpp(where, {
+          device: run.device,
+          threads: run.threads,
+          steps,
+          reps: run.device === "cpu" ? reps : Math.min(reps, 3),
+          timeoutMs: run.device === "cpu" ? 60_000 : 90_000,
+          model,
+        });
+        rows.push({
+          label: run.label,
+          program: result.command[0],
+          args: result.command.slice(1),
+          ompNumThreads: String(run.threads),
+          shape: name,
+          steps,
+          ...(result.samples
+            ? { tokensPerSecond: summarize(result.samples), samples: result.samples }
+            : { error: result.error }),
+          ...peerContext(name, config, steps, results),
+        });
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   }
   return rows;

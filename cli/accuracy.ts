@@ -21,11 +21,18 @@ import { CpuDecoder } from "../model/cpu_decoder.ts";
 import type { Decoder } from "../model/decoder.ts";
 import { readModelFile } from "../model/formats/gguf_llama.ts";
 import { readTokenizer, type Tokenizer } from "../model/formats/tokenizer.ts";
-import { checkKvFormat, checkWeightFormat, storeWeights } from "../model/precision.ts";
+import {
+  checkKvFormat,
+  checkWeightFormat,
+  matrixFormat,
+  storeWeights,
+} from "../model/precision.ts";
+import { headDim } from "../model/config.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";
+import { isKQuantFormat } from "../reference/kquants.ts";
 
 const MODELS = new URL("../models/", import.meta.url);
 /** The model `--model` defaults to: the shipped stories260K. */
@@ -74,6 +81,11 @@ export interface AccuracyRow {
   weights: TensorFormat;
   /** KV-cache format. */
   kv: KvFormat;
+  /**
+   * The formats the matrices are really held in, where some fell back (a K-quant on rows that
+   * are not whole 256-value super-blocks is held as Q8_0, as llama.cpp does); absent otherwise.
+   */
+  heldAs?: TensorFormat[];
   /** The figures (see `model/accuracy.ts`), per-position arrays left out. */
   report: Omit<AccuracyReport, "klPerPosition" | "nmsePerPosition">;
 }
@@ -159,7 +171,7 @@ async function run(args: string[], io: AccuracyIo): Promise<number> {
   if (backend !== "cpu" && backend !== "webgpu") {
     throw new UsageError(`--backend: expected cpu or webgpu, got "${backend}"`);
   }
-  const weightFormats = formatList("weights", flags.weights, TENSOR_FORMATS, checkWeightFormat);
+  const askedFormats = formatList("weights", flags.weights, TENSOR_FORMATS, checkWeightFormat);
   const kvFormats = formatList("kv", flags.kv, KV_FORMATS, checkKvFormat);
   const requestedContext = integer("context", flags.context, 2);
   const maxPositions = integer("max-positions", flags["max-positions"], 1);
@@ -167,6 +179,22 @@ async function run(args: string[], io: AccuracyIo): Promise<number> {
   const modelPath = flags.model ?? DEFAULT_MODEL;
   const model = await readModelFile(modelPath);
   const { config, weights } = model;
+  // What each asked format really holds: every matrix's columns are dim, nHeads·headDim (wo) or
+  // hiddenDim (w2), and a block format needs rows of whole blocks.
+  const heldAs = (format: TensorFormat): TensorFormat[] => [
+    ...new Set(
+      [config.dim, config.nHeads * headDim(config), config.hiddenDim].map((cols) =>
+        matrixFormat(format, cols)
+      ),
+    ),
+  ];
+  const exact = (format: TensorFormat) => heldAs(format).join() === format;
+  // By default a K-quant runs only where every matrix holds it (elsewhere it would measure its
+  // Q8_0 fallback); asked for, any format runs, labelled with what it holds where it falls back.
+  const weightFormats = flags.weights === undefined
+    ? askedFormats.filter((f) => exact(f) || !isKQuantFormat(f))
+    : askedFormats;
+  const leftOut = askedFormats.filter((f) => !weightFormats.includes(f));
   let tokenizer: Tokenizer | undefined = model.tokenizer;
   if (flags.tokenizer) tokenizer = await readTokenizer(flags.tokenizer, config.vocabSize);
   else if (!tokenizer && flags.model === undefined) {
@@ -190,6 +218,12 @@ async function run(args: string[], io: AccuracyIo): Promise<number> {
   const next = nextTokens(chunks);
   const runConfig = contextConfig(config, Math.max(...chunks.map((c) => c.length)));
 
+  if (leftOut.length > 0) {
+    io.stderr(
+      `left out ${leftOut.join(", ")}: this model's rows are not whole 256-value super-blocks ` +
+        `(--weights ${leftOut[0]} runs it held as ${heldAs(leftOut[0]).join("+")})\n`,
+    );
+  }
   const gpu = backend === "webgpu" ? await requestGpu() : undefined;
   try {
     const along = async (format: TensorFormat, kv: KvFormat) => {
@@ -222,7 +256,12 @@ async function run(args: string[], io: AccuracyIo): Promise<number> {
           reference,
           next,
         );
-        rows.push({ weights: weightFormat, kv, report });
+        rows.push({
+          weights: weightFormat,
+          kv,
+          ...(exact(weightFormat) ? {} : { heldAs: heldAs(weightFormat) }),
+          report,
+        });
       }
     }
     const summary = {
@@ -295,8 +334,8 @@ function table(
     "perplexity",
     "ln(PPL/PPL f32) [95% CI]",
   ];
-  const lines = s.rows.map(({ weights, kv, report: r }) => [
-    weights,
+  const lines = s.rows.map(({ weights, kv, heldAs, report: r }) => [
+    heldAs ? `${weights} (held as ${heldAs.join("+")})` : weights,
     kv,
     interval(r.kl, exp),
     exp(r.klMedian),

@@ -125,7 +125,7 @@ export const EMBEDDING_PAIR: KernelPair<
   ],
   bench: {
     quick: [{ rows: 1, dim: 288, vocabSize: 512 }],
-    full: [{ rows: 1, dim: 2048, vocabSize: 32000 }],
+    full: [{ rows: 1, dim: 288, vocabSize: 32000 }],
   },
   bytes: ({ rows, dim }) => 4 * (rows + 2 * rows * dim),
   flops: () => 0,

@@ -30,6 +30,7 @@ Deno.test("accuracy: stories260K over the shipped text by default, as the model 
   // Measured in tests/accuracy_model_test.ts: Q4_0 KL 8.9e-2, perplexity 3.5896 (products over
   // Q8 activations, as llama.cpp's; 3.5857 with float activations).
   const q4 = row(summary.rows, "q4_0", "f32");
+  expect(summary.rows[1].heldAs).toEqual(["q4_0", "f16"]);
   expect(q4.kl.mean).toBeCloseTo(0.0888, 3);
   expect(q4.perplexity).toBeCloseTo(3.5896, 3);
   const table = await accuracy("--weights", "q4_0", "--kv", "f32,q8_0");
@@ -37,8 +38,11 @@ Deno.test("accuracy: stories260K over the shipped text by default, as the model 
   expect(lines[0]).toMatch(/^model: .*stories260K\.bin \(llama2\.c legacy, matrices f32; 5 layers/);
   expect(lines[1]).toMatch(/eval_text\.txt, 367 positions in 1 chunk; backend cpu$/);
   expect(lines[2]).toBe("reference: the model's float32 weights and KV cache; perplexity 3.2272");
-  expect(lines[4]).toMatch(/^\| weights \| KV +\| mean KL \[95% CI\] +\| median KL/);
-  expect(lines[6]).toMatch(/^\| q4_0 +\| f32 +\| 8\.90e-2 \[7\.8\de-2, 9\.9\de-2\] \|/);
+  expect(lines[4]).toMatch(/^\| weights +\| KV +\| mean KL \[95% CI\] +\| median KL/);
+  // hiddenDim 172 is not whole 32-value blocks: w2 stays f16, and the label says so.
+  expect(lines[6]).toMatch(
+    /^\| q4_0 \(held as q4_0\+f16\) +\| f32 +\| 8\.90e-2 \[7\.8\de-2, 9\.9\de-2\] \|/,
+  );
   expect(lines).toHaveLength(8);
 });
 
@@ -108,9 +112,9 @@ Deno.test("accuracy --text splits a long text into chunks of --context, each fro
 Deno.test("accuracy: bad flags and files give one clear line", async () => {
   const cases: [string[], number, string][] = [
     [
-      ["--weights", "q5_k"],
+      ["--weights", "q3_k"],
       2,
-      'accuracy: --weights: expected one of f32, f16, q8_0, q4_0, got "q5_k"',
+      'accuracy: --weights: expected one of f32, f16, q8_0, q4_0, q6_k, q5_k, q4_k, got "q3_k"',
     ],
     [["--kv", "f32,q4_0"], 2, 'accuracy: --kv: expected one of f32, f16, q8_0, got "q4_0"'],
     [["--backend", "tpu"], 2, 'accuracy: --backend: expected cpu or webgpu, got "tpu"'],

@@ -31,7 +31,10 @@ Deno.test({
     // --quick, narrowed for the suite: one shape and context, small probes (the test checks
     // plumbing, not bandwidth; the probes' size is recorded beside the cache size).
     const args = ["--quick", "--backend", backend, "--out", "out", "--preset", "stories260K"];
-    const code = await benchMain([...args, "--contexts", "16", "--probe-mib", "32"], io);
+    const code = await benchMain([
+      ...args,
+      ...["--contexts", "16", "--probe-mib", "32", "--sweep-mib", "8", "--no-llama-cpp"],
+    ], io);
     expect(printed.join("\n")).not.toContain("bench:");
     expect(code).toBe(0);
     const results: BenchResults = JSON.parse(files.get("out/results.json")!);
@@ -39,6 +42,17 @@ Deno.test({
     expect(results.quick).toBe(true);
     expect(results.settings.reps).toBe(3);
     expect(results.settings.probeBytes).toBe(32 << 20);
+    // every core's ceilings, the sweep to --sweep-mib, the self-check and the time model
+    expect(results.cpuCeilings!.sweep.map((p) => p.bytes / 2 ** 20)).toEqual([1, 4, 8]);
+    expect(results.cpuCeilings!.threads).toBe(navigator.hardwareConcurrency);
+    const ceilingReport = files.get("out/report.md")!;
+    expect(ceilingReport).toContain("## Ceilings (every core)");
+    expect(ceilingReport).toMatch(/All \d+ figures checked|CEILING EXCEEDED/);
+    expect(ceilingReport).toContain("## Calibrated time model");
+    expect(results.timeModel!.cells.filter((c) => c.phase === "decode").length).toBe(
+      results.cells.filter((c) => c.phase === "decode").length,
+    );
+    expect(results.peers ?? []).toEqual([]); // no peer without --llama2c, with --no-llama-cpp
     expect(results.rejected).toEqual([]);
     const backends = backend === "both" ? ["cpu", "webgpu"] as const : ["cpu"] as const;
     for (const b of backends) {
@@ -262,18 +276,22 @@ Deno.test("attention variants: MHA, GQA with 2/4/8 query heads per KV head where
   ]);
 });
 
-Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the shape and reads its tok/s", async () => {
+Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the shape and is timed from outside", async () => {
   const config = { ...preset("stories260K"), nLayers: 1 };
   const written = new Map<string, Uint8Array>();
-  let command: string[] = [];
+  const commands: string[][] = [];
+  // A fake clock: loading takes 100 ms, then each token 2 ms.
+  let clock = 0;
   const result = await runLlama2c("/opt/llama2.c/run", "tiny", config, 32, {
     tempDir: () => Promise.resolve("/tmp/peer"),
     writeFile: (path, bytes) => {
       written.set(path, bytes);
       return Promise.resolve();
     },
+    now: () => clock,
     run: (program, args) => {
-      command = [program, ...args];
+      commands.push([program, ...args]);
+      clock += 100 + 2 * (Number(args.at(-1)) - 1);
       return Promise.resolve({
         code: 0,
         stdout: "Once upon\n",
@@ -281,12 +299,15 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
       });
     },
   });
+  // 31 tokens past the first in 62 ms: 500 tok/s, whatever llama2.c's own timer says
   expect(result).toEqual({
     shape: "tiny",
-    tokensPerSecond: 1234.5,
-    args: command.slice(1),
+    tokensPerSecond: 500,
+    reportedTokensPerSecond: 1234.5,
+    loadMs: 100,
+    args: commands[1].slice(1),
   });
-  expect(command).toEqual([
+  const expected = (n: string) => [
     "/opt/llama2.c/run",
     "/tmp/peer/model.bin",
     "-z",
@@ -294,8 +315,9 @@ Deno.test("the llama2.c peer gets a legacy checkpoint and a tokenizer of the sha
     "-t",
     "0",
     "-n",
-    "32",
-  ]);
+    n,
+  ];
+  expect(commands).toEqual([expected("1"), expected("32")]);
   const checkpoint = parseCheckpoint(written.get("/tmp/peer/model.bin")!);
   expect(checkpoint.format).toBe("legacy");
   expect(checkpoint.config).toEqual(config);

@@ -17,6 +17,10 @@ import type { Spread, Timing } from "../../gpu/timing.ts";
 import type { AttentionAblation } from "../ablation.ts";
 import type { SyncCosts } from "../sync_cost.ts";
 import { ablationMarkdown, ablationSentence, decodeFits } from "./ablation.ts";
+import type { CpuCeilings } from "../ceilings.ts";
+import type { TimeModel } from "../time_model.ts";
+import { ceilingChecks, ceilingsMarkdown, ceilingVerdict } from "./ceilings.ts";
+import { timeModelMarkdown, timeModelText } from "./time_model.ts";
 
 /**
  * Version of the JSON layout; bump when fields change meaning. 3: wall-clock headlines (decode
@@ -117,16 +121,20 @@ export interface PeerRow {
   shape: string;
   /** Tokens generated from position 0. */
   steps: number;
-  /** Its reported tok/s over the repetitions. */
+  /** Its decode tok/s over the repetitions. */
   tokensPerSecond?: Spread;
+  /** Every sample's tok/s, in the order taken. */
+  samples?: number[];
   /** Why it failed. */
   error?: string;
   /** Bytes per token at the middle of its run: weights, and K/V read plus written. */
   weightBytesPerToken: number;
   /** K/V bytes per token, likewise. */
   kvBytesPerToken: number;
-  /** Tokens/s the CPU read-stream ceiling allows at those bytes. */
+  /** Tokens/s the one-thread CPU read stream allows at those bytes. */
   bandwidthLimitTokensPerSecond: number;
+  /** Tokens/s every core's read bandwidth at that working set allows: the ceiling. */
+  ceilingTokensPerSecond?: number;
   /** Our KV-cache MHA decode tok/s at the cell nearest its mean position, per backend. */
   ours: Partial<Record<Backend, { tokensPerSecond: Spread; meanPosition: number }>>;
 }
@@ -165,6 +173,10 @@ export interface BenchResults {
   machine: MachineInfo;
   /** Each backend's measured roofline. */
   rooflines: Partial<Record<Backend, Roofline>>;
+  /** Every core's ceilings and the cache sweep (absent in older results). */
+  cpuCeilings?: CpuCeilings;
+  /** The calibrated time model's parameters and predictions (absent in older results). */
+  timeModel?: TimeModel;
   /** Kernels. */
   kernels: KernelResult[];
   /** Decoder cells. */
@@ -519,7 +531,9 @@ function rooflineTable(results: BenchResults, markdown: boolean): string {
     formatSpread(r!.peakGflopPerS),
     formatSpread(r!.dispatchUs),
     mib(r!.probeBytes) +
-    (results.machine.llcBytes > 0 ? ` (${n(r!.probeBytes / results.machine.llcBytes)}x LLC)` : ""),
+    (results.cpuCeilings?.knee.kneeBytes
+      ? ` (${n(r!.probeBytes / results.cpuCeilings.knee.kneeBytes)}x knee)`
+      : ""),
     r!.gpuTimestamps ? "GPU" : "wall",
     cpuRead ? pct(r!.readGbPerS.median / cpuRead) : "-",
     cpuCopy ? pct(r!.readGbPerS.median / cpuCopy) : "-",
@@ -553,6 +567,7 @@ function peerTable(results: BenchResults, markdown: boolean): string {
     mib(p.weightBytesPerToken),
     mib(p.kvBytesPerToken),
     n(p.bandwidthLimitTokensPerSecond),
+    p.ceilingTokensPerSecond ? n(p.ceilingTokensPerSecond) : "-",
   ]);
   return table(
     [
@@ -564,7 +579,8 @@ function peerTable(results: BenchResults, markdown: boolean): string {
       "ours webgpu tok/s",
       "weights/token",
       "K/V/token",
-      "read-BW limit tok/s",
+      "1-thread read limit tok/s",
+      "all-core ceiling tok/s",
     ],
     rows,
     markdown,
@@ -574,7 +590,7 @@ function peerTable(results: BenchResults, markdown: boolean): string {
 /** The machine in one line, from the run's metadata. */
 export function machineLine(results: BenchResults): string {
   const m = results.machine;
-  const llc = m.llcBytes > 0 ? `, ${mib(m.llcBytes)} last-level cache` : "";
+  const llc = m.llcBytes > 0 ? `, ${mib(m.llcBytes)} last-level cache (/sys)` : "";
   const adapter = m.adapter
     ? `; WebGPU adapter: ${m.adapter.description || "unnamed"}, vendor ${m.adapter.vendor}${
       m.adapter.isFallbackAdapter ? " (fallback/software adapter)" : ""
@@ -595,7 +611,7 @@ export function settingsLine(results: BenchResults): string {
     `least ${s.minBatchMs.cpu} ms (CPU) and ${s.minBatchMs.webgpu} ms (WebGPU); figures are ` +
     `median [min-max]; speedups are ratios of medians [bootstrap 95% interval, 2000 seeded ` +
     `resamples], a difference only where the interval excludes 1; "(LLC)" marks a working set ` +
-    `that fits in the last-level cache`;
+    `at most the measured cache knee`;
 }
 
 /** Whether a submit, a read-back and a bare map cost the same within 10% (medians). */
@@ -648,6 +664,9 @@ export function formatText(results: BenchResults): string {
     "speedups (ratio of medians [bootstrap 95% interval] vs the time model):",
     speedupTable(results, false),
     "",
+    ceilingVerdict(ceilingChecks(results)),
+    ...timeModelText(results.timeModel),
+    "",
     "kernels:",
     kernelTable(results, false),
     ...(results.rejected.length
@@ -657,7 +676,7 @@ export function formatText(results: BenchResults): string {
         ...results.rejected.map((r) => `  ${r.variant}: ${r.reason}`),
       ]
       : []),
-    ...(results.peers ? ["", "llama2.c side by side:", peerTable(results, false)] : []),
+    ...(results.peers ? ["", "peers side by side:", peerTable(results, false)] : []),
   ].join("\n");
 }
 
@@ -741,10 +760,13 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "",
     rooflineTable(results, true),
     "",
+    ceilingsMarkdown(results, results.machine.llcBytes),
+    timeModelMarkdown(results.timeModel),
+    "",
     "## Decode wall ms/token by mean position",
     "",
     `${llcCells} of ${results.cells.length} cells have a working set (weights plus K/V cache) ` +
-    "that fits in the last-level cache (marked (LLC)): their bytes/s are not DRAM bandwidth.",
+    "at most the measured cache knee (marked (LLC)): their bytes/s are not DRAM bandwidth.",
     "",
     decodeTable(results, true),
     "",
@@ -821,7 +843,7 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     ...(results.peers
       ? [
         "",
-        "## llama2.c side by side",
+        "## Peers side by side (llama2.c, llama.cpp)",
         "",
         ...uniqueBy(results.peers, (p) => p.label).map((p) =>
           `- ${p.label}: \`${p.program} ${p.args.join(" ")}\`, OMP_NUM_THREADS=${p.ompNumThreads}`
