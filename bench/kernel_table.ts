@@ -39,7 +39,10 @@ function plainBuffers(gpu: Gpu): PairBuffers {
   };
 }
 
-/** Every variant of every entry at its `quick` or `full` bench shapes. */
+/**
+ * Every entry at its `quick` or `full` bench shapes: every variant in a full run, the family's
+ * default (its first) under `quick`, which tuning's own measurements complete.
+ */
 export function benchKernels(
   quick: boolean,
   pairs: readonly AnyKernelPair[] = KERNEL_PAIRS,
@@ -48,7 +51,8 @@ export function benchKernels(
     (quick ? pair.bench.quick : pair.bench.full).flatMap((shape) => {
       let inputs: unknown;
       const shapeInputs = () => inputs ??= pair.inputs(shape);
-      return pair.variants.map((variant, i): BenchKernel => ({
+      const variants = quick ? pair.variants.slice(0, 1) : pair.variants;
+      return variants.map((variant, i): BenchKernel => ({
         kernel: kernelName(pair, shape),
         variant: variant.name,
         shape: pair.describe(shape),

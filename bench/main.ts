@@ -270,7 +270,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     }
   }
   for (const name of shapeNames) checkWeightsFitMemory(SHAPES[name], `--preset ${name}`);
-  const contexts = parseContexts(values.contexts ?? (quick ? "16..32" : "16..1024"));
+  const contexts = parseContexts(values.contexts ?? (quick ? "32" : "16..1024"));
   const reps = positiveInteger("reps", values.reps, quick ? 3 : 5);
   const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 3 : 8));
   if (!(cellBudgetS > 0)) {

@@ -34,6 +34,7 @@ Deno.test({
     const code = await benchMain([
       ...args,
       ...["--contexts", "16", "--probe-mib", "32", "--sweep-mib", "8", "--no-llama-cpp"],
+      "--no-precision", // the precision axis has its own test (bench_precision_test.ts)
     ], io);
     expect(printed.join("\n")).not.toContain("bench:");
     expect(code).toBe(0);
