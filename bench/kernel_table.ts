@@ -40,18 +40,20 @@ function plainBuffers(gpu: Gpu): PairBuffers {
 }
 
 /**
- * Every entry at its `quick` or `full` bench shapes: every variant in a full run, the family's
- * default (its first) under `quick`, which tuning's own measurements complete.
+ * Every entry at its `quick` or `full` bench shapes: each family's default (its first variant),
+ * or every variant with `allVariants` (`deno task bench --all-variants`, `deno bench`); tuning
+ * measures the variants at the model's own shapes either way.
  */
 export function benchKernels(
   quick: boolean,
   pairs: readonly AnyKernelPair[] = KERNEL_PAIRS,
+  allVariants = false,
 ): BenchKernel[] {
   return pairs.flatMap((pair) =>
     (quick ? pair.bench.quick : pair.bench.full).flatMap((shape) => {
       let inputs: unknown;
       const shapeInputs = () => inputs ??= pair.inputs(shape);
-      const variants = quick ? pair.variants.slice(0, 1) : pair.variants;
+      const variants = allVariants ? pair.variants : pair.variants.slice(0, 1);
       return variants.map((variant, i): BenchKernel => ({
         kernel: kernelName(pair, shape),
         variant: variant.name,

@@ -11,7 +11,7 @@ const gpu: Gpu | undefined = await navigator.gpu?.requestAdapter().then((
 ) => (a ? requestGpu() : undefined));
 if (!gpu) console.warn("WebGPU benchmarks skipped: no adapter (install mesa-vulkan-drivers)");
 
-for (const kernel of benchKernels(false)) {
+for (const kernel of benchKernels(false, undefined, true)) {
   const group = `${kernel.kernel} ${kernel.shape}`;
   const cpu = kernel.cpu;
   if (cpu) {

@@ -91,6 +91,8 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
                         with node-llama-cpp installed (default: ~/.cache/llama-kernels/llama-cpp;
                         without it the rows say how to install it)
   --no-llama-cpp        skip the llama.cpp peer rows
+  --all-variants        time every variant of every kernel in the kernel table (default: each
+                        family's default; tuning times the variants at the model's shapes)
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --precision-only      run only the precision axis (weights x KV-cache formats), on every shape
@@ -244,6 +246,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     llama2c: { type: "string" },
     "llama-cpp": { type: "string" },
     "no-llama-cpp": { type: "boolean" },
+    "all-variants": { type: "boolean" },
     from: { type: "string" },
     "precision-only": { type: "boolean" },
     "no-precision": { type: "boolean" },
@@ -391,7 +394,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       );
     }
     const kernels = await measureKernels(
-      benchKernels(quick),
+      benchKernels(quick, undefined, values["all-variants"] ?? false),
       { backends, gpu, reps, minBatchMs, rooflines, llcBytes: knee },
       io.progress,
     );
