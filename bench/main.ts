@@ -395,7 +395,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     }
     const kernels = await measureKernels(
       benchKernels(quick, undefined, values["all-variants"] ?? false),
-      { backends, gpu, reps, minBatchMs, rooflines, llcBytes: knee },
+      { backends, gpu, reps: Math.min(reps, 3), minBatchMs, rooflines, llcBytes: knee },
       io.progress,
     );
     const ablation = await runAttentionAblation({
@@ -417,7 +417,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     kernels.push(
       ...await measureKernels(
         benchKernels(quick, [matmulRowsPair(shapes.map((s) => s.config), 64)]),
-        { backends, gpu, reps, minBatchMs, rooflines, llcBytes: knee },
+        { backends, gpu, reps: Math.min(reps, 3), minBatchMs, rooflines, llcBytes: knee },
         io.progress,
       ),
     );
@@ -443,7 +443,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       quick,
       gpu,
       // the batch axis's share of the run comes after, then the peers'
-      deadline: started + (maxMinutes - (quick ? 0.5 : 3) - peerMinutes) * 60_000,
+      deadline: started + (maxMinutes - (quick ? 0.5 : 2) - peerMinutes) * 60_000,
     }, io.progress);
     // The batch axis on the shape the README leads with.
     const batchShape = shapes.find((s) => s.name === "attention-heavy") ?? shapes[0];
