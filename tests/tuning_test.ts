@@ -144,17 +144,24 @@ gpuTest(
       vocabSize: 40,
       maxSeqLen: 8,
     });
+    // Q8 activations live in workgroup memory, over the GL backend's element budget: there the
+    // float-activation variants are the candidates.
+    const candidates = Number.isFinite(gpu.workgroupElementBudget)
+      ? ["f32 row", "f32 lanes8"]
+      : ["q8 row", "q8 lanes8"];
     const { tuning, measurements } = await tune(gpu, config, {
       samples: 1,
       minSampleMs: 0,
       prefillRows: 1,
       weights: "q4_0",
-      filter: (key, variant) => key.endsWith(" q4_0") && ["q8 row", "q8 lanes8"].includes(variant),
+      filter: (key, variant) => key.endsWith(" q4_0") && candidates.includes(variant),
     });
-    expect(measurements.length).toBe(5 * 2); // qkv, wo, w13, w2, classifier; two variants each
+    // qkv, wo, w13, w2, classifier: each measured, with both variants where the budget allows
+    expect(new Set(measurements.map((m) => m.key)).size).toBe(5);
+    if (!Number.isFinite(gpu.workgroupElementBudget)) expect(measurements.length).toBe(5 * 2);
     expect(measurements.every((m) => m.passed)).toBe(true);
     const key = "projection siluMul+norm decode 96x64 q4_0";
-    expect(["q8 row", "q8 lanes8"]).toContain(tuning.choices[key]);
+    expect(candidates).toContain(tuning.choices[key]);
     expect(parseTuning(JSON.stringify(tuning))).toEqual(tuning);
   },
 );
