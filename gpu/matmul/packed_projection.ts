@@ -27,7 +27,13 @@
  */
 import { type BufferRange, type Dispatch, type Gpu, GpuError } from "../device.ts";
 import { compileKernel } from "../kernel.ts";
-import { bindingNames, epilogueWgsl, PAIR, type ProjectionEpilogue } from "./projection.ts";
+import {
+  bindingNames,
+  epilogueWgsl,
+  PAIR,
+  projectionConstants,
+  type ProjectionEpilogue,
+} from "./projection.ts";
 import type { ProjectionDevice } from "./projection.ts";
 import { checkInteger } from "../../reference/checks.ts";
 import { DEFAULT_NORM_EPS } from "../../reference/norm.ts";
@@ -533,29 +539,15 @@ export async function packedProjectionKernel(
       throw new GpuError(name, `variant ${variant.name} needs the ${feature} feature`);
     }
   }
-  const constants: Record<string, number> = {
-    IN_DIM: inDim,
-    UNITS: units,
-    ROWS: rows,
-    X_OFFSET: xOffset,
-    UNIT_OFFSET: unitOffset,
-    EPS: eps,
-  };
-  if (epilogue.kind === "qkvRope") {
-    const { nHeads, nKvHeads, headDim, maxSeqLen, layout = "interleaved" } = epilogue;
-    if (headDim % 2 !== 0) {
-      throw new GpuError(name, `headDim: expected an even number, got ${headDim}`);
-    }
-    Object.assign(constants, {
-      HEAD_DIM: headDim,
-      Q_DIM: nHeads * headDim,
-      KV_DIM: nKvHeads * headDim,
-      MAX_SEQ: maxSeqLen,
-      HALF_LAYOUT: layout === "half" ? 1 : 0,
-    });
-  } else {
-    constants.OUT_STRIDE = options.outStride ?? unitOffset + units;
-  }
+  const constants = projectionConstants(name, epilogue, {
+    inDim,
+    units,
+    rows,
+    xOffset: xOffset,
+    unitOffset,
+    eps,
+    outStride: options.outStride,
+  });
   const packedDot = variant.dot === "auto" && hasPackedDot();
   const scalesInWeights = format !== "f16" && options.scalesAt !== undefined;
   if (scalesInWeights) constants.SCALES_AT = options.scalesAt!;

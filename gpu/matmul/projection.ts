@@ -560,6 +560,57 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 /**
+ * The override constants every projection layout shares: the shape, the epilogue's (RoPE's head
+ * layout for `qkvRope`, the output stride otherwise). Throws, naming `name`, on an odd head.
+ *
+ * @example
+ * ```ts
+ * import { projectionConstants } from "./projection.ts";
+ * const c = projectionConstants("p", { kind: "store" }, { inDim: 8, units: 4, rows: 1, xOffset: 0, unitOffset: 0, eps: 1e-5 });
+ * if (c.OUT_STRIDE !== 4) throw new Error("wrong");
+ * ```
+ */
+export function projectionConstants(
+  name: string,
+  epilogue: ProjectionEpilogue,
+  shape: {
+    inDim: number;
+    units: number;
+    rows: number;
+    xOffset: number;
+    unitOffset: number;
+    eps: number;
+    outStride?: number;
+  },
+): Record<string, number> {
+  const { inDim, units, rows, xOffset, unitOffset, eps } = shape;
+  const constants: Record<string, number> = {
+    IN_DIM: inDim,
+    UNITS: units,
+    ROWS: rows,
+    X_OFFSET: xOffset,
+    UNIT_OFFSET: unitOffset,
+    EPS: eps,
+  };
+  if (epilogue.kind === "qkvRope") {
+    const { nHeads, nKvHeads, headDim, maxSeqLen, layout = "interleaved" } = epilogue;
+    if (headDim % 2 !== 0) {
+      throw new GpuError(name, `headDim: expected an even number, got ${headDim}`);
+    }
+    Object.assign(constants, {
+      HEAD_DIM: headDim,
+      Q_DIM: nHeads * headDim,
+      KV_DIM: nKvHeads * headDim,
+      MAX_SEQ: maxSeqLen,
+      HALF_LAYOUT: layout === "half" ? 1 : 0,
+    });
+  } else {
+    constants.OUT_STRIDE = shape.outStride ?? unitOffset + units;
+  }
+  return constants;
+}
+
+/**
  * Compiles a projection of `shape` with `variant`'s layout and `epilogue`. `w` holds
  * `units · pair` rows of `inDim` floats (`pair` is 2 for `siluMul` and `qkvRope`).
  *
@@ -596,29 +647,15 @@ export async function projectionKernel<E extends ProjectionEpilogue>(
     throw new GpuError(name, `xOffset: expected a multiple of 4, got ${xOffset}`);
   }
   const pair = PAIR[epilogue.kind];
-  const constants: Record<string, number> = {
-    IN_DIM: inDim,
-    UNITS: units,
-    ROWS: rows,
-    X_OFFSET: vec4 ? xOffset / 4 : xOffset,
-    UNIT_OFFSET: unitOffset,
-    EPS: eps,
-  };
-  if (epilogue.kind === "qkvRope") {
-    const { nHeads, nKvHeads, headDim, maxSeqLen, layout = "interleaved" } = epilogue;
-    if (headDim % 2 !== 0) {
-      throw new GpuError(name, `headDim: expected an even number, got ${headDim}`);
-    }
-    Object.assign(constants, {
-      HEAD_DIM: headDim,
-      Q_DIM: nHeads * headDim,
-      KV_DIM: nKvHeads * headDim,
-      MAX_SEQ: maxSeqLen,
-      HALF_LAYOUT: layout === "half" ? 1 : 0,
-    });
-  } else {
-    constants.OUT_STRIDE = options.outStride ?? unitOffset + units;
-  }
+  const constants = projectionConstants(name, epilogue, {
+    inDim,
+    units,
+    rows,
+    xOffset: vec4 ? xOffset / 4 : xOffset,
+    unitOffset,
+    eps,
+    outStride: options.outStride,
+  });
   let body: string;
   let grid: [number, number];
   switch (variant.layout) {
