@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { type Dispatch, type Gpu, GpuError } from "./device.ts";
+import { compileComputePipeline, type Dispatch, type Gpu, GpuError } from "./device.ts";
 import type { AnyKernelFamily, KernelFamily } from "./families.ts";
 import { kernelFamily } from "./families.ts";
 import {
@@ -134,7 +134,7 @@ function contractLayout(gpu: Gpu, family: AnyKernelFamily): GPUBindGroupLayout {
 }
 
 /** Compiles the candidate against the contract's layout; WGSL errors name the kernel. */
-async function candidatePipeline(
+function candidatePipeline(
   gpu: Gpu,
   label: string,
   layout: GPUBindGroupLayout,
@@ -142,26 +142,11 @@ async function candidatePipeline(
   entryPoint: string,
   constants: Record<string, number>,
 ): Promise<GPUComputePipeline> {
-  const device = gpu.device;
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ label, code });
-  const pipeline = device.createComputePipeline({
-    label,
-    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-    compute: { module, entryPoint, constants },
+  return compileComputePipeline(gpu.device, label, code, {
+    constants,
+    entryPoint,
+    layout: gpu.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
   });
-  const error = await device.popErrorScope();
-  if (error) {
-    const info = await module.getCompilationInfo();
-    const wgsl = info.messages.map((m) =>
-      `${m.type} at ${m.lineNum}:${m.linePos}: ${m.message.trim()}`
-    );
-    throw new GpuError(
-      label,
-      `${error.message.trim()}${wgsl.length ? `\n${wgsl.join("\n")}` : ""}`,
-    );
-  }
-  return pipeline;
 }
 
 /** The candidate as a variant of the family's registry entry. */

@@ -274,31 +274,12 @@ export class Gpu {
     return this.#pipelines.size;
   }
 
-  async #compile(
+  #compile(
     kernel: string,
     code: string,
     constants: Record<string, number>,
   ): Promise<GPUComputePipeline> {
-    const device = this.device;
-    device.pushErrorScope("validation");
-    const module = device.createShaderModule({ label: kernel, code });
-    const pipeline = device.createComputePipeline({
-      label: kernel,
-      layout: "auto",
-      compute: { module, entryPoint: "main", constants },
-    });
-    const error = await device.popErrorScope();
-    if (error) {
-      const info = await module.getCompilationInfo();
-      const wgsl = info.messages.map((m) =>
-        `${m.type} at ${m.lineNum}:${m.linePos}: ${m.message.trim()}`
-      );
-      throw new GpuError(
-        kernel,
-        `${error.message.trim()}${wgsl.length ? `\n${wgsl.join("\n")}` : ""}`,
-      );
-    }
-    return pipeline;
+    return compileComputePipeline(this.device, kernel, code, { constants });
   }
 
   /**
@@ -471,4 +452,45 @@ export class Gpu {
   destroy(): void {
     this.device.destroy();
   }
+}
+
+/**
+ * Compiles a compute pipeline inside a validation error scope: an invalid shader or pipeline
+ * throws one {@linkcode GpuError} naming `label`, with the WGSL compiler's messages and their
+ * lines. `layout` is "auto" and `entryPoint` "main" unless given.
+ *
+ * @example
+ * ```ts ignore
+ * const pipeline = await compileComputePipeline(gpu.device, "double", code, { constants: { N: 4 } });
+ * ```
+ */
+export async function compileComputePipeline(
+  device: GPUDevice,
+  label: string,
+  code: string,
+  options: {
+    constants?: Record<string, number>;
+    entryPoint?: string;
+    layout?: GPUPipelineLayout | "auto";
+  } = {},
+): Promise<GPUComputePipeline> {
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ label, code });
+  const pipeline = device.createComputePipeline({
+    label,
+    layout: options.layout ?? "auto",
+    compute: { module, entryPoint: options.entryPoint ?? "main", constants: options.constants },
+  });
+  const error = await device.popErrorScope();
+  if (error) {
+    const info = await module.getCompilationInfo();
+    const wgsl = info.messages.map((m) =>
+      `${m.type} at ${m.lineNum}:${m.linePos}: ${m.message.trim()}`
+    );
+    throw new GpuError(
+      label,
+      `${error.message.trim()}${wgsl.length ? `\n${wgsl.join("\n")}` : ""}`,
+    );
+  }
+  return pipeline;
 }

@@ -69,6 +69,11 @@ export interface DecodeFit {
   msPer1000: number;
   /** The fit's r². */
   r2: number;
+  /**
+   * Whether the slope is resolved: positive with r² ≥ {@linkcode MIN_FIT_R2}. Over a short span
+   * of contexts the noise outweighs the cache's growth and the fitted slope means nothing.
+   */
+  resolved: boolean;
   /** Weight bytes read per token (GQA/MQA: smaller `wk`/`wv` than MHA's). */
   weightBytesPerToken: number;
   /** K/V-cache bytes per position of context. */
@@ -81,6 +86,9 @@ export interface DecodeFit {
 
 /** Contexts a decode series needs before a line is fitted through it. */
 export const MIN_FIT_POINTS = 3;
+
+/** The r² below which a fitted slope is reported as not resolved. */
+export const MIN_FIT_R2 = 0.5;
 
 /**
  * A line through each KV-cache decode series (wall ms/token median against mean position) of
@@ -103,6 +111,7 @@ export function decodeFits(cells: readonly DecoderCell[]): DecodeFit[] {
       interceptMs: fit.intercept,
       msPer1000: fit.slope * 1000,
       r2: fit.r2,
+      resolved: fit.slope > 0 && fit.r2 >= MIN_FIT_R2,
       weightBytesPerToken: first.weightBytesPerToken,
       kvBytesPerToken: first.kvBytesPerToken,
       crossoverContext: first.weightBytesPerToken / first.kvBytesPerToken,
@@ -180,7 +189,7 @@ export function ablationSentence(
   const mha = own.find((f) => f.attention === "MHA");
   const fewest = own.filter((f) => f.attention !== "MHA")
     .sort((a, b) => a.kvBytesPerToken - b.kvBytesPerToken)[0];
-  if (mha && fewest) {
+  if (mha && fewest && mha.resolved && fewest.resolved) {
     parts.push(
       `over the whole decode step of \`${shape}\` MHA costs ${n(mha.interceptMs)} ms/token plus ${
         n(mha.msPer1000)

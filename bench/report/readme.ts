@@ -115,7 +115,7 @@ export function formatReadmeSection(results: BenchResults): string {
       rate(at(shortest)),
       ...(longest !== shortest ? [rate(at(longest))] : []),
       first.attention === "MHA" ? "1 (baseline)" : speedup ? formatRatio(speedup.measured) : "-",
-      fit ? n(fit.msPer1000) : "-",
+      fit ? (fit.resolved ? n(fit.msPer1000) : `not resolved (r² ${n(fit.r2)})`) : "-",
     ];
   });
   const backends = [...new Set(series.map((own) => own[0].backend))];

@@ -184,6 +184,24 @@ export interface FusedBuffers {
   valueCache: readonly GPUBuffer[];
 }
 
+/** What a projection call binds beside its matrix. */
+interface ProjectionArgs<E extends ProjectionEpilogue> {
+  /** Tokens in the call. */
+  rows: number;
+  /** The activations. */
+  x: BufferRange;
+  /** Whether the RMSNorm prologue runs. */
+  norm?: boolean;
+  /** The norm's weight, for a packed matrix with `norm` (an f32 one has it folded in). */
+  normWeight?: BufferRange;
+  /** The norm's epsilon. */
+  eps?: number;
+  /** First element of `x` to read. */
+  xOffset?: number;
+  /** The epilogue's buffers. */
+  buffers: Record<ProjectionBindings[E["kind"]], BufferRange>;
+}
+
 /**
  * The dispatches of one projection over a (possibly split) matrix with the tuned variant:
  * one per row block, the block's units offset.
@@ -198,18 +216,9 @@ export async function projectionDispatches<E extends ProjectionEpilogue>(
   tuning: TuningTable,
   matrix: FusedMatrix,
   epilogue: E,
-  args: {
-    rows: number;
-    x: BufferRange;
-    norm?: boolean;
-    /** The norm's weight, for a packed matrix with `norm` (an f32 one has it folded in). */
-    normWeight?: BufferRange;
-    eps?: number;
-    xOffset?: number;
-    buffers: Record<ProjectionBindings[E["kind"]], BufferRange>;
-  },
+  args: ProjectionArgs<E>,
 ): Promise<Dispatch[]> {
-  const pair = epilogue.kind === "siluMul" || epilogue.kind === "qkvRope" ? 2 : 1;
+  const pair = PAIR[epilogue.kind];
   const units = matrix.outDim / pair;
   const { rows, norm = false } = args;
   if ("format" in matrix) return packedDispatches(gpu, tuning, matrix, epilogue, args);
@@ -253,15 +262,7 @@ function packedDispatches<E extends ProjectionEpilogue>(
   tuning: TuningTable,
   matrix: GpuPackedMatrix,
   epilogue: E,
-  args: {
-    rows: number;
-    x: BufferRange;
-    norm?: boolean;
-    normWeight?: BufferRange;
-    eps?: number;
-    xOffset?: number;
-    buffers: Record<ProjectionBindings[E["kind"]], BufferRange>;
-  },
+  args: ProjectionArgs<E>,
 ): Promise<Dispatch[]> {
   const { rows, norm = false } = args;
   const pair = PAIR[epilogue.kind];
