@@ -33,8 +33,13 @@ import { measureVariants } from "./variants.ts";
 import { formatVariantsMarkdown } from "./report/variants.ts";
 import { describeMachine } from "./machine.ts";
 import { type BenchShape, runMatrix } from "./matrix.ts";
-import { type PrecisionShape, realModelShape, runPrecisionAxis } from "./precision.ts";
-import { precisionChart, precisionMarkdown } from "./report/precision.ts";
+import {
+  type PrecisionCell,
+  type PrecisionShape,
+  realModelShape,
+  runPrecisionAxis,
+} from "./precision.ts";
+import { formatPrecisionMarkdown, precisionChart } from "./report/precision.ts";
 import { type Backend, measureKernels } from "./measure.ts";
 import { benchKernels } from "./kernel_table.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "./probes.ts";
@@ -52,6 +57,7 @@ import { formatReadmeSection, readmeChartFiles } from "./report/readme.ts";
 import { runAttentionAblation } from "./ablation.ts";
 import { measureSyncCosts } from "./sync_cost.ts";
 import { type Spread, summarize } from "../gpu/timing.ts";
+import { TENSOR_FORMATS } from "../reference/quantize.ts";
 
 /** The attention-heavy shape (defined in `shared.ts`, which the browser page shares). */
 export { ATTENTION_HEAVY };
@@ -305,33 +311,30 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     throw new UsageError((error as Error).message);
   }
   const gpu = backends.includes("webgpu") ? await requestGpu({ limits }) : undefined;
-  // The precision axis (bench/precision.ts): its own files; in a full run, the first shape and
-  // the shipped stories260K only, before the decoder matrix, whose deadline then leaves room.
-  const precision = async (all: boolean, rooflines: Partial<Record<Backend, Roofline>> = {}) => {
-    if (values["no-precision"]) return;
-    // Random shapes, then the real model over the real text: its rows carry the perplexity.
-    const shapes: PrecisionShape[] = [
-      ...(all ? shapeNames : shapeNames.slice(0, 1)).map((name) => ({
-        name,
-        config: SHAPES[name],
-      })),
-      await realModelShape(),
-    ];
-    const readGbPerS = Object.fromEntries(
-      Object.entries(rooflines).map(([backend, r]) => [backend, r!.readGbPerS.median]),
-    );
+  // The precision axis (bench/precision.ts): its own files and the README's targets table.
+  const precision = async (
+    all: boolean,
+    rooflines: Partial<Record<Backend, Roofline>> = {},
+  ): Promise<PrecisionCell[] | undefined> => {
+    if (values["no-precision"]) return undefined;
     const cells = await runPrecisionAxis({
-      shapes,
+      shapes: [...precisionShapes(shapeNames, all), await realModelShape()],
       backends,
       gpu,
       quick,
       progress: io.progress,
-      readGbPerS,
+      readGbPerS: Object.fromEntries(
+        Object.entries(rooflines).map(([backend, r]) => [backend, r!.readGbPerS.median]),
+      ),
+      dispatchUs: Object.fromEntries(
+        Object.entries(rooflines).map(([backend, r]) => [backend, r!.dispatchUs.median]),
+      ),
     });
     await io.writeFile(`${out}/precision.json`, JSON.stringify(cells, null, 2) + "\n");
-    await io.writeFile(`${out}/precision.md`, precisionMarkdown(cells));
+    await io.writeFile(`${out}/precision.md`, formatPrecisionMarkdown(cells));
     await io.writeFile(`${out}/precision.svg`, precisionChart(cells));
     io.print(`wrote ${out}/precision.json, precision.md and precision.svg`);
+    return cells;
   };
   if (values["precision-only"]) {
     try {
@@ -426,7 +429,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     const matrixRates = () =>
       backends.includes("cpu") ? shapes.map((s) => cpuMatrixRate(s.config, quick ? 2 : 3)) : [];
     const matrixRatesBefore = matrixRates();
-    await precision(false, rooflines);
+    const precisionCells = await precision(false, rooflines);
     // tuned first, so that the decoder matrix runs the variants chosen on this adapter
     const variants = gpu ? await measureVariants(gpu, shapes, quick, io.progress) : [];
     const { cells, rejected, checks, skipped } = await runMatrix({
@@ -506,6 +509,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       batch,
       ablation,
       ...(syncCosts ? { syncCosts } : {}),
+      ...(precisionCells ? { precision: precisionCells } : {}),
     };
     if (peers.length) results.peers = await comparePeers(peers, shapes, results, reps, io);
     if (!values["no-llama-cpp"]) {
@@ -524,6 +528,34 @@ async function run(args: string[], io: BenchIo): Promise<number> {
   } finally {
     gpu?.destroy();
   }
+}
+
+/**
+ * The precision axis's random shapes. In a full run: the first shape with every pair and the
+ * accuracy over 200 positions; the other shapes with each weight format beside the f32 cache
+ * and 64 positions; and TinyLlama-1.1B's widths (2 of its 22 layers: per layer and in the
+ * classifier the full model's time) with the targets' pairs and Q4_K, 4 tokens per sample and 16
+ * accuracy positions, which keep it near a minute. With `all` (`--precision-only`) every pair on
+ * every shape. `--quick` keeps the first shape (`runPrecisionAxis` drops the rest).
+ */
+export function precisionShapes(shapeNames: readonly string[], all: boolean): PrecisionShape[] {
+  const weightPairs = TENSOR_FORMATS.map((w) => `${w}/f32`);
+  const shapes: PrecisionShape[] = shapeNames.map((name, i) => ({
+    name,
+    config: SHAPES[name],
+    ...(all || i === 0 ? {} : { pairs: weightPairs, accuracyPositions: 64 }),
+  }));
+  if (!shapeNames.includes("TinyLlama-1.1B")) {
+    shapes.push({
+      name: "TinyLlama-1.1B (2 of 22 layers)",
+      config: makeConfig({ ...preset("TinyLlama-1.1B"), nLayers: 2, maxSeqLen: 256 }),
+      ...(all ? {} : { pairs: ["f32/f32", "q8_0/f32", "q4_0/f32", "q4_k/f32"] }),
+      context: 16,
+      accuracyPositions: 16,
+      decodeTokens: 4,
+    });
+  }
+  return shapes;
 }
 
 async function writeResults(results: BenchResults, out: string, io: BenchIo): Promise<void> {

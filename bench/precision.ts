@@ -2,18 +2,25 @@
  * The benchmark's precision axis: weights {f32, f16, q8_0, q4_0, q6_k, q5_k, q4_k} × KV cache
  * {f32, f16, q8_0} on each shape and backend; the K-quants only on shapes whose matrix rows are
  * whole 256-value super-blocks (dim and hiddenDim multiples of 256: attention-heavy,
- * stories110M, TinyLlama, Llama-2-7B), where they are what they say. Each cell reports decode ms/token (median of repetitions, with
- * min–max), the bytes a token reads (weights, KV cache at the cell's context), the speedup
- * against f32/f32 beside the bytes ratio, the step's read rate as a fraction of the backend's read
- * ceiling (where the roofline was measured), and the accuracy against f32 on the CPU reference,
+ * stories110M, TinyLlama, Llama-2-7B), where they are what they say. Each cell reports decode
+ * ms/token (median of repetitions, with min–max; the pairs of a shape and backend sampled
+ * round-robin, so that drift does not favour one), the bytes a token reads (weights, KV cache at
+ * the cell's context), the speedup against f32/f32 with its bootstrap 95% interval beside the
+ * bytes ratio, the step's read rate as a fraction of the backend's read ceiling (where the
+ * roofline was measured), the step's time split into terms (bytes at the read ceiling,
+ * dispatches at their measured cost, the rest: arithmetic such as dequantization), and the
+ * accuracy against f32 on the CPU reference,
  * teacher-forced (`model/accuracy.ts`): the KL divergence of each next-token distribution from
  * f32's (mean with its 95% interval, 99th percentile, maximum), same top-1, the change in f32's
  * top token's probability, and the logit NMSE. On seeded random weights the tokens are seeded
  * too; perplexity, which means nothing there, is reported only for the real model
  * ({@linkcode realModelShape}: the shipped stories260K over the shipped text), beside f32's.
  *
- * `--quick` runs four pairs (f32/f32, f16/f16, q8_0/q8_0, q4_0/q8_0), and q4_k/f32 where the
- * K-quants apply, at context 16.
+ * `precision_targets.ts` judges the speedups quantized weights must reach against f32 on the
+ * same adapter from these cells and, where one is missed, names the term that holds it back.
+ *
+ * `--quick` runs five pairs (f32/f32, f16/f16, q8_0/f32, q4_0/f32, q8_0/q8_0), and q4_k/f32
+ * where the K-quants apply, at context 16.
  *
  * `bench/main.ts` calls {@linkcode runPrecisionAxis}; the results go to `precision.json`,
  * `precision.md` and `precision.svg` (speed against accuracy, one point per precision pair).
@@ -22,13 +29,13 @@
  */
 import { headDim, type LlamaConfig } from "../model/config.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
-import type { Decoder } from "../model/decoder.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
 import { compareLogits, logitsAlong, type MeanInterval } from "../model/accuracy.ts";
 import { DEFAULT_MODEL, DEFAULT_TEXT, DEFAULT_TOKENIZER } from "../cli/accuracy.ts";
 import { readCheckpoint } from "../model/formats/llama2c.ts";
 import { readTokenizer } from "../model/formats/tokenizer.ts";
 import {
+  dequantizeWeights,
   matrixFormat,
   randomStoredWeights,
   storedWeightBytes,
@@ -37,6 +44,7 @@ import {
 } from "../model/precision.ts";
 import type { LlamaWeights } from "../model/weights.ts";
 import { isKQuantFormat } from "../reference/kquants.ts";
+import { bootstrapRatio, roundRobin } from "./stats.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { bytesPerValue, TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";
@@ -68,8 +76,19 @@ export interface PrecisionCell {
   kvBytesPerPosition: number;
   /** Bytes one decode step reads: the weights and the KV cache at the context. */
   bytesPerToken: number;
-  /** f32/f32's ms/token over this pair's, same shape and backend. */
+  /** f32/f32's ms/token over this pair's, same shape and backend (ratio of medians). */
   speedup?: number;
+  /** The speedup's bootstrap 95% interval `[lo, hi]` (samples interleaved with f32/f32's). */
+  speedupInterval?: [number, number];
+  /** Kernel dispatches one decode step records (WebGPU). */
+  dispatchesPerToken?: number;
+  /**
+   * The step's time split into terms, ms/token: `bytes` (bytes per token at the backend's read
+   * ceiling), `dispatches` (WebGPU: dispatches per token at the measured cost of one) and
+   * `rest` (what remains of the measured time: arithmetic, dequantization included, and
+   * synchronization); absent without a roofline.
+   */
+  terms?: StepTerms;
   /** f32/f32's bytes per token over this pair's. */
   bytesRatio: number;
   /**
@@ -97,6 +116,16 @@ export interface PrecisionCell {
   f32Perplexity?: number;
 }
 
+/** A decode step's time split into terms, ms/token (see {@linkcode PrecisionCell.terms}). */
+export interface StepTerms {
+  /** Bytes per token at the backend's read ceiling. */
+  bytes: number;
+  /** Dispatches per token at the measured cost of one (0 on the CPU). */
+  dispatches: number;
+  /** The rest of the measured time: arithmetic (dequantization included) and synchronization. */
+  rest: number;
+}
+
 /** A shape of the precision axis: seeded random weights, or a real model over a real text. */
 export interface PrecisionShape {
   /** Shape name. */
@@ -107,6 +136,14 @@ export interface PrecisionShape {
   weights?: LlamaWeights;
   /** With `weights`: the text's token ids, BOS first, that the accuracy runs along. */
   text?: number[];
+  /** Only these pairs, as "weights/kv" (default: every pair the run takes). */
+  pairs?: readonly string[];
+  /** Positions already cached when the timed steps start (default 64; quick 16). */
+  context?: number;
+  /** Random weights: positions the accuracy runs along (default 200; quick 16). */
+  accuracyPositions?: number;
+  /** Tokens one timed sample decodes (default: 32 on WebGPU, one call; 8 steps on the CPU). */
+  decodeTokens?: number;
 }
 
 /**
@@ -125,8 +162,18 @@ export async function realModelShape(): Promise<PrecisionShape> {
   return { name: "stories260K.bin", config, weights, text: tokenizer.encode(text.trimEnd()) };
 }
 
-/** The pairs `--quick` runs: each weight format once, the KV formats beside f16 and Q8_0. */
-const QUICK_PAIRS = new Set(["f32/f32", "f16/f16", "q8_0/q8_0", "q4_0/q8_0", "q4_k/f32"]);
+/**
+ * The pairs `--quick` runs: each weight format once with the f32 cache (the targets' pairs), and
+ * the f16 and Q8_0 caches once each.
+ */
+const QUICK_PAIRS = new Set([
+  "f32/f32",
+  "f16/f16",
+  "q8_0/f32",
+  "q4_0/f32",
+  "q8_0/q8_0",
+  "q4_k/f32",
+]);
 
 /** What {@linkcode runPrecisionAxis} needs. */
 export interface PrecisionOptions {
@@ -142,6 +189,15 @@ export interface PrecisionOptions {
   progress(line: string): void;
   /** Each backend's measured read ceiling, GB/s (the roofline), for `readCeilingFraction`. */
   readGbPerS?: Partial<Record<"cpu" | "webgpu", number>>;
+  /** Each backend's measured cost of one dispatch, µs (the roofline), for the step's terms. */
+  dispatchUs?: Partial<Record<"cpu" | "webgpu", number>>;
+}
+
+/** A pair ready to time on one backend: one sample is one timed decode call. */
+interface Runner {
+  cell: PrecisionCell;
+  sample(): Promise<number>;
+  destroy(): void;
 }
 
 /**
@@ -162,43 +218,61 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
       s.weights || i === options.shapes.findIndex((r) => !r.weights)
     )
     : options.shapes;
+  // Five interleaved samples per pair give each speedup an interval (quick: three).
+  const reps = quick ? 3 : 5;
   for (const shape of shapes) {
     const { name } = shape;
     // Random weights get their own classifier (uniform in ±1/sqrt(dim)): tied to an embedding
     // uniform in [-1, 1], logits spread over tens of nats and every next token is certain, so
     // the KL divergence would be ~0 for every format and say nothing.
     const config = shape.weights ? shape.config : { ...shape.config, sharedClassifier: false };
-    // Each cell prefills its context token by token on the CPU: 64 positions keep the axis to
-    // about two minutes of a full run (at 64 the KV cache is a small share of the bytes).
-    const context = Math.min(quick ? 16 : 64, config.maxSeqLen - 40);
+    // Each CPU pair prefills its context token by token: 64 positions keep the axis within its
+    // share of a full run (at 64 the KV cache is a small share of the bytes).
+    const context = Math.min(shape.context ?? (quick ? 16 : 64), config.maxSeqLen - 40);
     const rng = new Rng(7);
     // A real model runs along its text (every position of it for the accuracy); random weights
     // along seeded tokens.
-    const seeded = Array.from({ length: context + 1 }, () => rng.nextUint32() % config.vocabSize);
-    const tokens = shape.text ? shape.text.slice(0, context + 1) : seeded;
-    const accuracyTokens = shape.text ?? seeded.slice(0, quick ? 17 : 33);
-    const storedAs = (format: TensorFormat): StoredWeights =>
-      shape.weights
-        ? storeWeights(config, shape.weights, format)
-        : randomStoredWeights(config, 1, format);
-    const f32Weights = storedAs("f32");
+    const positions = Math.min(
+      shape.accuracyPositions ?? (quick ? 16 : 200),
+      config.maxSeqLen - 1,
+    );
+    const seeded = Array.from(
+      { length: Math.max(context, positions) + 1 },
+      () => rng.nextUint32() % config.vocabSize,
+    );
+    const tokens = shape.text ? shape.text.slice(0, context + 1) : seeded.slice(0, context + 1);
+    const accuracyTokens = shape.text ?? seeded.slice(0, positions + 1);
+    // Random weights are drawn once, in f32, and every other format stored from them.
+    const f32Weights = shape.weights
+      ? storeWeights(config, shape.weights, "f32")
+      : randomStoredWeights(config, 1, "f32");
+    const floats = shape.weights ?? dequantizeWeights(f32Weights);
+    const storedAs = (format: TensorFormat): StoredWeights => storeWeights(config, floats, format);
     const along = accuracyTokens.slice(0, -1);
     const reference = await logitsAlong(new CpuDecoder(config, f32Weights), along);
     const kvPerPositionF32 = 2 * config.nLayers * config.nKvHeads * headDim(config) * 4;
     const f32Bytes = storedWeightBytes(config, "f32") + kvPerPositionF32 * context;
+    // The pairs this shape runs, each stored once and its accuracy measured on the CPU.
+    const pairs: { weights: TensorFormat; kv: KvFormat; stored: StoredWeights }[] = [];
+    const shapeCells: PrecisionCell[] = [];
     for (const weights of TENSOR_FORMATS) {
-      if (quick && ![...QUICK_PAIRS].some((p) => p.startsWith(`${weights}/`))) continue;
+      const kvs = KV_FORMATS.filter((kv) => {
+        const pair = `${weights}/${kv}`;
+        if (shape.pairs) return shape.pairs.includes(pair);
+        if (quick) return QUICK_PAIRS.has(pair);
+        // The KV formats are measured on the legacy formats; a K-quant with the f32 cache only,
+        // which keeps the axis within its share of the run.
+        return !isKQuantFormat(weights) || kv === "f32";
+      });
       // A K-quant on rows that are not whole super-blocks would measure its fallback format.
       const rows = [config.dim, config.hiddenDim];
       if (isKQuantFormat(weights) && rows.some((n) => matrixFormat(weights, n) !== weights)) {
         continue;
       }
+      if (kvs.length === 0) continue;
       const stored = weights === "f32" ? f32Weights : storedAs(weights);
-      for (const kv of KV_FORMATS) {
-        if (quick && !QUICK_PAIRS.has(`${weights}/${kv}`)) continue;
-        // The KV formats are measured on the legacy formats; a K-quant with the f32 cache only,
-        // which keeps the axis within its share of the run.
-        if (isKQuantFormat(weights) && kv !== "f32") continue;
+      for (const kv of kvs) {
+        pairs.push({ weights, kv, stored });
         const kvBytesPerPosition = kvPerPositionF32 / 4 * bytesPerValue(kv);
         const weightBytes = storedWeightBytes(config, weights);
         const bytesPerToken = weightBytes + kvBytesPerPosition * context;
@@ -208,20 +282,8 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
           reference,
           accuracyTokens.slice(1),
         );
-        const accuracy = {
-          accuracyPositions: report.positions,
-          kl: report.kl,
-          klP99: report.klP99,
-          klMax: report.klMax,
-          sameTop1: report.sameTop1.mean,
-          topDeltaP: report.topDeltaP.mean,
-          nmse: report.meanNmse,
-          ...(shape.weights
-            ? { perplexity: report.perplexity, f32Perplexity: report.referencePerplexity }
-            : {}),
-        };
         for (const backend of options.backends) {
-          const cell: PrecisionCell = {
+          shapeCells.push({
             shape: name,
             backend,
             weights,
@@ -231,82 +293,135 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
             kvBytesPerPosition,
             bytesPerToken,
             bytesRatio: f32Bytes / bytesPerToken,
-            ...accuracy,
-          };
-          try {
-            const times = backend === "cpu"
-              ? timeCpu(new CpuDecoder(config, stored, { kvCache: kv }), tokens, quick)
-              : await timeGpu(options.gpu!, config, stored, kv, tokens, quick);
-            cell.samples = [...times];
-            times.sort((a, b) => a - b);
-            cell.msPerToken = times[Math.floor(times.length / 2)];
-            cell.spread = [times[0], times[times.length - 1]];
-            const ceiling = options.readGbPerS?.[backend];
-            if (ceiling) {
-              cell.readCeilingFraction = bytesPerToken / (cell.msPerToken * 1e6) / ceiling;
-            }
-          } catch (error) {
-            cell.skipped = error instanceof Error ? error.message : String(error);
-          }
-          cells.push(cell);
-          progress(
-            `precision ${name} ${backend} weights ${weights} kv ${kv}: ${
-              cell.msPerToken?.toFixed(2) ?? "skipped"
-            } ms/token, mean KL ${accuracy.kl.mean.toExponential(1)}`,
-          );
+            accuracyPositions: report.positions,
+            kl: report.kl,
+            klP99: report.klP99,
+            klMax: report.klMax,
+            sameTop1: report.sameTop1.mean,
+            topDeltaP: report.topDeltaP.mean,
+            nmse: report.meanNmse,
+            ...(shape.weights
+              ? { perplexity: report.perplexity, f32Perplexity: report.referencePerplexity }
+              : {}),
+          });
         }
       }
     }
-  }
-  for (const cell of cells) {
-    const base = cells.find((c) =>
-      c.shape === cell.shape && c.backend === cell.backend && c.weights === "f32" && c.kv === "f32"
-    );
-    if (base?.msPerToken && cell.msPerToken) cell.speedup = base.msPerToken / cell.msPerToken;
+    for (const backend of options.backends) {
+      const mine = shapeCells.filter((c) => c.backend === backend);
+      // Every pair of the shape is built first, then sampled round-robin: one sample of each in
+      // turn, so that drift over the run lands on every pair alike.
+      const runners: Runner[] = [];
+      try {
+        for (const [i, pair] of pairs.entries()) {
+          try {
+            runners.push(
+              backend === "cpu"
+                ? cpuRunner(mine[i], config, pair.stored, tokens, shape.decodeTokens ?? 8)
+                : await gpuRunner(mine[i], options.gpu!, config, pair.stored, tokens, {
+                  kv: pair.kv,
+                  decodeTokens: shape.decodeTokens ?? 32,
+                }),
+            );
+          } catch (error) {
+            mine[i].skipped = error instanceof Error ? error.message : String(error);
+          }
+        }
+        const samples = await roundRobin(runners, reps, (runner) => runner.sample());
+        for (const runner of runners) {
+          const cell = runner.cell;
+          const times = samples.get(runner)!;
+          cell.samples = [...times];
+          const sorted = [...times].sort((a, b) => a - b);
+          cell.msPerToken = sorted[Math.floor(sorted.length / 2)];
+          cell.spread = [sorted[0], sorted[sorted.length - 1]];
+          const ceiling = options.readGbPerS?.[backend];
+          if (ceiling) {
+            cell.readCeilingFraction = cell.bytesPerToken / (cell.msPerToken * 1e6) / ceiling;
+            const dispatchUs = options.dispatchUs?.[backend] ?? 0;
+            const bytes = cell.bytesPerToken / (ceiling * 1e6);
+            const dispatches = (cell.dispatchesPerToken ?? 0) * dispatchUs / 1000;
+            cell.terms = { bytes, dispatches, rest: cell.msPerToken - bytes - dispatches };
+          }
+        }
+      } finally {
+        for (const runner of runners) runner.destroy();
+      }
+      const base = mine.find((c) => c.weights === "f32" && c.kv === "f32" && c.samples);
+      for (const cell of mine) {
+        if (cell === base) {
+          cell.speedup = 1;
+        } else if (base && cell.samples) {
+          const ratio = bootstrapRatio(base.samples!, cell.samples);
+          cell.speedup = ratio.ratio;
+          cell.speedupInterval = [ratio.lo, ratio.hi];
+        }
+        progress(
+          `precision ${name} ${backend} weights ${cell.weights} kv ${cell.kv}: ${
+            cell.msPerToken?.toFixed(2) ?? "skipped"
+          } ms/token, ${cell.speedup?.toFixed(2) ?? "-"}x f32, mean KL ${
+            cell.kl.mean.toExponential(1)
+          }`,
+        );
+      }
+    }
+    // in the order of the pairs, each pair's backends together
+    cells.push(...shapeCells);
   }
   return cells;
 }
 
-/** ms/token of repeated 8-token decode runs at positions `context..`, after one prefill. */
-function timeCpu(decoder: CpuDecoder, tokens: number[], quick: boolean): number[] {
+/** `steps` CPU decode steps from the context per sample (the KV cache prefilled once). */
+function cpuRunner(
+  cell: PrecisionCell,
+  config: LlamaConfig,
+  stored: StoredWeights,
+  tokens: number[],
+  steps: number,
+): Runner {
+  const decoder = new CpuDecoder(config, stored, { kvCache: cell.kv });
   const context = tokens.length - 1;
-  const steps = 8;
   for (let pos = 0; pos < context; pos++) decoder.forwardSync(tokens[pos], pos);
   decoder.forwardSync(tokens[context], context); // warm-up
-  const times: number[] = [];
-  for (let rep = 0; rep < (quick ? 2 : 3); rep++) {
-    const start = performance.now();
-    for (let i = 0; i < steps; i++) decoder.forwardSync(tokens[i % tokens.length], context + i);
-    times.push((performance.now() - start) / steps);
-  }
-  return times;
+  return {
+    cell,
+    sample() {
+      const start = performance.now();
+      for (let i = 0; i < steps; i++) decoder.forwardSync(tokens[i % tokens.length], context + i);
+      return Promise.resolve((performance.now() - start) / steps);
+    },
+    destroy() {},
+  };
 }
 
 /**
- * Wall ms/token of GPU-resident greedy runs of 33 tokens from the context (32 decoded after the
- * prompt's pass; the prefill not counted).
+ * Wall ms/token of GPU-resident greedy runs from the context (the prompt's pass not counted):
+ * `decodeTokens` decoded per call, as `generate` runs them.
  */
-async function timeGpu(
+async function gpuRunner(
+  cell: PrecisionCell,
   gpu: Gpu,
   config: LlamaConfig,
   stored: StoredWeights,
-  kv: KvFormat,
   tokens: number[],
-  quick: boolean,
-): Promise<number[]> {
-  const decoder: Decoder = await GpuDecoder.create(gpu, config, stored, { kvCache: kv });
-  // a user-visible decode: at least 32 tokens per call, as `generate` runs them
-  const steps = 33;
+  options: { kv: KvFormat; decodeTokens: number },
+): Promise<Runner> {
+  const decoder = await GpuDecoder.create(gpu, config, stored, { kvCache: options.kv });
+  const steps = options.decodeTokens + 1;
+  const prompt = tokens.slice(0, -1);
   try {
-    const prompt = tokens.slice(0, -1);
-    await decoder.generate!(prompt, 2); // warm-up: compiles the prefill plans
-    const times: number[] = [];
-    for (let rep = 0; rep < (quick ? 2 : 3); rep++) {
-      const run = await decoder.generate!(prompt, steps);
-      times.push(run.decodeMs / (steps - 1));
-    }
-    return times;
-  } finally {
-    decoder.destroy?.();
+    cell.dispatchesPerToken = await decoder.dispatchesPerToken();
+    await decoder.generate(prompt, 2); // warm-up: compiles the prefill plans
+  } catch (error) {
+    decoder.destroy();
+    throw error;
   }
+  return {
+    cell,
+    async sample() {
+      const run = await decoder.generate(prompt, steps);
+      return run.decodeMs / (steps - 1);
+    },
+    destroy: () => decoder.destroy(),
+  };
 }

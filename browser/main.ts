@@ -22,6 +22,7 @@ import {
   type KernelBenchReport,
   pageKernelBench,
   type PageReport,
+  type StepReport,
   type TaskReport,
 } from "./tasks.ts";
 import { parseLimitsChoice, requestGpu } from "../gpu/device.ts";
@@ -42,6 +43,9 @@ Commands:
                         Deno on its own adapter, side by side)
   decode                greedy decode of a checkpoint on WebGPU in the page, checked against
                         the CPU reference in Deno
+  step                  two decode steps of a TinyLlama-1.1B-shaped model (1 layer, f16 weights,
+                        a 131 MB classifier) in the page against the CPU reference there; with
+                        --limits default, the check that the decoder fits WebGPU's defaults
   page                  the page users open, in headless Chromium, as if Run were pressed
                         (conformance, quick kernel and decoder bench, decode); --out DIR
                         writes the results.json it offers
@@ -85,7 +89,7 @@ function denoIo(): BrowserIo {
   };
 }
 
-const COMMANDS = ["conformance", "bench", "decode", "page", "serve", "build"] as const;
+const COMMANDS = ["conformance", "bench", "decode", "step", "page", "serve", "build"] as const;
 type Command = typeof COMMANDS[number];
 
 /**
@@ -234,6 +238,7 @@ async function run(args: string[], io: BrowserIo): Promise<number> {
   });
   if (flags.json) io.print(JSON.stringify(report, null, 2));
   if (report.task === "conformance") return printConformance(report, io, !flags.json);
+  if (report.task === "step") return printStep(report, io);
   if (report.task !== "decode") throw new Error(`the page reported a ${report.task} run`);
   return await checkDecode(report, files, flags.prompt ?? "Once upon a time", steps, io);
 }
@@ -401,6 +406,30 @@ export function formatKernelBench(
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
   ].join("\n");
+}
+
+/** The logit NMSE within which a step's logits match the CPU reference's. */
+const STEP_NMSE = 1e-9;
+
+/** Prints the decode-step check: the limits, the dispatches and each position's NMSE. */
+function printStep(report: StepReport, io: BrowserIo): number {
+  const limits = Object.entries(report.limits).map(([k, v]) => `${k} ${v}`).join(", ");
+  io.print(
+    `${report.shape} in the page (${report.adapter.description}, ${report.adapter.browser}); ` +
+      `limits: ${limits}; largest matrix ${report.largestMatrixBytes} bytes; ` +
+      `${report.dispatchesPerToken} dispatches per token`,
+  );
+  let failed = 0;
+  for (const p of report.positions) {
+    const ok = p.firstNonFinite === -1 && p.nmse < STEP_NMSE;
+    if (!ok) failed++;
+    io.print(
+      `position ${p.position} token ${p.token}: logit NMSE ${p.nmse.toExponential(2)} against ` +
+        `the CPU reference${p.firstNonFinite === -1 ? "" : `, non-finite at ${p.firstNonFinite}`}` +
+        ` ${ok ? "ok" : `FAILED (expected < ${STEP_NMSE})`}`,
+    );
+  }
+  return failed === 0 && report.positions.length > 0 ? 0 : 1;
 }
 
 /** Prints the page's story and checks its tokens against the CPU reference's in Deno. */

@@ -2,7 +2,7 @@
 /**
  * The page's entry point (bundled into `page.js`). Two modes:
  *
- * - `?task=conformance|bench|decode`: run that task at once and POST its report (or the error)
+ * - `?task=conformance|bench|decode|step`: run that task at once and POST its report (or the error)
  *   as JSON to `/api/result`, progress lines to `/api/log`: what `deno task browser` drives.
  * - no `task`: the interactive page users open on their own GPU, with tables, charts and a
  *   `results.json` download.
@@ -18,6 +18,7 @@ import {
   pageBenchResults,
   pageConformance,
   pageDecode,
+  pageDecodeStep,
   pageKernelBench,
   pageKernelConformance,
   type PageReport,
@@ -96,7 +97,9 @@ async function automated(task: string): Promise<void> {
         steps: Number(params.get("steps") ?? 200),
         projection: params.get("projection") ?? undefined,
       }, log);
-    } else throw new Error(`task: expected conformance, bench or decode, got "${task}"`);
+    } else if (task === "step") {
+      report = await pageDecodeStep(gpu, adapter, log);
+    } else throw new Error(`task: expected conformance, bench, decode or step, got "${task}"`);
     gpu.destroy();
     await post("/api/result", JSON.stringify(report));
   } catch (error) {

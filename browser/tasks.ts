@@ -14,7 +14,10 @@ import {
   formatConformanceTable,
   runConformance,
 } from "../gpu/conformance.ts";
-import { preset } from "../model/config.ts";
+import { makeConfig, preset } from "../model/config.ts";
+import { CpuDecoder } from "../model/cpu_decoder.ts";
+import { tabledF16Weights } from "../model/precision.ts";
+import { compare } from "../reference/compare.ts";
 import { parseCheckpoint } from "../model/formats/llama2c.ts";
 import { generate } from "../model/generate.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
@@ -97,6 +100,24 @@ export interface DecodeReport {
   projection?: string;
 }
 
+/** What the decode-step task reports. */
+export interface StepReport {
+  /** Always "step". */
+  task: "step";
+  /** The adapter. */
+  adapter: PageAdapter;
+  /** The device's limits that the model's sizes meet (WebGPU's defaults under `--limits default`). */
+  limits: Record<string, number>;
+  /** The shape: its preset, layers kept and weight format. */
+  shape: string;
+  /** Bytes of the largest weight matrix (the classifier's). */
+  largestMatrixBytes: number;
+  /** Dispatches one decode step records. */
+  dispatchesPerToken: number;
+  /** Each position's logits against the CPU reference's (computed in the page). */
+  positions: { position: number; token: number; nmse: number; firstNonFinite: number }[];
+}
+
 /** What the user page ran and shows (each part when ticked). */
 export interface PageReport {
   /** Always "page". */
@@ -114,7 +135,12 @@ export interface PageReport {
 }
 
 /** Any task's report, as the page posts it. */
-export type TaskReport = ConformanceReport | KernelBenchReport | DecodeReport | PageReport;
+export type TaskReport =
+  | ConformanceReport
+  | KernelBenchReport
+  | DecodeReport
+  | StepReport
+  | PageReport;
 
 /**
  * Describes the device's adapter for reports: its description, features and the browser.
@@ -383,6 +409,65 @@ export async function pageDecode(
       prefillTokensPerSecond: result.prefillTokensPerSecond,
       decodeTokensPerSecond: result.decodeTokensPerSecond,
       projection: input.projection,
+    };
+  } finally {
+    decoder.destroy();
+  }
+}
+
+/** The limits a decoder's sizes meet, as reported by {@linkcode pageDecodeStep}. */
+const STEP_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxStorageBuffersPerShaderStage",
+] as const;
+
+/**
+ * Two decode steps of a TinyLlama-1.1B-shaped model (1 of its 22 layers: dim 2048, hidden 5632,
+ * 32/4 heads; f16 weights, the 32000x2048 classifier 131 MB) on the page's device, each
+ * position's logits against the CPU reference's computed in the page. Under WebGPU's default
+ * limits (128 MiB per binding) the classifier must split into row blocks: the check that every
+ * decoder path works there.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestGpu } from "../gpu/device.ts";
+ * import { describeAdapter, pageDecodeStep } from "./tasks.ts";
+ * const gpu = await requestGpu({ limits: "default" });
+ * const report = await pageDecodeStep(gpu, describeAdapter(gpu.adapterDescription, [], ""));
+ * console.log(report.positions);
+ * ```
+ */
+export async function pageDecodeStep(
+  gpu: Gpu,
+  adapter: PageAdapter,
+  progress: Progress = () => {},
+): Promise<StepReport> {
+  const config = makeConfig({ ...preset("TinyLlama-1.1B"), nLayers: 1, maxSeqLen: 8 });
+  progress("drawing f16 weights of a TinyLlama-1.1B-shaped layer and its 32000x2048 tables");
+  const weights = tabledF16Weights(config, 3);
+  const decoder = await GpuDecoder.create(gpu, config, weights);
+  try {
+    const cpu = new CpuDecoder(config, weights);
+    const positions: StepReport["positions"] = [];
+    for (const [position, token] of [1, 29].entries()) {
+      progress(`position ${position}: token ${token} on WebGPU and on the CPU reference`);
+      const stats = compare(
+        await decoder.forward(token, position),
+        cpu.forwardSync(token, position),
+      );
+      positions.push({ position, token, nmse: stats.nmse, firstNonFinite: stats.firstNonFinite });
+    }
+    return {
+      task: "step",
+      adapter,
+      limits: Object.fromEntries(STEP_LIMITS.map((name) => [name, gpu.limits[name]])),
+      shape: "TinyLlama-1.1B, 1 of 22 layers, f16 weights",
+      largestMatrixBytes: weights.classifier.bytes.byteLength,
+      dispatchesPerToken: await decoder.dispatchesPerToken(),
+      positions,
     };
   } finally {
     decoder.destroy();

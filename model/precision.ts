@@ -220,6 +220,55 @@ export function randomStoredWeights(
 }
 
 /**
+ * Seeded random f16 weights drawn quickly: each matrix's halves picked (by a xorshift index) from
+ * a table of 4096 values uniform in ±1/sqrt(cols), quantized once. For shapes whose quantization
+ * value by value would take minutes (a TinyLlama-1.1B-shaped layer and its 32000x2048 tables
+ * hold 175M values): for checks of kernels' indexing and limits, where the values' distribution
+ * does not matter. Not the same weights as {@linkcode randomStoredWeights}.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { tabledF16Weights } from "./precision.ts";
+ * const config = makeConfig({ dim: 32, hiddenDim: 64, nLayers: 1, nHeads: 4, nKvHeads: 2, vocabSize: 8, maxSeqLen: 4 });
+ * if (tabledF16Weights(config, 3).layers[0].w1.bytes.length !== 64 * 32 * 2) throw new Error("wrong");
+ * ```
+ */
+export function tabledF16Weights(config: LlamaConfig, seed: number): StoredWeights {
+  const rng = new Rng(seed);
+  let state = Math.imul(seed, 2654435761) >>> 0 || 1;
+  const matrix = ([rows, cols]: [number, number]): StoredMatrix => {
+    const bound = 1 / Math.sqrt(cols);
+    const table = new Uint16Array(quantize(rng.uniformArray(4096, -bound, bound), "f16").buffer);
+    const halves = new Uint16Array(rows * cols);
+    for (let i = 0; i < halves.length; i++) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      halves[i] = table[state & 4095];
+    }
+    return { format: "f16", rows, cols, bytes: new Uint8Array(halves.buffer) };
+  };
+  const shapes = matrixShapes(config);
+  const norm = () => rng.uniformArray(config.dim, 0.8, 1.2);
+  const tokenEmbedding = matrix([config.vocabSize, config.dim]);
+  return {
+    format: "f16",
+    tokenEmbedding,
+    layers: Array.from({ length: config.nLayers }, () => ({
+      attentionNorm: norm(),
+      ffnNorm: norm(),
+      ...Object.fromEntries(MATRICES.map((name) => [name, matrix(shapes[name])])) as Record<
+        MatrixName,
+        StoredMatrix
+      >,
+    })),
+    finalNorm: norm(),
+    classifier: config.sharedClassifier ? tokenEmbedding : matrix([config.vocabSize, config.dim]),
+  };
+}
+
+/**
  * Bytes of `config`'s weights stored in `format` (the classifier once when shared), computed
  * without allocating: what a memory check compares.
  *

@@ -112,6 +112,29 @@ Deno.test({
 });
 
 Deno.test({
+  name: "browser step: a TinyLlama-1.1B-shaped f16 decode step at WebGPU's default limits",
+  ignore: ignoreBrowserTests,
+  async fn() {
+    // the 131 MB f16 classifier exceeds the default 128 MiB binding: it must split
+    const { code, out } = await cli("step", "--limits", "default");
+    expect(out).toContain(
+      "limits: maxStorageBufferBindingSize 134217728, maxBufferSize 268435456, " +
+        "maxComputeWorkgroupStorageSize 16384, maxComputeInvocationsPerWorkgroup 256, " +
+        "maxStorageBuffersPerShaderStage 8; largest matrix 131072000 bytes",
+    );
+    // fused: embedding, five per layer (six split), final norm, classifier, token choice
+    const dispatches = Number(/; (\d+) dispatches per token/.exec(out)![1]);
+    expect(dispatches).toBeLessThanOrEqual(1 + 6 + 2 + 4);
+    const nmse = [...out.matchAll(/logit NMSE (\S+) against the CPU reference ok/g)].map((m) =>
+      Number(m[1])
+    );
+    expect(nmse).toHaveLength(2);
+    for (const e of nmse) expect(e).toBeLessThan(1e-9);
+    expect(code).toBe(0);
+  },
+});
+
+Deno.test({
   name: "browser decode: the page's greedy stories260K story is the CPU reference's",
   ignore: ignoreBrowserTests,
   async fn() {
@@ -378,7 +401,11 @@ Deno.test("build writes the page and its script for static hosting", async () =>
     expect(await Deno.readTextFile(`${dir}/index.html`)).toContain(
       '<script type="module" src="page.js">',
     );
-    expect(await Deno.readTextFile(`${dir}/page.js`)).toContain("requestAdapter");
+    const script = await Deno.readTextFile(`${dir}/page.js`);
+    expect(script).toContain("requestAdapter");
+    // A page cannot load Node's modules: one such import (a bench module reading files, pulled
+    // in through the report) stops the whole page before it reports anything.
+    expect(script.match(/["']node:[a-z_]+["']/g) ?? []).toEqual([]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,11 +1,10 @@
 import { expect } from "expect";
 import { CpuDecoder, GpuDecoder, makeConfig, preset } from "../model/mod.ts";
-import type { StoredMatrix, StoredWeights } from "../model/precision.ts";
-import type { LlamaConfig } from "../model/config.ts";
+import { tabledF16Weights } from "../model/precision.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { conformanceCases, judgeCase } from "../gpu/conformance.ts";
 import { PACKED_PROJECTION_PAIR } from "../gpu/matmul/pairs.ts";
-import { compare, quantize, Rng } from "../reference/mod.ts";
+import { compare } from "../reference/mod.ts";
 import { ignoreGpuTests } from "./_gpu.ts";
 
 // WebGPU's default limits (what `--limits default` requests): 128 MiB per binding, 256 MiB per
@@ -18,47 +17,6 @@ const DEFAULTS = {
   maxStorageBuffersPerShaderStage: 8,
 };
 
-/**
- * f16 weights drawn from a table of 4096 quantized values (quantizing 150M values one by one
- * takes over a minute here): independent of the code under test, and quick.
- */
-function quickF16Weights(config: LlamaConfig, seed: number): StoredWeights {
-  const rng = new Rng(seed);
-  let state = seed * 2654435761 >>> 0 || 1;
-  const matrix = (rows: number, cols: number): StoredMatrix => {
-    const bound = 1 / Math.sqrt(cols);
-    const table = new Uint16Array(quantize(rng.uniformArray(4096, -bound, bound), "f16").buffer);
-    const halves = new Uint16Array(rows * cols);
-    for (let i = 0; i < halves.length; i++) {
-      state ^= state << 13;
-      state ^= state >>> 17;
-      state ^= state << 5;
-      halves[i] = table[state & 4095];
-    }
-    return { format: "f16", rows, cols, bytes: new Uint8Array(halves.buffer) };
-  };
-  const { dim, hiddenDim, vocabSize } = config;
-  const kvDim = config.nKvHeads * (dim / config.nHeads);
-  const norm = () => rng.uniformArray(dim, 0.8, 1.2);
-  return {
-    format: "f16",
-    tokenEmbedding: matrix(vocabSize, dim),
-    layers: Array.from({ length: config.nLayers }, () => ({
-      attentionNorm: norm(),
-      ffnNorm: norm(),
-      wq: matrix(dim, dim),
-      wk: matrix(kvDim, dim),
-      wv: matrix(kvDim, dim),
-      wo: matrix(dim, dim),
-      w1: matrix(hiddenDim, dim),
-      w2: matrix(dim, hiddenDim),
-      w3: matrix(hiddenDim, dim),
-    })),
-    finalNorm: norm(),
-    classifier: matrix(vocabSize, dim),
-  };
-}
-
 Deno.test({
   name: "a TinyLlama-1.1B-shaped decode step (f16, real 32000x2048 classifier) at default limits",
   ignore: ignoreGpuTests,
@@ -68,7 +26,7 @@ Deno.test({
     // one layer of the real widths: dim 2048, hidden 5632, 32/4 heads; the f32 embedding table
     // (262 MB) exceeds a binding and a buffer's default, the f16 classifier takes 131 MB
     const config = makeConfig({ ...preset("TinyLlama-1.1B"), nLayers: 1, maxSeqLen: 8 });
-    const weights = quickF16Weights(config, 3);
+    const weights = tabledF16Weights(config, 3);
     const gpu = await requestGpu({ limits: "default" });
     for (const [name, value] of Object.entries(DEFAULTS)) {
       expect(gpu.limits[name as keyof typeof DEFAULTS]).toBe(value);

@@ -1,10 +1,11 @@
 /**
- * The precision axis in the report: the table (one row per shape, backend and precision pair)
- * and the speed-against-accuracy chart.
+ * The precision axis in the report: the table (one row per shape, backend and precision pair),
+ * the targets quantized weights must reach, and the speed-against-accuracy chart.
  *
  * @module
  */
 import type { PrecisionCell } from "../precision.ts";
+import { targetVerdicts } from "../precision_targets.ts";
 import { KV_FORMATS, type KvFormat } from "../../reference/kv_cache.ts";
 import { TENSOR_FORMATS, type TensorFormat } from "../../reference/quantize.ts";
 
@@ -22,8 +23,8 @@ const exp = (n: number) => n === 0 ? "0" : n.toExponential(1);
  */
 export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
   const lines = [
-    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 | bytes ratio | read ceiling | weights MiB | KV KiB/position | mean KL [95% CI] | KL p99 | KL max | same top-1 | Δp f32 top | logit NMSE | perplexity (f32) |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| shape | backend | weights | KV | ms/token (min–max) | speedup vs f32 [95% CI] | bytes ratio | read ceiling | ms: bytes + dispatches + rest | dispatches/token | weights MiB | KV KiB/position | mean KL [95% CI] | KL p99 | KL max | same top-1 | Δp f32 top | logit NMSE | perplexity (f32) |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const c of cells) {
     const time = c.msPerToken === undefined
@@ -34,18 +35,102 @@ export function precisionMarkdown(cells: readonly PrecisionCell[]): string {
       ? ""
       : `${fmt(c.perplexity, 4)} (${fmt(c.f32Perplexity, 4)})`;
     lines.push(
-      `| ${c.shape} | ${c.backend} | ${c.weights} | ${c.kv} | ${time} | ${
-        c.speedup ? `${fmt(c.speedup)}x` : ""
-      } | ${fmt(c.bytesRatio)}x | ${
+      `| ${c.shape} | ${c.backend} | ${c.weights} | ${c.kv} | ${time} | ${speedupText(c)} | ${
+        fmt(c.bytesRatio)
+      }x | ${
         c.readCeilingFraction === undefined ? "" : `${(100 * c.readCeilingFraction).toFixed(0)}%`
-      } | ${mib(c.weightBytes)} | ${fmt(c.kvBytesPerPosition / 1024, 1)} | ${exp(c.kl.mean)} [${
-        exp(c.kl.low)
-      }, ${exp(c.kl.high)}] | ${exp(c.klP99)} | ${exp(c.klMax)} | ${fmt(c.sameTop1, 3)} | ${
-        exp(c.topDeltaP)
-      } | ${exp(c.nmse)} | ${perplexity} |`,
+      } | ${termsText(c)} | ${c.dispatchesPerToken ?? ""} | ${mib(c.weightBytes)} | ${
+        fmt(c.kvBytesPerPosition / 1024, 1)
+      } | ${exp(c.kl.mean)} [${exp(c.kl.low)}, ${exp(c.kl.high)}] | ${exp(c.klP99)} | ${
+        exp(c.klMax)
+      } | ${fmt(c.sameTop1, 3)} | ${exp(c.topDeltaP)} | ${exp(c.nmse)} | ${perplexity} |`,
     );
   }
   return lines.join("\n") + "\n";
+}
+
+/** "1.21x [1.15–1.30]", or the point alone where there is no interval. */
+function speedupText(c: PrecisionCell): string {
+  if (!c.speedup) return "";
+  const interval = c.speedupInterval;
+  return interval
+    ? `${fmt(c.speedup)}x [${fmt(interval[0])}–${fmt(interval[1])}]`
+    : `${fmt(c.speedup)}x`;
+}
+
+/** "3.10 + 1.20 + 4.00": the step's terms in ms/token. */
+function termsText(c: PrecisionCell): string {
+  const t = c.terms;
+  return t ? `${fmt(t.bytes)} + ${fmt(t.dispatches)} + ${fmt(t.rest)}` : "";
+}
+
+/** What each term of a decode step is, for the targets table. */
+const TERM_NAMES = {
+  bytes: "bytes (at the read ceiling)",
+  dispatches: "dispatches",
+  rest: "arithmetic (dequantization) and the rest",
+} as const;
+
+/**
+ * The targets quantized weights must reach against f32 (`PRECISION_TARGETS`), judged on every
+ * shape: the speedup with its 95% interval, met / missed / not resolved, whether it is faster
+ * than f32 outside noise, and where a target is not met the step's terms beside f32's and the
+ * term that holds it back. Empty when no shape has a target's pairs.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(precisionTargetsMarkdown(cells));
+ * ```
+ */
+export function precisionTargetsMarkdown(cells: readonly PrecisionCell[]): string {
+  const verdicts = targetVerdicts(cells);
+  if (verdicts.length === 0) return "";
+  const lines = [
+    "| shape | backend | weights | target | speedup vs f32 [95% CI] | verdict | faster than f32 | ms: bytes + dispatches + rest (f32's) | held back by |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const v of verdicts) {
+    const base = cells.find((c) =>
+      c.shape === v.shape && c.backend === v.target.backend && c.weights === "f32" &&
+      c.kv === "f32"
+    )!;
+    lines.push(
+      `| ${v.shape} | ${v.target.backend} | ${v.target.weights} | >= ${
+        fmt(v.target.speedup, 1)
+      }x | ${speedupText(v.cell)} | ${v.verdict} | ${v.fasterThanF32 ? "yes" : "no"} | ${
+        v.cell.terms ? `${termsText(v.cell)} (${termsText(base)})` : ""
+      } | ${v.heldBackBy ? TERM_NAMES[v.heldBackBy] : ""} |`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * `precision.md`: the targets (where a shape has their pairs), then every pair.
+ *
+ * @example
+ * ```ts ignore
+ * await Deno.writeTextFile("precision.md", formatPrecisionMarkdown(cells));
+ * ```
+ */
+export function formatPrecisionMarkdown(cells: readonly PrecisionCell[]): string {
+  const targets = precisionTargetsMarkdown(cells);
+  return [
+    "# Precision axis",
+    "",
+    ...(targets
+      ? [
+        "## Targets: quantized weights against f32 on the same backend",
+        "",
+        "Decode wall ms/token with the f32 KV cache, samples interleaved with f32/f32's; a target is met when the speedup's 95% interval lies at or above it. A step's terms: bytes per token at the backend's measured read ceiling, dispatches per token at the measured cost of one, and the rest of the measured time (arithmetic, dequantization included). Where a target is not met, the term holding it back is the one that exceeds f32's same term divided by the target the most.",
+        "",
+        targets,
+      ]
+      : []),
+    "## Every pair",
+    "",
+    precisionMarkdown(cells),
+  ].join("\n");
 }
 
 /**

@@ -10,6 +10,8 @@ import type { Backend } from "../measure.ts";
 import type { DecoderCell } from "../matrix.ts";
 import { ablationSentence, decodeFits } from "./ablation.ts";
 import { type BenchResults, formatRatio, headlineShape, machineLine } from "./report.ts";
+import { precisionTargetsMarkdown } from "./precision.ts";
+import type { PrecisionCell } from "../precision.ts";
 import { lineChart, PALETTE } from "./svg.ts";
 
 /** The README chart's file name, beside README.md. */
@@ -163,5 +165,19 @@ export function formatReadmeSection(results: BenchResults): string {
     "",
     sentences.join(" "),
     "",
+    ...precisionSection(results.precision),
   ].join("\n");
+}
+
+/** The precision targets, where the run measured them: quantized weights against f32. */
+function precisionSection(cells: readonly PrecisionCell[] | undefined): string[] {
+  const targets = cells ? precisionTargetsMarkdown(cells) : "";
+  if (!targets) return [];
+  return [
+    "Quantized weights against f32 weights on the same backend (decode wall ms/token, f32 KV " +
+    "cache, samples interleaved; every pair and its accuracy: " +
+    "[bench/results/precision.md](bench/results/precision.md)):",
+    "",
+    targets,
+  ];
 }

@@ -16,6 +16,8 @@ import { bootstrapRatio, type RatioInterval } from "../stats.ts";
 import type { Spread, Timing } from "../../gpu/timing.ts";
 import type { AttentionAblation } from "../ablation.ts";
 import type { SyncCosts } from "../sync_cost.ts";
+import type { PrecisionCell } from "../precision.ts";
+import { precisionTargetsMarkdown } from "./precision.ts";
 import { ablationMarkdown, ablationSentence, decodeFits } from "./ablation.ts";
 import type { CpuCeilings } from "../ceilings.ts";
 import type { TimeModel } from "../time_model.ts";
@@ -197,6 +199,8 @@ export interface BenchResults {
   ablation?: AttentionAblation;
   /** WebGPU wall cost of one submit and one read-back, when WebGPU ran. */
   syncCosts?: SyncCosts;
+  /** The precision axis's cells (absent with `--no-precision` and in older results). */
+  precision?: PrecisionCell[];
 }
 
 /**
@@ -809,6 +813,16 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "![roofline.svg](roofline.svg)",
     "",
     ...(results.batch ? [batchMarkdown(results.batch, charts), ""] : []),
+    ...(results.precision
+      ? [
+        "## Precision targets: quantized weights against f32",
+        "",
+        precisionTargetsMarkdown(results.precision) ||
+        "No shape ran the targets' pairs (f32/f32 beside Q8_0 or Q4_0 with the f32 cache).",
+        "Every precision pair, with its accuracy: [precision.md](precision.md).",
+        "",
+      ]
+      : []),
     "## Every cell",
     "",
     cellsTable(results, true),
