@@ -175,8 +175,11 @@ function precisionSection(cells: readonly PrecisionCell[] | undefined): string[]
   if (!targets) return [];
   return [
     "Quantized weights against f32 weights on the same backend (decode wall ms/token, f32 KV " +
-    "cache, samples interleaved; every pair and its accuracy: " +
-    "[bench/results/precision.md](bench/results/precision.md)):",
+    "cache, samples interleaved). A step's terms: bytes at the measured read ceiling, dispatches " +
+    "at the measured cost of one, the rest (arithmetic, dequantization included); a missed " +
+    "target's shortfall splits exactly into the terms' excesses over f32's divided by the " +
+    "target, and the largest holds it back. Every pair and its accuracy: " +
+    "[bench/results/precision.md](bench/results/precision.md).",
     "",
     targets,
   ];
