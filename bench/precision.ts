@@ -38,6 +38,7 @@ import {
   dequantizeWeights,
   matrixFormat,
   randomStoredWeights,
+  storedBytesPerToken,
   storedWeightBytes,
   type StoredWeights,
   storeWeights,
@@ -74,7 +75,10 @@ export interface PrecisionCell {
   weightBytes: number;
   /** KV-cache bytes per cached position (keys and values, every layer). */
   kvBytesPerPosition: number;
-  /** Bytes one decode step reads: the weights and the KV cache at the context. */
+  /**
+   * Bytes one decode step reads: the weights (of a separate embedding table one row) and the KV
+   * cache at the context.
+   */
   bytesPerToken: number;
   /** f32/f32's ms/token over this pair's, same shape and backend (ratio of medians). */
   speedup?: number;
@@ -144,6 +148,8 @@ export interface PrecisionShape {
   accuracyPositions?: number;
   /** Tokens one timed sample decodes (default: 32 on WebGPU, one call; 8 steps on the CPU). */
   decodeTokens?: number;
+  /** Only these of the run's backends time this shape (default: all). */
+  backends?: readonly ("cpu" | "webgpu")[];
 }
 
 /**
@@ -161,6 +167,19 @@ export async function realModelShape(): Promise<PrecisionShape> {
   const text = await Deno.readTextFile(DEFAULT_TEXT);
   return { name: "stories260K.bin", config, weights, text: tokenizer.encode(text.trimEnd()) };
 }
+
+/**
+ * The pairs a full run times on a shape with every pair: each weight format with the f32 cache,
+ * the f16 and Q8_0 caches beside f32 weights, and the Q8_0 cache beside Q8_0 and Q4_0 weights
+ * (llama.cpp's quantized-cache setups).
+ */
+const FULL_PAIRS = new Set([
+  ...TENSOR_FORMATS.map((w) => `${w}/f32`),
+  "f32/f16",
+  "f32/q8_0",
+  "q8_0/q8_0",
+  "q4_0/q8_0",
+]);
 
 /**
  * The pairs `--quick` runs: each weight format once with the f32 cache (the targets' pairs), and
@@ -222,6 +241,8 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
   const reps = quick ? 3 : 5;
   for (const shape of shapes) {
     const { name } = shape;
+    const backends = options.backends.filter((b) => !shape.backends || shape.backends.includes(b));
+    if (backends.length === 0) continue;
     // Random weights get their own classifier (uniform in ±1/sqrt(dim)): tied to an embedding
     // uniform in [-1, 1], logits spread over tens of nats and every next token is certain, so
     // the KL divergence would be ~0 for every format and say nothing.
@@ -251,7 +272,8 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
     const along = accuracyTokens.slice(0, -1);
     const reference = await logitsAlong(new CpuDecoder(config, f32Weights), along);
     const kvPerPositionF32 = 2 * config.nLayers * config.nKvHeads * headDim(config) * 4;
-    const f32Bytes = storedWeightBytes(config, "f32") + kvPerPositionF32 * context;
+    // what a decode step reads: the weights (one row of a separate embedding table) and the cache
+    const f32Bytes = storedBytesPerToken(config, "f32") + kvPerPositionF32 * context;
     // The pairs this shape runs, each stored once and its accuracy measured on the CPU.
     const pairs: { weights: TensorFormat; kv: KvFormat; stored: StoredWeights }[] = [];
     const shapeCells: PrecisionCell[] = [];
@@ -259,10 +281,7 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
       const kvs = KV_FORMATS.filter((kv) => {
         const pair = `${weights}/${kv}`;
         if (shape.pairs) return shape.pairs.includes(pair);
-        if (quick) return QUICK_PAIRS.has(pair);
-        // The KV formats are measured on the legacy formats; a K-quant with the f32 cache only,
-        // which keeps the axis within its share of the run.
-        return !isKQuantFormat(weights) || kv === "f32";
+        return (quick ? QUICK_PAIRS : FULL_PAIRS).has(pair);
       });
       // A K-quant on rows that are not whole super-blocks would measure its fallback format.
       const rows = [config.dim, config.hiddenDim];
@@ -275,14 +294,15 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
         pairs.push({ weights, kv, stored });
         const kvBytesPerPosition = kvPerPositionF32 / 4 * bytesPerValue(kv);
         const weightBytes = storedWeightBytes(config, weights);
-        const bytesPerToken = weightBytes + kvBytesPerPosition * context;
+        const bytesPerToken = storedBytesPerToken(config, weights) +
+          kvBytesPerPosition * context;
         // f32/f32 against itself: the same logits, so KL 0 and f32's perplexity.
         const report = compareLogits(
           await logitsAlong(new CpuDecoder(config, stored, { kvCache: kv }), along),
           reference,
           accuracyTokens.slice(1),
         );
-        for (const backend of options.backends) {
+        for (const backend of backends) {
           shapeCells.push({
             shape: name,
             backend,
@@ -307,7 +327,7 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
         }
       }
     }
-    for (const backend of options.backends) {
+    for (const backend of backends) {
       const mine = shapeCells.filter((c) => c.backend === backend);
       // Every pair of the shape is built first, then sampled round-robin: one sample of each in
       // turn, so that drift over the run lands on every pair alike.

@@ -87,7 +87,9 @@ export function targetVerdicts(cells: readonly PrecisionCell[]): TargetVerdict[]
         ? "missed"
         : "not resolved";
       const judged: TargetVerdict = { shape, target, cell, verdict, fasterThanF32: lo > 1 };
-      if (verdict !== "met" && base.terms && cell.terms) {
+      // A term is named only where the median itself falls short (not merely its interval).
+      const shortfall = cell.msPerToken! - base.msPerToken! / target.speedup;
+      if (verdict !== "met" && shortfall > 0 && base.terms && cell.terms) {
         const excess = (term: keyof StepTerms) =>
           cell.terms![term] - base.terms![term] / target.speedup;
         judged.heldBackBy = (["bytes", "dispatches", "rest"] as const).reduce((a, b) =>

@@ -291,6 +291,28 @@ export function storedWeightBytes(config: LlamaConfig, format: TensorFormat): nu
     (config.sharedClassifier ? 0 : embedding);
 }
 
+/**
+ * Weight bytes one decode step reads with `config`'s weights stored in `format`: every layer's
+ * matrices and norms, the final norm, the classifier, and one row of the embedding table (all
+ * of it when it is the classifier too). Unlike {@linkcode storedWeightBytes} (what is held), a
+ * separate embedding table counts one row: a 32000-token table is a third of stories15M's bytes
+ * and none of its traffic.
+ *
+ * @example
+ * ```ts
+ * import { makeConfig } from "./config.ts";
+ * import { storedBytesPerToken, storedWeightBytes } from "./precision.ts";
+ * const config = makeConfig({ dim: 32, hiddenDim: 64, nLayers: 1, nHeads: 4, nKvHeads: 2, vocabSize: 8, maxSeqLen: 4, sharedClassifier: false });
+ * // the table's other 7 rows of 32 f32 values are not read
+ * if (storedWeightBytes(config, "f32") - storedBytesPerToken(config, "f32") !== 7 * 32 * 4) throw new Error("wrong");
+ * ```
+ */
+export function storedBytesPerToken(config: LlamaConfig, format: TensorFormat): number {
+  if (config.sharedClassifier) return storedWeightBytes(config, format);
+  const row = formatBytes(matrixFormat(format, config.dim), config.dim);
+  return storedWeightBytes(config, format) - (config.vocabSize - 1) * row;
+}
+
 /** Bytes that `weights` occupy (the classifier once when shared). */
 export function weightsBytes(weights: StoredWeights): number {
   const layer = (l: StoredLayer) =>

@@ -122,7 +122,7 @@ export function formatPrecisionMarkdown(cells: readonly PrecisionCell[]): string
       ? [
         "## Targets: quantized weights against f32 on the same backend",
         "",
-        "Decode wall ms/token with the f32 KV cache, samples interleaved with f32/f32's; a target is met when the speedup's 95% interval lies at or above it. A step's terms: bytes per token at the backend's measured read ceiling, dispatches per token at the measured cost of one, and the rest of the measured time (arithmetic, dequantization included). Where a target is not met, its shortfall (the format's ms/token minus f32's over the target) splits exactly into the terms' excesses (each term minus f32's same term over the target); the largest names the term holding it back. Bytes and dispatches are each measured alone and can overlap in a real step: a negative rest says by how much.",
+        "Decode wall ms/token with the f32 KV cache, samples interleaved with f32/f32's; a target is met when the speedup's 95% interval lies at or above it. A step's terms: the bytes a token reads (one row of a separate embedding table) at the backend's read ceiling (the read probe's rate, or the fastest kernel's beyond the last-level cache where that is faster), dispatches per token at the measured cost of one, and the rest of the measured time (arithmetic, dequantization included). Where a target is not met, its shortfall (the format's ms/token minus f32's over the target) splits exactly into the terms' excesses (each term minus f32's same term over the target); the largest names the term holding it back. Bytes and dispatches are each measured alone and can overlap in a real step: a negative rest says by how much.",
         "",
         targets,
       ]
