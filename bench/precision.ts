@@ -16,7 +16,7 @@
  * too; perplexity, which means nothing there, is reported only for the real model
  * ({@linkcode realModelShape}: the shipped stories260K over the shipped text), beside f32's.
  *
- * `precision_targets.ts` judges the speedups quantized weights must reach against f32 on the
+ * `precision_cells.ts` judges the speedups quantized weights must reach against f32 on the
  * same adapter from these cells and, where one is missed, names the term that holds it back.
  *
  * `--quick` runs five pairs (f32/f32, f16/f16, q8_0/f32, q4_0/f32, q8_0/q8_0), and q4_k/f32
@@ -45,90 +45,15 @@ import {
 } from "../model/precision.ts";
 import type { LlamaWeights } from "../model/weights.ts";
 import { isKQuantFormat } from "../reference/kquants.ts";
-import { bootstrapRatio, roundRobin } from "./stats.ts";
+import { bootstrapRatio, isNoisy, roundRobin } from "./stats.ts";
+import { summarize } from "../gpu/timing.ts";
+import { PRECISION_TARGETS, type PrecisionCell } from "./precision_cells.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { bytesPerValue, TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";
 import { Rng } from "../reference/random.ts";
 
-/** One precision pair on one shape and backend. */
-export interface PrecisionCell {
-  /** Shape name. */
-  shape: string;
-  /** `cpu` or `webgpu`. */
-  backend: "cpu" | "webgpu";
-  /** Weight format. */
-  weights: TensorFormat;
-  /** KV-cache format. */
-  kv: KvFormat;
-  /** Context (positions already cached) the decode steps start at. */
-  context: number;
-  /** Median decode ms/token over the repetitions; absent when the backend cannot run the pair. */
-  msPerToken?: number;
-  /** Fastest and slowest repetition, ms/token. */
-  spread?: [number, number];
-  /** Every repetition, ms/token (wall-clock), in the order taken. */
-  samples?: number[];
-  /** Why the pair did not run here. */
-  skipped?: string;
-  /** Weight bytes held (each read once per token). */
-  weightBytes: number;
-  /** KV-cache bytes per cached position (keys and values, every layer). */
-  kvBytesPerPosition: number;
-  /**
-   * Bytes one decode step reads: the weights (of a separate embedding table one row) and the KV
-   * cache at the context.
-   */
-  bytesPerToken: number;
-  /** f32/f32's ms/token over this pair's, same shape and backend (ratio of medians). */
-  speedup?: number;
-  /** The speedup's bootstrap 95% interval `[lo, hi]` (samples interleaved with f32/f32's). */
-  speedupInterval?: [number, number];
-  /** Kernel dispatches one decode step records (WebGPU). */
-  dispatchesPerToken?: number;
-  /**
-   * The step's time split into terms, ms/token: `bytes` (bytes per token at the backend's read
-   * ceiling), `dispatches` (WebGPU: dispatches per token at the measured cost of one) and
-   * `rest` (what remains of the measured time: arithmetic, dequantization included, and
-   * synchronization); absent without a roofline.
-   */
-  terms?: StepTerms;
-  /** f32/f32's bytes per token over this pair's. */
-  bytesRatio: number;
-  /**
-   * The step's read rate (bytes per token over ms/token) as a fraction of the backend's measured
-   * read ceiling (the roofline's stream probe); absent without a roofline (`--precision-only`).
-   */
-  readCeilingFraction?: number;
-  /** Positions the accuracy was measured over (CPU reference, teacher-forced). */
-  accuracyPositions: number;
-  /** Mean KL divergence from f32/f32's next-token distributions (nats), 95% interval. */
-  kl: MeanInterval;
-  /** 99th percentile of the KL divergence over positions. */
-  klP99: number;
-  /** Largest KL divergence over positions. */
-  klMax: number;
-  /** Fraction of positions whose top-1 token matches f32/f32's. */
-  sameTop1: number;
-  /** Mean change of the probability of f32/f32's top token. */
-  topDeltaP: number;
-  /** Mean logit NMSE against f32/f32. */
-  nmse: number;
-  /** Perplexity of the real text (a real model's shape only). */
-  perplexity?: number;
-  /** f32/f32's perplexity of the same text (a real model's shape only). */
-  f32Perplexity?: number;
-}
-
-/** A decode step's time split into terms, ms/token (see {@linkcode PrecisionCell.terms}). */
-export interface StepTerms {
-  /** Bytes per token at the backend's read ceiling. */
-  bytes: number;
-  /** Dispatches per token at the measured cost of one (0 on the CPU). */
-  dispatches: number;
-  /** The rest of the measured time: arithmetic (dequantization included) and synchronization. */
-  rest: number;
-}
+export type { PrecisionCell, StepTerms } from "./precision_cells.ts";
 
 /** A shape of the precision axis: seeded random weights, or a real model over a real text. */
 export interface PrecisionShape {
@@ -347,14 +272,24 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
             mine[i].skipped = error instanceof Error ? error.message : String(error);
           }
         }
-        const samples = await roundRobin(runners, reps, (runner) => runner.sample());
+        // Then up to as many rounds again where a target's samples still spread over 25% of
+        // their median, interleaved with f32/f32's: where the noise is, and what it is judged by.
+        const base = runners.find((r) => r.cell.weights === "f32" && r.cell.kv === "f32");
+        const judged = (r: Runner) =>
+          r.cell.kv === "f32" && PRECISION_TARGETS.some((t) => t.weights === r.cell.weights);
+        const samples = await roundRobin(runners, reps, (runner) => runner.sample(), {
+          rounds: reps,
+          unsettled: (list, r) => (judged(r) || r === base) && isNoisy(list, 0.25),
+          partners: (r) => base && r !== base ? [base, r] : [r],
+        });
         for (const runner of runners) {
           const cell = runner.cell;
           const times = samples.get(runner)!;
           cell.samples = [...times];
-          const sorted = [...times].sort((a, b) => a - b);
-          cell.msPerToken = sorted[Math.floor(sorted.length / 2)];
-          cell.spread = [sorted[0], sorted[sorted.length - 1]];
+          // the median the speedups are ratios of (two middle samples averaged when even)
+          const { median, min, max } = summarize(times);
+          cell.msPerToken = median;
+          cell.spread = [min, max];
           const ceiling = options.readGbPerS?.[backend];
           if (ceiling) {
             cell.readCeilingFraction = cell.bytesPerToken / (cell.msPerToken * 1e6) / ceiling;
@@ -367,12 +302,12 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
       } finally {
         for (const runner of runners) runner.destroy();
       }
-      const base = mine.find((c) => c.weights === "f32" && c.kv === "f32" && c.samples);
+      const baseCell = mine.find((c) => c.weights === "f32" && c.kv === "f32" && c.samples);
       for (const cell of mine) {
-        if (cell === base) {
+        if (cell === baseCell) {
           cell.speedup = 1;
-        } else if (base && cell.samples) {
-          const ratio = bootstrapRatio(base.samples!, cell.samples);
+        } else if (baseCell && cell.samples) {
+          const ratio = bootstrapRatio(baseCell.samples!, cell.samples);
           cell.speedup = ratio.ratio;
           cell.speedupInterval = [ratio.lo, ratio.hi];
         }

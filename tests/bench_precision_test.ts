@@ -1,6 +1,6 @@
 import { expect } from "expect";
 import { realModelShape, runPrecisionAxis } from "../bench/precision.ts";
-import { targetVerdicts } from "../bench/precision_targets.ts";
+import { targetVerdicts } from "../bench/precision_cells.ts";
 import {
   formatPrecisionMarkdown,
   precisionChart,
@@ -66,7 +66,12 @@ Deno.test("the precision axis measures every weight x KV pair with bytes and acc
   for (const c of cells) {
     expect(c.msPerToken).toBeGreaterThan(0);
     expect(c.spread![0]).toBeLessThanOrEqual(c.msPerToken!);
-    expect(c.samples).toHaveLength(5);
+    // five interleaved samples; up to five more for a target's pairs and f32/f32 where noisy
+    const judged = c.kv === "f32" && ["f32", "q8_0", "q4_0"].includes(c.weights);
+    if (judged) {
+      expect(c.samples!.length).toBeGreaterThanOrEqual(5);
+      expect(c.samples!.length).toBeLessThanOrEqual(10);
+    } else expect(c.samples).toHaveLength(5);
     expect(c.bytesRatio).toBeCloseTo(base.bytesPerToken / c.bytesPerToken, 10);
     // every speedup but f32's own with its bootstrap interval around the ratio of medians
     if (c === base) continue;
@@ -114,7 +119,8 @@ Deno.test("--quick runs five precision pairs on the first random shape and the r
     expect(c.terms!.bytes).toBeCloseTo(c.bytesPerToken / 2e6, 12);
     expect(c.terms!.dispatches).toBe(0);
     expect(c.terms!.rest).toBeCloseTo(c.msPerToken! - c.terms!.bytes, 12);
-    expect(c.samples).toHaveLength(3);
+    expect(c.samples!.length).toBeGreaterThanOrEqual(3);
+    expect(c.samples!.length).toBeLessThanOrEqual(c.kv === "f32" ? 6 : 3);
   }
   expect(precisionMarkdown(cells)).toContain("| read ceiling |");
   expect(cells.map((c) => `${c.shape} ${c.weights}/${c.kv} at ${c.context}`)).toEqual([

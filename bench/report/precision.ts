@@ -5,7 +5,7 @@
  * @module
  */
 import type { PrecisionCell } from "../precision.ts";
-import { targetVerdicts } from "../precision_targets.ts";
+import { targetVerdicts } from "../precision_cells.ts";
 import { KV_FORMATS, type KvFormat } from "../../reference/kv_cache.ts";
 import { TENSOR_FORMATS, type TensorFormat } from "../../reference/quantize.ts";
 
