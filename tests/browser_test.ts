@@ -223,7 +223,7 @@ Deno.test("browser usage errors get one line and exit 2", async () => {
     const [args, message] of [
       [
         [],
-        "browser: expected a command (conformance, bench, decode, page, serve, build), got none",
+        "browser: expected a command (conformance, bench, decode, step, page, serve, build), got none",
       ],
       [["run"], 'got "run"'],
       [["conformance", "--bogus"], "Unknown option '--bogus'"],
