@@ -30,7 +30,7 @@
 import { headDim, type LlamaConfig } from "../model/config.ts";
 import { CpuDecoder } from "../model/cpu_decoder.ts";
 import { GpuDecoder } from "../model/webgpu/decoder.ts";
-import { compareLogits, logitsAlong, type MeanInterval } from "../model/accuracy.ts";
+import { compareLogits, logitsAlong } from "../model/accuracy.ts";
 import { DEFAULT_MODEL, DEFAULT_TEXT, DEFAULT_TOKENIZER } from "../cli/accuracy.ts";
 import { readCheckpoint } from "../model/formats/llama2c.ts";
 import { readTokenizer } from "../model/formats/tokenizer.ts";

@@ -420,6 +420,11 @@ export class Gpu {
       throw error;
     }
     const copy = staging.getMappedRange().slice(0);
+    // Unmap before destroy: unmap detaches the mapped range the JavaScript side holds. Destroying
+    // a still-mapped buffer left that view alive over memory the driver frees; on Deno's GL
+    // backend the process then died at exit (SIGSEGV, or glibc's "corrupted size vs. prev_size"
+    // SIGABRT) in about one run in three of a read-back stress (tests/gpu_readback_test.ts).
+    staging.unmap();
     staging.destroy();
     return copy;
   }
