@@ -38,14 +38,35 @@ export function testGpu(): Promise<Gpu> {
   return shared;
 }
 
-/** Registers a test that needs WebGPU: ignored without an adapter unless required. */
+// gpuTest registrations of this file, and how many of them have finished.
+let registered = 0;
+let finished = 0;
+
+/**
+ * Registers a test that needs WebGPU: ignored without an adapter unless required. When the
+ * file's last registered GPU test has finished, the shared device is destroyed: a device left
+ * alive to the process's exit is torn down by the driver's exit handlers while other test
+ * workers still run, and the runner has died there with glibc's "corrupted size vs. prev_size"
+ * after every test passed (issue 20).
+ */
 export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
+  registered++;
   Deno.test({
     name,
     ignore: ignoreGpuTests,
     // The shared device and its buffers live across tests by design.
     sanitizeResources: false,
     sanitizeOps: false,
-    fn: async () => fn(await testGpu()),
+    fn: async () => {
+      try {
+        await fn(await testGpu());
+      } finally {
+        if (++finished === registered && shared) {
+          const gpu = await shared.catch(() => undefined);
+          shared = undefined; // a later testGpu() asks for a new device
+          gpu?.destroy();
+        }
+      }
+    },
   });
 }
