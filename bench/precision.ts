@@ -276,7 +276,8 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
         // their median, interleaved with f32/f32's: where the noise is, and what it is judged by.
         const base = runners.find((r) => r.cell.weights === "f32" && r.cell.kv === "f32");
         const judged = (r: Runner) =>
-          r.cell.kv === "f32" && PRECISION_TARGETS.some((t) => t.weights === r.cell.weights);
+          r.cell.kv === "f32" &&
+          PRECISION_TARGETS.some((t) => t.backend === backend && t.weights === r.cell.weights);
         const samples = await roundRobin(runners, reps, (runner) => runner.sample(), {
           rounds: reps,
           unsettled: (list, r) => (judged(r) || r === base) && isNoisy(list, 0.25),
