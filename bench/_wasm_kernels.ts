@@ -2,7 +2,8 @@
 // core runs them on its own slice: a SIMD sum (read stream), a SIMD copy, and independent
 // f32x4 multiply-add chains (peak arithmetic). Hand-assembled: no toolchain at run time.
 
-const leb = (n: number): number[] => {
+/** Unsigned LEB128 (sizes, indices, memory offsets). */
+export const leb = (n: number): number[] => {
   const out: number[] = [];
   do {
     let byte = n & 0x7f;
@@ -25,18 +26,23 @@ const sleb = (n: number): number[] => {
     out.push(byte | 0x80);
   }
 };
-const section = (id: number, content: number[]): number[] => [
+/** A module section: its id, its byte length, its content. */
+export const section = (id: number, content: number[]): number[] => [
   id,
   ...leb(content.length),
   ...content,
 ];
-const name = (text: string): number[] => [text.length, ...new TextEncoder().encode(text)];
+/** A name as the binary format writes it: length, then UTF-8. */
+export const name = (text: string): number[] => [text.length, ...new TextEncoder().encode(text)];
 const f32 = (x: number): number[] => [...new Uint8Array(new Float32Array([x]).buffer)];
 
-const [GET, SET, TEE] = [0x20, 0x21, 0x22];
-const LOAD = (offset: number) => [0xfd, 0x00, 0x04, ...leb(offset)];
+/** local.get, local.set, local.tee. */
+export const [GET, SET, TEE] = [0x20, 0x21, 0x22];
+/** v128.load at `offset`, align 2^4. */
+export const LOAD = (offset: number): number[] => [0xfd, 0x00, 0x04, ...leb(offset)];
 const STORE = (offset: number) => [0xfd, 0x0b, 0x04, ...leb(offset)];
-const ADD = [0xfd, 0xe4, 0x01]; // f32x4.add
+/** f32x4.add. */
+export const ADD = [0xfd, 0xe4, 0x01];
 const MUL = [0xfd, 0xe6, 0x01]; // f32x4.mul
 const MADD = [0xfd, 0x85, 0x02]; // f32x4.relaxed_madd (relaxed SIMD): fused where the CPU has FMA
 const SPLAT = [0xfd, 0x13]; // f32x4.splat

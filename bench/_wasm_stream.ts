@@ -2,25 +2,16 @@
 // (one thread, four independent f32x4 accumulators, 64 bytes per iteration), so the ceiling
 // is the memory system's rather than the JavaScript loop's.
 
-const leb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n) byte |= 0x80;
-    out.push(byte);
-  } while (n);
-  return out;
-};
-const section = (
-  id: number,
-  content: number[],
-): number[] => [id, ...leb(content.length), ...content];
-const name = (text: string): number[] => [text.length, ...new TextEncoder().encode(text)];
-
-const [LOCAL_GET, LOCAL_SET, LOCAL_TEE] = [0x20, 0x21, 0x22];
-const V128_LOAD = (offset: number) => [0xfd, 0x00, 0x04, ...leb(offset)]; // align 2^4
-const F32X4_ADD = [0xfd, 0xe4, 0x01];
+import {
+  ADD as F32X4_ADD,
+  GET as LOCAL_GET,
+  leb,
+  LOAD as V128_LOAD,
+  name,
+  section,
+  SET as LOCAL_SET,
+  TEE as LOCAL_TEE,
+} from "./_wasm_kernels.ts";
 
 // sum(ptr, end): f32; locals 2..5 are the v128 accumulators.
 // deno-fmt-ignore
