@@ -42,6 +42,8 @@ import {
 import { formatPrecisionMarkdown, precisionChart } from "./report/precision.ts";
 import { type Backend, type KernelResult, measureKernels } from "./measure.ts";
 import { benchKernels } from "./kernel_table.ts";
+import type { AnyKernelPair } from "../gpu/pair.ts";
+import { KERNEL_PAIRS } from "../gpu/pairs.ts";
 import { cpuRoofline, gpuRoofline, type Roofline } from "./probes.ts";
 import {
   type BenchResults,
@@ -68,6 +70,16 @@ const SHAPES: Record<string, LlamaConfig> = { ...PRESETS, "attention-heavy": ATT
 export function ablationContexts(quick: boolean): number[] {
   return quick ? [256, 4096] : [16, 64, 256, 1024, 2048, 4096];
 }
+
+/** The kernel families the calibrated time model reads from the kernel table. */
+export const TIME_MODEL_FAMILIES: readonly string[] = [
+  "matmul",
+  "attention",
+  "rmsNorm",
+  "add",
+  "siluMul",
+  "rope",
+];
 
 /** The benchmark's help text. */
 export const BENCH_HELP: string = `Usage: deno task bench [options]
@@ -99,6 +111,10 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --no-llama-cpp        skip the llama.cpp peer rows
   --all-variants        time every variant of every kernel in the kernel table (default: each
                         family's default; tuning times the variants at the model's shapes)
+  --kernels NAMES       time only these kernel families in the kernel table, comma-separated
+                        (e.g. "softmax,argmax"; an unknown name lists them all); the
+                        families the time model reads (${TIME_MODEL_FAMILIES.join(", ")})
+                        are always timed
   --from FILE           measure nothing: rewrite the report and charts from an earlier results.json
                         (schema ${RESULTS_SCHEMA}; older schemas are refused with the reason)
   --precision-only      run only the precision axis (weights x KV-cache formats), on every shape
@@ -228,6 +244,31 @@ export function parsePeers(spec: string): PeerSpec[] {
   });
 }
 
+/**
+ * Parses `--kernels`: comma-separated kernel families, each known to the registry; the
+ * families the time model reads are always included.
+ *
+ * @example
+ * ```ts
+ * import { kernelFamilies } from "./main.ts";
+ * const families = kernelFamilies("softmax").map((p) => p.family);
+ * if (!families.includes("softmax") || !families.includes("matmul")) throw new Error("wrong");
+ * ```
+ */
+export function kernelFamilies(spec: string): AnyKernelPair[] {
+  const known = new Set(KERNEL_PAIRS.map((p) => p.family));
+  const names = spec.split(",").map((name) => name.trim());
+  for (const name of names) {
+    if (!known.has(name)) {
+      throw new UsageError(
+        `--kernels: unknown kernel family "${name}"; known: ${[...known].join(", ")}`,
+      );
+    }
+  }
+  const wanted = new Set([...names, ...TIME_MODEL_FAMILIES]);
+  return KERNEL_PAIRS.filter((p) => wanted.has(p.family));
+}
+
 function positiveInteger(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -253,6 +294,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     "llama-cpp": { type: "string" },
     "no-llama-cpp": { type: "boolean" },
     "all-variants": { type: "boolean" },
+    kernels: { type: "string" },
     from: { type: "string" },
     "precision-only": { type: "boolean" },
     "no-precision": { type: "boolean" },
@@ -296,6 +338,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     ? undefined
     : positiveInteger("sweep-mib", values["sweep-mib"], 2048);
   const peers = values.llama2c ? parsePeers(values.llama2c) : [];
+  const kernelPairs = values.kernels === undefined ? KERNEL_PAIRS : kernelFamilies(values.kernels);
   const out = (values.out ?? "bench/results").replace(/\/$/, "");
   if (values.from) {
     await writeResults(parseResults(await io.readFile(values.from), values.from), out, io);
@@ -407,7 +450,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       );
     }
     const kernels = await measureKernels(
-      benchKernels(quick, undefined, values["all-variants"] ?? false),
+      benchKernels(quick, kernelPairs, values["all-variants"] ?? false),
       { backends, gpu, reps: Math.min(reps, 3), minBatchMs, rooflines, llcBytes: knee },
       io.progress,
     );

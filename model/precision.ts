@@ -219,12 +219,18 @@ export function randomStoredWeights(
   return { format, tokenEmbedding, layers, finalNorm, classifier };
 }
 
+/** The period of the quickly drawn f16 weights' matrices: a prime, 2^16 + 1. */
+const TABLED_PERIOD = 65_537;
+
 /**
- * Seeded random f16 weights drawn quickly: each matrix's halves picked (by a xorshift index) from
- * a table of 4096 values uniform in ±1/sqrt(cols), quantized once. For shapes whose quantization
- * value by value would take minutes (a TinyLlama-1.1B-shaped layer and its 32000x2048 tables
- * hold 175M values): for checks of kernels' indexing and limits, where the values' distribution
- * does not matter. Not the same weights as {@linkcode randomStoredWeights}.
+ * Seeded random f16 weights drawn quickly: each matrix repeats a random sequence of 65,537
+ * halves (picked by a xorshift index from a table of 4096 values uniform in ±1/sqrt(cols),
+ * quantized once), copied block by block. The period is prime, so no two rows of a matrix
+ * narrower than it start at the same place in it, and a row read in place of another gives
+ * other values. For shapes whose quantization value by value would take minutes (a
+ * TinyLlama-1.1B-shaped layer and its 32000x2048 tables hold 175M values): for checks of
+ * kernels' indexing and limits, where the values' distribution does not matter. Not the same
+ * weights as {@linkcode randomStoredWeights}.
  *
  * @example
  * ```ts
@@ -241,11 +247,16 @@ export function tabledF16Weights(config: LlamaConfig, seed: number): StoredWeigh
     const bound = 1 / Math.sqrt(cols);
     const table = new Uint16Array(quantize(rng.uniformArray(4096, -bound, bound), "f16").buffer);
     const halves = new Uint16Array(rows * cols);
-    for (let i = 0; i < halves.length; i++) {
+    const period = Math.min(TABLED_PERIOD, halves.length);
+    for (let i = 0; i < period; i++) {
       state ^= state << 13;
       state ^= state >>> 17;
       state ^= state << 5;
       halves[i] = table[state & 4095];
+    }
+    // doubling copies keep the period: each copies a whole number of periods
+    for (let filled = period; filled < halves.length; filled *= 2) {
+      halves.copyWithin(filled, 0, Math.min(filled, halves.length - filled));
     }
     return { format: "f16", rows, cols, bytes: new Uint8Array(halves.buffer) };
   };

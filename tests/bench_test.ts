@@ -35,6 +35,7 @@ Deno.test({
       ...args,
       ...["--contexts", "16", "--probe-mib", "32", "--sweep-mib", "8", "--no-llama-cpp"],
       "--no-precision", // the precision axis has its own test (bench_precision_test.ts)
+      ...["--kernels", "softmax"], // and the time model's families
     ], io);
     expect(printed.join("\n")).not.toContain("bench:");
     expect(code).toBe(0);
@@ -73,7 +74,14 @@ Deno.test({
         }
       }
       expect(results.cells.some((c) => c.backend === b && c.phase === "prefill")).toBe(true);
-      expect(results.kernels.some((k) => k.backend === b && k.kernel === "matvec")).toBe(true);
+      // --kernels softmax: softmax and the time model's families, no other
+      const kernelNames = new Set(
+        results.kernels.filter((k) => k.backend === b).map((k) => k.kernel),
+      );
+      for (const name of ["matvec", "softmax", "attention decode", "rmsNorm", "rope"]) {
+        expect(kernelNames).toContain(name);
+      }
+      expect(kernelNames.has("argmax")).toBe(false);
     }
     for (const cell of results.cells) {
       const ms = cell.msPerToken;
@@ -238,6 +246,10 @@ Deno.test("bench --help and bad flags", async () => {
     const [args, message] of [
       [["--backend", "tpu"], 'bench: --backend: expected cpu, webgpu or both, got "tpu"'],
       [["--preset", "GPT-5"], 'bench: --preset: unknown shape "GPT-5"'],
+      [
+        ["--kernels", "softmax,gemm"],
+        'bench: --kernels: unknown kernel family "gemm"; known: matmul,',
+      ],
       [
         ["--contexts", "16..x"],
         'bench: --contexts: expected "LO..HI" or a list of positive integers, got "16..x"',

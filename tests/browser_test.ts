@@ -1,176 +1,18 @@
-// The kernels in a real browser: headless Chromium (Dawn/Tint, a second WebGPU implementation
-// beside Deno's wgpu/naga) runs the conformance cases and a decode. Ignored with one line where
-// no Chromium is installed; under CI a missing browser fails.
+// The browser tooling: errors, the page bundle and server, the launcher, the bench page's
+// results. The kernels and the decoder in Chromium: browser_conformance_test.ts and
+// browser_decode_test.ts. Ignored with one line where no Chromium is installed; under CI a
+// missing browser fails.
 import { expect } from "expect";
-import { BROWSER_HELP, browserMain, formatKernelBench } from "../browser/main.ts";
-import { findBrowser, launchBrowser } from "../browser/chromium.ts";
+import { BROWSER_HELP, formatKernelBench } from "../browser/main.ts";
+import { launchBrowser } from "../browser/chromium.ts";
 import { bundlePage, servePage } from "../browser/server.ts";
-import {
-  type ConformanceReport,
-  describeAdapter,
-  type KernelBenchReport,
-  pageBenchResults,
-} from "../browser/tasks.ts";
-import { conformanceCases } from "../gpu/conformance.ts";
-import { MATMUL_FAMILY } from "../gpu/families.ts";
-import { RMS_NORM_PAIR } from "../gpu/norm.ts";
+import { describeAdapter, type KernelBenchReport, pageBenchResults } from "../browser/tasks.ts";
 import { benchMain } from "../bench/main.ts";
 import { makeConfig } from "../model/config.ts";
 import type { KernelResult } from "../bench/measure.ts";
 import type { Roofline } from "../bench/probes.ts";
 import { summarize } from "../gpu/timing.ts";
-import { requireWebGpu } from "./_gpu.ts";
-import { LILY } from "./_models.ts";
-
-const browser = findBrowser();
-const ignoreBrowserTests = !browser && !requireWebGpu;
-if (ignoreBrowserTests) {
-  console.warn(
-    "browser tests ignored: no Chromium (apt-get install chromium-headless-shell); required under CI",
-  );
-}
-
-async function cli(...args: string[]) {
-  let out = "";
-  let progress = "";
-  const code = await browserMain(args, {
-    print: (t) => out += `${t}\n`,
-    progress: (l) => progress += `${l}\n`,
-  });
-  return { code, out, progress };
-}
-
-Deno.test({
-  name: "browser conformance: one case of every kernel and variant passes in headless Chromium",
-  ignore: ignoreBrowserTests,
-  async fn() {
-    const { code, out, progress } = await cli("conformance", "--quick", "--json");
-    const report = JSON.parse(out) as ConformanceReport;
-    expect({ code, failures: report.failures, progress }).toMatchObject({ code: 0, failures: [] });
-    expect(report.adapter.browser).toMatch(/Chrome\/\d+/);
-    expect(report.table).toMatch(/^adapter: .+\(.*Chrome\/\d+/);
-    // every kernel and variant of the registry ran or says why it cannot run here
-    const variants = new Set(conformanceCases().map((c) => `${c.kernel} ${c.variant}`));
-    expect(report.passed + report.skipped.length).toBe(variants.size);
-    for (const row of report.table.split("\n").slice(3, -1)) expect(row).toMatch(/ pass$/);
-    expect(report.table.split("\n").length - 4).toBe(report.passed);
-  },
-});
-
-Deno.test({
-  name: "browser conformance --kernel: a matvec assuming subgroups of 32 fails where they are " +
-    "smaller, and the table's header names the sizes",
-  ignore: ignoreBrowserTests,
-  async fn() {
-    const { code, out } = await cli(
-      "conformance",
-      "--kernel",
-      "examples/kernels/matvec_subgroup32.ts",
-      "--json",
-    );
-    const report = JSON.parse(out.slice(0, out.lastIndexOf("}") + 1)) as ConformanceReport;
-    const header = report.table.split("\n")[0];
-    const sizes = /subgroup sizes (\d+)-(\d+)\)$/.exec(header);
-    expect(header).toMatch(/^adapter: .+\(.*Chrome\/\d+.*; features: .*subgroups/);
-    expect(sizes).not.toBeNull();
-    const [min, max] = [Number(sizes![1]), Number(sizes![2])];
-    expect(min).toBeLessThanOrEqual(max);
-    // One subgroupAdd sums the workgroup's 32 lanes only where a subgroup holds all 32: with
-    // smaller subgroups, every shape whose dot products span more lanes than one subgroup fails.
-    const shapes = MATMUL_FAMILY.pair.conformance;
-    const wrong = shapes.filter((s) => min < 32 && s.inDim > max).map((s) =>
-      MATMUL_FAMILY.pair.describe(s)
-    );
-    expect(report.failures.map((f) => f.split(": ")[0].split(" ").at(-1))).toEqual(wrong);
-    expect(report.passed).toBe(shapes.length - wrong.length);
-    expect(code).toBe(wrong.length ? 1 : 0);
-    if (min < 32) expect(wrong.length).toBeGreaterThan(0); // headless Chromium: subgroups of 4
-  },
-});
-
-Deno.test({
-  name: "browser conformance --kernel: the vec4 RMSNorm passes in Chromium as in Deno",
-  ignore: ignoreBrowserTests,
-  async fn() {
-    const { code, out } = await cli("conformance", "--kernel", "examples/kernels/rms_norm.ts");
-    const rows = out.trim().split("\n").slice(3, -1);
-    expect(rows.map((r) => r.split(/\s{2,}/)[2])).toEqual(
-      RMS_NORM_PAIR.conformance.map((s) => RMS_NORM_PAIR.describe(s)),
-    );
-    for (const row of rows) expect(row).toMatch(/^rmsNorm\s+vec4 rows\s.+ pass$/);
-    expect(code).toBe(0);
-    expect(await cli("bench", "--kernel", "examples/kernels/rms_norm.ts")).toMatchObject({
-      code: 2,
-      out: "browser: --kernel: only with conformance (see --help)\n",
-    });
-    const missing = await cli("conformance", "--kernel", "examples/kernels/nope.ts");
-    expect(missing).toMatchObject({
-      code: 1,
-      out: "browser: --kernel: examples/kernels/nope.ts does not exist\n",
-    });
-  },
-});
-
-Deno.test({
-  name: "browser step: a TinyLlama-1.1B-shaped f16 decode step at WebGPU's default limits",
-  ignore: ignoreBrowserTests,
-  async fn() {
-    // the 131 MB f16 classifier exceeds the default 128 MiB binding: it must split
-    const { code, out } = await cli("step", "--limits", "default");
-    expect(out).toContain(
-      "limits: maxStorageBufferBindingSize 134217728, maxBufferSize 268435456, " +
-        "maxComputeWorkgroupStorageSize 16384, maxComputeInvocationsPerWorkgroup 256, " +
-        "maxStorageBuffersPerShaderStage 8; largest matrix 131072000 bytes",
-    );
-    // fused: embedding, five per layer (six split), final norm, classifier, token choice
-    const dispatches = Number(/; (\d+) dispatches per token/.exec(out)![1]);
-    expect(dispatches).toBeLessThanOrEqual(1 + 6 + 2 + 4);
-    const nmse = [...out.matchAll(/logit NMSE (\S+) against the CPU reference ok/g)].map((m) =>
-      Number(m[1])
-    );
-    expect(nmse).toHaveLength(2);
-    for (const e of nmse) expect(e).toBeLessThan(1e-9);
-    expect(code).toBe(0);
-  },
-});
-
-Deno.test({
-  name: "browser decode: the page's greedy stories260K story is the CPU reference's",
-  ignore: ignoreBrowserTests,
-  async fn() {
-    const { code, out } = await cli("decode", "--steps", "40");
-    expect(out).toContain(LILY);
-    expect(out).toContain("matches the CPU reference in Deno: all 45 token ids");
-    expect(code).toBe(0);
-  },
-});
-
-Deno.test({
-  name: "browser subgroup64: Chromium's subgroups run every case of the projection and a decode",
-  ignore: ignoreBrowserTests,
-  async fn() {
-    // Deno's lavapipe and GL adapters have no subgroups; Dawn's SwiftShader has them (size 4).
-    const conformance = await cli("conformance", "--variant", "subgroup64", "--json");
-    const report = JSON.parse(conformance.out) as ConformanceReport;
-    expect(report.adapter.features).toContain("subgroups");
-    expect({ code: conformance.code, failures: report.failures }).toEqual({
-      code: 0,
-      failures: [],
-    });
-    const cases = conformanceCases().filter((c) => c.variant === "subgroup64");
-    expect(report.passed + report.skipped.length).toBe(cases.length);
-    expect(report.passed).toBeGreaterThanOrEqual(10);
-    // skipped only where the layout never applies (inDim < 64), never for want of the feature
-    for (const skip of report.skipped) expect(skip).toMatch(/: does not apply to this shape$/);
-    // The fused decode with every projection subgroup64 (a tuning's choice that cannot run is
-    // an error, not a fallback): the CPU reference's greedy story.
-    const decode = await cli("decode", "--steps", "40", "--projection", "subgroup64");
-    expect(decode.out).toContain(LILY);
-    expect(decode.out).toContain("subgroup64 projections");
-    expect(decode.out).toContain("matches the CPU reference in Deno: all 45 token ids");
-    expect(decode.code).toBe(0);
-  },
-});
+import { browser, cli, ignoreBrowserTests } from "./_browser.ts";
 
 Deno.test({
   name: "browser errors: a bad model fails in the page, a timeout stops the run; both exit 1",

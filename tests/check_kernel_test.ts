@@ -1,6 +1,6 @@
 // Kernels written outside gpu/ checked by the registry's references: the worked examples of
 // examples/kernels/, the quantized families' byte contract, `deno task conformance --kernel`
-// and `--limits default`. (The subgroup example runs in headless Chromium: browser_test.ts.)
+// and `--limits default`. (The subgroup example runs in headless Chromium: browser_conformance_test.ts.)
 import { expect } from "expect";
 import { checkKernel, validateForeignKernels } from "../gpu/check_kernel.ts";
 import {
