@@ -26,8 +26,15 @@ import {
 
 /** One backend's measured ceilings, each with its spread. */
 export interface Roofline {
-  /** Read-only stream (sum reduction) bandwidth, GB/s: the memory ceiling. */
+  /**
+   * The read ceiling, GB/s: the read-only stream probe's (a sum reduction), or a faster
+   * kernel's beyond the last-level cache (then named in `readSource`).
+   */
   readGbPerS: Spread;
+  /** The read probe's own GB/s, where a kernel beat it and raised `readGbPerS`. */
+  probeReadGbPerS?: Spread;
+  /** The kernel whose rate `readGbPerS` is, where it beat the read probe. */
+  readSource?: string;
   /** CPU only: the same sum as a plain JavaScript loop, GB/s (a code ceiling, not memory's). */
   scalarReadGbPerS?: Spread;
   /** Copy bandwidth, GB/s, counting bytes read plus written. */

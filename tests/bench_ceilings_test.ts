@@ -6,6 +6,7 @@ import { ceilingKernels, FMA_CHAINS, RELAXED_SIMD } from "../bench/_wasm_kernels
 import { findCacheKnee, readCeilingAt, type SweepPoint } from "../bench/cache_knee.ts";
 import { measureCpuCeilings, sweepSizes } from "../bench/ceilings.ts";
 import { ceilingChecks, ceilingVerdict } from "../bench/report/ceilings.ts";
+import { raiseReadCeiling } from "../bench/measure.ts";
 import { validateTimeModel } from "../bench/report/time_model.ts";
 import { predictCell, type TimeModelParams } from "../bench/time_model.ts";
 import type { DecoderCell } from "../bench/matrix.ts";
@@ -196,6 +197,62 @@ Deno.test("the bench checks cells, kernels and peers against their ceilings and 
   expect(verdict).toContain("CEILING EXCEEDED by 2 of 3 figures");
   expect(verdict).toContain("s MHA cpu kv-cache decode ctx 16 30.0 GB/s > 26.0");
   expect(verdict).toContain("llama2.c on s 700 tok/s > 600");
+});
+
+Deno.test("a kernel beyond the cache that outruns the read probe becomes the read ceiling, named", () => {
+  const probe = {
+    readGbPerS: spread(3),
+    copyGbPerS: spread(3),
+    peakGflopPerS: spread(100),
+    dispatchUs: spread(20),
+    probeBytes: 2 ** 27,
+    gpuTimestamps: true,
+  };
+  // bytes / (GB/s) gives each kernel's ms: 60 MB at 6 GB/s is 10 ms
+  const kernel = (name: string, gbPerS: number, fitsInLlc: boolean, bytes = 6e7) => ({
+    backend: "webgpu" as const,
+    kernel: name,
+    variant: "row",
+    shape: "big",
+    bytes,
+    flops: bytes / 2,
+    dispatches: 1,
+    timing: {
+      wallMs: spread(bytes / gbPerS / 1e6 + 5),
+      gpuMs: spread(bytes / gbPerS / 1e6),
+      batch: 1,
+    },
+    gbPerS: spread(gbPerS),
+    gflopPerS: spread(gbPerS / 2),
+    rooflineFraction: gbPerS / 3,
+    predictedMs: NaN,
+    measuredOverPredicted: NaN,
+    fitsInLlc,
+  });
+  const { rooflines, kernels } = raiseReadCeiling({ webgpu: probe, cpu: probe }, [
+    kernel("matvec", 4, false),
+    kernel("projection", 6, false),
+    kernel("copy", 9, true, 1e6), // in the cache: not a memory figure, no raise
+  ]);
+  expect(rooflines.webgpu!.readGbPerS.median).toBe(6);
+  expect(rooflines.webgpu!.probeReadGbPerS!.median).toBe(3);
+  expect(rooflines.webgpu!.readSource).toBe("kernel projection row big");
+  expect(rooflines.cpu).toEqual(probe); // no CPU kernel: unchanged
+  expect(kernels.map((k) => k.rooflineFraction)).toEqual([4 / 6, 1, 9 / 6]);
+  // the time model at the raised ceiling: 60 MB at 6 GB/s is 10 ms, plus one 20 µs dispatch;
+  // the matvec's 15 ms measured is 1.5x of about 10 ms
+  expect(kernels[1].predictedMs).toBeCloseTo(10.02, 2);
+  expect(kernels[0].measuredOverPredicted).toBeCloseTo(15 / 10.02, 2);
+  // the self-check holds WebGPU kernels beyond the cache to it
+  const checks = ceilingChecks({ cells: [], kernels, rooflines });
+  expect(checks.map((c) => c.subject)).toEqual([
+    "kernel webgpu matvec row big",
+    "kernel webgpu projection row big",
+  ]);
+  expect(ceilingVerdict(checks)).toContain("All 2 figures checked");
+  // a probe no kernel beats stays the ceiling
+  const kept = raiseReadCeiling({ webgpu: probe }, [kernel("matvec", 2.5, false)]);
+  expect(kept.rooflines.webgpu).toEqual(probe);
 });
 
 Deno.test("the calibrated time model prices each term from its measured rate", () => {

@@ -1,9 +1,9 @@
 /**
  * The bench checks itself against its ceilings: no cell, kernel or peer may stream faster than
  * every core reads a working set of its size (the cache sweep), or compute faster than every
- * core's multiply-add peak; WebGPU cells beyond the cache knee are held to the adapter's read
- * probe. The report prints the ceilings, the sweep and its knee, and every figure that breaks
- * one, loudly.
+ * core's multiply-add peak; WebGPU cells and kernels beyond the cache knee are held to the
+ * adapter's read ceiling (its read probe, or a faster kernel's rate). The report prints the
+ * ceilings, the sweep and its knee, and every figure that breaks one, loudly.
  *
  * @module
  */
@@ -97,11 +97,20 @@ export function ceilingChecks(subjects: CeilingSubjects): CeilingCheck[] {
         unit: "GB/s",
         measured: c.gbPerS.median,
         ceiling: gpuRead,
-        against: "the adapter's read probe",
+        against: "the adapter's read ceiling",
       });
     }
   }
   for (const k of subjects.kernels) {
+    if (k.backend === "webgpu" && gpuRead !== undefined && !k.fitsInLlc) {
+      out.push({
+        subject: `kernel webgpu ${k.kernel} ${k.variant} ${k.shape}`,
+        unit: "GB/s",
+        measured: k.gbPerS.median,
+        ceiling: gpuRead,
+        against: "the adapter's read ceiling",
+      });
+    }
     if (k.backend !== "cpu" || !cpu) continue;
     out.push({
       subject: `kernel cpu ${k.kernel} ${k.shape}`,

@@ -764,6 +764,16 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     "",
     rooflineTable(results, true),
     "",
+    ...Object.entries(results.rooflines).flatMap(([backend, r]) =>
+      r!.readSource
+        ? [
+          `${backend}'s read ceiling is a kernel's rate beyond the cache, which outran the read ` +
+          `probe (${formatSpread(r!.probeReadGbPerS!)} GB/s): ${r!.readSource}. Every fraction ` +
+          "of the read ceiling and the time model use it.",
+          "",
+        ]
+        : []
+    ),
     ceilingsMarkdown(results, results.machine.llcBytes),
     timeModelMarkdown(results.timeModel),
     "",
