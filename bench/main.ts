@@ -93,7 +93,8 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
   --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default), or a list "16,64,256"
   --reps N              samples per cell, kernel and probe (default 5; quick 3)
   --cell-budget S       skip a cell (and its larger contexts) whose samples are predicted to take
-                        longer than S seconds in all (default 8; quick 3)
+                        longer than S seconds in all (default 8; quick 3; recompute cells: a
+                        quarter of it)
   --max-minutes M       start no decoder cell after M minutes (default 14; quick 5); cells
                         left out are listed in the report
   --probe-mib M         working set of the single-thread bandwidth probes (default: 4x the

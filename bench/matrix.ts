@@ -198,7 +198,10 @@ export interface MatrixOptions {
   backends: Backend[];
   /** Context lengths, ascending. */
   contexts: number[];
-  /** Skip a cell whose samples are predicted to take longer than this many seconds in all. */
+  /**
+   * Skip a cell whose samples are predicted to take longer than this many seconds in all (a
+   * recompute cell: a quarter of it, see {@linkcode RECOMPUTE_BUDGET_SHARE}).
+   */
   cellBudgetS: number;
   /**
    * Positions each cached decode sample times from its context, in one call (WebGPU: one
@@ -216,7 +219,11 @@ export interface MatrixOptions {
   llcBytes: number;
   /** Fewer check positions. */
   quick: boolean;
-  /** `performance.now()` after which no further cell starts (the run's time budget). */
+  /**
+   * `performance.now()` after which no further cell starts (the run's time budget). With more
+   * than one shape, the first (the headline's) may start cells until two thirds of the time
+   * left when it starts, and each later shape until its even share of what is left.
+   */
   deadline?: number;
   /** The GPU, when `backends` includes webgpu. */
   gpu?: Gpu;
@@ -261,7 +268,13 @@ export async function runMatrix(
     ? new TimestampTimer(options.gpu)
     : undefined;
   try {
-    for (const shape of options.shapes) {
+    for (const [index, shape] of options.shapes.entries()) {
+      const left = options.shapes.length - index;
+      const shapeOptions = options.deadline === undefined || left === 1 ? options : {
+        ...options,
+        deadline: performance.now() +
+          (options.deadline - performance.now()) * (index === 0 ? 2 / 3 : 1 / left),
+      };
       const maxContext = options.contexts.filter((c) =>
         c + options.decodePositions <= shape.config.maxSeqLen
       ).at(-1);
@@ -329,7 +342,7 @@ export async function runMatrix(
         for (const phase of ["prefill", "decode"] as const) {
           const active = variants.filter((v) =>
             (phase === "decode" || v.cache === "kv-cache") &&
-            !skipCell(v, phase, context, options)
+            !skipCell(v, phase, context, shapeOptions)
           );
           if (phase === "decode") {
             // Every decoder timed must hold the positions before its first timed one (prefill
@@ -411,6 +424,14 @@ export async function runMatrix(
   return { cells, rejected, checks, skipped };
 }
 
+/**
+ * A recompute cell's share of the cell budget. Recompute costs the whole prefix per token
+ * (quadratic in context); by the contexts a quarter of the budget reaches it is already many
+ * times slower than the cached decode, and the time its larger contexts would take goes to the
+ * cached cells, which the headline follows to longer contexts.
+ */
+export const RECOMPUTE_BUDGET_SHARE = 1 / 4;
+
 /** Whether a cell's samples are predicted to exceed the budget (and every larger context's). */
 function skipCell(
   v: Variant,
@@ -441,7 +462,8 @@ function skipCell(
   const predictedS = predictedMs * (options.reps + 1) / 1000;
   const late = options.deadline !== undefined &&
     performance.now() + predictedS * 1000 > options.deadline;
-  if (predictedS > options.cellBudgetS || late) {
+  const budgetS = options.cellBudgetS * (v.cache === "recompute" ? RECOMPUTE_BUDGET_SHARE : 1);
+  if (predictedS > budgetS || late) {
     v.skip.add(phase);
     v.skippedFrom[phase] = {
       context,
