@@ -506,8 +506,9 @@ async function run(args: string[], io: BenchIo): Promise<number> {
       llcBytes: knee,
       quick,
       gpu,
-      // the batch axis's share of the run comes after, then the peers'
-      deadline: started + (maxMinutes - (quick ? 0.5 : 2) - peerMinutes) * 60_000,
+      // the batch axis's share of the run comes after (1.5 minutes, and it stops at its own
+      // deadline), then the peers'
+      deadline: started + (maxMinutes - (quick ? 0.5 : 1.5) - peerMinutes) * 60_000,
     }, io.progress);
     // The batch axis on the shape the README leads with.
     const batchShape = shapes.find((s) => s.name === "attention-heavy") ?? shapes[0];
