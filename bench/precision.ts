@@ -19,8 +19,9 @@
  * `precision_cells.ts` judges the speedups quantized weights must reach against f32 on the
  * same adapter from these cells and, where one is missed, names the term that holds it back.
  *
- * `--quick` runs five pairs (f32/f32, f16/f16, q8_0/f32, q4_0/f32, q8_0/q8_0), and q4_k/f32
- * where the K-quants apply, at context 16.
+ * `--quick` runs, at context 16, the targets' pairs (f32/f32, q8_0/f32, q4_0/f32) and q4_k/f32
+ * (where the K-quants apply) on the first random shape, and on the real model the targets' pairs
+ * with f16/f16 and q8_0/q8_0 beside them.
  *
  * `bench/main.ts` calls {@linkcode runPrecisionAxis}; the results go to `precision.json`,
  * `precision.md` and `precision.svg` (speed against accuracy, one point per precision pair).
@@ -107,8 +108,8 @@ const FULL_PAIRS = new Set([
 ]);
 
 /**
- * The pairs `--quick` runs: each weight format once with the f32 cache (the targets' pairs), and
- * the f16 and Q8_0 caches once each.
+ * The pairs `--quick` runs on the real model: each weight format once with the f32 cache (the
+ * targets' pairs), and the f16 and Q8_0 caches once each.
  */
 const QUICK_PAIRS = new Set([
   "f32/f32",
@@ -118,6 +119,12 @@ const QUICK_PAIRS = new Set([
   "q8_0/q8_0",
   "q4_k/f32",
 ]);
+
+/**
+ * The pairs `--quick` runs on random weights: those the speedup targets judge, and Q4_K (the
+ * K-quant most downloaded files carry) where its super-blocks fit the rows.
+ */
+const QUICK_TARGET_PAIRS = new Set(["f32/f32", "q8_0/f32", "q4_0/f32", "q4_k/f32"]);
 
 /** What {@linkcode runPrecisionAxis} needs. */
 export interface PrecisionOptions {
@@ -206,7 +213,8 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
       const kvs = KV_FORMATS.filter((kv) => {
         const pair = `${weights}/${kv}`;
         if (shape.pairs) return shape.pairs.includes(pair);
-        return (quick ? QUICK_PAIRS : FULL_PAIRS).has(pair);
+        if (quick) return (shape.text ? QUICK_PAIRS : QUICK_TARGET_PAIRS).has(pair);
+        return FULL_PAIRS.has(pair);
       });
       // A K-quant on rows that are not whole super-blocks would measure its fallback format.
       const rows = [config.dim, config.hiddenDim];
