@@ -450,6 +450,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
         { backends, gpu, reps: Math.min(reps, 3), minBatchMs, rooflines, llcBytes: knee },
         io.progress,
       ),
+      knee,
     );
     Object.assign(rooflines, raised.rooflines);
     const kernels = raised.kernels;

@@ -187,8 +187,9 @@ export function modelCeilings(roofline: Roofline | undefined): Ceilings {
 
 /**
  * Raises each backend's read ceiling to the fastest kernel whose bytes outgrow the last-level
- * cache, where that kernel streams faster than the read probe (on lavapipe a kernel reading two
- * matrices at once outruns the one-stream probe): a ceiling is one no measured program beats.
+ * cache (`llcBytes`, the measured knee; 0, unknown, raises nothing), where that kernel streams
+ * faster than the read probe (on lavapipe a kernel reading two matrices at once outruns the
+ * one-stream probe): a ceiling is one no measured program beats.
  * The probe's own figure is kept in `probeReadGbPerS` and the kernel named in `readSource`.
  * Returns the rooflines and the kernels with their fractions and predictions recomputed
  * against the raised ceiling.
@@ -203,7 +204,7 @@ export function modelCeilings(roofline: Roofline | undefined): Ceilings {
  * const kernel = { backend: "webgpu" as const, kernel: "matvec", variant: "default", shape: "big",
  *   bytes: 6e7, flops: 3e7, dispatches: 1, timing, gbPerS: s(6), gflopPerS: s(3),
  *   rooflineFraction: 2, predictedMs: 20, measuredOverPredicted: 0.5, fitsInLlc: false };
- * const raised = raiseReadCeiling({ webgpu: roofline }, [kernel]);
+ * const raised = raiseReadCeiling({ webgpu: roofline }, [kernel], 32 << 20);
  * if (raised.rooflines.webgpu!.readGbPerS.median !== 6) throw new Error("not raised");
  * if (raised.kernels[0].rooflineFraction !== 1) throw new Error("fraction not recomputed");
  * ```
@@ -211,11 +212,12 @@ export function modelCeilings(roofline: Roofline | undefined): Ceilings {
 export function raiseReadCeiling(
   rooflines: Partial<Record<Backend, Roofline>>,
   kernels: readonly KernelResult[],
+  llcBytes: number,
 ): { rooflines: Partial<Record<Backend, Roofline>>; kernels: KernelResult[] } {
   const raised: Partial<Record<Backend, Roofline>> = {};
   for (const [backend, roofline] of Object.entries(rooflines) as [Backend, Roofline][]) {
     const fastest = kernels
-      .filter((k) => k.backend === backend && !k.fitsInLlc)
+      .filter((k) => k.backend === backend && llcBytes > 0 && k.bytes > llcBytes)
       .reduce<KernelResult | undefined>(
         (best, k) => !best || k.gbPerS.median > best.gbPerS.median ? k : best,
         undefined,

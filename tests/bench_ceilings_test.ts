@@ -229,11 +229,12 @@ Deno.test("a kernel beyond the cache that outruns the read probe becomes the rea
     measuredOverPredicted: NaN,
     fitsInLlc,
   });
+  const knee = 32 << 20;
   const { rooflines, kernels } = raiseReadCeiling({ webgpu: probe, cpu: probe }, [
     kernel("matvec", 4, false),
     kernel("projection", 6, false),
     kernel("copy", 9, true, 1e6), // in the cache: not a memory figure, no raise
-  ]);
+  ], knee);
   expect(rooflines.webgpu!.readGbPerS.median).toBe(6);
   expect(rooflines.webgpu!.probeReadGbPerS!.median).toBe(3);
   expect(rooflines.webgpu!.readSource).toBe("kernel projection row big");
@@ -251,8 +252,11 @@ Deno.test("a kernel beyond the cache that outruns the read probe becomes the rea
   ]);
   expect(ceilingVerdict(checks)).toContain("All 2 figures checked");
   // a probe no kernel beats stays the ceiling
-  const kept = raiseReadCeiling({ webgpu: probe }, [kernel("matvec", 2.5, false)]);
+  const kept = raiseReadCeiling({ webgpu: probe }, [kernel("matvec", 2.5, false)], knee);
   expect(kept.rooflines.webgpu).toEqual(probe);
+  // an unknown knee (0) tells no kernel's bytes from the cache's: nothing is raised
+  const unknown = raiseReadCeiling({ webgpu: probe }, [kernel("projection", 6, false)], 0);
+  expect(unknown.rooflines.webgpu).toEqual(probe);
 });
 
 Deno.test("the calibrated time model prices each term from its measured rate", () => {
