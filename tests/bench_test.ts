@@ -59,9 +59,19 @@ Deno.test({
     const backends = backend === "both" ? ["cpu", "webgpu"] as const : ["cpu"] as const;
     for (const b of backends) {
       const roofline = results.rooflines[b]!;
-      for (const s of [roofline.readGbPerS, roofline.copyGbPerS, roofline.peakGflopPerS]) {
+      // the probes' own samples (a kernel that outran the read probe is the read ceiling then)
+      const read = roofline.probeReadGbPerS ?? roofline.readGbPerS;
+      for (const s of [read, roofline.copyGbPerS, roofline.peakGflopPerS]) {
         expect(s.n).toBe(3);
         expect(s.min).toBeGreaterThan(0);
+      }
+      if (roofline.readSource) {
+        const source = results.kernels.find((k) =>
+          k.backend === b && roofline.readSource === `kernel ${k.kernel} ${k.variant} ${k.shape}`
+        )!;
+        expect(roofline.readGbPerS).toEqual(source.gbPerS);
+        expect(source.bytes).toBeGreaterThan(results.cpuCeilings!.knee.kneeBytes);
+        expect(roofline.readGbPerS.median).toBeGreaterThan(read.median);
       }
       for (const cache of ["kv-cache", "recompute"]) {
         for (const attention of ["MHA", "GQA-2", "MQA"]) {
