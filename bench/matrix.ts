@@ -219,11 +219,7 @@ export interface MatrixOptions {
   llcBytes: number;
   /** Fewer check positions. */
   quick: boolean;
-  /**
-   * `performance.now()` after which no further cell starts (the run's time budget). With more
-   * than one shape, the first (the headline's) may start cells until two thirds of the time
-   * left when it starts, and each later shape until its even share of what is left.
-   */
+  /** `performance.now()` after which no further cell starts (the run's time budget). */
   deadline?: number;
   /** The GPU, when `backends` includes webgpu. */
   gpu?: Gpu;
@@ -268,13 +264,7 @@ export async function runMatrix(
     ? new TimestampTimer(options.gpu)
     : undefined;
   try {
-    for (const [index, shape] of options.shapes.entries()) {
-      const left = options.shapes.length - index;
-      const shapeOptions = options.deadline === undefined || left === 1 ? options : {
-        ...options,
-        deadline: performance.now() +
-          (options.deadline - performance.now()) * (index === 0 ? 2 / 3 : 1 / left),
-      };
+    for (const shape of options.shapes) {
       const maxContext = options.contexts.filter((c) =>
         c + options.decodePositions <= shape.config.maxSeqLen
       ).at(-1);
@@ -342,7 +332,7 @@ export async function runMatrix(
         for (const phase of ["prefill", "decode"] as const) {
           const active = variants.filter((v) =>
             (phase === "decode" || v.cache === "kv-cache") &&
-            !skipCell(v, phase, context, shapeOptions)
+            !skipCell(v, phase, context, options)
           );
           if (phase === "decode") {
             // Every decoder timed must hold the positions before its first timed one (prefill
