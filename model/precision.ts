@@ -225,9 +225,9 @@ const TABLED_PERIOD = 65_537;
 /**
  * Seeded random f16 weights drawn quickly: each matrix repeats a random sequence of 65,537
  * halves (picked by a xorshift index from a table of 4096 values uniform in ±1/sqrt(cols),
- * quantized once), copied block by block. The period is prime, so no two rows of a matrix
- * narrower than it start at the same place in it, and a row read in place of another gives
- * other values. For shapes whose quantization value by value would take minutes (a
+ * quantized once), copied block by block. The period is prime, so no two of a matrix's first
+ * 65,537 rows start at the same place in it, and a row read in place of another gives other
+ * values. For shapes whose quantization value by value would take minutes (a
  * TinyLlama-1.1B-shaped layer and its 32000x2048 tables hold 175M values): for checks of
  * kernels' indexing and limits, where the values' distribution does not matter. Not the same
  * weights as {@linkcode randomStoredWeights}.

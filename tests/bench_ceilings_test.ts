@@ -245,7 +245,19 @@ Deno.test("a kernel beyond the cache that outruns the read probe becomes the rea
   expect(kernels[1].predictedMs).toBeCloseTo(10.02, 2);
   expect(kernels[0].measuredOverPredicted).toBeCloseTo(15 / 10.02, 2);
   // the self-check holds WebGPU kernels beyond the cache to it
-  const checks = ceilingChecks({ cells: [], kernels, rooflines });
+  const sweep = [point(1, 140), point(32, 26), point(2048, 16)]; // knee at 32 MiB
+  const cpuCeilings = {
+    threads: 2,
+    readGbPerS: spread(16),
+    copyGbPerS: spread(14),
+    fmaGflopPerS: spread(60),
+    fmaFused: true,
+    sweep,
+    knee: findCacheKnee(sweep),
+    elapsedS: 1,
+  };
+  expect(cpuCeilings.knee.kneeBytes).toBe(knee);
+  const checks = ceilingChecks({ cells: [], kernels, rooflines, cpuCeilings });
   expect(checks.map((c) => c.subject)).toEqual([
     "kernel webgpu matvec row big",
     "kernel webgpu projection row big",
