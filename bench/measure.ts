@@ -186,13 +186,29 @@ export function modelCeilings(roofline: Roofline | undefined): Ceilings {
 }
 
 /**
- * Raises each backend's read ceiling to the fastest kernel whose bytes outgrow the last-level
- * cache (`llcBytes`, the measured knee; 0, unknown, raises nothing), where that kernel streams
- * faster than the read probe (on lavapipe a kernel reading two matrices at once outruns the
- * one-stream probe): a ceiling is one no measured program beats.
- * The probe's own figure is kept in `probeReadGbPerS` and the kernel named in `readSource`.
+ * A measured stream that may raise its backend's read ceiling: a kernel of the table, or a whole
+ * decode step of the precision axis (its bytes per token over its time).
+ */
+export interface ReadStream {
+  /** Backend it ran on. */
+  backend: Backend;
+  /** Unique bytes it reads per call (or per token). */
+  bytes: number;
+  /** Its achieved read rate. */
+  gbPerS: Spread;
+  /** What it is, readable: "kernel matvec row big", "decode step stories15M f32/f32". */
+  source: string;
+}
+
+/**
+ * Raises each backend's read ceiling to the fastest measured stream whose bytes outgrow the
+ * last-level cache (`llcBytes`, the measured knee; 0, unknown, raises nothing), where that stream
+ * is faster than the ceiling so far (on lavapipe a kernel reading two matrices at once outruns
+ * the one-stream probe): a ceiling is one no measured program beats. The streams are the kernels
+ * and any `steps` (the precision axis's decode steps: `precisionStreams`, bench/precision_cells.ts).
+ * The probe's own figure is kept in `probeReadGbPerS` and the stream named in `readSource`.
  * Returns the rooflines and the kernels with their fractions and predictions recomputed
- * against the raised ceiling.
+ * against the raised ceiling (a second call with later streams keeps the probe's figure).
  *
  * @example
  * ```ts
@@ -213,12 +229,22 @@ export function raiseReadCeiling(
   rooflines: Partial<Record<Backend, Roofline>>,
   kernels: readonly KernelResult[],
   llcBytes: number,
+  steps: readonly ReadStream[] = [],
 ): { rooflines: Partial<Record<Backend, Roofline>>; kernels: KernelResult[] } {
+  const streams: ReadStream[] = [
+    ...kernels.map((k) => ({
+      backend: k.backend,
+      bytes: k.bytes,
+      gbPerS: k.gbPerS,
+      source: `kernel ${k.kernel} ${k.variant} ${k.shape}`,
+    })),
+    ...steps,
+  ];
   const raised: Partial<Record<Backend, Roofline>> = {};
   for (const [backend, roofline] of Object.entries(rooflines) as [Backend, Roofline][]) {
-    const fastest = kernels
+    const fastest = streams
       .filter((k) => k.backend === backend && llcBytes > 0 && k.bytes > llcBytes)
-      .reduce<KernelResult | undefined>(
+      .reduce<ReadStream | undefined>(
         (best, k) => !best || k.gbPerS.median > best.gbPerS.median ? k : best,
         undefined,
       );
@@ -226,8 +252,8 @@ export function raiseReadCeiling(
       ? {
         ...roofline,
         readGbPerS: fastest.gbPerS,
-        probeReadGbPerS: roofline.readGbPerS,
-        readSource: `kernel ${fastest.kernel} ${fastest.variant} ${fastest.shape}`,
+        probeReadGbPerS: roofline.probeReadGbPerS ?? roofline.readGbPerS,
+        readSource: fastest.source,
       }
       : roofline;
   }

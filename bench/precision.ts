@@ -48,7 +48,7 @@ import type { LlamaWeights } from "../model/weights.ts";
 import { isKQuantFormat } from "../reference/kquants.ts";
 import { bootstrapRatio, isNoisy, roundRobin } from "./stats.ts";
 import { summarize } from "../gpu/timing.ts";
-import { PRECISION_TARGETS, type PrecisionCell } from "./precision_cells.ts";
+import { PRECISION_TARGETS, type PrecisionCell, stepTerms } from "./precision_cells.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { KV_FORMATS, type KvFormat } from "../reference/kv_cache.ts";
 import { bytesPerValue, TENSOR_FORMATS, type TensorFormat } from "../reference/quantize.ts";
@@ -301,11 +301,7 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
           cell.spread = [min, max];
           const ceiling = options.readGbPerS?.[backend];
           if (ceiling) {
-            cell.readCeilingFraction = cell.bytesPerToken / (cell.msPerToken * 1e6) / ceiling;
-            const dispatchUs = options.dispatchUs?.[backend] ?? 0;
-            const bytes = cell.bytesPerToken / (ceiling * 1e6);
-            const dispatches = (cell.dispatchesPerToken ?? 0) * dispatchUs / 1000;
-            cell.terms = { bytes, dispatches, rest: cell.msPerToken - bytes - dispatches };
+            Object.assign(cell, stepTerms(cell, ceiling, options.dispatchUs?.[backend] ?? 0));
           }
         }
       } finally {

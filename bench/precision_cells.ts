@@ -10,6 +10,9 @@
 import type { TensorFormat } from "../reference/quantize.ts";
 import type { KvFormat } from "../reference/kv_cache.ts";
 import type { MeanInterval } from "../model/accuracy.ts";
+import { summarize } from "../gpu/timing.ts";
+import type { ReadStream } from "./measure.ts";
+import { invertSpread } from "./stats.ts";
 
 /** One precision pair on one shape and backend. */
 export interface PrecisionCell {
@@ -88,6 +91,63 @@ export interface StepTerms {
   dispatches: number;
   /** The rest of the measured time: arithmetic (dequantization included) and synchronization. */
   rest: number;
+}
+
+/**
+ * A measured cell's terms and read-ceiling fraction against the backend's read ceiling
+ * (`ceilingGbPerS`) and the measured cost of one dispatch (`dispatchUs`); nothing for a cell that
+ * did not run.
+ *
+ * @example
+ * ```ts
+ * import { stepTerms } from "./precision_cells.ts";
+ * // 6 MB per token at 3 GB/s is 2 ms; 100 dispatches at 10 µs are 1 ms; of 4 ms, 1 ms remains
+ * const cell = { msPerToken: 4, bytesPerToken: 6e6, dispatchesPerToken: 100 };
+ * const { terms, readCeilingFraction } = stepTerms(cell, 3, 10);
+ * if (terms?.bytes !== 2 || terms.dispatches !== 1 || terms.rest !== 1) throw new Error("wrong");
+ * if (readCeilingFraction !== 0.5) throw new Error("wrong");
+ * ```
+ */
+export function stepTerms(
+  cell: Pick<PrecisionCell, "msPerToken" | "bytesPerToken" | "dispatchesPerToken">,
+  ceilingGbPerS: number,
+  dispatchUs: number,
+): Pick<PrecisionCell, "terms" | "readCeilingFraction"> {
+  if (cell.msPerToken === undefined) return {};
+  const bytes = cell.bytesPerToken / (ceilingGbPerS * 1e6);
+  const dispatches = (cell.dispatchesPerToken ?? 0) * dispatchUs / 1000;
+  return {
+    terms: { bytes, dispatches, rest: cell.msPerToken - bytes - dispatches },
+    readCeilingFraction: bytes / cell.msPerToken,
+  };
+}
+
+/**
+ * The measured decode steps as read streams (bytes per token over each sample's time), so that a
+ * step that reads faster than every kernel raises the read ceiling (`raiseReadCeiling`).
+ *
+ * @example
+ * ```ts
+ * import { precisionStreams } from "./precision_cells.ts";
+ * const cell = { shape: "s", backend: "webgpu" as const, weights: "f32" as const,
+ *   kv: "f32" as const, context: 64, samples: [2, 4, 8], bytesPerToken: 8e6 };
+ * const [stream] = precisionStreams([cell]);
+ * if (stream.gbPerS.median !== 2 || stream.gbPerS.max !== 4) throw new Error("wrong");
+ * if (stream.source !== "decode step s f32/f32 at context 64") throw new Error("wrong");
+ * ```
+ */
+export function precisionStreams(
+  cells: readonly Pick<
+    PrecisionCell,
+    "shape" | "backend" | "weights" | "kv" | "context" | "samples" | "bytesPerToken"
+  >[],
+): ReadStream[] {
+  return cells.filter((c) => c.samples?.length).map((c) => ({
+    backend: c.backend,
+    bytes: c.bytesPerToken,
+    gbPerS: invertSpread(summarize(c.samples!), c.bytesPerToken / 1e6),
+    source: `decode step ${c.shape} ${c.weights}/${c.kv} at context ${c.context}`,
+  }));
 }
 
 /** A speedup quantized weights must reach against f32 weights on the same backend. */

@@ -7,6 +7,7 @@ import { findCacheKnee, readCeilingAt, type SweepPoint } from "../bench/cache_kn
 import { measureCpuCeilings, sweepSizes } from "../bench/ceilings.ts";
 import { ceilingChecks, ceilingVerdict } from "../bench/report/ceilings.ts";
 import { raiseReadCeiling } from "../bench/measure.ts";
+import { type PrecisionCell, precisionStreams, stepTerms } from "../bench/precision_cells.ts";
 import { validateTimeModel } from "../bench/report/time_model.ts";
 import { predictCell, type TimeModelParams } from "../bench/time_model.ts";
 import type { DecoderCell } from "../bench/matrix.ts";
@@ -179,7 +180,7 @@ Deno.test("the bench checks cells, kernels and peers against their ceilings and 
   });
   expect(ok.map((c) => c.unit)).toEqual(["GB/s", "GFLOP/s", "tok/s"]);
   expect(ceilingVerdict(ok)).toBe(
-    "All 3 figures checked (cells, kernels, peers) are at or below their ceilings.",
+    "All 3 figures checked (cells, kernels, decode steps, peers) are at or below their ceilings.",
   );
   const broken = ceilingChecks({
     cells: [cell({ gbPerS: spread(30) })],
@@ -269,6 +270,109 @@ Deno.test("a kernel beyond the cache that outruns the read probe becomes the rea
   // an unknown knee (0) tells no kernel's bytes from the cache's: nothing is raised
   const unknown = raiseReadCeiling({ webgpu: probe }, [kernel("projection", 6, false)], 0);
   expect(unknown.rooflines.webgpu).toEqual(probe);
+});
+
+Deno.test("a decode step that outruns every kernel raises the read ceiling again; its terms and the self-check follow", () => {
+  const probe = {
+    readGbPerS: spread(3),
+    copyGbPerS: spread(3),
+    peakGflopPerS: spread(100),
+    dispatchUs: spread(20),
+    probeBytes: 2 ** 27,
+    gpuTimestamps: true,
+  };
+  const knee = 32 << 20;
+  // the kernel table's fastest stream beyond the cache: 60 MB in 10 ms, 6 GB/s
+  const matvec = {
+    backend: "webgpu" as const,
+    kernel: "matvec",
+    variant: "row",
+    shape: "big",
+    bytes: 6e7,
+    flops: 3e7,
+    dispatches: 1,
+    timing: { wallMs: spread(15), gpuMs: spread(10), batch: 1 },
+    gbPerS: spread(6),
+    gflopPerS: spread(3),
+    rooflineFraction: 2,
+    predictedMs: NaN,
+    measuredOverPredicted: NaN,
+    fitsInLlc: false,
+  };
+  const first = raiseReadCeiling({ webgpu: probe }, [matvec], knee);
+  expect(first.rooflines.webgpu!.readSource).toBe("kernel matvec row big");
+  // decode steps: 300 MB per token in 40, 42 and 50 ms (7.14 GB/s by the median), a small one
+  // inside the cache (1 MB in 0.05 ms: 20 GB/s, not a memory figure), and one that did not run
+  const step = (shape: string, bytesPerToken: number, samples?: number[]) => ({
+    shape,
+    backend: "webgpu" as const,
+    weights: "f32" as const,
+    kv: "f32" as const,
+    context: 64,
+    bytesPerToken,
+    dispatchesPerToken: 100,
+    ...(samples
+      ? { samples, msPerToken: summarize(samples).median, spread: [40, 50] as [number, number] }
+      : {}),
+  } as PrecisionCell);
+  const steps = [step("tiny", 3e8, [40, 42, 50]), step("small", 1e6, [0.05]), step("none", 3e8)];
+  const streams = precisionStreams(steps);
+  expect(streams.map((s) => s.source)).toEqual([
+    "decode step tiny f32/f32 at context 64",
+    "decode step small f32/f32 at context 64",
+  ]);
+  expect(streams[0].gbPerS.median).toBeCloseTo(3e8 / 42e6, 9);
+  expect(streams[0].gbPerS.max).toBeCloseTo(3e8 / 40e6, 9);
+  const again = raiseReadCeiling(first.rooflines, first.kernels, knee, streams);
+  const ceiling = again.rooflines.webgpu!;
+  expect(ceiling.readGbPerS.median).toBeCloseTo(3e8 / 42e6, 9);
+  expect(ceiling.probeReadGbPerS!.median).toBe(3); // the probe's own figure, not the kernel's
+  expect(ceiling.readSource).toBe("decode step tiny f32/f32 at context 64");
+  expect(again.kernels[0].rooflineFraction).toBeCloseTo(6 / (3e8 / 42e6), 9);
+  // the step's terms against the raised ceiling: its bytes take its whole 42 ms, so the rest is
+  // minus its 100 dispatches at 20 µs (2 ms), where the kernel's 6 GB/s left it at -10 ms
+  const terms = stepTerms(steps[0], ceiling.readGbPerS.median, ceiling.dispatchUs.median);
+  expect(terms.readCeilingFraction).toBeCloseTo(1, 9);
+  expect(terms.terms!.bytes).toBeCloseTo(42, 9);
+  expect(terms.terms!.dispatches).toBeCloseTo(2, 9);
+  expect(terms.terms!.rest).toBeCloseTo(-2, 9);
+  expect(stepTerms(steps[0], 6, 20).terms!.rest).toBeCloseTo(42 - 50 - 2, 9);
+  expect(stepTerms(steps[2], 6, 20)).toEqual({});
+  // the self-check holds the steps beyond the knee to the adapter's read ceiling (its fastest
+  // sample): under the raised one, and over the kernel's 6 GB/s
+  const sweep = [point(1, 140), point(32, 26), point(2048, 16)];
+  const cpuCeilings = {
+    threads: 2,
+    readGbPerS: spread(16),
+    copyGbPerS: spread(14),
+    fmaGflopPerS: spread(60),
+    fmaFused: true,
+    sweep,
+    knee: findCacheKnee(sweep),
+    elapsedS: 1,
+  };
+  const cpuStep = { ...step("cpu", 4e8, [10]), backend: "cpu" as const }; // 40 GB/s > 16
+  const precision = [...steps, cpuStep];
+  const held = ceilingChecks({
+    cells: [],
+    kernels: [],
+    rooflines: again.rooflines,
+    cpuCeilings,
+    precision,
+  });
+  expect(held.map((c) => `${c.subject} ${c.measured > c.ceiling ? "over" : "ok"}`)).toEqual([
+    "decode step tiny webgpu f32/f32 ok",
+    "decode step cpu cpu f32/f32 over",
+  ]);
+  const old = ceilingChecks({
+    cells: [],
+    kernels: [],
+    rooflines: first.rooflines,
+    cpuCeilings,
+    precision,
+  });
+  expect(ceilingVerdict(old)).toContain("CEILING EXCEEDED by 2 of 2 figures");
+  expect(ceilingVerdict(old)).toContain("decode step tiny webgpu f32/f32 7.14 GB/s > 6.00");
 });
 
 Deno.test("the calibrated time model prices each term from its measured rate", () => {

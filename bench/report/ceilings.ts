@@ -1,9 +1,10 @@
 /**
- * The bench checks itself against its ceilings: no cell, kernel or peer may stream faster than
- * every core reads a working set of its size (the cache sweep), or compute faster than every
- * core's multiply-add peak; WebGPU cells and kernels beyond the cache knee are held to the
- * adapter's read ceiling (its read probe, or a faster kernel's rate). The report prints the
- * ceilings, the sweep and its knee, and every figure that breaks one, loudly.
+ * The bench checks itself against its ceilings: no cell, kernel, decode step or peer may stream
+ * faster than every core reads a working set of its size (the cache sweep), or compute faster
+ * than every core's multiply-add peak; WebGPU cells, kernels and decode steps beyond the cache
+ * knee are held to the adapter's read ceiling (its read probe, or a faster kernel's or step's
+ * rate). The report prints the ceilings, the sweep and its knee, and every figure that breaks
+ * one, loudly.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { type CpuCeilings, streamCeilingAt } from "../ceilings.ts";
 import type { DecoderCell } from "../matrix.ts";
 import type { KernelResult } from "../measure.ts";
 import type { Roofline } from "../probes.ts";
+import type { PrecisionCell } from "../precision_cells.ts";
 
 /** A peer's figures the check needs. */
 export interface CheckedPeer {
@@ -33,6 +35,8 @@ export interface CeilingSubjects {
   kernels: readonly KernelResult[];
   /** Peers. */
   peers?: readonly CheckedPeer[];
+  /** The precision axis's decode steps (each reads its bytes per token once). */
+  precision?: readonly PrecisionCell[];
   /** Every core's ceilings (absent: nothing to check the CPU against). */
   cpuCeilings?: CpuCeilings;
   /** Each backend's roofline. */
@@ -121,6 +125,29 @@ export function ceilingChecks(subjects: CeilingSubjects): CeilingCheck[] {
       against: "every core's stream at its working set",
     });
   }
+  for (const p of subjects.precision ?? []) {
+    if (p.msPerToken === undefined) continue;
+    const subject = `decode step ${p.shape} ${p.backend} ${p.weights}/${p.kv}`;
+    const measured = p.bytesPerToken / (p.msPerToken * 1e6);
+    if (p.backend === "cpu" && cpu) {
+      out.push({
+        subject,
+        unit: "GB/s",
+        measured,
+        ceiling: readAt(p.bytesPerToken),
+        against: "every core's stream at its working set",
+      });
+    } else if (p.backend === "webgpu" && gpuRead !== undefined && knee > 0) {
+      if (p.bytesPerToken <= knee) continue;
+      out.push({
+        subject,
+        unit: "GB/s",
+        measured,
+        ceiling: gpuRead,
+        against: "the adapter's read ceiling",
+      });
+    }
+  }
   for (const p of subjects.peers ?? []) {
     if (!p.tokensPerSecond || !(p.ceilingTokensPerSecond! > 0)) continue;
     out.push({
@@ -151,7 +178,7 @@ export function ceilingVerdict(checks: readonly CeilingCheck[]): string {
   const broken = checks.filter((c) => c.measured > c.ceiling);
   if (checks.length === 0) return "No figure was checked against a ceiling (no CPU ceilings).";
   if (broken.length === 0) {
-    return `All ${checks.length} figures checked (cells, kernels, peers) are at or below their ceilings.`;
+    return `All ${checks.length} figures checked (cells, kernels, decode steps, peers) are at or below their ceilings.`;
   }
   return `CEILING EXCEEDED by ${broken.length} of ${checks.length} figures: ` +
     broken.slice(0, 5).map((c) =>

@@ -767,9 +767,9 @@ export function formatMarkdown(results: BenchResults, charts: string[]): string 
     ...Object.entries(results.rooflines).flatMap(([backend, r]) =>
       r!.readSource
         ? [
-          `${backend}'s read ceiling is a kernel's rate beyond the cache, which outran the read ` +
+          `${backend}'s read ceiling is a measured rate beyond the cache which outran the read ` +
           `probe (${formatSpread(r!.probeReadGbPerS!)} GB/s): ${r!.readSource}. Every fraction ` +
-          "of the read ceiling and the time model use it.",
+          "of the read ceiling, the precision axis's terms and the time model use it.",
           "",
         ]
         : []
