@@ -40,3 +40,35 @@ gpuTest("the fused decode step runs every weight format with the same dispatches
   expect(counts.q4_0).toBe(counts.f32);
   expect(counts.f32).toBeLessThanOrEqual(1 + 6 * config.nLayers + 2 + 4);
 });
+
+gpuTest(
+  "every KV-cache format takes the fused decode step: one KV append per layer more than f32",
+  async (gpu) => {
+    const weights = randomWeights(config, 22);
+    const counts: Record<string, number> = {};
+    for (
+      const [weightFormat, kvCache] of [["f32", "f32"], ["f32", "f16"], ["q8_0", "q8_0"]] as const
+    ) {
+      const stored = storeWeights(config, weights, weightFormat);
+      const decoder = await GpuDecoder.create(gpu, config, stored, { kvCache });
+      const cpu = new CpuDecoder(config, stored, { kvCache });
+      try {
+        counts[`${weightFormat}/${kvCache}`] = await decoder.dispatchesPerToken();
+        // a prefill of 5 rows stages 5 rows of K/V; then two single steps
+        const prompt = [1, 7, 30, 2, 11];
+        expect(compare(await decoder.prefill(prompt), await cpu.prefill(prompt)).nmse)
+          .toBeLessThan(1e-8);
+        for (const [i, token] of [4, 39].entries()) {
+          const pos = prompt.length + i;
+          expect(compare(await decoder.forward(token, pos), await cpu.forward(token, pos)).nmse)
+            .toBeLessThan(1e-8);
+        }
+      } finally {
+        decoder.destroy();
+      }
+    }
+    // the unfused step takes 17 per layer: here 6 (or 7 where attention splits)
+    expect(counts["f32/f16"]).toBe(counts["f32/f32"] + config.nLayers);
+    expect(counts["q8_0/q8_0"]).toBe(counts["f32/f32"] + config.nLayers);
+  },
+);

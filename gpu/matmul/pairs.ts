@@ -173,7 +173,10 @@ export interface ProjectionPairShape {
   norm?: boolean;
   /** Only rows `[start, start + count)` of W, as one block of a split matrix (store/add). */
   block?: [start: number, count: number];
-  /** qkvRope: heads, KV heads, head dim, position of the first row, cache length, layout. */
+  /**
+   * qkvRope: heads, KV heads, head dim, position of the first row, cache length, layout, and
+   * whether K/V are staged (written to `(rows, kvDim)` scratch for a KV append) or cached.
+   */
   attention?: {
     nHeads: number;
     nKvHeads: number;
@@ -181,6 +184,7 @@ export interface ProjectionPairShape {
     pos: number;
     maxSeqLen: number;
     layout: RopeLayout;
+    staged?: boolean;
   };
 }
 
@@ -192,7 +196,7 @@ export interface ProjectionInputs {
   norm: Float32Array;
   /** store/add: W; siluMul: W1, W3; qkvRope: Wq, Wk, Wv. */
   w: Float32Array[];
-  /** add: the residual stream; qkvRope: the caches' previous contents. */
+  /** add: the residual stream; qkvRope: the caches' (or the staged scratch's) previous contents. */
   initial: Float32Array[];
 }
 
@@ -287,9 +291,10 @@ function projectionReference(
     const options = { layout: a.layout };
     for (let t = 0; t < rows; t++) {
       const pos = a.pos + t;
+      const row = a.staged ? t : pos; // staged: the token's row of the scratch
       q.set(rope(q.subarray(t * qDim, (t + 1) * qDim), pos, a.headDim, options), t * qDim);
-      keys.set(rope(k.subarray(t * kvDim, (t + 1) * kvDim), pos, a.headDim, options), pos * kvDim);
-      values.set(v.subarray(t * kvDim, (t + 1) * kvDim), pos * kvDim);
+      keys.set(rope(k.subarray(t * kvDim, (t + 1) * kvDim), pos, a.headDim, options), row * kvDim);
+      values.set(v.subarray(t * kvDim, (t + 1) * kvDim), row * kvDim);
     }
     const out = new Float32Array(q.length + keys.length + values.length);
     out.set(q);
@@ -318,6 +323,7 @@ function qkv(
   pos: number,
   maxSeqLen: number,
   layout: RopeLayout,
+  staged = false,
 ): ProjectionPairShape {
   return {
     kind: "qkvRope",
@@ -325,7 +331,7 @@ function qkv(
     inDim: dim,
     outDim: nHeads * headDim,
     norm: true,
-    attention: { nHeads, nKvHeads, headDim, pos, maxSeqLen, layout },
+    attention: { nHeads, nKvHeads, headDim, pos, maxSeqLen, layout, ...staged ? { staged } : {} },
   };
 }
 
@@ -338,7 +344,9 @@ export const PROJECTION_PAIR: KernelPair<ProjectionPairShape, ProjectionInputs> 
   kernel: ({ kind, norm }) => `projection ${kind}${norm ? "+norm" : ""}`,
   describe: ({ rows, outDim, inDim, block, attention: a }) =>
     a
-      ? `${rows}x${inDim} ${a.nHeads}/${a.nKvHeads}x${a.headDim} at ${a.pos} of ${a.maxSeqLen} ${a.layout}`
+      ? `${rows}x${inDim} ${a.nHeads}/${a.nKvHeads}x${a.headDim} at ${a.pos} of ${a.maxSeqLen} ${a.layout}${
+        a.staged ? " staged" : ""
+      }`
       : `${rows}x${outDim}x${inDim}${block ? ` rows ${block[0]}..${block[0] + block[1] - 1}` : ""}`,
   inputs(shape) {
     const { kind, rows, inDim, outDim, attention: a } = shape;
@@ -351,7 +359,7 @@ export const PROJECTION_PAIR: KernelPair<ProjectionPairShape, ProjectionInputs> 
         x,
         norm,
         w: [a.nHeads * a.headDim, kvDim, kvDim].map((n) => rng.uniformArray(n * inDim)),
-        initial: [rng.uniformArray(a.maxSeqLen * kvDim), rng.uniformArray(a.maxSeqLen * kvDim)],
+        initial: [0, 1].map(() => rng.uniformArray((a.staged ? rows : a.maxSeqLen) * kvDim)),
       };
     }
     const w = kind === "siluMul"
@@ -377,6 +385,8 @@ export const PROJECTION_PAIR: KernelPair<ProjectionPairShape, ProjectionInputs> 
     qkv(1, 64, 8, 2, 16, 31, 32, "half"),
     qkv(3, 36, 4, 2, 6, 5, 16, "half"),
     qkv(18, 64, 4, 1, 16, 0, 18, "interleaved"),
+    qkv(1, 64, 8, 2, 16, 29, 32, "interleaved", true),
+    qkv(3, 36, 4, 2, 6, 5, 16, "half", true),
   ],
   bench: {
     quick: [{ kind: "add", rows: 1, outDim: 288, inDim: 768 }],
@@ -716,6 +726,7 @@ export const PACKED_PROJECTION_PAIR: KernelPair<
     { format, kind: "siluMul" as const, rows: 1, outDim: 768, inDim: 288, norm: true },
     { format, ...qkv(1, 288, 6, 6, 48, 17, 32, "interleaved") },
     { format, ...qkv(3, 64, 8, 2, 16, 5, 16, "half") },
+    { format, ...qkv(1, 288, 6, 6, 48, 30, 32, "interleaved", true) },
   ]),
   bench: {
     quick: [{ format: "q8_0", kind: "add", rows: 1, outDim: 288, inDim: 768 }],

@@ -10,7 +10,8 @@
  *   read once per 32 tokens);
  * - epilogues: `store`, `add` (the residual connection), `siluMul` (W1 and W3 interleaved, the
  *   SwiGLU gate applied), `qkvRope` (Q, K and V interleaved in rotation pairs, RoPE applied, K
- *   and V appended to the cache at `state.pos`).
+ *   and V appended to an f32 cache at `state.pos`, or staged for a KV-append kernel that stores
+ *   a quantized cache's format).
  *
  * Weights are rows of `inDim` floats; an epilogue consumes `pair` consecutive rows per *unit*
  * (1 for store/add, 2 otherwise). With the RMSNorm prologue the norm weight is folded into W's
@@ -180,6 +181,12 @@ export type ProjectionEpilogue =
     maxSeqLen: number;
     /** RoPE pairing; `"interleaved"` by default. */
     layout?: RopeLayout;
+    /**
+     * K and V go to row `t` of `keyCache`/`valueCache`, then scratch `(rows, kvDim)` f32 that a
+     * KV-append kernel stores in the cache's format (f16, Q8_0), instead of to the cache at
+     * the position. False by default.
+     */
+    staged?: boolean;
   };
 
 /** Buffers each epilogue binds besides `w` and `x`. */
@@ -190,7 +197,10 @@ export interface ProjectionBindings {
   add: "out";
   /** `out (rows·units)`, written with silu(W1·x)·(W3·x). */
   siluMul: "out";
-  /** `q (rows·nHeads·headDim)`, the caches `(maxSeqLen·kvDim)`, the RoPE table, the state. */
+  /**
+   * `q (rows·nHeads·headDim)`, the caches `(maxSeqLen·kvDim)` (staged: scratch
+   * `(rows·kvDim)`), the RoPE table, the state.
+   */
   qkvRope: "q" | "keyCache" | "valueCache" | "table" | "state";
 }
 
@@ -276,6 +286,7 @@ override Q_DIM: u32;
 override KV_DIM: u32;
 override MAX_SEQ: u32;
 override HALF_LAYOUT: bool;
+override STAGED: bool;
 @group(0) @binding(2) var<storage, read_write> q: array<f32>;
 @group(0) @binding(3) var<storage, read_write> keyCache: array<f32>;
 @group(0) @binding(4) var<storage, read_write> valueCache: array<f32>;
@@ -285,12 +296,14 @@ ${stateBinding(6)}
 fn emit(t: u32, u: u32, a: f32, b: f32) {
   let g = UNIT_OFFSET + u;
   let pos = state[${STATE.pos}u] + t;
+  // K/V's row: the cache's position, or the token's row of the scratch (staged)
+  let kvRow = select(pos, t, STAGED);
   let half = HEAD_DIM / 2u;
   let qUnits = Q_DIM / 2u;
   let kvUnits = KV_DIM / 2u;
   if (g >= qUnits + kvUnits) {
     if (pos < MAX_SEQ) {
-      let at = pos * KV_DIM + 2u * (g - qUnits - kvUnits);
+      let at = kvRow * KV_DIM + 2u * (g - qUnits - kvUnits);
       valueCache[at] = a;
       valueCache[at + 1u] = b;
     }
@@ -308,8 +321,8 @@ fn emit(t: u32, u: u32, a: f32, b: f32) {
   let rb = a * cs.y + b * cs.x;
   if (isKey) {
     if (pos < MAX_SEQ) {
-      keyCache[pos * KV_DIM + ia] = ra;
-      keyCache[pos * KV_DIM + ib] = rb;
+      keyCache[kvRow * KV_DIM + ia] = ra;
+      keyCache[kvRow * KV_DIM + ib] = rb;
     }
   } else {
     q[t * Q_DIM + ia] = ra;
@@ -593,7 +606,7 @@ export function projectionConstants(
     EPS: eps,
   };
   if (epilogue.kind === "qkvRope") {
-    const { nHeads, nKvHeads, headDim, maxSeqLen, layout = "interleaved" } = epilogue;
+    const { nHeads, nKvHeads, headDim, maxSeqLen, layout = "interleaved", staged } = epilogue;
     if (headDim % 2 !== 0) {
       throw new GpuError(name, `headDim: expected an even number, got ${headDim}`);
     }
@@ -603,6 +616,7 @@ export function projectionConstants(
       KV_DIM: nKvHeads * headDim,
       MAX_SEQ: maxSeqLen,
       HALF_LAYOUT: layout === "half" ? 1 : 0,
+      STAGED: staged ? 1 : 0,
     });
   } else {
     constants.OUT_STRIDE = shape.outStride ?? unitOffset + units;

@@ -1,7 +1,9 @@
 // The fused forward pass on WebGPU: per layer five dispatches (six when attention splits its
 // keys) instead of ~15, each kernel the variant the decoder's `TuningTable` chooses:
 //
-// 1. RMSNorm → Q, K, V (one matrix) → RoPE → K/V appended to the cache (`qkvRope`);
+// 1. RMSNorm → Q, K, V (one matrix) → RoPE → K/V appended to the cache (`qkvRope`); with an
+//    f16 or Q8_0 cache, K/V staged and a KV append storing them in the cache's format (one
+//    dispatch more);
 // 2. attention (plus its combine pass when split);
 // 3. Wo with the residual add;
 // 4. RMSNorm → W1, W3 (interleaved) → SiLU·mul;
@@ -35,6 +37,8 @@ import {
   packedProjectionVariant,
 } from "../../gpu/matmul/packed_projection.ts";
 import type { StoredMatrix, StoredWeights } from "../precision.ts";
+import { kvAppendKernel } from "../../gpu/kv_cache.ts";
+import type { KvFormat } from "../../reference/kv_cache.ts";
 
 /** A fused-layout matrix: f32 row blocks, or packed f16/Q8_0/Q4_0 rows. */
 export type FusedMatrix = GpuMatrix | GpuPackedMatrix;
@@ -182,6 +186,12 @@ export interface FusedBuffers {
   keyCache: readonly GPUBuffer[];
   /** Each layer's values `(maxSeqLen, kvDim)`. */
   valueCache: readonly GPUBuffer[];
+  /** Staged keys `(rows, kvDim)` f32, for a cache in another format than f32. */
+  k: GPUBuffer;
+  /** Staged values `(rows, kvDim)` f32, for a cache in another format than f32. */
+  v: GPUBuffer;
+  /** The caches' format. */
+  kvFormat: KvFormat;
 }
 
 /** What a projection call binds beside its matrix. */
@@ -289,22 +299,26 @@ function packedDispatches<E extends ProjectionEpilogue>(
   return packedMatrixDispatches(gpu, matrix, epilogue, [chosen], args);
 }
 
-/** The tuned attention kernel for a pass of `rows` tokens. */
+/**
+ * The tuned attention kernel for a pass of `rows` tokens over a cache in `kvFormat` (the tiled
+ * prefill reads f32 only: another format takes the split layout with the tuned splits, if any).
+ */
 export function tunedAttention(
   gpu: Gpu,
   tuning: TuningTable,
   config: LlamaConfig,
   rows: number,
+  kvFormat: KvFormat = "f32",
 ): Promise<AttentionKernel> {
-  const { nHeads, nKvHeads } = config;
+  const { nHeads, nKvHeads, maxSeqLen } = config;
   const hd = headDim(config);
   const shape = { rows, nHeads, nKvHeads, headDim: hd };
   const choice = tuning.choice(attentionKey(rows, nHeads, nKvHeads, hd));
-  if (choice === "tiled" && rows > 1) return tiledAttentionKernel(gpu, shape);
+  if (choice === "tiled" && rows > 1 && kvFormat === "f32") return tiledAttentionKernel(gpu, shape);
   const splits = choice.startsWith("split") && choice !== "split auto"
     ? Number(choice.slice(5))
     : undefined;
-  return attentionKernel(gpu, { ...shape, splits });
+  return attentionKernel(gpu, { ...shape, splits, kvFormat, maxSeqLen });
 }
 
 /**
@@ -328,7 +342,9 @@ export async function recordFusedLayers(
 ): Promise<Dispatch[]> {
   const { nHeads, nKvHeads, maxSeqLen, normEps: eps, ropeLayout: layout } = config;
   const hd = headDim(config);
-  const { x, q, att, hb, state, ropeTable } = buffers;
+  const { x, q, att, hb, state, ropeTable, k, v, kvFormat } = buffers;
+  // An f32 cache takes K/V straight from the projection; another format from a KV append.
+  const staged = kvFormat !== "f32";
   const qkvEpilogue = {
     kind: "qkvRope",
     nHeads,
@@ -336,7 +352,11 @@ export async function recordFusedLayers(
     headDim: hd,
     maxSeqLen,
     layout,
+    staged,
   } as const;
+  const append = staged
+    ? await kvAppendKernel(gpu, { rows, kvDim: nKvHeads * hd, maxSeqLen, format: kvFormat })
+    : undefined;
   const steps: Dispatch[] = [];
   for (const [l, layer] of layers.entries()) {
     const [keyCache, valueCache] = [buffers.keyCache[l], buffers.valueCache[l]];
@@ -347,8 +367,11 @@ export async function recordFusedLayers(
         norm: true,
         normWeight: layer.attentionNorm,
         eps,
-        buffers: { q, keyCache, valueCache, table: ropeTable, state },
+        buffers: staged
+          ? { q, keyCache: k, valueCache: v, table: ropeTable, state }
+          : { q, keyCache, valueCache, table: ropeTable, state },
       }),
+      ...append?.bind({ k, v, keyCache, valueCache, state }) ?? [],
       ...attend.bind({ q, keyCache, valueCache, state, out: att }),
       ...await projectionDispatches(gpu, tuning, layer.wo, { kind: "add" }, {
         rows,

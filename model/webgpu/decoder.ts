@@ -79,7 +79,7 @@ export class GpuDecoder implements Decoder {
     const table = this.#ropeTable;
     const norm = await rmsNormKernel(gpu, { rows, dim, eps });
     const attend = this.#fused
-      ? await tunedAttention(gpu, this.tuning, config, rows)
+      ? await tunedAttention(gpu, this.tuning, config, rows, this.kvFormat)
       : await attentionKernel(gpu, {
         rows,
         nHeads,
@@ -103,6 +103,9 @@ export class GpuDecoder implements Decoder {
           ropeTable: table,
           keyCache: run.keyCache,
           valueCache: run.valueCache,
+          k,
+          v,
+          kvFormat: this.kvFormat,
         }, attend),
       );
       steps.push(...norm.bind({ x, weight: w.finalNorm, out: xb }));
@@ -203,10 +206,10 @@ export class GpuDecoder implements Decoder {
       ? parseTuning(options.tuning)
       : options.tuning && parseTuning(options.tuning);
     this.tuning = new TuningTable(gpu.adapter, tuning);
-    // The fused step reads an f32 KV cache, and f32 weights or packed f16/Q8_0/Q4_0 ones
-    // (a layer with a matrix that fell back to f32 among packed ones takes the plain path).
+    // The fused step reads f32 weights or packed f16/Q8_0/Q4_0 ones (a layer with a matrix
+    // that fell back to f32 among packed ones takes the plain path), and any KV-cache format.
     let fused: FusedLayer[] | undefined;
-    if (this.tuning.fused && this.kvFormat === "f32") {
+    if (this.tuning.fused) {
       if (!("format" in weights) || weights.format === "f32") {
         const plain = "format" in weights ? dequantizeWeights(weights) : weights;
         fused = plain.layers.map((layer, l) =>
