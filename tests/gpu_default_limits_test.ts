@@ -59,7 +59,7 @@ Deno.test({
       const cases = conformanceCases([PACKED_PROJECTION_PAIR]).filter((c) =>
         c.kernel.startsWith("projection qkvRope") && ["q8 row", "f32 row"].includes(c.variant)
       );
-      expect(cases.length).toBe(2 * 2 * 3); // 2 shapes, 2 variants, 3 formats
+      expect(cases.length).toBe(3 * 2 * 3); // 3 shapes (one staged), 2 variants, 3 formats
       for (const testCase of cases) {
         const result = await judgeCase(gpu, testCase);
         // Skipped only where the variant cannot run: f16 weights without shader-f16, or Q8
