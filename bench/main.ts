@@ -91,7 +91,8 @@ export const BENCH_HELP: string = `Usage: deno task bench [options]
                         quick: attention-heavy,stories260K; the first runs first); known: ${
   Object.keys(SHAPES).join(", ")
 }
-  --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default), or a list "16,64,256"
+  --contexts SPEC       context lengths: "16..1024" doubles from 16 to 1024 (default; quick 16), or a
+                        list "16,64,256"
   --reps N              samples per cell, kernel and probe (default 5; quick 3)
   --cell-budget S       skip a cell (and its larger contexts) whose samples are predicted to take
                         longer than S seconds in all (default 8; quick 3; recompute cells: a
@@ -323,7 +324,7 @@ async function run(args: string[], io: BenchIo): Promise<number> {
     }
   }
   for (const name of shapeNames) checkWeightsFitMemory(SHAPES[name], `--preset ${name}`);
-  const contexts = parseContexts(values.contexts ?? (quick ? "32" : "16..1024"));
+  const contexts = parseContexts(values.contexts ?? (quick ? "16" : "16..1024"));
   const reps = positiveInteger("reps", values.reps, quick ? 3 : 5);
   const cellBudgetS = Number(values["cell-budget"] ?? (quick ? 3 : 8));
   if (!(cellBudgetS > 0)) {

@@ -360,15 +360,16 @@ export async function runMatrix(
             const minMs = options.minBatchMs[v.backend];
             runners.set(v, { run, batch: await calibrateBatch(run, minMs, 64) });
           }
-          // Round-robin over the variants; then more rounds where the noise is: cheap cells
-          // (under a second a sample) whose samples still spread over 25% of their median, and
-          // with them the cells they are compared with (recompute, MHA), interleaved.
+          // Round-robin over the variants; then (not in a quick run) more rounds where the noise
+          // is: cheap cells (under a second a sample) whose samples still spread over 25% of
+          // their median, and with them the cells they are compared with (recompute, MHA),
+          // interleaved.
           const samples = await roundRobin(
             active,
             options.reps,
             (v) => runners.get(v)!.run(runners.get(v)!.batch),
             {
-              rounds: options.reps,
+              rounds: options.quick ? 0 : options.reps,
               unsettled: (list, v) =>
                 isNoisy(list.map(sampleMs), NOISY) &&
                 Math.min(...list.map(sampleMs)) * runners.get(v)!.batch < 1000,

@@ -19,9 +19,8 @@
  * `precision_cells.ts` judges the speedups quantized weights must reach against f32 on the
  * same adapter from these cells and, where one is missed, names the term that holds it back.
  *
- * `--quick` runs, at context 16, the targets' pairs (f32/f32, q8_0/f32, q4_0/f32) and q4_k/f32
- * (where the K-quants apply) on the first random shape, and on the real model the targets' pairs
- * with f16/f16 and q8_0/q8_0 beside them.
+ * `--quick` runs the real model only, at context 16: the targets' pairs (f32/f32, q8_0/f32,
+ * q4_0/f32) with f16/f16 and q8_0/q8_0 beside them.
  *
  * `bench/main.ts` calls {@linkcode runPrecisionAxis}; the results go to `precision.json`,
  * `precision.md` and `precision.svg` (speed against accuracy, one point per precision pair).
@@ -108,8 +107,9 @@ const FULL_PAIRS = new Set([
 ]);
 
 /**
- * The pairs `--quick` runs on the real model: each weight format once with the f32 cache (the
- * targets' pairs), and the f16 and Q8_0 caches once each.
+ * The pairs `--quick` runs: each weight format once with the f32 cache (the targets' pairs, and
+ * Q4_K where the rows are whole super-blocks, which the shipped model's are not), and the f16 and
+ * Q8_0 caches once each.
  */
 const QUICK_PAIRS = new Set([
   "f32/f32",
@@ -119,12 +119,6 @@ const QUICK_PAIRS = new Set([
   "q8_0/q8_0",
   "q4_k/f32",
 ]);
-
-/**
- * The pairs `--quick` runs on random weights: those the speedup targets judge, and Q4_K (the
- * K-quant most downloaded files carry) where its super-blocks fit the rows.
- */
-const QUICK_TARGET_PAIRS = new Set(["f32/f32", "q8_0/f32", "q4_0/f32", "q4_k/f32"]);
 
 /** What {@linkcode runPrecisionAxis} needs. */
 export interface PrecisionOptions {
@@ -162,13 +156,10 @@ interface Runner {
 export async function runPrecisionAxis(options: PrecisionOptions): Promise<PrecisionCell[]> {
   const { quick, progress } = options;
   const cells: PrecisionCell[] = [];
-  // --quick: the first random shape and the real model only, to keep the quick bench near a
-  // minute.
-  const shapes = quick
-    ? options.shapes.filter((s, i) =>
-      s.weights || i === options.shapes.findIndex((r) => !r.weights)
-    )
-    : options.shapes;
+  // --quick: the real model only (a random shape where none is given), to keep the quick bench
+  // near a minute.
+  const real = options.shapes.filter((s) => s.weights);
+  const shapes = quick ? (real.length ? real : options.shapes.slice(0, 1)) : options.shapes;
   // Five interleaved samples per pair give each speedup an interval (quick: three).
   const reps = quick ? 3 : 5;
   for (const shape of shapes) {
@@ -213,7 +204,7 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
       const kvs = KV_FORMATS.filter((kv) => {
         const pair = `${weights}/${kv}`;
         if (shape.pairs) return shape.pairs.includes(pair);
-        if (quick) return (shape.text ? QUICK_PAIRS : QUICK_TARGET_PAIRS).has(pair);
+        if (quick) return QUICK_PAIRS.has(pair);
         return FULL_PAIRS.has(pair);
       });
       // A K-quant on rows that are not whole super-blocks would measure its fallback format.
@@ -280,14 +271,15 @@ export async function runPrecisionAxis(options: PrecisionOptions): Promise<Preci
             mine[i].skipped = error instanceof Error ? error.message : String(error);
           }
         }
-        // Then up to as many rounds again where a target's samples still spread over 25% of
-        // their median, interleaved with f32/f32's: where the noise is, and what it is judged by.
+        // Then (not in a quick run) up to as many rounds again where a target's samples still
+        // spread over 25% of their median, interleaved with f32/f32's: where the noise is, and
+        // what it is judged by.
         const base = runners.find((r) => r.cell.weights === "f32" && r.cell.kv === "f32");
         const judged = (r: Runner) =>
           r.cell.kv === "f32" &&
           PRECISION_TARGETS.some((t) => t.backend === backend && t.weights === r.cell.weights);
         const samples = await roundRobin(runners, reps, (runner) => runner.sample(), {
-          rounds: reps,
+          rounds: quick ? 0 : reps,
           unsettled: (list, r) => (judged(r) || r === base) && isNoisy(list, 0.25),
           partners: (r) => base && r !== base ? [base, r] : [r],
         });

@@ -94,7 +94,7 @@ Deno.test("the precision axis measures every weight x KV pair with bytes and acc
   expect(svg.match(/<(circle|rect|path) /g)!.length).toBe(8 + 7 + 3 + 1);
 });
 
-Deno.test("--quick runs the targets' pairs on the first random shape, five on the real model", async () => {
+Deno.test("--quick runs the real model only, five pairs", async () => {
   const config = makeConfig({
     dim: 32,
     hiddenDim: 32,
@@ -119,14 +119,12 @@ Deno.test("--quick runs the targets' pairs on the first random shape, five on th
     expect(c.terms!.bytes).toBeCloseTo(c.bytesPerToken / 2e6, 12);
     expect(c.terms!.dispatches).toBe(0);
     expect(c.terms!.rest).toBeCloseTo(c.msPerToken! - c.terms!.bytes, 12);
-    expect(c.samples!.length).toBeGreaterThanOrEqual(3);
-    expect(c.samples!.length).toBeLessThanOrEqual(c.kv === "f32" ? 6 : 3);
+    expect(c.samples!.length).toBe(3); // --quick: no extra rounds for noise
   }
   expect(precisionMarkdown(cells)).toContain("| read ceiling |");
+  // the random shapes are left out; Q4_K is skipped (stories260K's rows of 64 values are not
+  // whole super-blocks)
   expect(cells.map((c) => `${c.shape} ${c.weights}/${c.kv} at ${c.context}`)).toEqual([
-    "tiny f32/f32 at 16",
-    "tiny q8_0/f32 at 16",
-    "tiny q4_0/f32 at 16",
     "stories260K.bin f32/f32 at 16",
     "stories260K.bin f16/f16 at 16",
     "stories260K.bin q8_0/f32 at 16",
@@ -143,10 +141,10 @@ Deno.test("--quick runs the targets' pairs on the first random shape, five on th
   expect(real[4].perplexity).toBeCloseTo(3.5896, 3);
   expect(real[4].kl.low).toBeGreaterThan(real[2].kl.high);
   const table = precisionMarkdown(cells).trim().split("\n");
-  expect(table[5]).toMatch(
+  expect(table[2]).toMatch(
     /^\| stories260K\.bin \| cpu \| f32 \| f32 \|.* \| 3\.2272 \(3\.2272\) \|$/,
   );
-  expect(table[9]).toMatch(
+  expect(table[6]).toMatch(
     /^\| stories260K\.bin \| cpu \| q4_0 \| f32 \|.* \| 3\.5896 \(3\.2272\) \|$/,
   );
 });
@@ -163,7 +161,7 @@ Deno.test("the K-quants join the precision axis where rows are whole super-block
     sharedClassifier: false,
   });
   const cells = await runPrecisionAxis({
-    shapes: [{ name: "k", config }],
+    shapes: [{ name: "k", config, pairs: ["f32/f32", "q8_0/f32", "q4_0/f32", "q4_k/f32"] }],
     backends: ["cpu"],
     quick: true,
     progress: () => {},
