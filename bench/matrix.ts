@@ -263,6 +263,8 @@ export async function runMatrix(
   const timer = options.gpu && TimestampTimer.supported(options.gpu)
     ? new TimestampTimer(options.gpu)
     : undefined;
+  // Each shape's decoders, built and checked against the CPU reference before any is timed.
+  const runs: { shape: BenchShape; tokens: number[]; variants: Variant[] }[] = [];
   try {
     for (const shape of options.shapes) {
       const maxContext = options.contexts.filter((c) =>
@@ -326,8 +328,13 @@ export async function runMatrix(
           }
         }
       }
-      for (const context of options.contexts) {
-        if (context + options.decodePositions > shape.config.maxSeqLen) break;
+      runs.push({ shape, tokens, variants });
+    }
+    // Context-major: every shape's context before any shape's next one, so that a shape listed
+    // later still gets cells when the run's deadline stops the larger contexts.
+    for (const context of options.contexts) {
+      for (const { shape, tokens, variants } of runs) {
+        if (context + options.decodePositions > shape.config.maxSeqLen) continue;
         const prompt = tokens.slice(0, context);
         for (const phase of ["prefill", "decode"] as const) {
           const active = variants.filter((v) =>
@@ -396,6 +403,8 @@ export async function runMatrix(
           }
         }
       }
+    }
+    for (const { variants } of runs) {
       for (const v of variants) {
         for (const [phase, at] of Object.entries(v.skippedFrom)) {
           skipped.push({
@@ -406,10 +415,10 @@ export async function runMatrix(
             reason: at.reason,
           });
         }
-        v.decoder.destroy?.();
       }
     }
   } finally {
+    for (const { variants } of runs) for (const v of variants) v.decoder.destroy?.();
     timer?.destroy();
   }
   return { cells, rejected, checks, skipped };

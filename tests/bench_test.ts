@@ -405,6 +405,21 @@ Deno.test("the matrix skips cells over the cell budget and after the run's deadl
     "tiny MQA cpu recompute",
   ]);
   expect(tight.checks[0].positions).toEqual([0, 37]);
+  // context-major: both shapes' context 8 before either's 16, so that a shape listed later still
+  // gets cells when the deadline stops the larger contexts
+  const two = await runMatrix({
+    ...options,
+    shapes: [{ name: "first", config }, { name: "second", config }],
+    contexts: [8, 16],
+    cellBudgetS: 100,
+  });
+  const order = two.cells.map((c) => `${c.context} ${c.shape}`);
+  expect(order.filter((o, i) => o !== order[i - 1])).toEqual([
+    "8 first",
+    "8 second",
+    "16 first",
+    "16 second",
+  ]);
   // past the deadline no cell starts
   const late = await runMatrix({ ...options, cellBudgetS: 100, deadline: performance.now() - 1 });
   expect(late.cells).toEqual([]);
