@@ -1,8 +1,10 @@
 /**
- * The decoder matrix: for each model shape and context, every attention variant (MHA, GQA,
- * MQA) × cache mode (KV cache, recompute) × backend, interleaved round-robin over repeated
- * samples. Cached and recomputed decode are timed at the same positions; every variant's
- * logits are checked against the CPU reference at several positions before anything is timed.
+ * The decoder matrix: for each context, on the first model shape every attention variant (MHA,
+ * GQA, MQA) × cache mode (KV cache, recompute) × backend, and on each later shape its own
+ * attention with the KV cache on each backend (the cells its peers are compared with),
+ * interleaved round-robin over repeated samples. Cached and recomputed decode are timed at the
+ * same positions; every variant's logits are checked against the CPU reference at several
+ * positions before anything is timed.
  *
  * @module
  */
@@ -266,7 +268,10 @@ export async function runMatrix(
   // Each shape's decoders, built and checked against the CPU reference before any is timed.
   const runs: { shape: BenchShape; tokens: number[]; variants: Variant[] }[] = [];
   try {
-    for (const shape of options.shapes) {
+    for (const [shapeIndex, shape] of options.shapes.entries()) {
+      // The first shape runs every variant; a later one its own attention with the KV cache
+      // only: the cells its peers' rows compare with, which then fit beside the first's.
+      const every = shapeIndex === 0;
       const maxContext = options.contexts.filter((c) =>
         c + options.decodePositions <= shape.config.maxSeqLen
       ).at(-1);
@@ -282,13 +287,16 @@ export async function runMatrix(
         () => 3 + (rng.nextUint32() % (shape.config.vocabSize - 3)),
       );
       const variants: Variant[] = [];
-      for (const nKvHeads of kvHeadVariants(shape.config.nHeads, options.quick)) {
+      const kvHeads = every
+        ? kvHeadVariants(shape.config.nHeads, options.quick)
+        : [shape.config.nKvHeads];
+      for (const nKvHeads of kvHeads) {
         const config = makeConfig({ ...shape.config, nKvHeads });
         const weights = randomWeights(config, 7);
         const attention = attentionName(config.nHeads, nKvHeads);
         const expected = referenceLogits(new CpuDecoder(config, weights), tokens, positions);
         for (const backend of options.backends) {
-          for (const cache of ["kv-cache", "recompute"] as const) {
+          for (const cache of every ? ["kv-cache", "recompute"] as const : ["kv-cache"] as const) {
             const label = `${shape.name} ${attention} ${backend} ${cache}`;
             const kvCache = cache === "kv-cache";
             const decoder: Decoder = backend === "webgpu"

@@ -420,6 +420,14 @@ Deno.test("the matrix skips cells over the cell budget and after the run's deadl
     "16 first",
     "16 second",
   ]);
+  // the later shape: its own attention (MHA here) with the KV cache, on each backend
+  expect([
+    ...new Set(
+      two.cells.filter((c) => c.shape === "second").map((c) => `${c.attention} ${c.cache}`),
+    ),
+  ]).toEqual(["MHA kv-cache"]);
+  expect(new Set(two.cells.filter((c) => c.shape === "first").map((c) => c.attention)))
+    .toEqual(new Set(["MHA", "MQA"]));
   // past the deadline no cell starts
   const late = await runMatrix({ ...options, cellBudgetS: 100, deadline: performance.now() - 1 });
   expect(late.cells).toEqual([]);
