@@ -4,7 +4,7 @@
 import { expect } from "expect";
 import { ceilingKernels, FMA_CHAINS, RELAXED_SIMD } from "../bench/_wasm_kernels.ts";
 import { findCacheKnee, readCeilingAt, type SweepPoint } from "../bench/cache_knee.ts";
-import { measureCpuCeilings, sweepSizes } from "../bench/ceilings.ts";
+import { type CpuCeilings, measureCpuCeilings, sweepSizes } from "../bench/ceilings.ts";
 import { ceilingChecks, ceilingVerdict } from "../bench/report/ceilings.ts";
 import { raiseReadCeiling } from "../bench/measure.ts";
 import { type PrecisionCell, precisionStreams, stepTerms } from "../bench/precision_cells.ts";
@@ -28,6 +28,31 @@ const point = (mib: number, gbs: number): SweepPoint => ({
   bytes: mib * 2 ** 20,
   readGbPerS: spread(gbs),
 });
+
+/** Every core's ceilings with the cache knee at 32 MiB: 26 GB/s up to it, 16 beyond. */
+function cpuCeilingsKneeAt32MiB(): CpuCeilings {
+  const sweep = [point(1, 140), point(32, 26), point(2048, 16)];
+  return {
+    threads: 2,
+    readGbPerS: spread(16),
+    copyGbPerS: spread(14),
+    fmaGflopPerS: spread(60),
+    fmaFused: true,
+    sweep,
+    knee: findCacheKnee(sweep),
+    elapsedS: 1,
+  };
+}
+
+/** A WebGPU roofline whose read probe streams 3 GB/s. */
+const PROBE_3_GBPS = {
+  readGbPerS: spread(3),
+  copyGbPerS: spread(3),
+  peakGflopPerS: spread(100),
+  dispatchUs: spread(20),
+  probeBytes: 2 ** 27,
+  gpuTimestamps: true,
+};
 
 Deno.test("the WebAssembly ceiling kernels sum, copy and multiply-add exactly as written", () => {
   const pages = 4;
@@ -156,16 +181,7 @@ function cell(overrides: Partial<DecoderCell>): DecoderCell {
 }
 
 Deno.test("the bench checks cells, kernels and peers against their ceilings and says which break one", () => {
-  const cpuCeilings = {
-    threads: 2,
-    readGbPerS: spread(16),
-    copyGbPerS: spread(14),
-    fmaGflopPerS: spread(60),
-    fmaFused: true,
-    sweep: [point(1, 140), point(32, 26), point(2048, 16)],
-    knee: findCacheKnee([point(1, 140), point(32, 26), point(2048, 16)]),
-    elapsedS: 1,
-  };
+  const cpuCeilings = cpuCeilingsKneeAt32MiB();
   const ok = ceilingChecks({
     cells: [cell({ gbPerS: spread(20) })], // 40 MiB: 26 GB/s allowed
     kernels: [],
@@ -201,14 +217,7 @@ Deno.test("the bench checks cells, kernels and peers against their ceilings and 
 });
 
 Deno.test("a kernel beyond the cache that outruns the read probe becomes the read ceiling, named", () => {
-  const probe = {
-    readGbPerS: spread(3),
-    copyGbPerS: spread(3),
-    peakGflopPerS: spread(100),
-    dispatchUs: spread(20),
-    probeBytes: 2 ** 27,
-    gpuTimestamps: true,
-  };
+  const probe = PROBE_3_GBPS;
   // bytes / (GB/s) gives each kernel's ms: 60 MB at 6 GB/s is 10 ms
   const kernel = (name: string, gbPerS: number, fitsInLlc: boolean, bytes = 6e7) => ({
     backend: "webgpu" as const,
@@ -246,17 +255,7 @@ Deno.test("a kernel beyond the cache that outruns the read probe becomes the rea
   expect(kernels[1].predictedMs).toBeCloseTo(10.02, 2);
   expect(kernels[0].measuredOverPredicted).toBeCloseTo(15 / 10.02, 2);
   // the self-check holds WebGPU kernels beyond the cache to it
-  const sweep = [point(1, 140), point(32, 26), point(2048, 16)]; // knee at 32 MiB
-  const cpuCeilings = {
-    threads: 2,
-    readGbPerS: spread(16),
-    copyGbPerS: spread(14),
-    fmaGflopPerS: spread(60),
-    fmaFused: true,
-    sweep,
-    knee: findCacheKnee(sweep),
-    elapsedS: 1,
-  };
+  const cpuCeilings = cpuCeilingsKneeAt32MiB();
   expect(cpuCeilings.knee.kneeBytes).toBe(knee);
   const checks = ceilingChecks({ cells: [], kernels, rooflines, cpuCeilings });
   expect(checks.map((c) => c.subject)).toEqual([
@@ -273,14 +272,7 @@ Deno.test("a kernel beyond the cache that outruns the read probe becomes the rea
 });
 
 Deno.test("a decode step that outruns every kernel raises the read ceiling again; its terms and the self-check follow", () => {
-  const probe = {
-    readGbPerS: spread(3),
-    copyGbPerS: spread(3),
-    peakGflopPerS: spread(100),
-    dispatchUs: spread(20),
-    probeBytes: 2 ** 27,
-    gpuTimestamps: true,
-  };
+  const probe = PROBE_3_GBPS;
   const knee = 32 << 20;
   // the kernel table's fastest stream beyond the cache: 60 MB in 10 ms, 6 GB/s
   const matvec = {
@@ -340,17 +332,7 @@ Deno.test("a decode step that outruns every kernel raises the read ceiling again
   expect(stepTerms(steps[2], 6, 20)).toEqual({});
   // the self-check holds the steps beyond the knee to the adapter's read ceiling (its fastest
   // sample): under the raised one, and over the kernel's 6 GB/s
-  const sweep = [point(1, 140), point(32, 26), point(2048, 16)];
-  const cpuCeilings = {
-    threads: 2,
-    readGbPerS: spread(16),
-    copyGbPerS: spread(14),
-    fmaGflopPerS: spread(60),
-    fmaFused: true,
-    sweep,
-    knee: findCacheKnee(sweep),
-    elapsedS: 1,
-  };
+  const cpuCeilings = cpuCeilingsKneeAt32MiB();
   const cpuStep = { ...step("cpu", 4e8, [10]), backend: "cpu" as const }; // 40 GB/s > 16
   const precision = [...steps, cpuStep];
   const held = ceilingChecks({
