@@ -85,7 +85,7 @@ export const TIME_MODEL_FAMILIES: readonly string[] = [
 /** The benchmark's help text. */
 export const BENCH_HELP: string = `Usage: deno task bench [options]
 
-  --quick               a subset (MHA, GQA-2, MQA): about 2 minutes on 2 idle cores
+  --quick               a subset (MHA, GQA-2, MQA): about 80 s on 2 idle cores
   --backend B           cpu, webgpu or both (default both)
   --preset NAMES        comma-separated shapes (default attention-heavy,stories15M;
                         quick: attention-heavy,stories260K; the first runs first); known: ${
