@@ -19,14 +19,18 @@ function files(dir: URL): URL[] {
   return out;
 }
 
-/** The example as a module: relative specifiers made absolute against its file. */
-function moduleUrl(file: string, code: string): string {
+/**
+ * The example as a module: relative specifiers made absolute against its file, and its name as
+ * a last comment, so that two examples with the same text are still two modules (an import of a
+ * URL already loaded would not run it again).
+ */
+function moduleUrl(file: string, code: string, name: string): string {
   const absolute = code.replace(
     /(\bfrom\s*|\bimport\s*\(?\s*)(["'])(\.{1,2}\/[^"']+)\2/g,
     (_, head: string, quote: string, specifier: string) =>
       `${head}${quote}${new URL(specifier, file).href}${quote}`,
   );
-  const bytes = new TextEncoder().encode(absolute);
+  const bytes = new TextEncoder().encode(`${absolute}// ${name}\n`);
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
   return `data:application/typescript;base64,${btoa(binary)}`;
@@ -42,7 +46,7 @@ for (const file of sources) {
   for (const example of docExamples(file.href, Deno.readTextFileSync(file))) {
     const name = `./${file.href.slice(root.href.length)}#${example.lines[0]}-${example.lines[1]}`;
     Deno.test(name, async () => {
-      await import(moduleUrl(file.href, example.code));
+      await import(moduleUrl(file.href, example.code, name));
     });
   }
 }
