@@ -51,18 +51,32 @@ for (const file of sources) {
   }
 }
 
-Deno.test("the documentation's runnable examples type-check (deno check --doc-only)", async () => {
-  const paths = sources.map((u) => u.pathname).filter((p) =>
-    docExamples(`file://${p}`, Deno.readTextFileSync(p)).length > 0
-  );
+Deno.test("the documentation's runnable examples type-check, and are the blocks deno check finds", async () => {
+  const found = sources.flatMap((u) => docExamples(u.href, Deno.readTextFileSync(u)));
+  // every source, not only those with examples found: a file whose blocks were all missed counts
+  const paths = sources.map((u) => u.pathname);
+  // A cache of its own: Deno prints a block's name only when it checks it, not on a cache hit.
+  const denoDir = await Deno.makeTempDir({ prefix: "doc-examples-check-" });
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["check", "--doc-only", "--quiet", ...paths],
+    args: ["check", "--doc-only", ...paths],
     cwd: root.pathname,
-    stdout: "null",
+    stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  expect({ code, errors: new TextDecoder().decode(stderr) }).toEqual({ code: 0, errors: "" });
+    env: { NO_COLOR: "1", DENO_DIR: denoDir },
+  }).output().finally(() => Deno.remove(denoDir, { recursive: true }));
+  const printed = new TextDecoder().decode(stderr);
+  expect({ code, errors: printed.split("\n").filter((l) => l && !l.startsWith("Check ")) })
+    .toEqual({ code: 0, errors: [] });
+  // Deno names a block by its fences' lines (the opening fence to one past the closing one);
+  // tools/doc_examples.ts by its code's: the same blocks, an independent reading of them.
+  const checked = [...printed.matchAll(/^Check (\S+)#(\d+)-(\d+)\.ts$/gm)].map((m) =>
+    `${m[1]}#${m[2]}-${m[3]}`
+  )
+    .sort();
+  const ours = found.map((e) =>
+    `${e.file.slice(root.href.length)}#${e.lines[0] - 1}-${e.lines[1] + 2}`
+  ).sort();
+  expect(ours).toEqual(checked);
 });
 
 Deno.test("docExamples finds the ts blocks not marked ignore, with their lines", () => {
