@@ -32,7 +32,7 @@ import {
 import { measureVariants } from "./variants.ts";
 import { formatVariantsMarkdown } from "./report/variants.ts";
 import { describeMachine } from "./machine.ts";
-import { type BenchShape, runMatrix } from "./matrix.ts";
+import { attentionName, type BenchShape, type DecoderCell, runMatrix } from "./matrix.ts";
 import {
   type PrecisionCell,
   type PrecisionShape,
@@ -700,7 +700,43 @@ async function comparePeers(
   return rows;
 }
 
-/** A peer row's bytes, ceilings and our own rate at the middle of its run (from position 0). */
+/**
+ * Our rate beside a peer's on each backend: the cached decode cell of the shape's own attention
+ * (the model the peer decodes, not a GQA/MQA variant of it) nearest the peer run's mean position.
+ *
+ * @example
+ * ```ts ignore
+ * const ours = peerOurs(results.cells, "stories15M", preset("stories15M"), 128);
+ * ```
+ */
+export function peerOurs(
+  cells: readonly DecoderCell[],
+  name: string,
+  config: LlamaConfig,
+  meanPosition: number,
+): PeerRow["ours"] {
+  const attention = attentionName(config.nHeads, config.nKvHeads);
+  const mine: PeerRow["ours"] = {};
+  for (const backend of ["cpu", "webgpu"] as const) {
+    const cell = cells
+      .filter((c) =>
+        c.shape === name && c.backend === backend && c.cache === "kv-cache" &&
+        c.attention === attention && c.phase === "decode"
+      )
+      .sort((a, b) =>
+        Math.abs(a.meanPosition - meanPosition) - Math.abs(b.meanPosition - meanPosition)
+      )[0];
+    if (cell) {
+      mine[backend] = { tokensPerSecond: cell.tokensPerSecond, meanPosition: cell.meanPosition };
+    }
+  }
+  return mine;
+}
+
+/**
+ * A peer row's bytes, ceilings and our own rate at the middle of its run (from position 0), from
+ * our cells of the shape's own attention with the KV cache: the model the peer decodes.
+ */
 function peerContext(
   name: string,
   config: LlamaConfig,
@@ -715,24 +751,7 @@ function peerContext(
   | "ours"
 > {
   const cost = forwardCost(config, { rows: 1, start: steps / 2 });
-  const ours = (backend: Backend) => {
-    const cell = results.cells
-      .filter((c) =>
-        c.shape === name && c.backend === backend && c.cache === "kv-cache" &&
-        c.attention === "MHA" && c.phase === "decode"
-      )
-      .sort((a, b) => Math.abs(a.meanPosition - steps / 2) - Math.abs(b.meanPosition - steps / 2))[
-        0
-      ];
-    return cell
-      ? { tokensPerSecond: cell.tokensPerSecond, meanPosition: cell.meanPosition }
-      : undefined;
-  };
-  const mine: PeerRow["ours"] = {};
-  for (const backend of ["cpu", "webgpu"] as const) {
-    const o = ours(backend);
-    if (o) mine[backend] = o;
-  }
+  const mine = peerOurs(results.cells, name, config, steps / 2);
   const readGbPerS = results.rooflines.cpu?.readGbPerS.median ?? NaN;
   // Every core's read bandwidth at this working set (the cache's where it fits): no program
   // decoding these bytes per token goes faster.

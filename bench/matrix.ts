@@ -219,7 +219,7 @@ export interface MatrixOptions {
   rooflines: Partial<Record<Backend, Roofline>>;
   /** Last-level cache bytes (0: unknown). */
   llcBytes: number;
-  /** Fewer check positions. */
+  /** Fewer check positions and variants, and no extra rounds for noisy cells. */
   quick: boolean;
   /** `performance.now()` after which no further cell starts (the run's time budget). */
   deadline?: number;

@@ -19,7 +19,8 @@ import {
   runLlamaCpp,
   writePeerGguf,
 } from "../bench/llama_cpp.ts";
-import { makeConfig } from "../model/config.ts";
+import { makeConfig, preset } from "../model/config.ts";
+import { peerOurs } from "../bench/main.ts";
 import { parseGgufModel } from "../model/formats/gguf_llama.ts";
 import { summarize } from "../gpu/timing.ts";
 
@@ -551,4 +552,28 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("a peer is set beside our cached decode of the model it runs: the shape's own attention, nearest its mean position", () => {
+  const gqa = makeConfig({ ...preset("stories15M"), nKvHeads: 2 }); // GQA-3, as the peer decodes it
+  const at = (attention: string, backend: "cpu" | "webgpu", context: number, tokS: number) =>
+    cell({
+      shape: "g",
+      attention,
+      backend,
+      context,
+      meanPosition: context + 15.5,
+      tokensPerSecond: spread(tokS),
+    });
+  const cells = [
+    at("MHA", "cpu", 112, 50), // another model: never the peer's neighbour
+    at("GQA-3", "cpu", 16, 60),
+    at("GQA-3", "cpu", 112, 70), // mean position 127.5, nearest the peer's 128
+    at("GQA-3", "webgpu", 16, 30),
+    cell({ shape: "g", attention: "GQA-3", cache: "recompute", context: 112, meanPosition: 128 }),
+  ];
+  const ours = peerOurs(cells, "g", gqa, 128);
+  expect(ours.cpu).toEqual({ tokensPerSecond: spread(70), meanPosition: 127.5 });
+  expect(ours.webgpu).toEqual({ tokensPerSecond: spread(30), meanPosition: 31.5 });
+  expect(peerOurs(cells, "other", gqa, 128)).toEqual({});
 });
