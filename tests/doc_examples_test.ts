@@ -42,17 +42,15 @@ const sources = [
   ...[...Deno.readDirSync(new URL("docs/", root))].filter((e) => e.name.endsWith(".md"))
     .map((e) => new URL(`docs/${e.name}`, root)).sort((a, b) => a.href < b.href ? -1 : 1),
 ];
-for (const file of sources) {
-  for (const example of docExamples(file.href, Deno.readTextFileSync(file))) {
-    const name = `./${file.href.slice(root.href.length)}#${example.lines[0]}-${example.lines[1]}`;
-    Deno.test(name, async () => {
-      await import(moduleUrl(file.href, example.code, name));
-    });
-  }
+const examples = sources.flatMap((file) => docExamples(file.href, Deno.readTextFileSync(file)));
+for (const example of examples) {
+  const name = `./${example.file.slice(root.href.length)}#${example.lines[0]}-${example.lines[1]}`;
+  Deno.test(name, async () => {
+    await import(moduleUrl(example.file, example.code, name));
+  });
 }
 
 Deno.test("the documentation's runnable examples type-check, and are the blocks deno check finds", async () => {
-  const found = sources.flatMap((u) => docExamples(u.href, Deno.readTextFileSync(u)));
   // every source, not only those with examples found: a file whose blocks were all missed counts
   const paths = sources.map((u) => u.pathname);
   // A cache of its own: Deno prints a block's name only when it checks it, not on a cache hit.
@@ -69,11 +67,9 @@ Deno.test("the documentation's runnable examples type-check, and are the blocks 
     .toEqual({ code: 0, errors: [] });
   // Deno names a block by its fences' lines (the opening fence to one past the closing one);
   // tools/doc_examples.ts by its code's: the same blocks, an independent reading of them.
-  const checked = [...printed.matchAll(/^Check (\S+)#(\d+)-(\d+)\.ts$/gm)].map((m) =>
-    `${m[1]}#${m[2]}-${m[3]}`
-  )
-    .sort();
-  const ours = found.map((e) =>
+  const checked = [...printed.matchAll(/^Check (\S+\.(?:ts|md)#\d+-\d+)\.ts$/gm)]
+    .map((m) => m[1]).sort();
+  const ours = examples.map((e) =>
     `${e.file.slice(root.href.length)}#${e.lines[0] - 1}-${e.lines[1] + 2}`
   ).sort();
   expect(ours).toEqual(checked);
